@@ -1,0 +1,29 @@
+"""bptt: backpropagation through time, made visible.
+
+Recurrent cells with PyTorch's names and layouts (`RNN`, `LSTM` and its variants, `GRU`), a
+hand-written backward pass through time equal to autograd's, and `trace`, which keeps what the
+fused kernels hide: the total gradient at every step and every step's contribution to the gradient.
+"""
+
+from .cells import GRU, LSTM, NONLINEARITIES, RNN, VARIANTS
+from .convert import from_torch
+from .trace import Trace, trace
+
+__version__ = "0.1.0"
+
+
+def lstm_variants() -> dict[str, str]:
+    """Every LSTM variant name with a one-line summary."""
+    return {name: v.summary for name, v in VARIANTS.items()}
+
+
+__all__ = [
+    "GRU",
+    "LSTM",
+    "NONLINEARITIES",
+    "RNN",
+    "Trace",
+    "from_torch",
+    "lstm_variants",
+    "trace",
+]

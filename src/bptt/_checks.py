@@ -1,0 +1,76 @@
+"""Input checks shared by every entry point.
+
+Each check raises where the bad value enters and says what was expected and what came instead
+(`expected input of size 2 in the last dimension, got 3`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def shape_str(shape: Iterable[int]) -> str:
+    """`(2, 3)` for a shape; `(3,)` for one dimension."""
+    dims = tuple(int(d) for d in shape)
+    return str(dims)
+
+
+def positive_int(name: str, value: Any) -> int:
+    """`value` as an int ≥ 1, or a TypeError/ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected {name} to be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"expected {name} ≥ 1, got {value}")
+    return value
+
+
+def flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected {name} to be a bool, got {type(value).__name__}")
+    return value
+
+
+def choice(name: str, value: Any, valid: Iterable[str]) -> str:
+    valid = list(valid)
+    if not isinstance(value, str) or value not in valid:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(repr(v) for v in valid)}")
+    return value
+
+
+def tensor(name: str, value: Any) -> Tensor:
+    if not isinstance(value, Tensor):
+        kind = type(value).__name__
+        hint = ""
+        if kind == "PackedSequence":
+            hint = " (packed sequences are not supported: pad the batch, e.g. with pad_packed_sequence)"
+        raise TypeError(f"expected {name} to be a torch.Tensor, got {kind}{hint}")
+    return value
+
+
+def floating(name: str, value: Tensor, dtype: torch.dtype) -> Tensor:
+    """`value` must have the model's floating dtype (PyTorch refuses mixed dtypes too)."""
+    if value.dtype != dtype:
+        raise ValueError(
+            f"expected {name} of dtype {dtype} (the model's), got {value.dtype}; "
+            f"convert with .to({dtype}) or the model with .to({value.dtype})"
+        )
+    return value
+
+
+def shape(name: str, value: Tensor, expected: tuple[int, ...]) -> Tensor:
+    if tuple(value.shape) != tuple(expected):
+        raise ValueError(f"expected {name} of shape {shape_str(expected)}, got {shape_str(value.shape)}")
+    return value
+
+
+def first_non_finite(x: Tensor) -> tuple[int, ...] | None:
+    """Index of the first non-finite entry of `x` in row-major order, or None."""
+    bad = ~torch.isfinite(x)
+    if not bool(bad.any()):
+        return None
+    flat = int(bad.reshape(-1).nonzero()[0, 0])
+    return tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), x.shape))

@@ -1,0 +1,129 @@
+"""The GRU with PyTorch's reset-after equations (gate order r, z, n):
+
+    r_t = σ(W_ir x_t + b_ir + W_hr h_{t−1} + b_hr)
+    z_t = σ(W_iz x_t + b_iz + W_hz h_{t−1} + b_hz)
+    n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t−1} + b_hn))
+    h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t−1}
+
+Because b_hn sits inside r_t ⊙ (·), the GRU keeps ∂L/∂gh_t apart from ∂L/∂gx_t (`separate_dgh`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..engine.sweep import Carry, Params
+from ..engine.tape import Tape, state_buffer
+from ..engine.terms import Term, projection_terms
+from .base import RecurrentBase
+
+
+@dataclass(frozen=True)
+class GRUStep:
+    """One step of the GRU, forward and backward."""
+
+    gate_names: tuple[str, ...] = ("r", "z", "n")
+    fold_bias_hh: bool = False
+    separate_dgh: bool = True
+    has_cell: bool = False
+
+    def new_tape(self, x: Tensor, h0: Tensor, c0: Tensor | None, reverse: bool, params: Params) -> Tape:
+        T, B = x.shape[:2]
+        H = h0.shape[-1]
+        tape = Tape(
+            x=x,
+            reverse=reverse,
+            hidden_size=H,
+            h_buf=state_buffer(h0, T),
+            gates_buf=x.new_empty((T + 1, B, 3 * H)),
+            extras={"ghn": x.new_empty((T, B, H))},  # W_hn h_{t−1} + b_hn, needed for ∂L/∂r_t
+        )
+        tape.h_buf[tape.initial_slot()] = h0
+        tape.gates_buf[tape.initial_slot()] = 0
+        return tape
+
+    def forward(self, t: int, gx: Tensor, gh: Tensor, tape: Tape, p: Params) -> None:
+        gx_r, gx_z, gx_n = gx.chunk(3, dim=-1)
+        gh_r, gh_z, gh_n = gh.chunk(3, dim=-1)
+        r, z, n = tape.gates[t].chunk(3, dim=-1)
+        torch.add(gx_r, gh_r, out=r).sigmoid_()  # r_t = σ(W_ir x_t + b_ir + W_hr h_{t−1} + b_hr)
+        torch.add(gx_z, gh_z, out=z).sigmoid_()  # z_t = σ(W_iz x_t + b_iz + W_hz h_{t−1} + b_hz)
+        tape.extras["ghn"][t] = gh_n
+        torch.addcmul(
+            gx_n, r, gh_n, out=n
+        ).tanh_()  # n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t−1} + b_hn))
+        h = tape.h[t]
+        torch.sub(tape.h_prev[t], n, out=h)  # h_t = n_t + z_t ⊙ (h_{t−1} − n_t)
+        h.mul_(z).add_(n)
+
+    def initial_carry(self, tape: Tape, dc_n: Tensor | None) -> Carry:
+        return ()
+
+    def backward(
+        self, t: int, dh: Tensor, carry: Carry, tape: Tape, p: Params
+    ) -> tuple[Tensor | None, Carry]:
+        r, z, n = tape.gates[t].chunk(3, dim=-1)
+        h_prev, ghn = tape.h_prev[t], tape.extras["ghn"][t]
+        assert tape.dgh is not None
+        dgx_r, dgx_z, dgx_n = tape.dgx[t].chunk(3, dim=-1)
+        dgh_r, dgh_z, dgh_n = tape.dgh[t].chunk(3, dim=-1)
+        # ∂L/∂z_z = ∂L/∂h_t ⊙ (h_{t−1} − n_t) ⊙ σ'
+        torch.mul(dh, h_prev - n, out=dgx_z).mul_(z * (1 - z))
+        # ∂L/∂z_n = ∂L/∂h_t ⊙ (1 − z_t) ⊙ tanh'
+        torch.mul(dh, 1 - z, out=dgx_n).mul_(1 - n * n)
+        # ∂L/∂z_r = ∂L/∂z_n ⊙ (W_hn h_{t−1} + b_hn) ⊙ σ'
+        torch.mul(dgx_n, ghn, out=dgx_r).mul_(r * (1 - r))
+        dgh_r.copy_(dgx_r)
+        dgh_z.copy_(dgx_z)
+        torch.mul(dgx_n, r, out=dgh_n)  # ∂L/∂(W_hn h_{t−1} + b_hn) = ∂L/∂z_n ⊙ r_t
+        return dh * z, carry  # the direct path: ∂h_t/∂h_{t−1} ⊃ diag(z_t)
+
+    def grad_terms(self, tape: Tape, p: Params) -> dict[str, Term]:
+        return projection_terms(tape, p)
+
+    def gates(self, tape: Tape) -> dict[str, Tensor]:
+        r, z, n = tape.gates.chunk(3, dim=-1)
+        return {"r": r, "z": z, "n": n}
+
+
+class GRU(RecurrentBase):
+    """A GRU with `torch.nn.GRU`'s arguments, parameters (gate order r, z, n) and forward contract.
+
+    Arguments: input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional as
+    `torch.nn.GRU`. Shapes as `bptt.RNN`.
+
+    Example:
+        >>> import torch, bptt
+        >>> gru = bptt.GRU(3, 8, num_layers=2, batch_first=True)
+        >>> output, h_n = gru(torch.randn(4, 12, 3))
+        >>> output.shape, h_n.shape
+        (torch.Size([4, 12, 8]), torch.Size([2, 4, 8]))
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(
+            GRUStep(),
+            input_size,
+            hidden_size,
+            num_layers=num_layers,
+            bias=bias,
+            batch_first=batch_first,
+            dropout=dropout,
+            bidirectional=bidirectional,
+            device=device,
+            dtype=dtype,
+        )

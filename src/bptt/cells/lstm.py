@@ -1,0 +1,355 @@
+"""The LSTM family: PyTorch's LSTM, the 1997 original, and Greff et al.'s (2015) peephole variants.
+
+One step, with every piece a variant may drop written as optional (Greff et al., "LSTM: A Search
+Space Odyssey", with PyTorch's gate order i, f, g, o):
+
+    z_t = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh              (all gate blocks at once)
+    i_t = σ(z_i + p_i ⊙ c_{t−1})                             input gate
+    f_t = σ(z_f + p_f ⊙ c_{t−1})                             forget gate
+    g_t = tanh(z_g)                                          block input
+    c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t                          cell state, the Constant Error Carousel
+    o_t = σ(z_o + p_o ⊙ c_t)                                 output gate
+    m_t = o_t ⊙ tanh(c_t)                                    block output
+    h_t = m_t, or W_hr m_t with `proj_size`
+
+`vanilla` (alias `np`) is exactly `torch.nn.LSTM` (no peepholes). `peephole` is Greff's vanilla LSTM.
+The others modify `peephole`: `nig` i = 1, `nfg` f = 1, `nog` o = 1, `niaf` g = z_g, `noaf`
+m = o ⊙ c, `cifg` f = 1 − i, `fgr` every gate also reads all gates at t − 1. `original` is
+Hochreiter & Schmidhuber (1997): no forget gate and no peepholes, so ∂c_t/∂c_{t−1} = 1 along the
+carousel.
+
+Note: the 1997 paper squashed g into [−2, 2] and h into [−1, 1] with scaled sigmoids and truncated
+the gradient that leaves the cell through the gates; `original` uses tanh, as Greff et al. do, and
+the full gradient, so that it stays comparable with the other variants.
+
+Gates a variant drops have no rows in `weight_ih`/`weight_hh` (the remaining gates keep the order
+i, f, g, o). Extra parameters: peepholes `weight_ci_l{k}`, `weight_cf_l{k}`, `weight_co_l{k}` (H,);
+FGR's gate-to-gate matrix `weight_gg_l{k}` (3H, 3H), rows i, f, o at t from columns i, f, o at t − 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from .. import _checks
+from ..engine.sweep import Carry, Params
+from ..engine.tape import Tape, state_buffer
+from ..engine.terms import Outer, Sum, Term, projection_terms
+from .base import RecurrentBase
+
+
+@dataclass(frozen=True)
+class LSTMVariant:
+    """Which pieces of the peephole LSTM a variant keeps."""
+
+    name: str
+    summary: str
+    gates: str = "ifgo"  # gate blocks with weights, in PyTorch's order
+    peephole: bool = False  # p_i, p_f, p_o for the gates that exist
+    coupled: bool = False  # CIFG: f = 1 − i
+    input_activation: bool = True  # g = tanh(z_g); False: g = z_g (NIAF)
+    output_activation: bool = True  # m = o ⊙ tanh(c); False: m = o ⊙ c (NOAF)
+    gate_recurrence: bool = False  # FGR: z_{i,f,o} += R_g [i, f, o]_{t−1}
+
+
+_PEEP = {"peephole": True}
+VARIANTS: dict[str, LSTMVariant] = {
+    v.name: v
+    for v in [
+        LSTMVariant("vanilla", "torch.nn.LSTM: input, forget and output gates, no peepholes"),
+        LSTMVariant("np", "NP: no peepholes (the same equations as vanilla)"),
+        LSTMVariant("peephole", "Greff et al.'s vanilla LSTM: gates with peepholes", **_PEEP),
+        LSTMVariant(
+            "original",
+            "Hochreiter & Schmidhuber 1997: no forget gate, c_t = c_{t−1} + i_t ⊙ g_t",
+            gates="igo",
+        ),
+        LSTMVariant("nig", "NIG: no input gate (i = 1)", gates="fgo", **_PEEP),
+        LSTMVariant("nfg", "NFG: no forget gate (f = 1)", gates="igo", **_PEEP),
+        LSTMVariant("nog", "NOG: no output gate (o = 1)", gates="ifg", **_PEEP),
+        LSTMVariant("niaf", "NIAF: no input activation (g = z_g)", input_activation=False, **_PEEP),
+        LSTMVariant("noaf", "NOAF: no output activation (m = o ⊙ c)", output_activation=False, **_PEEP),
+        LSTMVariant(
+            "cifg", "CIFG: coupled input and forget gate (f = 1 − i)", gates="igo", coupled=True, **_PEEP
+        ),
+        LSTMVariant("fgr", "FGR: full gate recurrence from i, f, o at t − 1", gate_recurrence=True, **_PEEP),
+    ]
+}
+
+
+def _sig_grad(s: Tensor) -> Tensor:
+    return s * (1 - s)  # σ'(z) = σ(z)(1 − σ(z))
+
+
+@dataclass(frozen=True)
+class LSTMStep:
+    """One step of an LSTM variant, forward and backward."""
+
+    variant: LSTMVariant
+    proj_size: int = 0
+    fold_bias_hh: bool = True
+    separate_dgh: bool = False
+    has_cell: bool = True
+    gate_names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gate_names", tuple(self.variant.gates))
+
+    # -- layout ----------------------------------------------------------------------------------
+
+    def extra_params(self, hidden_size: int) -> dict[str, tuple[int, ...]]:
+        v = self.variant
+        shapes: dict[str, tuple[int, ...]] = {}
+        if v.peephole:
+            shapes.update({f"weight_c{gate}": (hidden_size,) for gate in "ifo" if gate in self.gate_names})
+        if v.gate_recurrence:
+            shapes["weight_gg"] = (3 * hidden_size, 3 * hidden_size)
+        return shapes
+
+    def block(self, z: Tensor, gate: str, H: int) -> Tensor | None:
+        """The columns of gate `gate` in a (…, G·H) tensor, or None if the variant has no such gate."""
+        if gate not in self.gate_names:
+            return None
+        k = self.gate_names.index(gate)
+        return z[..., k * H : (k + 1) * H]
+
+    def _ifo(self, z: Tensor, H: int) -> list[Tensor]:
+        """The i, f, o columns (FGR variants have all four gates)."""
+        return [z[..., "ifgo".index(gate) * H : ("ifgo".index(gate) + 1) * H] for gate in "ifo"]
+
+    # -- forward ---------------------------------------------------------------------------------
+
+    def new_tape(self, x: Tensor, h0: Tensor, c0: Tensor | None, reverse: bool, params: Params) -> Tape:
+        assert c0 is not None
+        T, B = x.shape[:2]
+        H = c0.shape[-1]
+        tape = Tape(
+            x=x,
+            reverse=reverse,
+            hidden_size=H,
+            h_buf=state_buffer(h0, T),
+            c_buf=state_buffer(c0, T),
+            gates_buf=x.new_empty((T + 1, B, len(self.gate_names) * H)),
+        )
+        start = tape.initial_slot()
+        tape.h_buf[start], tape.c_buf[start] = h0, c0
+        tape.gates_buf[start] = 0  # FGR: the gates "before" the first step are zero
+        if self.proj_size:
+            tape.extras["m"] = x.new_empty((T, B, H))
+        return tape
+
+    def forward(self, t: int, gx: Tensor, gh: Tensor, tape: Tape, p: Params) -> None:
+        v, H = self.variant, tape.hidden_size
+        c_prev, c = tape.c_prev[t], tape.c[t]
+        z = tape.gates[t]  # pre-activations, turned into the gate activations in place
+        torch.add(gx, gh, out=z)  # z_t = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh
+        if v.gate_recurrence:
+            a_prev = torch.cat(self._ifo(tape.gates_prev[t], H), dim=-1)  # [i, f, o]_{t−1}
+            for zg, r in zip(self._ifo(z, H), (a_prev @ p["weight_gg"].T).split(H, dim=-1), strict=True):
+                zg += r  # z_{i,f,o} += R_g [i, f, o]_{t−1}
+        i, f, g, o = (self.block(z, gate, H) for gate in "ifgo")
+        if i is not None:
+            if v.peephole:
+                i.addcmul_(p["weight_ci"], c_prev)  # z_i + p_i ⊙ c_{t−1}
+            i.sigmoid_()  # i_t = σ(·)
+        if f is not None:
+            if v.peephole:
+                f.addcmul_(p["weight_cf"], c_prev)  # z_f + p_f ⊙ c_{t−1}
+            f.sigmoid_()  # f_t = σ(·)
+        elif v.coupled:
+            assert i is not None
+            f = 1 - i  # CIFG: f_t = 1 − i_t
+        assert g is not None
+        if v.input_activation:
+            g.tanh_()  # g_t = tanh(z_g)
+        # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t   (f = 1 without a forget gate, i = 1 without an input gate)
+        if f is not None:
+            torch.mul(f, c_prev, out=c)
+        else:
+            c.copy_(c_prev)
+        if i is not None:
+            c.addcmul_(i, g)
+        else:
+            c.add_(g)
+        if o is not None:
+            if v.peephole:
+                o.addcmul_(p["weight_co"], c)  # z_o + p_o ⊙ c_t
+            o.sigmoid_()  # o_t = σ(·)
+        # m_t = o_t ⊙ tanh(c_t)
+        m = tape.extras["m"][t] if self.proj_size else tape.h[t]
+        if v.output_activation:
+            torch.tanh(c, out=m)
+        else:
+            m.copy_(c)
+        if o is not None:
+            m.mul_(o)
+        if self.proj_size:
+            torch.mm(m, p["weight_hr"].T, out=tape.h[t])  # h_t = W_hr m_t
+
+    # -- backward --------------------------------------------------------------------------------
+
+    def initial_carry(self, tape: Tape, dc_n: Tensor | None) -> Carry:
+        dc = dc_n if dc_n is not None else torch.zeros_like(tape.c[0])
+        if self.variant.gate_recurrence:
+            return dc, dc.new_zeros((*dc.shape[:-1], 3 * dc.shape[-1]))
+        return (dc,)
+
+    def backward(
+        self, t: int, dh: Tensor, carry: Carry, tape: Tape, p: Params
+    ) -> tuple[Tensor | None, Carry]:
+        v, H = self.variant, tape.hidden_size
+        dc_next = carry[0]  # ∂L/∂c_t through step t+1
+        a = tape.gates[t]
+        i, f, g, o = (self.block(a, gate, H) for gate in "ifgo")
+        c, c_prev = tape.c[t], tape.c_prev[t]
+        dz = tape.dgx[t]
+        dz_i, dz_f, dz_g, dz_o = (self.block(dz, gate, H) for gate in "ifgo")
+        # FGR: the gates at t also feed step t+1: ∂L/∂[i, f, o]_t from there
+        da_i, da_f, da_o = carry[1].split(H, dim=-1) if v.gate_recurrence else (None, None, None)
+
+        dm = dh @ p["weight_hr"] if self.proj_size else dh  # ∂L/∂m_t = W_hrᵀ ∂L/∂h_t
+        act_c = torch.tanh(c) if v.output_activation else c
+        dc = tape.dc[t]
+        # ∂L/∂c_t = ∂L/∂m_t ⊙ o_t ⊙ tanh'(c_t) + ∂L/∂c_t via step t+1 (+ p_o ⊙ ∂L/∂z_o below)
+        if v.output_activation:
+            torch.mul(dm, 1 - act_c * act_c, out=dc)
+        else:
+            dc.copy_(dm)
+        if o is not None:
+            assert dz_o is not None
+            dc.mul_(o)
+            do = dm * act_c  # ∂L/∂o_t = ∂L/∂m_t ⊙ tanh(c_t)
+            if da_o is not None:
+                do += da_o
+            torch.mul(do, _sig_grad(o), out=dz_o)  # ∂L/∂z_o = ∂L/∂o_t ⊙ σ'
+            if v.peephole:
+                dc.addcmul_(p["weight_co"], dz_o)  # o_t reads c_t through p_o
+        dc += dc_next
+
+        assert g is not None and dz_g is not None
+        # ∂L/∂g_t = ∂L/∂c_t ⊙ i_t ;  ∂L/∂z_g = ∂L/∂g_t ⊙ tanh'(z_g)
+        torch.mul(dc, i, out=dz_g) if i is not None else dz_g.copy_(dc)
+        if v.input_activation:
+            dz_g.mul_(1 - g * g)
+        if i is not None:
+            assert dz_i is not None
+            di = dc * g  # ∂L/∂i_t = ∂L/∂c_t ⊙ g_t
+            if v.coupled:
+                di -= dc * c_prev  # CIFG: f_t = 1 − i_t, so ∂L/∂i_t −= ∂L/∂c_t ⊙ c_{t−1}
+            if da_i is not None:
+                di += da_i
+            torch.mul(di, _sig_grad(i), out=dz_i)  # ∂L/∂z_i = ∂L/∂i_t ⊙ σ'
+        if f is not None:
+            assert dz_f is not None
+            df = dc * c_prev  # ∂L/∂f_t = ∂L/∂c_t ⊙ c_{t−1}
+            if da_f is not None:
+                df += da_f
+            torch.mul(df, _sig_grad(f), out=dz_f)  # ∂L/∂z_f = ∂L/∂f_t ⊙ σ'
+
+        # ∂L/∂c_{t−1} = f_t ⊙ ∂L/∂c_t + p_i ⊙ ∂L/∂z_i + p_f ⊙ ∂L/∂z_f   (f = 1 − i for CIFG, 1 without f)
+        if f is not None:
+            dc_prev = dc * f
+        elif v.coupled:
+            dc_prev = dc * (1 - i)
+        else:
+            dc_prev = dc.clone()
+        if v.peephole:
+            if dz_i is not None:
+                dc_prev.addcmul_(p["weight_ci"], dz_i)
+            if dz_f is not None:
+                dc_prev.addcmul_(p["weight_cf"], dz_f)
+        if v.gate_recurrence:
+            # ∂L/∂[i, f, o]_{t−1} = R_gᵀ ∂L/∂z_{i,f,o}
+            return None, (dc_prev, torch.cat(self._ifo(dz, H), dim=-1) @ p["weight_gg"])
+        return None, (dc_prev,)
+
+    def grad_terms(self, tape: Tape, p: Params) -> dict[str, Term]:
+        v, H = self.variant, tape.hidden_size
+        terms = projection_terms(tape, p)
+        assert tape.dgx is not None and tape.dh is not None
+        if self.proj_size:
+            terms["weight_hr"] = Outer(tape.dh, tape.extras["m"])  # ∂L/∂W_hr = Σ_k ∂L/∂h_k m_kᵀ
+        if v.peephole:
+            dz = {gate: self.block(tape.dgx, gate, H) for gate in "ifo"}
+            for gate, c in (("i", tape.c_prev), ("f", tape.c_prev), ("o", tape.c)):
+                dzg = dz[gate]
+                if dzg is not None:
+                    terms[f"weight_c{gate}"] = Sum(dzg * c)  # ∂L/∂p = Σ_k ∂L/∂z_k ⊙ c_{k−1} (c_k for o)
+        if v.gate_recurrence:
+            # ∂L/∂R_g = Σ_k ∂L/∂z_{ifo,k} [i, f, o]_{k−1}ᵀ
+            terms["weight_gg"] = Outer(
+                torch.cat(self._ifo(tape.dgx, H), dim=-1), torch.cat(self._ifo(tape.gates_prev, H), dim=-1)
+            )
+        return terms
+
+    def gates(self, tape: Tape) -> dict[str, Tensor]:
+        """Gate activations by name, (T, B, H) each; CIFG's f = 1 − i included, constant gates left out."""
+        H = tape.hidden_size
+        out = {gate: a for gate in "ifgo" if (a := self.block(tape.gates, gate, H)) is not None}
+        if self.variant.coupled:
+            out["f"] = 1 - out["i"]
+        return out
+
+
+class LSTM(RecurrentBase):
+    """An LSTM with `torch.nn.LSTM`'s arguments, parameters and forward contract, in any variant.
+
+    Arguments:
+        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size:
+            as `torch.nn.LSTM`.
+        variant: one of `bptt.lstm_variants()`: `"vanilla"` (default, = torch.nn.LSTM, alias `"np"`),
+            `"peephole"`, `"original"`, `"nig"`, `"nfg"`, `"nog"`, `"niaf"`, `"noaf"`, `"cifg"`, `"fgr"`.
+
+    Shapes: input (T, B, input_size) (batch_first: (B, T, ·); unbatched: (T, ·)); hx = (h_0, c_0) with
+    h_0 (num_layers·D, B, P), c_0 (num_layers·D, B, hidden_size), P = proj_size or hidden_size.
+    Returns output (T, B, D·P) and (h_n, c_n).
+
+    Example:
+        >>> import torch, bptt
+        >>> lstm = bptt.LSTM(2, 16, variant="cifg")
+        >>> output, (h_n, c_n) = lstm(torch.randn(10, 4, 2))
+        >>> sorted(n for n, _ in lstm.named_parameters())
+        ['bias_hh_l0', 'bias_ih_l0', 'weight_ci_l0', 'weight_co_l0', 'weight_hh_l0', 'weight_ih_l0']
+        >>> lstm.weight_ih_l0.shape  # gates i, g, o: CIFG has no forget-gate weights
+        torch.Size([48, 2])
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        variant: str = "vanilla",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        spec = VARIANTS[_checks.choice("variant", variant, VARIANTS)]
+        step = LSTMStep(spec, proj_size if isinstance(proj_size, int) else 0)
+        hidden = _checks.positive_int("hidden_size", hidden_size)
+        super().__init__(
+            step,
+            input_size,
+            hidden_size,
+            num_layers=num_layers,
+            bias=bias,
+            batch_first=batch_first,
+            dropout=dropout,
+            bidirectional=bidirectional,
+            proj_size=proj_size,
+            extra_params=step.extra_params(hidden),
+            device=device,
+            dtype=dtype,
+        )
+        self.variant = variant
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        return s + (f", variant={self.variant!r}" if self.variant != "vanilla" else "")

@@ -1,0 +1,141 @@
+"""The Elman RNN: h_t = a(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh).
+
+`ElmanStep` is one time step forward and backward; `RNN` is the `torch.nn.RNN`-compatible module.
+Beyond PyTorch's `tanh` and `relu`, the nonlinearity may be `sigmoid` (γ = 1/4 in the seeds'
+bound) or `linear` (the seeds' h_t = w^t x example).
+
+The step Jacobian the diagnostics study is ∂h_t/∂h_{t−1} = diag(a'(z_t)) W_hh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .. import _checks
+from ..engine.sweep import Carry, Params
+from ..engine.tape import Tape, state_buffer
+from ..engine.terms import Term, projection_terms
+from .base import RecurrentBase
+
+NONLINEARITIES = ("tanh", "relu", "sigmoid", "linear")
+
+# a(z) in place, and a'(z) from h = a(z): every activation here has a derivative expressible in its output.
+_ACTIVATE: dict[str, Callable[[Tensor], object]] = {
+    "tanh": Tensor.tanh_,
+    "relu": Tensor.relu_,
+    "sigmoid": Tensor.sigmoid_,
+    "linear": lambda h: h,
+}
+
+
+def activation_grad(nonlinearity: str, h: Tensor) -> Tensor:
+    """a'(z) computed from h = a(z)."""
+    if nonlinearity == "tanh":
+        return 1 - h * h  # tanh' = 1 − tanh²
+    if nonlinearity == "sigmoid":
+        return h * (1 - h)  # σ' = σ(1 − σ)
+    if nonlinearity == "relu":
+        return (h > 0).to(h.dtype)  # relu' = 1[z > 0]
+    return torch.ones_like(h)  # linear
+
+
+@dataclass(frozen=True)
+class ElmanStep:
+    """One step of the Elman RNN, forward and backward."""
+
+    nonlinearity: str = "tanh"
+    gate_names: tuple[str, ...] = ("h",)
+    fold_bias_hh: bool = True
+    separate_dgh: bool = False
+    has_cell: bool = False
+
+    def new_tape(self, x: Tensor, h0: Tensor, c0: Tensor | None, reverse: bool, params: Params) -> Tape:
+        tape = Tape(x=x, reverse=reverse, hidden_size=h0.shape[-1], h_buf=state_buffer(h0, x.shape[0]))
+        tape.h_buf[tape.initial_slot()] = h0
+        return tape
+
+    def forward(self, t: int, gx: Tensor, gh: Tensor, tape: Tape, p: Params) -> None:
+        h = tape.h[t]
+        torch.add(gx, gh, out=h)  # z_t = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh
+        _ACTIVATE[self.nonlinearity](h)  # h_t = a(z_t)
+
+    def initial_carry(self, tape: Tape, dc_n: Tensor | None) -> Carry:
+        return ()
+
+    def backward(
+        self, t: int, dh: Tensor, carry: Carry, tape: Tape, p: Params
+    ) -> tuple[Tensor | None, Carry]:
+        # ∂L/∂z_t = ∂L/∂h_t ⊙ a'(z_t)
+        torch.mul(dh, activation_grad(self.nonlinearity, tape.h[t]), out=tape.dgx[t])
+        return None, carry
+
+    def grad_terms(self, tape: Tape, p: Params) -> dict[str, Term]:
+        return projection_terms(tape, p)
+
+    def gates(self, tape: Tape) -> dict[str, Tensor]:
+        return {}
+
+
+class RNN(RecurrentBase):
+    """An Elman RNN with `torch.nn.RNN`'s arguments, parameters and forward contract.
+
+    h_t = a(x_t W_ihᵀ + b_ih + h_{t−1} W_hhᵀ + b_hh), with a one of `tanh`, `relu`, `sigmoid`, `linear`.
+    Its backward pass through time is the hand-written one in `ElmanStep.backward`.
+
+    Arguments:
+        input_size: features of x_t.
+        hidden_size: features of h_t.
+        num_layers: stacked layers; layer l > 0 reads the outputs of layer l − 1.
+        nonlinearity: `"tanh"` (default), `"relu"`, `"sigmoid"` or `"linear"`.
+        bias: whether to use b_ih and b_hh.
+        batch_first: input and output as (B, T, features) instead of (T, B, features).
+        dropout: dropout on the outputs of every layer but the last, in training mode.
+        bidirectional: add a layer that reads the sequence backwards (`*_reverse` parameters).
+
+    Shapes: input (T, B, input_size), or (B, T, input_size) with `batch_first`, or (T, input_size)
+    unbatched; hx (num_layers·D, B, hidden_size) or (num_layers·D, hidden_size), zeros when None.
+    Returns output (T, B, D·hidden_size) and h_n (num_layers·D, B, hidden_size), D = 2 if bidirectional.
+
+    Example:
+        >>> import torch, bptt
+        >>> rnn = bptt.RNN(2, 8, nonlinearity="relu")
+        >>> output, h_n = rnn(torch.randn(5, 3, 2))
+        >>> output.shape, h_n.shape
+        (torch.Size([5, 3, 8]), torch.Size([1, 3, 8]))
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        nonlinearity = _checks.choice("nonlinearity", nonlinearity, NONLINEARITIES)
+        super().__init__(
+            ElmanStep(nonlinearity),
+            input_size,
+            hidden_size,
+            num_layers=num_layers,
+            bias=bias,
+            batch_first=batch_first,
+            dropout=dropout,
+            bidirectional=bidirectional,
+            device=device,
+            dtype=dtype,
+        )
+        self.nonlinearity = nonlinearity
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        return s + (f", nonlinearity={self.nonlinearity!r}" if self.nonlinearity != "tanh" else "")

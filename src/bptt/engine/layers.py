@@ -1,0 +1,55 @@
+"""The stack: layers one after another, two directions side by side, dropout between layers.
+
+Between layers the graph is ordinary autograd (concatenation of directions, dropout); within a
+layer the backward pass through time is `LayerSweep`'s explicit one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .function import LayerSweep
+from .tape import Tape
+
+if TYPE_CHECKING:
+    from ..cells.base import RecurrentBase
+
+
+def run_layers(
+    model: RecurrentBase,
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor | None,
+    params: Mapping[str, Tensor],
+    recorder: list[Tape] | None,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """x (T, B, I), h0 (L·D, B, P), c0 (L·D, B, H) → output (T, B, D·P), h_n, c_n."""
+    D = model.num_directions
+    h_n: list[Tensor] = []
+    c_n: list[Tensor] = []
+    layer_input = x
+    for layer in range(model.num_layers):
+        outputs = []
+        for direction in range(D):
+            k = layer * D + direction
+            plan = model.plans[k]
+            out, h, *c = LayerSweep.apply(
+                plan,
+                recorder,
+                layer_input,
+                h0[k],
+                None if c0 is None else c0[k],
+                *(params[n] for n in plan.names),
+            )
+            outputs.append(out)
+            h_n.append(h)
+            c_n.extend(c)
+        layer_input = outputs[0] if D == 1 else torch.cat(outputs, dim=-1)  # (T, B, D·P)
+        if model.dropout and model.training and layer < model.num_layers - 1:
+            layer_input = F.dropout(layer_input, p=model.dropout, training=True)
+    return layer_input, torch.stack(h_n), (torch.stack(c_n) if c_n else None)

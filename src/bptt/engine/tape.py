@@ -1,0 +1,98 @@
+"""The tape: everything one layer in one direction records on its way through time.
+
+Every per-step tensor is indexed by time *position* t = 0..T−1, also for the reverse direction of a
+bidirectional layer, so `tape.h[t]` is always the hidden state that belongs to input `x[t]`.
+
+State buffers (h, c, gates) carry one extra slot for the initial state. For the forward
+direction slot 0 holds the initial state and slot t+1 the state after step t; for the reverse
+direction slot T holds the initial state and slot t the state after step t. `tape.h` and
+`tape.h_prev` are two views of one buffer, so `tape.h_prev[t]` is the state that step t started from
+in either direction, without copies.
+
+The forward sweep fills h, c, gates (and the cell's extras); the backward sweep fills the totals
+dh = ∂L/∂h_t and dc = ∂L/∂c_t and the pre-activation gradients dgx = ∂L/∂(W_ih x_t + b_ih) and
+dgh = ∂L/∂(W_hh h_{t−1} + b_hh) (one tensor for the RNN and LSTM, two for the GRU's reset-after n).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+def _slots(buf: Tensor, reverse: bool) -> tuple[Tensor, Tensor]:
+    """(state after step t, state before step t) as views of a (T+1, …) buffer, indexed by t."""
+    return (buf[:-1], buf[1:]) if reverse else (buf[1:], buf[:-1])
+
+
+@dataclass(eq=False)
+class Tape:
+    """What one layer-direction keeps for its explicit backward pass and for `bptt.trace`.
+
+    Shapes: T steps, B batch, I input features, H hidden units, P = proj_size or H, G gate blocks.
+    """
+
+    x: Tensor  # (T, B, I) the layer's input
+    reverse: bool
+    hidden_size: int
+    h_buf: Tensor  # (T+1, B, P)
+    c_buf: Tensor | None = None  # (T+1, B, H), LSTM only
+    gates_buf: Tensor | None = None  # (T+1, B, G·H) gate activations, LSTM and GRU
+    extras: dict[str, Tensor] = field(default_factory=dict)  # cell-specific per-step tensors
+    # Filled by the backward sweep.
+    dh: Tensor | None = None  # (T, B, P)
+    dc: Tensor | None = None  # (T, B, H)
+    dgx: Tensor | None = None  # (T, B, G·H)
+    dgh: Tensor | None = None  # (T, B, G·H), the same tensor as dgx unless the cell separates them
+
+    @property
+    def steps(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def order(self) -> range:
+        """Time positions in the order this direction visits them."""
+        T = self.steps
+        return range(T - 1, -1, -1) if self.reverse else range(T)
+
+    @property
+    def h(self) -> Tensor:
+        return _slots(self.h_buf, self.reverse)[0]
+
+    @property
+    def h_prev(self) -> Tensor:
+        return _slots(self.h_buf, self.reverse)[1]
+
+    @property
+    def c(self) -> Tensor:
+        assert self.c_buf is not None
+        return _slots(self.c_buf, self.reverse)[0]
+
+    @property
+    def c_prev(self) -> Tensor:
+        assert self.c_buf is not None
+        return _slots(self.c_buf, self.reverse)[1]
+
+    @property
+    def gates(self) -> Tensor:
+        assert self.gates_buf is not None
+        return _slots(self.gates_buf, self.reverse)[0]
+
+    @property
+    def gates_prev(self) -> Tensor:
+        assert self.gates_buf is not None
+        return _slots(self.gates_buf, self.reverse)[1]
+
+    def final(self, buf: Tensor) -> Tensor:
+        """The state after the last step this direction visits."""
+        return buf[0] if self.reverse else buf[-1]
+
+    def initial_slot(self) -> int:
+        return self.steps if self.reverse else 0
+
+
+def state_buffer(init: Tensor, steps: int) -> Tensor:
+    """A (T+1, …) buffer whose initial slot is filled by the caller."""
+    return torch.empty((steps + 1, *init.shape), dtype=init.dtype, device=init.device)

@@ -1,0 +1,96 @@
+"""Parameter gradients as sums over time of per-step terms.
+
+Every parameter gradient of a recurrent layer is a sum over steps k of the seeds' temporal
+contribution ∂L/∂θ|_k = ∂L/∂(step k) · ∂(step k)/∂θ, the earlier states held constant. For the
+cells here each such term has one of two forms:
+
+* `Outer(u, v)`: ∂L/∂W = Σ_k Σ_b u[k, b] v[k, b]ᵀ, e.g. ∂L/∂W_ih = Σ_k dgx_kᵀ x_k;
+* `Sum(x)`:      ∂L/∂p = Σ_k Σ_b x[k, b],           e.g. ∂L/∂b_ih = Σ_k Σ_b dgx_k.
+
+One description gives three things, so each gradient formula is written once:
+`total()` (one matmul over all T·B rows after the sweep), `at(k)` (the step-k contribution) and
+`sq_norms()` (the (T,) squared Frobenius norms of every step's contribution, computed through
+B×B Gram matrices: ‖uᵀv‖²_F = Σ_{b,b'} (u uᵀ)_{bb'} (v vᵀ)_{bb'}, never T parameter-sized tensors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from .tape import Tape
+
+_CHUNK_ELEMENTS = 1 << 24  # bound on the temporary (chunk, B, B) or (chunk, m, n) tensors
+
+
+@dataclass(frozen=True)
+class Outer:
+    """Σ_{k,b} u[k, b] v[k, b]ᵀ with u: (T, B, m), v: (T, B, n); the gradient has shape (m, n)."""
+
+    u: Tensor
+    v: Tensor
+
+    def total(self) -> Tensor:
+        m, n = self.u.shape[-1], self.v.shape[-1]
+        return self.u.reshape(-1, m).T @ self.v.reshape(-1, n)
+
+    def at(self, k: int) -> Tensor:
+        return self.u[k].T @ self.v[k]
+
+    def sq_norms(self) -> Tensor:
+        T, B, m = self.u.shape
+        n = self.v.shape[-1]
+        out = self.u.new_empty(T)
+        # Gram form costs B²(m+n) per step, the direct form B·m·n; take the cheaper.
+        gram = B * (m + n) <= m * n
+        per_step = B * B if gram else m * n
+        chunk = max(1, _CHUNK_ELEMENTS // max(per_step, 1))
+        for s in range(0, T, chunk):
+            u, v = self.u[s : s + chunk], self.v[s : s + chunk]
+            if gram:
+                # ‖uᵀv‖²_F = Σ (u uᵀ) ⊙ (v vᵀ)
+                out[s : s + chunk] = (torch.bmm(u, u.transpose(1, 2)) * torch.bmm(v, v.transpose(1, 2))).sum(
+                    (1, 2)
+                )
+            else:
+                out[s : s + chunk] = torch.bmm(u.transpose(1, 2), v).pow(2).sum((1, 2))
+        return out
+
+
+@dataclass(frozen=True)
+class Sum:
+    """Σ_{k,b} x[k, b] with x: (T, B, *shape); the gradient has shape `shape`."""
+
+    x: Tensor
+
+    def total(self) -> Tensor:
+        return self.x.sum((0, 1))
+
+    def at(self, k: int) -> Tensor:
+        return self.x[k].sum(0)
+
+    def sq_norms(self) -> Tensor:
+        return self.x.sum(1).pow(2).flatten(1).sum(1)
+
+
+Term = Outer | Sum
+
+
+def projection_terms(tape: Tape, p: Mapping[str, Tensor]) -> dict[str, Term]:
+    """The terms every cell shares: W_ih, W_hh and the two biases.
+
+    ∂L/∂W_ih = Σ_k dgx_kᵀ x_k,  ∂L/∂W_hh = Σ_k dgh_kᵀ h_{k−1},  ∂L/∂b_ih = Σ_k dgx_k,  ∂L/∂b_hh = Σ_k dgh_k.
+    """
+    terms: dict[str, Term] = {
+        "weight_ih": Outer(tape.dgx, tape.x),
+        "weight_hh": Outer(tape.dgh, tape.h_prev),
+    }
+    if "bias_ih" in p:
+        terms["bias_ih"] = Sum(tape.dgx)
+        terms["bias_hh"] = Sum(tape.dgh)
+    return terms

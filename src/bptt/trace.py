@@ -1,0 +1,206 @@
+"""`bptt.trace`: one forward and one explicit backward pass, with everything along the way kept.
+
+The seeds write the BPTT gradient as a sum over steps (seed 001):
+
+    ∂L/∂θ = Σ_k ∂L/∂θ|_k,   ∂L/∂θ|_k = ∂L/∂(state_k) · ∂(state_k)/∂θ   (state_{k−1} held constant)
+
+A `Trace` holds the total gradient at every step (`dh`, `dc`), every step's term of that sum
+(`contribution(k)`, `contribution_norms()`), and the states and gates the forward pass produced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+from torch import Tensor, nn
+
+from . import _checks
+from .cells.base import RecurrentBase, State
+from .convert import TORCH_RECURRENT, from_torch
+from .engine.function import LayerPlan
+from .engine.tape import Tape
+from .engine.terms import Term
+
+LossFn = Callable[[Tensor, State], Tensor]
+
+
+@dataclass
+class Trace:
+    """The record of one traced forward and backward pass.
+
+    Per-step tensors have shape (num_layers · num_directions, T, B, features), time-major whatever
+    the model's `batch_first`, in h_n's order of layers and directions; an unbatched input has B = 1.
+
+    Attributes:
+        loss: the scalar loss.
+        output, state: what the model returned (detached), in the model's own layout.
+        grads: ∂loss/∂θ for every parameter, keyed like `model.named_parameters()`.
+        h: h_t for every layer-direction and step; c: c_t (LSTM, else None).
+        gates: gate activations by name (LSTM i, f, g, o; GRU r, z, n; none for the Elman RNN).
+        dh, dc: the total ∂loss/∂h_t and ∂loss/∂c_t, through all later steps and the layers above.
+        model: the bptt model that ran (a converted twin for a torch.nn module).
+    """
+
+    loss: Tensor
+    output: Tensor
+    state: State
+    grads: dict[str, Tensor]
+    h: Tensor
+    c: Tensor | None
+    gates: dict[str, Tensor]
+    dh: Tensor
+    dc: Tensor | None
+    model: RecurrentBase
+    tapes: list[Tape] = field(repr=False)
+    params: dict[str, Tensor] = field(repr=False)
+
+    @property
+    def steps(self) -> int:
+        """T, the sequence length."""
+        return self.h.shape[1]
+
+    @cached_property
+    def _terms(self) -> list[tuple[LayerPlan, dict[str, Term]]]:
+        out = []
+        with torch.no_grad():
+            for plan, tape in zip(self.model.plans, self.tapes, strict=True):
+                p = {s: self.params[n] for s, n in zip(plan.suffixes, plan.names, strict=True)}
+                out.append((plan, plan.step.grad_terms(tape, p)))
+        return out
+
+    def contribution(self, k: int) -> dict[str, Tensor]:
+        """∂loss/∂θ|_k for every parameter: step k's immediate ∂(step k)/∂θ times the total gradient there.
+
+        Summed over k = 0..T−1 these equal `grads`. For a bidirectional layer, step k is the step
+        at time position k in both directions.
+
+        Example:
+            >>> import torch, bptt
+            >>> rnn = bptt.RNN(2, 4)
+            >>> tr = bptt.trace(rnn, torch.randn(6, 3, 2), lambda out, h: out[-1].pow(2).sum())
+            >>> total = sum(tr.contribution(k)["weight_hh_l0"] for k in range(6))
+            >>> torch.allclose(total, tr.grads["weight_hh_l0"], atol=1e-6)
+            True
+        """
+        T = self.steps
+        if isinstance(k, bool) or not isinstance(k, int) or not -T <= k < T:
+            raise ValueError(f"expected a time step k in [0, {T}), got {k!r}")
+        k %= T
+        out = {}
+        with torch.no_grad():
+            for plan, terms in self._terms:
+                for suffix, name in zip(plan.suffixes, plan.names, strict=True):
+                    out[name] = terms[suffix].at(k)
+        return {name: out[name] for name in self.grads}
+
+    def contribution_norms(self) -> Tensor:
+        """(T,) L2 norm of every step's whole contribution vector (all parameters together).
+
+        Computed from B×B Gram matrices per step, without forming T parameter-sized tensors.
+        """
+        total = torch.zeros(self.steps, dtype=self.h.dtype, device=self.h.device)
+        with torch.no_grad():
+            for _, terms in self._terms:
+                for term in terms.values():
+                    total += term.sq_norms()
+        return total.sqrt()
+
+
+def _stack(tensors: list[Tensor]) -> Tensor:
+    return torch.stack([t.detach() for t in tensors])
+
+
+def trace(model: nn.Module, input: Tensor, loss_fn: LossFn, hx: State | None = None) -> Trace:
+    """Run `model` on `input`, compute `loss_fn(output, state)` and backpropagate through time, keeping it all.
+
+    Arguments:
+        model: a `bptt.RNN`/`LSTM`/`GRU`, or a `torch.nn.RNN`/`LSTM`/`GRU` (traced through its bptt twin).
+        input: as the model's forward takes it; must be finite.
+        loss_fn: `(output, state) -> scalar tensor`, where state is h_n or (h_n, c_n).
+        hx: initial state as the model's forward takes it; zeros when None.
+
+    The model's parameters and their `.grad` are left untouched.
+
+    Example:
+        >>> import torch, bptt
+        >>> lstm = torch.nn.LSTM(2, 8)
+        >>> tr = bptt.trace(lstm, torch.randn(20, 4, 2), lambda out, state: out[-1].sum())
+        >>> tr.dc.shape  # (layers · directions, T, B, H)
+        torch.Size([1, 20, 4, 8])
+        >>> tr.contribution_norms().shape
+        torch.Size([20])
+    """
+    if isinstance(model, TORCH_RECURRENT):
+        bmodel = from_torch(model)
+    elif isinstance(model, RecurrentBase):
+        bmodel = model
+    else:
+        kind = f"{type(model).__module__}.{type(model).__name__}"
+        raise TypeError(
+            f"trace expects a bptt.RNN/LSTM/GRU or a torch.nn.RNN/LSTM/GRU, got {kind}; "
+            "pass the recurrent submodule of a larger model"
+        )
+    if not callable(loss_fn):
+        raise TypeError(
+            f"expected loss_fn to be callable as loss_fn(output, state), got {type(loss_fn).__name__}"
+        )
+    x, _ = bmodel._time_major(input)
+    bad = _checks.first_non_finite(x)
+    if bad is not None:
+        t, b, f = bad
+        raise ValueError(
+            f"expected a finite input, got {x[t, b, f].item()} at time step t={t}, batch index b={b}, feature {f}"
+        )
+
+    params = {name: p.detach().requires_grad_(True) for name, p in bmodel.named_parameters()}
+    tapes: list[Tape] = []
+    with torch.enable_grad():
+        output, state = bmodel.run(input, hx, params=params, recorder=tapes)
+        loss = loss_fn(output, state)
+        if not isinstance(loss, Tensor) or loss.numel() != 1:
+            got = (
+                f"a tensor of shape {_checks.shape_str(loss.shape)}"
+                if isinstance(loss, Tensor)
+                else type(loss).__name__
+            )
+            raise ValueError(f"expected loss_fn to return a scalar tensor, got {got}")
+        if not loss.requires_grad:
+            raise ValueError(
+                "expected loss_fn's result to depend on the model's output or state; it has no gradient"
+            )
+        grads = torch.autograd.grad(loss.reshape(()), list(params.values()), allow_unused=True)
+
+    for tape in tapes:  # a layer whose outputs the loss never reads gets no backward call
+        if tape.dh is None:
+            _zero_fill(tape)
+    step = bmodel.step
+    gate_names = list(step.gates(tapes[0]))
+    return Trace(
+        loss=loss.detach().reshape(()),
+        output=output.detach(),
+        state=tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach(),
+        grads={
+            n: (g if g is not None else torch.zeros_like(params[n]))
+            for n, g in zip(params, grads, strict=True)
+        },
+        h=_stack([t.h for t in tapes]),
+        c=_stack([t.c for t in tapes]) if step.has_cell else None,
+        gates={name: _stack([step.gates(t)[name] for t in tapes]) for name in gate_names},
+        dh=_stack([t.dh for t in tapes]),  # type: ignore[misc]
+        dc=_stack([t.dc for t in tapes]) if step.has_cell else None,  # type: ignore[misc]
+        model=bmodel,
+        tapes=tapes,
+        params=params,
+    )
+
+
+def _zero_fill(tape: Tape) -> None:
+    tape.dh = torch.zeros_like(tape.h)
+    G_H = tape.gates.shape[-1] if tape.gates_buf is not None else tape.h.shape[-1]
+    tape.dgx = tape.x.new_zeros((*tape.x.shape[:2], G_H))
+    tape.dgh = tape.dgx
+    if tape.c_buf is not None:
+        tape.dc = torch.zeros_like(tape.c)

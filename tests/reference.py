@@ -1,0 +1,140 @@
+"""Independent reference implementations: every cell unrolled step by step with plain autograd.
+
+Written from the papers' equations (PyTorch's documentation for RNN/LSTM/GRU, Greff et al. 2015
+for the peephole variants), sharing no code with the library. Per-step states are returned as the
+very tensors the loop computed, so autograd gives ∂loss/∂h_t and ∂loss/∂c_t for each of them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+# name: (gates present, peepholes, coupled f = 1 − i, input activation, output activation, gate recurrence)
+LSTM_VARIANTS = {
+    "vanilla": ("ifgo", False, False, True, True, False),
+    "np": ("ifgo", False, False, True, True, False),
+    "peephole": ("ifgo", True, False, True, True, False),
+    "original": ("igo", False, False, True, True, False),
+    "nig": ("fgo", True, False, True, True, False),
+    "nfg": ("igo", True, False, True, True, False),
+    "nog": ("ifg", True, False, True, True, False),
+    "niaf": ("ifgo", True, False, False, True, False),
+    "noaf": ("ifgo", True, False, True, False, False),
+    "cifg": ("igo", True, True, True, True, False),
+    "fgr": ("ifgo", True, False, True, True, True),
+}
+
+ACT = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid, "linear": lambda z: z}
+
+
+def _lin(x: Tensor, W: Tensor, b: Tensor | None) -> Tensor:
+    return x @ W.T + (b if b is not None else 0)
+
+
+def rnn_step(P: dict, x: Tensor, state: tuple, nonlinearity: str) -> tuple:
+    (h,) = state
+    h = ACT[nonlinearity](
+        _lin(x, P["weight_ih"], P.get("bias_ih")) + _lin(h, P["weight_hh"], P.get("bias_hh"))
+    )
+    return (h,), {}
+
+
+def gru_step(P: dict, x: Tensor, state: tuple) -> tuple:
+    (h,) = state
+    H = h.shape[-1]
+    gi = _lin(x, P["weight_ih"], P.get("bias_ih"))
+    gh = _lin(h, P["weight_hh"], P.get("bias_hh"))
+    r = torch.sigmoid(gi[..., :H] + gh[..., :H])
+    z = torch.sigmoid(gi[..., H : 2 * H] + gh[..., H : 2 * H])
+    n = torch.tanh(gi[..., 2 * H :] + r * gh[..., 2 * H :])
+    h = (1 - z) * n + z * h
+    return (h,), {"r": r, "z": z, "n": n}
+
+
+def lstm_step(P: dict, x: Tensor, state: tuple, variant: str) -> tuple:
+    gates, peep, coupled, in_act, out_act, fgr = LSTM_VARIANTS[variant]
+    h, c, prev = state
+    H = c.shape[-1]
+    z_all = _lin(x, P["weight_ih"], P.get("bias_ih")) + _lin(h, P["weight_hh"], P.get("bias_hh"))
+    z = {name: z_all[..., k * H : (k + 1) * H] for k, name in enumerate(gates)}
+    if fgr:
+        rec = torch.cat([prev["i"], prev["f"], prev["o"]], -1) @ P["weight_gg"].T
+        z = {
+            **z,
+            "i": z["i"] + rec[..., :H],
+            "f": z["f"] + rec[..., H : 2 * H],
+            "o": z["o"] + rec[..., 2 * H :],
+        }
+    one = torch.ones_like(c)
+    i = torch.sigmoid(z["i"] + (P["weight_ci"] * c if peep else 0)) if "i" in gates else one
+    if "f" in gates:
+        f = torch.sigmoid(z["f"] + (P["weight_cf"] * c if peep else 0))
+    else:
+        f = 1 - i if coupled else one
+    g = torch.tanh(z["g"]) if in_act else z["g"]
+    c_new = f * c + i * g
+    o = torch.sigmoid(z["o"] + (P["weight_co"] * c_new if peep else 0)) if "o" in gates else one
+    m = o * (torch.tanh(c_new) if out_act else c_new)
+    h_new = m @ P["weight_hr"].T if "weight_hr" in P else m
+    return (h_new, c_new, {"i": i, "f": f, "o": o}), {"i": i, "f": f, "g": g, "o": o}
+
+
+def unroll(kind: str, params: dict, x: Tensor, hx, num_layers: int, bidirectional: bool, **cfg) -> dict:
+    """Time-major batched x (T, B, I); params by full PyTorch names; hx as the module takes it.
+
+    Returns output, h_n (and c_n), and per layer-direction lists (by time position) of h_t, c_t and gates.
+    """
+    T = x.shape[0]
+    D = 2 if bidirectional else 1
+    h0, c0 = (hx if kind == "lstm" else (hx, None)) if hx is not None else (None, None)
+    layer_in = x
+    h_n, c_n, hs, cs, gates = [], [], [], [], []
+    for layer in range(num_layers):
+        outs = []
+        for d in range(D):
+            k = layer * D + d
+            suffix = f"_l{layer}" + ("_reverse" if d else "")
+            P = {name[: -len(suffix)]: v for name, v in params.items() if name.endswith(suffix)}
+            B = x.shape[1]
+            Hc = (
+                P["weight_hh"].shape[0]
+                // {"rnn": 1, "gru": 3, "lstm": len(LSTM_VARIANTS[cfg.get("variant", "vanilla")][0])}[kind]
+            )
+            Ph = P["weight_hh"].shape[1]
+            h = h0[k] if h0 is not None else x.new_zeros(B, Ph)
+            if kind == "lstm":
+                c = c0[k] if c0 is not None else x.new_zeros(B, Hc)
+                zero = x.new_zeros(B, Hc)
+                state = (h, c, {"i": zero, "f": zero, "o": zero})
+            else:
+                state = (h,)
+            h_t: list = [None] * T
+            c_t: list = [None] * T
+            g_t: list = [None] * T
+            for t in range(T - 1, -1, -1) if d else range(T):
+                if kind == "rnn":
+                    state, g = rnn_step(P, layer_in[t], state, cfg.get("nonlinearity", "tanh"))
+                elif kind == "gru":
+                    state, g = gru_step(P, layer_in[t], state)
+                else:
+                    state, g = lstm_step(P, layer_in[t], state, cfg.get("variant", "vanilla"))
+                h_t[t], g_t[t] = state[0], g
+                if kind == "lstm":
+                    c_t[t] = state[1]
+            outs.append(torch.stack(h_t))
+            hs.append(h_t)
+            cs.append(c_t)
+            gates.append(g_t)
+            h_n.append(state[0])
+            if kind == "lstm":
+                c_n.append(state[1])
+        layer_in = torch.cat(outs, -1)
+    return {
+        "output": layer_in,
+        "h_n": torch.stack(h_n),
+        "c_n": torch.stack(c_n) if c_n else None,
+        "h": hs,
+        "c": cs,
+        "gates": gates,
+    }

@@ -1,0 +1,113 @@
+"""The explicit backward = autograd through an independent unrolled implementation = finite differences."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.autograd import gradcheck
+
+import bptt
+
+from helpers import rel_err, weighted_loss
+from reference import LSTM_VARIANTS, unroll
+
+F64 = torch.float64
+
+CELLS = (
+    [("rnn", {"nonlinearity": n}) for n in bptt.NONLINEARITIES]
+    + [("gru", {})]
+    + [("lstm", {"variant": v}) for v in LSTM_VARIANTS]
+    + [("lstm", {"variant": v, "proj_size": 2}) for v in ("vanilla", "peephole", "cifg", "fgr")]
+)
+IDS = [f"{k}-{'-'.join(str(v) for v in cfg.values())}" for k, cfg in CELLS]
+SHAPES = {"one_layer": dict(num_layers=1), "two_layers_bidirectional": dict(num_layers=2, bidirectional=True)}
+
+
+def make(kind: str, cfg: dict, input_size: int = 3, hidden_size: int = 4, **kw) -> bptt.cells.RecurrentBase:
+    cls = {"rnn": bptt.RNN, "gru": bptt.GRU, "lstm": bptt.LSTM}[kind]
+    return cls(input_size, hidden_size, dtype=F64, **cfg, **kw)
+
+
+def random_state(model, B: int):
+    LD = model.num_layers * model.num_directions
+    h0 = torch.randn(LD, B, model.proj_size or model.hidden_size, dtype=F64)
+    return (h0, torch.randn(LD, B, model.hidden_size, dtype=F64)) if model.step.has_cell else h0
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize(("kind", "cfg"), CELLS, ids=IDS)
+def test_explicit_backward_equals_autograd_of_reference(kind: str, cfg: dict, shape: str) -> None:
+    torch.manual_seed(0)
+    model = make(kind, cfg, **SHAPES[shape])
+    with torch.no_grad():  # larger weights than the default make every path matter
+        for p in model.parameters():
+            p.mul_(2.0)
+    x = torch.randn(6, 3, 3, dtype=F64)
+    hx = random_state(model, 3)
+    out, state = model(x, hx)
+    params = dict(model.named_parameters())
+    ref = unroll(kind, params, x, hx, model.num_layers, model.bidirectional, **cfg)
+    ref_state = (ref["h_n"], ref["c_n"]) if kind == "lstm" else ref["h_n"]
+    assert rel_err(out, ref["output"]) < 1e-12
+    names = list(params)
+    g = torch.autograd.grad(weighted_loss(out, state), list(params.values()))
+    g_ref = torch.autograd.grad(weighted_loss(ref["output"], ref_state), list(params.values()))
+    for name, a, b in zip(names, g, g_ref, strict=True):
+        assert rel_err(a, b) < 1e-10, name
+
+
+@pytest.mark.parametrize(("kind", "cfg"), CELLS, ids=IDS)
+def test_explicit_backward_equals_finite_differences(kind: str, cfg: dict) -> None:
+    torch.manual_seed(1)
+    model = make(kind, cfg, input_size=2, hidden_size=3, num_layers=2, bidirectional=True)
+    x = torch.randn(3, 2, 2, dtype=F64, requires_grad=True)
+    hx = random_state(model, 2)
+    hx_leaves = [h.requires_grad_(True) for h in (hx if isinstance(hx, tuple) else (hx,))]
+    names, values = zip(*model.named_parameters(), strict=True)
+    n_h = len(hx_leaves)
+
+    def f(x, *leaves):
+        h = tuple(leaves[:n_h]) if n_h == 2 else leaves[0]
+        out, state = model.run(x, h, params=dict(zip(names, leaves[n_h:], strict=True)))
+        return weighted_loss(out, state)
+
+    # central differences in float64 against the analytic (explicit) gradient of every input
+    assert gradcheck(f, (x, *hx_leaves, *values), eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+def test_relu_rnn_backward_stops_at_dead_units() -> None:
+    model = bptt.RNN(1, 1, nonlinearity="relu", bias=False, dtype=F64)
+    with torch.no_grad():
+        model.weight_ih_l0.fill_(-1.0)
+        model.weight_hh_l0.fill_(1.0)
+    x = torch.ones(3, 1, 1, dtype=F64)  # every pre-activation is −1: the unit is dead
+    out, _ = model(x)
+    out.sum().backward()
+    assert model.weight_ih_l0.grad.item() == 0.0
+    assert model.weight_hh_l0.grad.item() == 0.0
+
+
+def test_linear_rnn_gradient_is_the_closed_form() -> None:
+    """Seed 000: h_t = w^t x gives dh_T/dw = T w^(T−1) x."""
+    w, x0, T = 0.9, 1.5, 12
+    model = bptt.RNN(1, 1, nonlinearity="linear", bias=False, dtype=F64)
+    with torch.no_grad():
+        model.weight_ih_l0.zero_()
+        model.weight_hh_l0.fill_(w)
+    x = torch.zeros(T, 1, 1, dtype=F64)
+    _, h_n = model(x, torch.full((1, 1, 1), x0, dtype=F64))
+    h_n.sum().backward()
+    assert h_n.item() == pytest.approx(w**T * x0, rel=1e-14)
+    assert model.weight_hh_l0.grad.item() == pytest.approx(T * w ** (T - 1) * x0, rel=1e-13)
+
+
+def test_original_lstm_carousel_passes_cell_gradient_unchanged() -> None:
+    """Without a forget gate or peepholes, ∂c_T/∂c_0 = 1 along the Constant Error Carousel."""
+    model = bptt.LSTM(2, 3, variant="original", dtype=F64)
+    with torch.no_grad():
+        model.weight_hh_l0.zero_()  # no path through h: only the carousel links c_0 to c_T
+    c0 = torch.randn(1, 2, 3, dtype=F64, requires_grad=True)
+    h0 = torch.zeros(1, 2, 3, dtype=F64)
+    _, (_, c_n) = model(torch.randn(50, 2, 2, dtype=F64), (h0, c0))
+    (g,) = torch.autograd.grad(c_n.sum(), c0)
+    assert torch.equal(g, torch.ones_like(g))

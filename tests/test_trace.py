@@ -1,0 +1,163 @@
+"""bptt.trace: totals per step, per-step contributions, states and gates, against independent references."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import bptt
+from bptt.engine.terms import Outer
+
+from helpers import rel_err, weighted_loss
+from reference import unroll
+
+F64 = torch.float64
+
+CELLS = [
+    ("rnn", {"nonlinearity": "tanh"}),
+    ("rnn", {"nonlinearity": "sigmoid"}),
+    ("gru", {}),
+    ("lstm", {"variant": "vanilla"}),
+    ("lstm", {"variant": "peephole", "proj_size": 2}),
+    ("lstm", {"variant": "cifg"}),
+    ("lstm", {"variant": "fgr"}),
+    ("lstm", {"variant": "original"}),
+]
+IDS = [f"{k}-{'-'.join(str(v) for v in cfg.values())}" for k, cfg in CELLS]
+
+
+def make(kind: str, cfg: dict, **kw):
+    cls = {"rnn": bptt.RNN, "gru": bptt.GRU, "lstm": bptt.LSTM}[kind]
+    torch.manual_seed(0)
+    return cls(3, 4, dtype=F64, **cfg, **kw)
+
+
+@pytest.fixture(params=list(zip(CELLS, IDS, strict=True)), ids=IDS)
+def traced(request):
+    (kind, cfg), _ = request.param
+    model = make(kind, cfg, num_layers=2, bidirectional=True)
+    x = torch.randn(7, 3, 3, dtype=F64)
+    tr = bptt.trace(model, x, weighted_loss)
+    return kind, cfg, model, x, tr
+
+
+def test_contributions_sum_to_grads(traced) -> None:
+    _, _, _, _, tr = traced
+    total = {name: torch.zeros_like(g) for name, g in tr.grads.items()}
+    for k in range(tr.steps):
+        contribution = tr.contribution(k)
+        assert list(contribution) == list(tr.grads)
+        for name, value in contribution.items():
+            total[name] += value
+    for name, g in tr.grads.items():
+        assert rel_err(total[name], g) < 1e-12, name
+
+
+def test_contribution_norms_are_the_norms_of_the_contributions(traced) -> None:
+    _, _, _, _, tr = traced
+    direct = torch.stack(
+        [torch.cat([v.flatten() for v in tr.contribution(k).values()]).norm() for k in range(tr.steps)]
+    )
+    norms = tr.contribution_norms()
+    assert norms.shape == (tr.steps,)
+    assert rel_err(norms, direct) < 1e-12
+
+
+def test_grads_equal_autograd(traced) -> None:
+    _kind, _cfg, model, x, tr = traced
+    params = list(model.parameters())
+    out, state = model(x)
+    g = torch.autograd.grad(weighted_loss(out, state), params)
+    for (name, p_grad), expected in zip(tr.grads.items(), g, strict=True):
+        assert rel_err(p_grad, expected) < 1e-12, name
+    assert all(p.grad is None for p in params)  # trace leaves the model's .grad alone
+
+
+def test_states_gates_and_step_totals_equal_the_unrolled_reference(traced) -> None:
+    kind, cfg, model, x, tr = traced
+    ref = unroll(kind, dict(model.named_parameters()), x, None, model.num_layers, model.bidirectional, **cfg)
+    ref_state = (ref["h_n"], ref["c_n"]) if kind == "lstm" else ref["h_n"]
+    loss = weighted_loss(ref["output"], ref_state)
+    assert rel_err(tr.loss, loss) < 1e-12
+    LD, T = len(ref["h"]), x.shape[0]
+    hs = [h for layer in ref["h"] for h in layer]
+    cs = [c for layer in ref["c"] for c in layer] if kind == "lstm" else []
+    grads = torch.autograd.grad(loss, hs + cs)
+    dh_ref = torch.stack(grads[: LD * T]).view(LD, T, *hs[0].shape)
+    h_ref = torch.stack(hs).view(LD, T, *hs[0].shape)
+    assert tr.h.shape == tr.dh.shape == dh_ref.shape
+    assert rel_err(tr.h, h_ref) < 1e-12
+    assert rel_err(tr.dh, dh_ref) < 1e-11
+    if kind == "lstm":
+        dc_ref = torch.stack(grads[LD * T :]).view(LD, T, *cs[0].shape)
+        assert rel_err(tr.c, torch.stack(cs).view_as(dc_ref)) < 1e-12
+        assert rel_err(tr.dc, dc_ref) < 1e-11
+    else:
+        assert tr.c is None and tr.dc is None
+    for name, value in tr.gates.items():
+        ref_gate = torch.stack([g[name] for layer in ref["gates"] for g in layer]).view_as(value)
+        assert rel_err(value, ref_gate) < 1e-12, name
+    lstm_gates = {"original": set("igo")}  # no forget gate; CIFG's f = 1 − i is included
+    expected_gates = {
+        "rnn": set(),
+        "gru": {"r", "z", "n"},
+        "lstm": lstm_gates.get(cfg.get("variant"), set("ifgo")),
+    }
+    assert set(tr.gates) == expected_gates[kind]
+
+
+def test_trace_of_a_torch_module_matches_its_autograd() -> None:
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(3, 5, num_layers=2, batch_first=True, dtype=F64)
+    x = torch.randn(4, 9, 3, dtype=F64)  # batch_first: (B, T, I)
+    tr = bptt.trace(lstm, x, lambda out, state: out[:, -1].pow(2).sum() + state[1].sum())
+    out, (_h, c) = lstm(x)
+    g = torch.autograd.grad(out[:, -1].pow(2).sum() + c.sum(), list(lstm.parameters()))
+    assert list(tr.grads) == [n for n, _ in lstm.named_parameters()]
+    for (name, value), expected in zip(tr.grads.items(), g, strict=True):
+        assert rel_err(value, expected) < 1e-10, name
+    assert tr.output.shape == (4, 9, 5)  # the model's own layout
+    assert tr.h.shape == tr.dh.shape == tr.dc.shape == (2, 9, 4, 5)  # time-major per-step tensors
+    assert rel_err(tr.h[-1].transpose(0, 1), out) < 1e-12
+    assert set(tr.gates) == set("ifgo") and tr.gates["f"].shape == (2, 9, 4, 5)
+
+
+@pytest.mark.parametrize("module", [torch.nn.RNN(2, 3), torch.nn.GRU(2, 3)], ids=["rnn", "gru"])
+def test_trace_accepts_each_torch_module(module) -> None:
+    tr = bptt.trace(module, torch.randn(5, 2), lambda out, h: out.sum())  # unbatched
+    assert tr.h.shape == (1, 5, 1, 3)
+    assert tr.output.shape == (5, 3)
+    assert set(tr.grads) == {n for n, _ in module.named_parameters()}
+
+
+def test_dh_at_the_last_step_is_the_loss_gradient_there() -> None:
+    model = make("lstm", {"variant": "vanilla"})
+    x = torch.randn(6, 2, 3, dtype=F64)
+    tr = bptt.trace(model, x, lambda out, state: (out[-1] * 3.0).sum())
+    assert torch.allclose(tr.dh[0, -1], torch.full((2, 4), 3.0, dtype=F64))
+    assert torch.all(tr.contribution_norms() > 0)
+
+
+def test_a_loss_on_the_bottom_layer_state_leaves_the_top_layer_at_zero() -> None:
+    model = make("gru", {}, num_layers=2)
+    tr = bptt.trace(model, torch.randn(5, 2, 3, dtype=F64), lambda out, h: h[0].sum())
+    assert torch.count_nonzero(tr.dh[1]) == 0
+    assert torch.count_nonzero(tr.grads["weight_hh_l1"]) == 0
+    assert torch.count_nonzero(tr.grads["weight_hh_l0"]) > 0
+    assert tr.contribution_norms()[-1] > 0
+
+
+@pytest.mark.parametrize("B", [2, 64], ids=["gram", "direct"])
+def test_outer_term_norms_in_both_forms(B: int) -> None:
+    torch.manual_seed(0)
+    u, v = torch.randn(5, B, 3, dtype=F64), torch.randn(5, B, 4, dtype=F64)
+    term = Outer(u, v)
+    expected = torch.stack([(u[k].T @ v[k]).pow(2).sum() for k in range(5)])
+    assert rel_err(term.sq_norms(), expected) < 1e-12
+    assert rel_err(term.total(), sum(term.at(k) for k in range(5))) < 1e-12
+
+
+def test_negative_step_index_counts_from_the_end() -> None:
+    tr = bptt.trace(make("rnn", {}), torch.randn(4, 2, 3, dtype=F64), lambda out, h: out.sum())
+    last, also_last = tr.contribution(3), tr.contribution(-1)
+    assert all(torch.equal(last[n], also_last[n]) for n in last)
