@@ -26,6 +26,7 @@ class GRUStep:
     """One step of the GRU, forward and backward."""
 
     gate_names: tuple[str, ...] = ("r", "z", "n")
+    kind: str = "gru"
     fold_bias_hh: bool = False
     separate_dgh: bool = True
     has_cell: bool = False

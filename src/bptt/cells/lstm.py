@@ -90,6 +90,7 @@ class LSTMStep:
 
     variant: LSTMVariant
     proj_size: int = 0
+    kind: str = "lstm"
     fold_bias_hh: bool = True
     separate_dgh: bool = False
     has_cell: bool = True

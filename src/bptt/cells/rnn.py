@@ -48,6 +48,7 @@ class ElmanStep:
     """One step of the Elman RNN, forward and backward."""
 
     nonlinearity: str = "tanh"
+    kind: str = "rnn"
     gate_names: tuple[str, ...] = ("h",)
     fold_bias_hh: bool = True
     separate_dgh: bool = False

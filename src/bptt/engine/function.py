@@ -14,7 +14,9 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .sweep import Params, Step, backward_sweep, forward_sweep
+from . import native, sweep
+from .matmul import linear, matmul
+from .sweep import Params, Step
 from .tape import Tape
 
 
@@ -32,13 +34,10 @@ class LayerPlan:
 def input_projection(step: Step, x: Tensor, p: Params) -> Tensor:
     """gx_t = W_ih x_t + b_ih (+ b_hh where the cell allows), all steps in one matmul: (T, B, G·H)."""
     T, B, I = x.shape
-    W_ih = p["weight_ih"]
     b = p.get("bias_ih")
     if b is not None and step.fold_bias_hh:
         b = b + p["bias_hh"]
-    x2 = x.reshape(T * B, I)
-    gx = x2 @ W_ih.T if b is None else torch.addmm(b, x2, W_ih.T)
-    return gx.view(T, B, -1)
+    return linear(x.reshape(T * B, I), p["weight_ih"], b).view(T, B, -1)
 
 
 class LayerSweep(torch.autograd.Function):
@@ -57,10 +56,11 @@ class LayerSweep(torch.autograd.Function):
         step = plan.step
         p = dict(zip(plan.suffixes, weights, strict=True))
         tape = step.new_tape(x.detach(), h0, c0, plan.reverse, p)  # the tape holds data, never graph
-        forward_sweep(step, tape, input_projection(step, x, p), p)
+        sweeps = native if native.usable(x) else sweep
+        sweeps.forward_sweep(step, tape, input_projection(step, x, p), p)
         if recorder is not None:
             recorder.append(tape)
-        ctx.plan, ctx.tape = plan, tape
+        ctx.plan, ctx.tape, ctx.sweeps = plan, tape, sweeps
         # Saved so that PyTorch catches an in-place change of the input before backward; the tape
         # keeps the data. The outputs are copies, so changing them in place cannot corrupt the tape.
         ctx.save_for_backward(x, *weights)
@@ -78,15 +78,28 @@ class LayerSweep(torch.autograd.Function):
         step = plan.step
         x, *weights = ctx.saved_tensors
         p = dict(zip(plan.suffixes, weights, strict=True))
-        dh0, carry = backward_sweep(step, tape, grad_out, grad_hn, grad_cn[0] if grad_cn else None, p)
+        dh0, carry = ctx.sweeps.backward_sweep(
+            step, tape, grad_out, grad_hn, grad_cn[0] if grad_cn else None, p
+        )
         needs = ctx.needs_input_grad
         dx = None
         if needs[2]:
             T, B, I = x.shape
             assert tape.dgx is not None
             # ∂L/∂x_t = W_ihᵀ ∂L/∂gx_t, all steps in one matmul
-            dx = (tape.dgx.reshape(T * B, -1) @ p["weight_ih"]).view(T, B, I)
+            dx = matmul(tape.dgx.reshape(T * B, -1), p["weight_ih"]).view(T, B, I)
         terms = step.grad_terms(tape, p)
-        grads = [terms[s].total() if needs[5 + j] else None for j, s in enumerate(plan.suffixes)]
+        totals: dict[int, Tensor] = {}  # b_ih and b_hh share one term where dgh is dgx
+        grads: list[Tensor | None] = []
+        for j, suffix in enumerate(plan.suffixes):
+            if not needs[5 + j]:
+                grads.append(None)
+                continue
+            term = terms[suffix]
+            if id(term) in totals:
+                grads.append(totals[id(term)].clone())  # each parameter gets a gradient of its own
+            else:
+                totals[id(term)] = term.total()
+                grads.append(totals[id(term)])
         dc0 = carry[0] if step.has_cell else None
         return (None, None, dx, dh0 if needs[3] else None, dc0 if needs[4] else None, *grads)

@@ -27,11 +27,12 @@ Carry = tuple[Tensor, ...]
 class Step(Protocol):
     """One time step of a cell family: its equations forward and backward.
 
-    `gate_names` lists the G blocks of rows in `weight_ih`/`weight_hh`, in PyTorch's order.
+    `kind` names the family. `gate_names` lists the G blocks of rows in `weight_ih`/`weight_hh`, in PyTorch's order.
     `fold_bias_hh` says that b_hh may join b_ih in the input projection (not for the GRU, whose
     b_hn sits inside r ⊙ (W_hn h + b_hn)). `separate_dgh` says that ∂L/∂gh_t differs from ∂L/∂gx_t.
     """
 
+    kind: str  # "rnn", "lstm" or "gru": which native sweep runs it
     gate_names: tuple[str, ...]
     fold_bias_hh: bool
     separate_dgh: bool

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from .matmul import matmul_tn
+
 if TYPE_CHECKING:
     from .tape import Tape
 
@@ -37,7 +39,7 @@ class Outer:
 
     def total(self) -> Tensor:
         m, n = self.u.shape[-1], self.v.shape[-1]
-        return self.u.reshape(-1, m).T @ self.v.reshape(-1, n)
+        return matmul_tn(self.u.reshape(-1, m), self.v.reshape(-1, n))
 
     def at(self, k: int) -> Tensor:
         return self.u[k].T @ self.v[k]
@@ -92,5 +94,5 @@ def projection_terms(tape: Tape, p: Mapping[str, Tensor]) -> dict[str, Term]:
     }
     if "bias_ih" in p:
         terms["bias_ih"] = Sum(tape.dgx)
-        terms["bias_hh"] = Sum(tape.dgh)
+        terms["bias_hh"] = terms["bias_ih"] if tape.dgh is tape.dgx else Sum(tape.dgh)
     return terms

@@ -1,0 +1,297 @@
+"""The native sweeps: csrc/sweeps.cpp, built on first use, with the PyTorch loop as the fallback.
+
+Why a small C++ file: per step the LSTM does one matmul and about a dozen elementwise operations
+forward and as many backward. From Python each costs a few microseconds of dispatch, which at
+B = 16, H = 64 is several times the arithmetic; `torch.compile` would have to unroll or guard the
+time loop and takes longer to compile than the 20 s budget. One fused loop per step in C++ (SIMD
+exp and tanh from glibc's libmvec) brings the step down to the matmul plus a few vector passes.
+
+Per step, the recurrent product goes straight to the BLAS PyTorch links (MKL in the x86 wheels),
+and the rows of the elementwise pass run on PyTorch's OpenMP threads when a step is large enough.
+
+The file includes only per-operator ATen headers and registers its ops with TORCH_LIBRARY, so it
+builds with g++ in seconds. The library is cached per source, torch version and CPU in
+`$BPTT_CACHE` (default `~/.cache/bptt`), built under a file lock and moved into place atomically.
+
+`BPTT_ENGINE=python` (or `use_engine("python")`) forces the PyTorch loop; `auto` (the default) uses
+the native sweeps for float32/float64 CPU tensors when the build succeeds, and falls back with a
+warning when it does not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sysconfig
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from . import matmul
+from .sweep import Carry, Params, Step
+from .tape import Tape
+
+SOURCE = Path(__file__).parent / "csrc" / "sweeps.cpp"
+ENGINES = ("auto", "native", "python")
+
+
+@dataclass
+class BuildInfo:
+    """How the native library came to be: built now, found in the cache, or failed."""
+
+    ok: bool
+    path: Path | None
+    seconds: float  # compile time; 0 when taken from the cache
+    cached: bool
+    error: str = ""
+
+
+_build: BuildInfo | None = None
+_engine: str = os.environ.get("BPTT_ENGINE", "auto")
+
+
+def _cpu_signature() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _flags() -> list[str]:
+    torch_dir = Path(torch.__file__).parent
+    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    return [
+        "-O3",
+        "-march=native",
+        "-fno-math-errno",  # lets the exp/tanh calls vectorise; NaN and Inf keep their IEEE meaning
+        "-fopenmp",  # batch rows in parallel, on the OpenMP runtime (libgomp) PyTorch itself loads
+        "-std=c++17",
+        "-Wno-c++20-extensions",  # PyTorch's own headers
+        "-fPIC",
+        "-shared",
+        f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+        f"-I{torch_dir / 'include'}",
+        f"-I{sysconfig.get_paths()['include']}",
+        f"-L{torch_dir / 'lib'}",
+        f"-Wl,-rpath,{torch_dir / 'lib'}",
+    ]
+
+
+def _library_path() -> Path:
+    key = hashlib.sha256()
+    for part in (
+        SOURCE.read_bytes(),
+        torch.__version__.encode(),
+        _cpu_signature().encode(),
+        " ".join(_flags()).encode(),
+    ):
+        key.update(part)
+    root = Path(os.environ.get("BPTT_CACHE", Path.home() / ".cache" / "bptt"))
+    return root / f"sweeps-{key.hexdigest()[:16]}.so"
+
+
+def build() -> BuildInfo:
+    """Build (or find) and load the native library once per process."""
+    global _build
+    if _build is not None:
+        return _build
+    try:
+        path = _library_path()
+        seconds, cached = 0.0, True
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            from filelock import FileLock  # a dependency of torch
+
+            with FileLock(str(path) + ".lock", timeout=600):
+                if not path.exists():  # another process may have built it meanwhile
+                    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+                    if compiler is None:
+                        raise RuntimeError("no C++ compiler (g++) found")
+                    fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+                    os.close(fd)
+                    start = time.perf_counter()
+                    cmd = [
+                        compiler,
+                        *_flags(),
+                        str(SOURCE),
+                        "-o",
+                        tmp,
+                        "-ltorch_cpu",
+                        "-lc10",
+                        "-lmvec",
+                        "-lm",
+                    ]
+                    proc = subprocess.run(cmd, capture_output=True, text=True)
+                    if proc.returncode != 0:
+                        os.unlink(tmp)
+                        errors = [line for line in proc.stderr.splitlines() if "error" in line]
+                        raise RuntimeError("g++ failed: " + "\n".join(errors[:10] or [proc.stderr[-2000:]]))
+                    os.replace(tmp, path)  # atomic: a half-written library is never loaded
+                    seconds, cached = time.perf_counter() - start, False
+        torch.ops.load_library(str(path))
+        _build = BuildInfo(True, path, seconds, cached)
+    except Exception as err:  # any failure leaves the PyTorch loop in charge
+        _build = BuildInfo(False, None, 0.0, False, str(err))
+        warnings.warn(
+            f"bptt: native sweeps unavailable ({err}); using the PyTorch loop", RuntimeWarning, stacklevel=3
+        )
+    return _build
+
+
+def engine() -> str:
+    return _engine
+
+
+def set_engine(name: str) -> None:
+    """`auto` (native where possible), `native` (error if it cannot build) or `python`."""
+    global _engine
+    if name not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}; expected one of {', '.join(map(repr, ENGINES))}")
+    _engine = name
+
+
+@contextlib.contextmanager
+def use_engine(name: str) -> Iterator[None]:
+    """Run a block with the given engine, e.g. `with use_engine("python"): ...`."""
+    previous = _engine
+    set_engine(name)
+    try:
+        yield
+    finally:
+        set_engine(previous)
+
+
+def usable(x: Tensor) -> bool:
+    """Whether the native sweeps will run for this layer input."""
+    if _engine == "python" or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return False
+    info = build()
+    if not info.ok and _engine == "native":
+        raise RuntimeError(f"BPTT_ENGINE=native, but the native sweeps could not be built: {info.error}")
+    return info.ok
+
+
+# -- the sweeps, with engine/sweep.py's signatures --------------------------------------------------
+
+_LSTM_FLAGS = {"i": 1, "f": 2, "o": 4}
+_ACT = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3}
+
+
+def _lstm_flags(step: Step) -> int:
+    v = step.variant  # type: ignore[attr-defined]
+    flags = sum(bit for gate, bit in _LSTM_FLAGS.items() if gate in v.gates)
+    flags |= 8 * v.peephole | 16 * v.coupled | 32 * v.input_activation | 64 * v.output_activation
+    return flags | 128 * v.gate_recurrence
+
+
+def _onednn_steps(tape: Tape, G_H: int) -> bool:
+    """Whether the per-step recurrent products go to oneDNN (large float32 steps)."""
+    B, P = tape.h.shape[1:]
+    return matmul.onednn(tape.x, B * P * G_H, matmul.STEP_MIN_MACS)
+
+
+def _opt(p: Params, name: str, like: Tensor) -> Tensor:
+    value = p.get(name)
+    return value.contiguous() if value is not None else like.new_empty(0)
+
+
+def forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
+    ops = torch.ops.bptt_native
+    gx = gx.contiguous()
+    W_hh = p["weight_hh"].contiguous()
+    if step.kind == "lstm":
+        none = gx.new_empty(0)
+        ops.lstm_forward(
+            gx,
+            W_hh,
+            _opt(p, "weight_hr", gx),
+            _opt(p, "weight_gg", gx),
+            _opt(p, "weight_ci", gx),
+            _opt(p, "weight_cf", gx),
+            _opt(p, "weight_co", gx),
+            tape.h_buf,
+            tape.c_buf,
+            tape.gates_buf,
+            tape.extras.get("m", none),
+            _lstm_flags(step),
+            _onednn_steps(tape, gx.shape[-1]),
+            tape.reverse,
+        )
+    elif step.kind == "gru":
+        ops.gru_forward(
+            gx, W_hh, _opt(p, "bias_hh", gx), tape.h_buf, tape.gates_buf, tape.extras["ghn"], tape.reverse
+        )
+    else:
+        ops.rnn_forward(gx, W_hh, tape.h_buf, _ACT[step.nonlinearity], tape.reverse)  # type: ignore[attr-defined]
+
+
+def backward_sweep(
+    step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
+) -> tuple[Tensor, Carry]:
+    ops = torch.ops.bptt_native
+    T, B = tape.steps, tape.x.shape[1]
+    G_H = len(step.gate_names) * tape.hidden_size
+    grad_out, dh_n = grad_out.contiguous(), dh_n.contiguous()
+    W_hh = p["weight_hh"].contiguous()
+    tape.dh = torch.empty_like(tape.h)
+    tape.dgx = grad_out.new_empty((T, B, G_H))
+    tape.dgh = torch.empty_like(tape.dgx) if step.separate_dgh else tape.dgx
+    dh0 = torch.empty_like(dh_n)
+    if step.kind == "lstm":
+        assert dc_n is not None
+        tape.dc = torch.empty_like(tape.c)
+        dc0 = torch.empty_like(dc_n)
+        ops.lstm_backward(
+            grad_out,
+            dh_n,
+            dc_n.contiguous(),
+            W_hh,
+            _opt(p, "weight_hr", grad_out),
+            _opt(p, "weight_gg", grad_out),
+            _opt(p, "weight_ci", grad_out),
+            _opt(p, "weight_cf", grad_out),
+            _opt(p, "weight_co", grad_out),
+            tape.c_buf,
+            tape.gates_buf,
+            tape.dh,
+            tape.dc,
+            tape.dgx,
+            dh0,
+            dc0,
+            _lstm_flags(step),
+            _onednn_steps(tape, G_H),
+            tape.reverse,
+        )
+        return dh0, (dc0,)
+    if step.kind == "gru":
+        ops.gru_backward(
+            grad_out,
+            dh_n,
+            W_hh,
+            tape.h_buf,
+            tape.gates_buf,
+            tape.extras["ghn"],
+            tape.dh,
+            tape.dgx,
+            tape.dgh,
+            dh0,
+            tape.reverse,
+        )
+    else:
+        ops.rnn_backward(
+            grad_out, dh_n, W_hh, tape.h_buf, tape.dh, tape.dgx, dh0, _ACT[step.nonlinearity], tape.reverse
+        )  # type: ignore[attr-defined]
+    return dh0, ()
