@@ -51,9 +51,10 @@ class BuildInfo:
 
     ok: bool
     path: Path | None
-    seconds: float  # compile time; 0 when taken from the cache
+    seconds: float  # compile time in this process; 0 when taken from the cache
     cached: bool
     error: str = ""
+    first_build_seconds: float | None = None  # how long the first build of this library took
 
 
 _build: BuildInfo | None = None
@@ -103,6 +104,19 @@ def _library_path() -> Path:
     return root / f"sweeps-{key.hexdigest()[:16]}.so"
 
 
+def _record_build_time(path: Path, seconds: float) -> None:
+    tmp = path.with_suffix(".seconds.tmp")
+    tmp.write_text(f"{seconds:.3f}\n")
+    os.replace(tmp, path.with_suffix(".seconds"))
+
+
+def _read_build_time(path: Path) -> float | None:
+    try:
+        return float(path.with_suffix(".seconds").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def build() -> BuildInfo:
     """Build (or find) and load the native library once per process."""
     global _build
@@ -141,8 +155,9 @@ def build() -> BuildInfo:
                         raise RuntimeError("g++ failed: " + "\n".join(errors[:10] or [proc.stderr[-2000:]]))
                     os.replace(tmp, path)  # atomic: a half-written library is never loaded
                     seconds, cached = time.perf_counter() - start, False
+                    _record_build_time(path, seconds)
         torch.ops.load_library(str(path))
-        _build = BuildInfo(True, path, seconds, cached)
+        _build = BuildInfo(True, path, seconds, cached, first_build_seconds=_read_build_time(path))
     except Exception as err:  # any failure leaves the PyTorch loop in charge
         _build = BuildInfo(False, None, 0.0, False, str(err))
         warnings.warn(
@@ -295,3 +310,10 @@ def backward_sweep(
             grad_out, dh_n, W_hh, tape.h_buf, tape.dh, tape.dgx, dh0, _ACT[step.nonlinearity], tape.reverse
         )  # type: ignore[attr-defined]
     return dh0, ()
+
+
+def recurrent_floor(h: Tensor, W_hh: Tensor, steps: int) -> None:
+    """Run only the recurrent products of a sweep (forward and backward), as the backward sweep would."""
+    B, P = h.shape
+    use = matmul.onednn(h, B * P * W_hh.shape[0], matmul.STEP_MIN_MACS)
+    torch.ops.bptt_native.recurrent_products(h.contiguous(), W_hh.contiguous(), steps, use)

@@ -384,23 +384,24 @@ void lstm_forward_impl(const Tensor& gx, const Tensor& w_hh, const Tensor& w_hr,
   const bool proj = m_buf.numel() > 0;
   Tensor gh = at::empty({B, GH}, gx.options());
   Tensor a_prev = at::empty({L::R ? B : 0, 3 * H}, gx.options()), rec = at::empty({L::R ? B : 0, 3 * H}, gx.options());
-  const T *gx0 = gx.data_ptr<T>(), *Wr = ptr<T>(w_hr), *Wg = ptr<T>(w_gg);
+  const T *gx0 = gx.data_ptr<T>(), *Wr = ptr<T>(w_hr);
   const T *pi = ptr<T>(w_ci), *pf = ptr<T>(w_cf), *po = ptr<T>(w_co);
   T *hb = h_buf.data_ptr<T>(), *cb = c_buf.data_ptr<T>(), *ab = gates_buf.data_ptr<T>(), *mb = ptr<T>(m_buf);
   T *gh0 = gh.data_ptr<T>(), *ap0 = ptr<T>(a_prev), *rec0 = ptr<T>(rec);
-  Tensor hold;
+  Tensor hold, hold_r;
   for (i64 s = 0; s < T_; ++s) {
     const i64 t = position(s, T_, reverse), prev = prev_slot(t, reverse), cur = cur_slot(t, reverse);
     const T* zh0 = recurrent_product<T>(onednn, B, GH, P, hb + prev * B * P, w_hh, gh0, hold);  // gh_t = W_hh h_{t−1}
-    if constexpr (L::R) {                                        // FGR: R_g [i, f, o]_{t−1}
+    const T* rc0 = nullptr;
+    if constexpr (L::R) {  // FGR: R_g [i, f, o]_{t−1}
       gather_ifo(ab + prev * B * GH, ap0, B, H);
-      gemm<T>(true, B, 3 * H, 3 * H, ap0, Wg, rec0, T(0));
+      rc0 = recurrent_product<T>(onednn, B, 3 * H, 3 * H, ap0, w_gg, rec0, hold_r);
     }
     const T *zx0 = gx0 + t * B * GH, *cp0 = cb + prev * B * H;
     T *a0 = ab + cur * B * GH, *c0 = cb + cur * B * H, *m0 = proj ? mb + t * B * H : hb + cur * B * P;
 #pragma omp parallel for schedule(static) if (B * H >= kParallelElements)
     for (i64 b = 0; b < B; ++b)
-      lstm_row_forward<T, FL>(H, zx0 + b * GH, zh0 + b * GH, L::R ? rec0 + b * 3 * H : nullptr, pi, pf, po,
+      lstm_row_forward<T, FL>(H, zx0 + b * GH, zh0 + b * GH, L::R ? rc0 + b * 3 * H : nullptr, pi, pf, po,
                               cp0 + b * H, a0 + b * GH, c0 + b * H, m0 + b * H);
     if (proj) gemm<T>(true, B, P, H, m0, Wr, hb + cur * B * P, T(0));  // h_t = W_hr m_t
   }
@@ -426,7 +427,8 @@ void lstm_backward_impl(const Tensor& grad_out, const Tensor& dh_n, const Tensor
   T *dhn0 = dh0.data_ptr<T>(), *dcc0 = dc0.data_ptr<T>(), *dh_0 = dh.data_ptr<T>(), *dc_0 = dc.data_ptr<T>();
   T *dz_0 = dgx.data_ptr<T>(), *dm0 = ptr<T>(dm), *dzi0 = ptr<T>(dz_ifo), *da0 = ptr<T>(da);
   const Tensor w_hh_t = onednn ? w_hh.t().contiguous() : w_hh;  // ∂L/∂h_{t−1} = ∂L/∂z_t W_hh = ∂L/∂z_t (W_hhᵀ)ᵀ
-  Tensor hold;
+  const Tensor w_gg_t = onednn && L::R ? w_gg.t().contiguous() : w_gg;
+  Tensor hold, hold_r;
   for (i64 s = T_ - 1; s >= 0; --s) {
     const i64 t = position(s, T_, reverse), prev = prev_slot(t, reverse), cur = cur_slot(t, reverse);
     const T* go = go0 + t * B * P;
@@ -446,7 +448,12 @@ void lstm_backward_impl(const Tensor& grad_out, const Tensor& dh_n, const Tensor
                                dcc0 + b * H, dz0 + b * GH);
     if constexpr (L::R) {  // ∂L/∂[i, f, o]_{t−1} = R_gᵀ ∂L/∂z_{i,f,o}
       gather_ifo(dz0, dzi0, B, H);
-      gemm<T>(false, B, 3 * H, 3 * H, dzi0, Wg, da0, T(0));
+      if (onednn) {
+        const T* y = recurrent_product<T>(true, B, 3 * H, 3 * H, dzi0, w_gg_t, da0, hold_r);
+        std::copy(y, y + B * 3 * H, da0);
+      } else {
+        gemm<T>(false, B, 3 * H, 3 * H, dzi0, Wg, da0, T(0));
+      }
     }
     // ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂z_t
     if (onednn) {
@@ -557,6 +564,21 @@ void rnn_backward(const Tensor& grad_out, const Tensor& dh_n, const Tensor& w_hh
   });
 }
 
+// The floor of a sweep: its recurrent products alone, T forward (h W_hhᵀ) and T backward (∂z W_hh).
+void recurrent_products(const Tensor& h, const Tensor& w_hh, i64 steps, bool onednn) {
+  by_dtype(h, [&](auto zero) {
+    using T = decltype(zero);
+    const i64 B = h.size(0), P = h.size(1), GH = w_hh.size(0);
+    Tensor y = at::empty({B, GH}, h.options()), d = at::empty({B, P}, h.options()), hold;
+    const Tensor w_hh_t = w_hh.t().contiguous(), y_in = at::zeros({B, GH}, h.options());
+    for (i64 s = 0; s < steps; ++s) recurrent_product<T>(onednn, B, GH, P, h.data_ptr<T>(), w_hh, y.data_ptr<T>(), hold);
+    for (i64 s = 0; s < steps; ++s) {
+      if (onednn) recurrent_product<T>(true, B, P, GH, y_in.data_ptr<T>(), w_hh_t, d.data_ptr<T>(), hold);
+      else gemm<T>(false, B, P, GH, y_in.data_ptr<T>(), w_hh.data_ptr<T>(), d.data_ptr<T>(), T(0));
+    }
+  });
+}
+
 }  // namespace
 
 TORCH_LIBRARY(bptt_native, m) {
@@ -578,6 +600,7 @@ TORCH_LIBRARY(bptt_native, m) {
       "gru_backward(Tensor grad_out, Tensor dh_n, Tensor w_hh, Tensor h_buf, Tensor gates_buf, Tensor ghn, "
       "Tensor(a!) dh, Tensor(b!) dgx, Tensor(c!) dgh, Tensor(d!) dh0, bool reverse) -> ()",
       &gru_backward);
+  m.def("recurrent_products(Tensor h, Tensor w_hh, int steps, bool onednn) -> ()", &recurrent_products);
   m.def("rnn_forward(Tensor gx, Tensor w_hh, Tensor(a!) h_buf, int act, bool reverse) -> ()", &rnn_forward);
   m.def(
       "rnn_backward(Tensor grad_out, Tensor dh_n, Tensor w_hh, Tensor h_buf, Tensor(a!) dh, Tensor(b!) dgx, "

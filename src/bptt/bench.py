@@ -1,0 +1,423 @@
+"""`bptt bench`: the explicit engine beside PyTorch's fused recurrent modules, measured in one run.
+
+In the manner of PyTorch's `benchmarks/fastrnns`: forward and backward are timed separately after
+warm-up, medians of repeated runs are reported, and every ratio is against `torch.nn` measured in
+the same process, interleaved with ours (the order alternates each repeat) so that a noisy machine
+affects both sides alike. Each row also checks the numbers against the reference and shows the
+floor: the T sequential recurrent products of the forward and backward sweeps alone.
+
+Besides the cell rows, the bench measures a full `bptt.trace` (states, gates, ∂L/∂h_t, ∂L/∂c_t and
+every step's contribution norm) against torch.nn's forward and backward, the contribution norms
+against T separate autograd backward passes, and the native library's build time.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import _io
+from .cells import LSTM, RecurrentBase
+from .convert import from_torch
+from .engine import native
+from .trace import trace
+
+Shape = tuple[int, int, int, int]  # (B, T, I, H)
+
+DEFAULT_SHAPES: tuple[Shape, ...] = ((32, 200, 2, 128), (64, 100, 64, 256), (16, 1000, 2, 64))
+TWINS = ("lstm", "gru", "rnn")  # bptt cells with a torch.nn twin
+VARIANTS = ("peephole", "original", "nig", "nfg", "nog", "niaf", "noaf", "cifg", "fgr")
+CELLS = TWINS + VARIANTS
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What `bptt bench` measures; the defaults are the issue's grid."""
+
+    cells: tuple[str, ...] = CELLS
+    shapes: tuple[Shape, ...] = DEFAULT_SHAPES
+    repeats: int = 10
+    warmup: int = 3
+    device: str = "cpu"
+    trace: bool = True
+    contributions: bool = True
+    contributions_steps: int = 200
+    seed: int = 0
+
+
+@dataclass
+class Row:
+    cell: str
+    reference: str
+    shape: Shape
+    torch_fwd_ms: float
+    torch_bwd_ms: float
+    ours_fwd_ms: float
+    ours_bwd_ms: float
+    ratio: float  # (ours forward + backward) / (torch.nn forward + backward), medians
+    floor_ms: float | None
+    check: str  # the float64 truth the float32 numbers were checked against
+    max_rel_err: float  # ours in float32 against the float64 truth
+    reference_rel_err: float  # the reference's own float32 result against the same truth
+
+
+@dataclass
+class BenchResult:
+    config: dict[str, Any]
+    machine: dict[str, Any]
+    build: dict[str, Any]
+    rows: list[Row] = field(default_factory=list)
+    traces: list[dict[str, Any]] = field(default_factory=list)
+    contributions: dict[str, Any] | None = None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_ms(xs: Sequence[float]) -> float:
+    return 1e3 * statistics.median(xs)
+
+
+def _timer(device: torch.device) -> Callable[[], float]:
+    def now() -> float:
+        _sync(device)
+        return time.perf_counter()
+
+    return now
+
+
+def _fwd_bwd(model: nn.Module, x: Tensor, grad: Tensor) -> Callable[[], tuple[float, float]]:
+    """One forward and one backward of `model`, timed separately: (forward s, backward s)."""
+    now = _timer(x.device)
+    params = list(model.parameters())
+
+    def once() -> tuple[float, float]:
+        for p in params:
+            p.grad = None
+        t0 = now()
+        out = model(x)[0]
+        t1 = now()
+        out.backward(grad)
+        t2 = now()
+        return t1 - t0, t2 - t1
+
+    return once
+
+
+def _interleaved(fns: Sequence[Callable[[], Any]], warmup: int, repeats: int) -> list[list[Any]]:
+    """Results of each fn per repeat after warm-up, the order of the fns rotating every repeat."""
+    results: list[list[Any]] = [[] for _ in fns]
+    for rep in range(warmup + repeats):
+        order = list(range(len(fns)))
+        shift = rep % len(fns)
+        for i in order[shift:] + order[:shift]:
+            value = fns[i]()
+            if rep >= warmup:
+                results[i].append(value)
+    return results
+
+
+def _rel(a: Tensor, b: Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+def _outputs(model: nn.Module, x: Tensor, grad: Tensor, engine: str) -> list[Tensor]:
+    with native.use_engine(engine):
+        out = model(x)[0]
+        return [out.detach(), *torch.autograd.grad(out, list(model.parameters()), grad)]
+
+
+def _check(reference: nn.Module, ours: nn.Module, x: Tensor, grad: Tensor) -> tuple[float, float]:
+    """Errors of ours and of the reference, both in float32, against the reference in float64.
+
+    The float64 truth makes the check meaningful where float32 itself is ill-conditioned (an LSTM
+    without forget gate saturates tanh over long sequences), and the reference's own error shows
+    what float32 can achieve there. Variants without a torch.nn twin use the PyTorch loop.
+    """
+    engine = "python" if isinstance(reference, RecurrentBase) else native.engine()
+    truth = _outputs(copy.deepcopy(reference).double(), x.double(), grad.double(), engine)
+    ours_err = max(
+        _rel(a.double(), b) for a, b in zip(_outputs(ours, x, grad, native.engine()), truth, strict=True)
+    )
+    ref_err = max(
+        _rel(a.double(), b) for a, b in zip(_outputs(reference, x, grad, engine), truth, strict=True)
+    )
+    return ours_err, ref_err
+
+
+def _models(cell: str, shape: Shape, device: torch.device) -> tuple[nn.Module, RecurrentBase, nn.Module, str]:
+    """(torch.nn module to time against, bptt module, reference for the check, what the check is)."""
+    _, _, I, H = shape
+    if cell in TWINS:
+        ref = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell](I, H).to(device)
+        ours = from_torch(ref)
+        return ref, ours, ref, "torch.nn float64"
+    ref = nn.LSTM(I, H).to(device)
+    ours = LSTM(I, H, variant=cell).to(device)
+    return ref, ours, ours, "pytorch loop float64"
+
+
+def _floor_ms(ours: RecurrentBase, shape: Shape, device: torch.device, repeats: int) -> float | None:
+    B, T, _, _ = shape
+    W = ours.weight_hh_l0.detach()
+    h = torch.randn(B, W.shape[1], device=device)
+    if device.type == "cpu" and native.usable(h[None]):
+        run = lambda: native.recurrent_floor(h, W, T)  # noqa: E731
+    else:
+        y, d = torch.empty(B, W.shape[0], device=device), torch.empty(B, W.shape[1], device=device)
+
+        def run() -> None:
+            for _ in range(T):
+                torch.mm(h, W.T, out=y)
+            for _ in range(T):
+                torch.mm(y, W, out=d)
+
+    now = _timer(device)
+
+    def once() -> float:
+        t0 = now()
+        run()
+        return now() - t0
+
+    return _median_ms(_interleaved([once], 1, repeats)[0])
+
+
+def bench_cell(cell: str, shape: Shape, cfg: BenchConfig, device: torch.device) -> Row:
+    B, T, I, _ = shape
+    torch.manual_seed(cfg.seed)
+    ref, ours, check_ref, check = _models(cell, shape, device)
+    x = torch.randn(T, B, I, device=device)
+    grad = torch.randn(T, B, ours.hidden_size, device=device)
+    err, ref_err = _check(check_ref, ours, x, grad)
+    (t_ref, t_ours) = _interleaved([_fwd_bwd(ref, x, grad), _fwd_bwd(ours, x, grad)], cfg.warmup, cfg.repeats)
+    total = lambda ts: statistics.median(f + b for f, b in ts)  # noqa: E731
+    return Row(
+        cell=cell,
+        reference=f"torch.nn.{type(ref).__name__}",
+        shape=shape,
+        torch_fwd_ms=_median_ms([f for f, _ in t_ref]),
+        torch_bwd_ms=_median_ms([b for _, b in t_ref]),
+        ours_fwd_ms=_median_ms([f for f, _ in t_ours]),
+        ours_bwd_ms=_median_ms([b for _, b in t_ours]),
+        ratio=total(t_ours) / total(t_ref),
+        floor_ms=_floor_ms(ours, shape, device, cfg.repeats),
+        check=check,
+        max_rel_err=err,
+        reference_rel_err=ref_err,
+    )
+
+
+def bench_trace(shape: Shape, cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
+    """A full trace of the vanilla LSTM (with every contribution norm) against torch.nn.LSTM forward + backward."""
+    B, T, I, H = shape
+    torch.manual_seed(cfg.seed)
+    ref = nn.LSTM(I, H).to(device)
+    ours = from_torch(ref)
+    x = torch.randn(T, B, I, device=device)
+    grad = torch.randn(T, B, H, device=device)
+    now = _timer(device)
+
+    def traced() -> float:
+        t0 = now()
+        tr = trace(ours, x, lambda out, state: (out * grad).sum())
+        tr.contribution_norms()
+        return now() - t0
+
+    fb = _fwd_bwd(ref, x, grad)
+    t_ref, t_trace = _interleaved([lambda: sum(fb()), traced], cfg.warmup, cfg.repeats)
+    return {
+        "cell": "lstm",
+        "shape": shape,
+        "torch_fwd_bwd_ms": _median_ms(t_ref),
+        "trace_ms": _median_ms(t_trace),
+        "ratio": statistics.median(t_trace) / statistics.median(t_ref),
+    }
+
+
+def _unrolled_contribution_norms(model: LSTM, x: Tensor, grad: Tensor) -> tuple[Tensor, float]:
+    """The baseline: every step with its own copy of the parameters, then T autograd backward passes.
+
+    Returns the (T,) norms and the seconds the T backward passes took (its forward not counted).
+    """
+    T, B, _ = x.shape
+    H = model.hidden_size
+    names = [n for n, _ in model.named_parameters()]
+    copies = [
+        {n: p.detach().clone().requires_grad_(True) for n, p in model.named_parameters()} for _ in range(T)
+    ]
+    h = x.new_zeros(B, H)
+    c = x.new_zeros(B, H)
+    loss = x.new_zeros(())
+    for t in range(T):
+        P = copies[t]
+        z = x[t] @ P["weight_ih_l0"].T + P["bias_ih_l0"] + h @ P["weight_hh_l0"].T + P["bias_hh_l0"]
+        i, f, g, o = z.chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        loss = loss + (h * grad[t]).sum()
+    now = _timer(x.device)
+    t0 = now()
+    norms = []
+    for t in range(T):
+        grads = torch.autograd.grad(loss, [copies[t][n] for n in names], retain_graph=True)
+        norms.append(torch.sqrt(sum(g.pow(2).sum() for g in grads)))
+    return torch.stack(norms), now() - t0
+
+
+def bench_contributions(cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
+    """Contribution norms of all steps: one trace against T separate autograd backward passes."""
+    B, T, I, H = 32, cfg.contributions_steps, 2, 128
+    torch.manual_seed(cfg.seed)
+    model = LSTM(I, H).to(device)
+    x = torch.randn(T, B, I, device=device)
+    grad = torch.randn(T, B, H, device=device)
+    now = _timer(device)
+    times = []
+    for _ in range(cfg.warmup + cfg.repeats):
+        t0 = now()
+        norms = trace(model, x, lambda out, state: (out * grad).sum()).contribution_norms()
+        times.append(now() - t0)
+    ours = statistics.median(times[cfg.warmup :])
+    baseline_norms, baseline = _unrolled_contribution_norms(model, x, grad)
+    return {
+        "shape": (B, T, I, H),
+        "trace_with_norms_ms": 1e3 * ours,
+        "autograd_T_backward_passes_ms": 1e3 * baseline,
+        "speedup": baseline / ours,
+        "max_rel_err": _rel(norms, baseline_norms),
+    }
+
+
+def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> BenchResult:
+    """Measure everything in `cfg`; `progress` is told what is being measured."""
+    device = torch.device(cfg.device)
+    say = progress or (lambda _: None)
+    say("building the native sweeps")
+    info = native.build()
+    result = BenchResult(
+        config=asdict(cfg),
+        machine={
+            "torch": torch.__version__,
+            "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+            "threads": torch.get_num_threads(),
+            "processor": platform.processor() or platform.machine(),
+            "engine": native.engine() if device.type == "cpu" else "python (the native sweeps are CPU-only)",
+        },
+        build={
+            "ok": info.ok,
+            "first_build_s": info.first_build_seconds,
+            "built_now_s": info.seconds if not info.cached else 0.0,
+            "error": info.error,
+        },
+    )
+    for shape in cfg.shapes:
+        for cell in cfg.cells:
+            say(f"{cell} at (B, T, I, H) = {shape}")
+            result.rows.append(bench_cell(cell, shape, cfg, device))
+        if cfg.trace:
+            say(f"trace at {shape}")
+            result.traces.append(bench_trace(shape, cfg, device))
+    if cfg.contributions:
+        say(f"contribution norms against {cfg.contributions_steps} autograd backward passes")
+        result.contributions = bench_contributions(cfg, device)
+    return result
+
+
+def to_json(result: BenchResult) -> dict[str, Any]:
+    out = asdict(result)
+    out["rows"] = [asdict(r) for r in result.rows]
+    return out
+
+
+def write_json(result: BenchResult, path: str) -> None:
+    _io.write_json(path, to_json(result))
+
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def render(result: BenchResult) -> list[Any]:
+    """rich renderables: the cell table, the trace table and the summary lines."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"bptt bench — {result.machine['device']}, {result.machine['threads']} threads, torch {result.machine['torch']}"
+    )
+    for col in (
+        "cell",
+        "B, T, I, H",
+        "torch.nn fwd",
+        "bwd",
+        "bptt fwd",
+        "bwd",
+        "ratio",
+        "floor",
+        "f32 error vs",
+        "bptt",
+        "reference",
+    ):
+        table.add_column(col, justify="left" if col in ("cell", "B, T, I, H", "check") else "right")
+    for r in result.rows:
+        ratio = f"[{'green' if r.ratio <= 1.2 else 'yellow' if r.ratio <= 1.5 else 'red'}]{r.ratio:.2f}×[/]"
+        table.add_row(
+            r.cell,
+            ", ".join(map(str, r.shape)),
+            _fmt(r.torch_fwd_ms),
+            _fmt(r.torch_bwd_ms),
+            _fmt(r.ours_fwd_ms),
+            _fmt(r.ours_bwd_ms),
+            ratio,
+            _fmt(r.floor_ms),
+            r.check,
+            f"{r.max_rel_err:.1e}",
+            f"{r.reference_rel_err:.1e}",
+        )
+    out: list[Any] = [table]
+    if result.traces:
+        t2 = Table(
+            title="full trace (states, gates, ∂L/∂h_t, ∂L/∂c_t, contribution norms) vs torch.nn.LSTM fwd+bwd"
+        )
+        for col in ("B, T, I, H", "torch.nn fwd+bwd ms", "trace ms", "ratio"):
+            t2.add_column(col, justify="right")
+        for t in result.traces:
+            t2.add_row(
+                ", ".join(map(str, t["shape"])),
+                _fmt(t["torch_fwd_bwd_ms"]),
+                _fmt(t["trace_ms"]),
+                f"{t['ratio']:.2f}×",
+            )
+        out.append(t2)
+    if result.contributions:
+        c = result.contributions
+        out.append(
+            f"contribution norms, LSTM (B, T, I, H) = {tuple(c['shape'])}: trace {c['trace_with_norms_ms']:.1f} ms, "
+            f"T autograd backward passes {c['autograd_T_backward_passes_ms']:.0f} ms — {c['speedup']:.0f}× faster "
+            f"(norms agree to {c['max_rel_err']:.1e})"
+        )
+    b = result.build
+    if b["ok"]:
+        first = f"{b['first_build_s']:.1f} s" if b["first_build_s"] is not None else "unknown"
+        out.append(
+            f"native sweeps: first build took {first}"
+            + (f", built in this run in {b['built_now_s']:.1f} s" if b["built_now_s"] else " (cached)")
+        )
+    else:
+        out.append(f"native sweeps unavailable ({b['error']}); the PyTorch loop ran")
+    out.append(
+        "times are medians in ms; ratio = bptt (fwd + bwd) / torch.nn (fwd + bwd), measured interleaved in this run; "
+        "floor = the sweeps' sequential recurrent products alone; errors: max |Δ| / max |truth| over output and gradients, "
+        "float32 against the float64 truth, for bptt and for the reference itself"
+    )
+    return out

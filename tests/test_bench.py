@@ -1,0 +1,82 @@
+"""`bptt bench` runs, checks its numbers and writes JSON; its timings are never asserted here."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from bptt import bench, cli
+
+
+def test_bench_measures_every_part_on_tiny_shapes(tmp_path) -> None:
+    cfg = bench.BenchConfig(
+        cells=("lstm", "gru", "cifg"), shapes=((2, 5, 3, 4),), repeats=1, warmup=0, contributions_steps=6
+    )
+    result = bench.run(cfg)
+    assert [r.cell for r in result.rows] == ["lstm", "gru", "cifg"]
+    for row in result.rows:
+        assert row.max_rel_err < 1e-5 and row.reference_rel_err < 1e-5
+        assert row.ratio > 0 and row.floor_ms is not None and row.floor_ms > 0
+    assert len(result.traces) == 1 and result.traces[0]["ratio"] > 0
+    assert result.contributions is not None
+    assert result.contributions["max_rel_err"] < 1e-5  # trace norms = the T autograd backward passes
+    assert result.build["ok"]
+    bench.write_json(result, tmp_path / "bench.json")
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["rows"][0]["cell"] == "lstm" and saved["config"]["repeats"] == 1
+
+
+def test_unrolled_baseline_norms_equal_the_trace() -> None:
+    torch.manual_seed(0)
+    model = bench.LSTM(2, 3)
+    x, grad = torch.randn(7, 2, 2), torch.randn(7, 2, 3)
+    norms, _ = bench._unrolled_contribution_norms(model, x, grad)
+    traced = bench.trace(model, x, lambda out, state: (out * grad).sum()).contribution_norms()
+    assert torch.allclose(norms, traced, rtol=1e-5, atol=1e-7)
+
+
+def test_bench_command_writes_json(tmp_path, capsys) -> None:
+    path = tmp_path / "out.json"
+    code = cli.main(
+        [
+            "bench",
+            "--cells",
+            "rnn",
+            "--shapes",
+            "2x3x2x4",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--no-contributions",
+            "--json",
+            str(path),
+        ]
+    )
+    assert code == 0
+    assert json.loads(path.read_text())["rows"][0]["shape"] == [2, 3, 2, 4]
+    assert "ratio" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["bench", "--cells", "lstm,tree"], "unknown tree; expected some of"),
+        (["bench", "--shapes", "32x200"], "expected a shape BxTxIxH"),
+    ],
+)
+def test_bench_flags_are_checked(argv, message, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cuda_without_a_gpu_is_one_line(capsys) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert cli.main(["bench", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "bptt bench: error: --device cuda asked for, but no CUDA device is available"
