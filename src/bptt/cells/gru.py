@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..engine.sweep import Carry, Params
+from ..engine.sweep import Carry, Params, StepGrads
 from ..engine.tape import Tape, state_buffer
 from ..engine.terms import Term, projection_terms
 from .base import RecurrentBase
@@ -63,24 +63,15 @@ class GRUStep:
     def initial_carry(self, tape: Tape, dc_n: Tensor | None) -> Carry:
         return ()
 
-    def backward(
-        self, t: int, dh: Tensor, carry: Carry, tape: Tape, p: Params
-    ) -> tuple[Tensor | None, Carry]:
+    def backward(self, t: int, dh: Tensor, carry: Carry, tape: Tape, p: Params) -> StepGrads:
         r, z, n = tape.gates[t].chunk(3, dim=-1)
         h_prev, ghn = tape.h_prev[t], tape.extras["ghn"][t]
-        assert tape.dgh is not None
-        dgx_r, dgx_z, dgx_n = tape.dgx[t].chunk(3, dim=-1)
-        dgh_r, dgh_z, dgh_n = tape.dgh[t].chunk(3, dim=-1)
-        # ∂L/∂z_z = ∂L/∂h_t ⊙ (h_{t−1} − n_t) ⊙ σ'
-        torch.mul(dh, h_prev - n, out=dgx_z).mul_(z * (1 - z))
-        # ∂L/∂z_n = ∂L/∂h_t ⊙ (1 − z_t) ⊙ tanh'
-        torch.mul(dh, 1 - z, out=dgx_n).mul_(1 - n * n)
-        # ∂L/∂z_r = ∂L/∂z_n ⊙ (W_hn h_{t−1} + b_hn) ⊙ σ'
-        torch.mul(dgx_n, ghn, out=dgx_r).mul_(r * (1 - r))
-        dgh_r.copy_(dgx_r)
-        dgh_z.copy_(dgx_z)
-        torch.mul(dgx_n, r, out=dgh_n)  # ∂L/∂(W_hn h_{t−1} + b_hn) = ∂L/∂z_n ⊙ r_t
-        return dh * z, carry  # the direct path: ∂h_t/∂h_{t−1} ⊃ diag(z_t)
+        dz_z = dh * (h_prev - n) * z * (1 - z)  # ∂L/∂z_z = ∂L/∂h_t ⊙ (h_{t−1} − n_t) ⊙ σ'
+        dz_n = dh * (1 - z) * (1 - n * n)  # ∂L/∂z_n = ∂L/∂h_t ⊙ (1 − z_t) ⊙ tanh'
+        dz_r = dz_n * ghn * r * (1 - r)  # ∂L/∂z_r = ∂L/∂z_n ⊙ (W_hn h_{t−1} + b_hn) ⊙ σ'
+        dgx = torch.cat([dz_r, dz_z, dz_n], dim=-1)
+        dgh = torch.cat([dz_r, dz_z, dz_n * r], dim=-1)  # ∂L/∂(W_hn h_{t−1} + b_hn) = ∂L/∂z_n ⊙ r_t
+        return StepGrads(dgx, dgh, None, dh * z, carry)  # the direct path: ∂h_t/∂h_{t−1} ⊃ diag(z_t)
 
     def grad_terms(self, tape: Tape, p: Params) -> dict[str, Term]:
         return projection_terms(tape, p)

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from .. import _checks
-from ..engine.sweep import Carry, Params
+from ..engine.sweep import Carry, Params, StepGrads
 from ..engine.tape import Tape, state_buffer
 from ..engine.terms import Outer, Sum, Term, projection_terms
 from .base import RecurrentBase
@@ -198,74 +198,60 @@ class LSTMStep:
             return dc, dc.new_zeros((*dc.shape[:-1], 3 * dc.shape[-1]))
         return (dc,)
 
-    def backward(
-        self, t: int, dh: Tensor, carry: Carry, tape: Tape, p: Params
-    ) -> tuple[Tensor | None, Carry]:
+    def backward(self, t: int, dh: Tensor, carry: Carry, tape: Tape, p: Params) -> StepGrads:
         v, H = self.variant, tape.hidden_size
         dc_next = carry[0]  # ∂L/∂c_t through step t+1
         a = tape.gates[t]
         i, f, g, o = (self.block(a, gate, H) for gate in "ifgo")
+        f_eff = 1 - i if v.coupled and i is not None else f  # CIFG: f_t = 1 − i_t
         c, c_prev = tape.c[t], tape.c_prev[t]
-        dz = tape.dgx[t]
-        dz_i, dz_f, dz_g, dz_o = (self.block(dz, gate, H) for gate in "ifgo")
         # FGR: the gates at t also feed step t+1: ∂L/∂[i, f, o]_t from there
         da_i, da_f, da_o = carry[1].split(H, dim=-1) if v.gate_recurrence else (None, None, None)
 
         dm = dh @ p["weight_hr"] if self.proj_size else dh  # ∂L/∂m_t = W_hrᵀ ∂L/∂h_t
         act_c = torch.tanh(c) if v.output_activation else c
-        dc = tape.dc[t]
-        # ∂L/∂c_t = ∂L/∂m_t ⊙ o_t ⊙ tanh'(c_t) + ∂L/∂c_t via step t+1 (+ p_o ⊙ ∂L/∂z_o below)
-        if v.output_activation:
-            torch.mul(dm, 1 - act_c * act_c, out=dc)
-        else:
-            dc.copy_(dm)
+        # ∂L/∂c_t = ∂L/∂m_t ⊙ o_t ⊙ tanh'(c_t) + ∂L/∂c_t via step t+1 (+ p_o ⊙ ∂L/∂z_o)
+        dc = dm * (1 - act_c * act_c) if v.output_activation else dm
+        dz: dict[str, Tensor] = {}
         if o is not None:
-            assert dz_o is not None
-            dc.mul_(o)
+            dc = dc * o
             do = dm * act_c  # ∂L/∂o_t = ∂L/∂m_t ⊙ tanh(c_t)
             if da_o is not None:
-                do += da_o
-            torch.mul(do, _sig_grad(o), out=dz_o)  # ∂L/∂z_o = ∂L/∂o_t ⊙ σ'
+                do = do + da_o
+            dz["o"] = do * _sig_grad(o)  # ∂L/∂z_o = ∂L/∂o_t ⊙ σ'
             if v.peephole:
-                dc.addcmul_(p["weight_co"], dz_o)  # o_t reads c_t through p_o
-        dc += dc_next
+                dc = dc + p["weight_co"] * dz["o"]  # o_t reads c_t through p_o
+        dc = dc + dc_next
 
-        assert g is not None and dz_g is not None
-        # ∂L/∂g_t = ∂L/∂c_t ⊙ i_t ;  ∂L/∂z_g = ∂L/∂g_t ⊙ tanh'(z_g)
-        torch.mul(dc, i, out=dz_g) if i is not None else dz_g.copy_(dc)
-        if v.input_activation:
-            dz_g.mul_(1 - g * g)
+        assert g is not None
+        dg = dc * i if i is not None else dc  # ∂L/∂g_t = ∂L/∂c_t ⊙ i_t
+        dz["g"] = dg * (1 - g * g) if v.input_activation else dg  # ∂L/∂z_g = ∂L/∂g_t ⊙ tanh'(z_g)
         if i is not None:
-            assert dz_i is not None
             di = dc * g  # ∂L/∂i_t = ∂L/∂c_t ⊙ g_t
             if v.coupled:
-                di -= dc * c_prev  # CIFG: f_t = 1 − i_t, so ∂L/∂i_t −= ∂L/∂c_t ⊙ c_{t−1}
+                di = di - dc * c_prev  # CIFG: f_t = 1 − i_t, so ∂L/∂i_t −= ∂L/∂c_t ⊙ c_{t−1}
             if da_i is not None:
-                di += da_i
-            torch.mul(di, _sig_grad(i), out=dz_i)  # ∂L/∂z_i = ∂L/∂i_t ⊙ σ'
+                di = di + da_i
+            dz["i"] = di * _sig_grad(i)  # ∂L/∂z_i = ∂L/∂i_t ⊙ σ'
         if f is not None:
-            assert dz_f is not None
             df = dc * c_prev  # ∂L/∂f_t = ∂L/∂c_t ⊙ c_{t−1}
             if da_f is not None:
-                df += da_f
-            torch.mul(df, _sig_grad(f), out=dz_f)  # ∂L/∂z_f = ∂L/∂f_t ⊙ σ'
+                df = df + da_f
+            dz["f"] = df * _sig_grad(f)  # ∂L/∂z_f = ∂L/∂f_t ⊙ σ'
 
         # ∂L/∂c_{t−1} = f_t ⊙ ∂L/∂c_t + p_i ⊙ ∂L/∂z_i + p_f ⊙ ∂L/∂z_f   (f = 1 − i for CIFG, 1 without f)
-        if f is not None:
-            dc_prev = dc * f
-        elif v.coupled:
-            dc_prev = dc * (1 - i)
-        else:
-            dc_prev = dc.clone()
+        dc_prev = dc * f_eff if f_eff is not None else dc
         if v.peephole:
-            if dz_i is not None:
-                dc_prev.addcmul_(p["weight_ci"], dz_i)
-            if dz_f is not None:
-                dc_prev.addcmul_(p["weight_cf"], dz_f)
+            if "i" in dz:
+                dc_prev = dc_prev + p["weight_ci"] * dz["i"]
+            if "f" in dz:
+                dc_prev = dc_prev + p["weight_cf"] * dz["f"]
+        dgx = torch.cat([dz[gate] for gate in self.gate_names], dim=-1)
         if v.gate_recurrence:
             # ∂L/∂[i, f, o]_{t−1} = R_gᵀ ∂L/∂z_{i,f,o}
-            return None, (dc_prev, torch.cat(self._ifo(dz, H), dim=-1) @ p["weight_gg"])
-        return None, (dc_prev,)
+            da_prev = torch.cat([dz["i"], dz["f"], dz["o"]], dim=-1) @ p["weight_gg"]
+            return StepGrads(dgx, dgx, dc, None, (dc_prev, da_prev))
+        return StepGrads(dgx, dgx, dc, None, (dc_prev,))
 
     def grad_terms(self, tape: Tape, p: Params) -> dict[str, Term]:
         v, H = self.variant, tape.hidden_size

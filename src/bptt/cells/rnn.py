@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .. import _checks
-from ..engine.sweep import Carry, Params
+from ..engine.sweep import Carry, Params, StepGrads
 from ..engine.tape import Tape, state_buffer
 from ..engine.terms import Term, projection_terms
 from .base import RecurrentBase
@@ -67,12 +67,9 @@ class ElmanStep:
     def initial_carry(self, tape: Tape, dc_n: Tensor | None) -> Carry:
         return ()
 
-    def backward(
-        self, t: int, dh: Tensor, carry: Carry, tape: Tape, p: Params
-    ) -> tuple[Tensor | None, Carry]:
-        # ∂L/∂z_t = ∂L/∂h_t ⊙ a'(z_t)
-        torch.mul(dh, activation_grad(self.nonlinearity, tape.h[t]), out=tape.dgx[t])
-        return None, carry
+    def backward(self, t: int, dh: Tensor, carry: Carry, tape: Tape, p: Params) -> StepGrads:
+        dz = dh * activation_grad(self.nonlinearity, tape.h[t])  # ∂L/∂z_t = ∂L/∂h_t ⊙ a'(z_t)
+        return StepGrads(dz, dz, None, None, carry)
 
     def grad_terms(self, tape: Tape, p: Params) -> dict[str, Term]:
         return projection_terms(tape, p)

@@ -12,7 +12,7 @@ are one matmul each after the backward sweep (engine/function.py); the sweeps on
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 from torch import Tensor
@@ -22,6 +22,21 @@ from .terms import Term
 
 Params = Mapping[str, Tensor]
 Carry = tuple[Tensor, ...]
+
+
+class StepGrads(NamedTuple):
+    """What one backward step gives, for any leading batch of cotangents (…, B, ·).
+
+    dgx = ∂L/∂gx_t and dgh = ∂L/∂gh_t (the same tensor unless the cell separates them), dc the
+    total ∂L/∂c_t (LSTM), direct the part of ∂L/∂h_{t−1} that bypasses W_hh (GRU's z_t ⊙ ∂L/∂h_t),
+    carry the cell's cotangents at t − 1 besides h (∂L/∂c_{t−1}; FGR adds ∂L/∂[i, f, o]_{t−1}).
+    """
+
+    dgx: Tensor
+    dgh: Tensor
+    dc: Tensor | None
+    direct: Tensor | None
+    carry: Carry
 
 
 class Step(Protocol):
@@ -44,9 +59,7 @@ class Step(Protocol):
 
     def initial_carry(self, tape: Tape, dc_n: Tensor | None) -> Carry: ...
 
-    def backward(
-        self, t: int, dh: Tensor, carry: Carry, tape: Tape, p: Params
-    ) -> tuple[Tensor | None, Carry]: ...
+    def backward(self, t: int, dh: Tensor, carry: Carry, tape: Tape, p: Params) -> StepGrads: ...
 
     def grad_terms(self, tape: Tape, p: Params) -> dict[str, Term]: ...
 
@@ -66,6 +79,14 @@ def forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
         step.forward(t, gx[t], gh, tape, p)
 
 
+def _back(step: Step, t: int, dh: Tensor, carry: Carry, tape: Tape, p: Params) -> tuple[StepGrads, Tensor]:
+    """One step back: the step's gradients and ∂L/∂h_{t−1} through it."""
+    g = step.backward(t, dh, carry, tape, p)
+    # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t (+ a direct path such as the GRU's z_t ⊙ ∂L/∂h_t)
+    dh_prev = g.dgh @ p["weight_hh"]
+    return g, (dh_prev if g.direct is None else dh_prev + g.direct)
+
+
 def backward_sweep(
     step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
 ) -> tuple[Tensor, Carry]:
@@ -81,16 +102,25 @@ def backward_sweep(
     tape.dgh = torch.empty_like(tape.dgx) if step.separate_dgh else tape.dgx
     if step.has_cell:
         tape.dc = torch.empty_like(tape.c)
-    W_hh = p["weight_hh"]
     dh_next = dh_n  # ∂L/∂h_t through the steps after t; at the last step, ∂L/∂h_n
     carry = step.initial_carry(tape, dc_n)
     for t in reversed(tape.order):
-        dh = tape.dh[t]
         # ∂L/∂h_t = ∂ℓ/∂h_t (this step's output, from the loss or the layer above) + ∂L/∂h_t via step t+1
-        torch.add(grad_out[t], dh_next, out=dh)
-        direct, carry = step.backward(t, dh, carry, tape, p)
-        # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t (+ a direct path such as the GRU's z_t ⊙ ∂L/∂h_t)
-        dh_next = tape.dgh[t] @ W_hh
-        if direct is not None:
-            dh_next += direct
+        dh = torch.add(grad_out[t], dh_next, out=tape.dh[t])
+        g, dh_next = _back(step, t, dh, carry, tape, p)
+        tape.dgx[t] = g.dgx
+        if step.separate_dgh:
+            tape.dgh[t] = g.dgh
+        if g.dc is not None:
+            tape.dc[t] = g.dc
+        carry = g.carry
     return dh_next, carry
+
+
+def state_vjp(step: Step, tape: Tape, t: int, p: Params, cotangent: Carry) -> Carry:
+    """uᵀ ∂s_t/∂s_{t−1} for a batch of cotangents u of the state s_t = (h_t, c_t, …), each (N, B, ·).
+
+    The same backward step as the sweep's, with no loss at step t: BPTT with many cotangents at once.
+    """
+    g, dh_prev = _back(step, t, cotangent[0], tuple(cotangent[1:]), tape, p)
+    return (dh_prev, *g.carry)
