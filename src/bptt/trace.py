@@ -21,6 +21,7 @@ from . import _checks
 from .cells.base import RecurrentBase, State
 from .convert import TORCH_RECURRENT, from_torch
 from .engine.function import LayerPlan
+from .engine.sweep import Step
 from .engine.tape import Tape
 from .engine.terms import Term
 
@@ -61,6 +62,27 @@ class Trace:
     def steps(self) -> int:
         """T, the sequence length."""
         return self.h.shape[1]
+
+    def layer(self, layer: int = 0, direction: int = 0) -> tuple[Step, Tape, dict[str, Tensor]]:
+        """The step equations, tape and parameters (by suffix) of one layer-direction."""
+        D = self.model.num_directions
+        if not 0 <= layer < self.model.num_layers or direction not in range(D):
+            raise ValueError(
+                f"expected layer in [0, {self.model.num_layers}) and direction in [0, {D}), got {layer} and {direction}"
+            )
+        k = layer * D + direction
+        plan = self.model.plans[k]
+        return (
+            plan.step,
+            self.tapes[k],
+            {s: self.params[n].detach() for s, n in zip(plan.suffixes, plan.names, strict=True)},
+        )
+
+    def jacobian_norms(self, of: str = "state", layer: int = 0, **kwargs: object) -> Tensor:
+        """(B, T) spectral norms of ∂s_{T−1}/∂s_k; see `bptt.diagnostics.jacobian_norms`."""
+        from .diagnostics.jacobian import jacobian_norms
+
+        return jacobian_norms(self, of=of, layer=layer, **kwargs)  # type: ignore[arg-type]
 
     @cached_property
     def _terms(self) -> list[tuple[LayerPlan, dict[str, Term]]]:

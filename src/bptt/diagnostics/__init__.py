@@ -1,0 +1,36 @@
+"""Gradient-flow diagnostics on a `bptt.Trace`: where and why gradients vanish or explode.
+
+One module per question: `distance` (how far back does the gradient reach), `jacobian` (the
+products ∂s_{T−1}/∂s_k), `decomposition` (diag(f) against the rest), `bounds` (γ·λ1), `lyapunov`
+(the QR spectrum), `gates` (saturation), `monitor` (all of it in a user's own training loop).
+"""
+
+from .bounds import GAMMA, LayerBound, bounds, verdict
+from .decomposition import ForgetSplit, forget_split
+from .distance import GradientProfile, gradient_profile, horizon, relative_at
+from .gates import GateStats, forget_histogram, gate_stats
+from .jacobian import decay_slope, distances, jacobian_norms, probe_confidence, step_jacobian
+from .lyapunov import LyapunovSpectrum, lyapunov
+
+__all__ = [
+    "GAMMA",
+    "ForgetSplit",
+    "GateStats",
+    "GradientProfile",
+    "LayerBound",
+    "LyapunovSpectrum",
+    "bounds",
+    "decay_slope",
+    "distances",
+    "forget_histogram",
+    "forget_split",
+    "gate_stats",
+    "gradient_profile",
+    "horizon",
+    "jacobian_norms",
+    "lyapunov",
+    "probe_confidence",
+    "relative_at",
+    "step_jacobian",
+    "verdict",
+]

@@ -1,0 +1,133 @@
+"""The seeds' bounds: γ·λ1 for the Elman RNN, the forget gate for the LSTM's carousel.
+
+For h_t = a(W_hh h_{t−1} + …), ∂h_t/∂h_{t−1} = diag(a'(z_t)) W_hh, so with ‖diag(a')‖ ≤ γ
+(tanh 1, sigmoid 1/4, ReLU 1, linear 1) and λ1 the largest *singular value* of W_hh:
+
+    γ·λ1 < 1  ⇒  every step shrinks the gradient: vanishing is guaranteed (sufficient);
+    γ·λ1 > 1  ⇒  exploding becomes possible (necessary, not sufficient).
+
+Seed 001 says "largest eigenvalue"; for a non-normal W_hh the spectral radius ρ can sit below 1/γ
+while λ1 is above it, and the gradient can grow for many steps. Both are reported, with the
+verdict the eigenvalue reading would give, so the difference shows.
+
+For the LSTM the Constant Error Carousel path ∏ diag(f_i) is bounded by (max f)^distance; a trace
+supplies max f. Along a trace the bound is also checked step by step: ‖diag(a'(z_t))‖ ≤ γ and
+‖∂h_t/∂h_{t−1}‖ ≤ γ·λ1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from ..cells.base import RecurrentBase
+from ..cells.rnn import activation_grad
+from .jacobian import sigma_max, state_layout, step_jacobian
+
+if TYPE_CHECKING:
+    from ..trace import Trace
+
+GAMMA = {"tanh": 1.0, "sigmoid": 0.25, "relu": 1.0, "linear": 1.0}
+
+
+def verdict(gamma: float, lam: float) -> str:
+    g = gamma * lam
+    if g < 1:
+        return f"vanishing guaranteed (γ·λ = {g:.3g} < 1)"
+    if g > 1:
+        return f"exploding possible (γ·λ = {g:.3g} > 1; necessary, not sufficient)"
+    return "on the boundary (γ·λ = 1)"
+
+
+@dataclass(frozen=True)
+class LayerBound:
+    """The bound for one layer-direction (`name` like "l0" or "l1_reverse")."""
+
+    name: str
+    cell: str
+    gamma: float | None  # sup |a'| of the Elman nonlinearity; None where the Elman bound does not apply
+    lambda1: float  # largest singular value of W_hh
+    spectral_radius: float | None  # largest |eigenvalue| of W_hh (square W_hh only)
+    verdict: str
+    eigen_verdict: str | None  # what seed 001's "eigenvalue" reading would conclude
+    max_forget: float | None = None  # LSTM, from a trace: the CEC path is ≤ max_forget^distance
+    act_grad: Tensor | None = None  # (B, T) ‖diag(a'(z_t))‖ measured along a trace (Elman)
+    step_norm: Tensor | None = None  # (B, T) ‖∂h_t/∂h_{t−1}‖ measured along a trace
+
+    @property
+    def threshold(self) -> float | None:
+        """1/γ, the value of λ1 that separates the verdicts."""
+        return 1.0 / self.gamma if self.gamma else None
+
+
+def _cell_name(model: RecurrentBase) -> str:
+    if model.step.kind == "rnn":
+        return f"rnn ({model.step.nonlinearity})"  # type: ignore[attr-defined]
+    if model.step.kind == "lstm":
+        return f"lstm ({model.step.variant.name})"  # type: ignore[attr-defined]
+    return "gru"
+
+
+def bounds(model: nn.Module, trace: Trace | None = None) -> list[LayerBound]:
+    """γ, λ1, ρ and the verdicts for every layer-direction; with a trace, also measured along it.
+
+    Example:
+        >>> import torch, bptt
+        >>> from bptt.diagnostics import bounds
+        >>> rnn = bptt.RNN(2, 4, nonlinearity="sigmoid")
+        >>> with torch.no_grad():
+        ...     _ = rnn.weight_hh_l0.copy_(3.9 * torch.eye(4))
+        >>> bounds(rnn)[0].verdict
+        'vanishing guaranteed (γ·λ = 0.975 < 1)'
+    """
+    from ..convert import TORCH_RECURRENT, from_torch
+
+    if trace is not None:
+        model = trace.model
+    elif isinstance(model, TORCH_RECURRENT):
+        model = from_torch(model)
+    if not isinstance(model, RecurrentBase):
+        raise TypeError(f"expected a bptt or torch.nn RNN/LSTM/GRU, got {type(model).__name__}")
+    out = []
+    for plan in model.plans:
+        W = getattr(model, plan.names[plan.suffixes.index("weight_hh")]).detach().double()
+        lam = float(torch.linalg.matrix_norm(W, ord=2))
+        rho = float(torch.linalg.eigvals(W).abs().max()) if W.shape[0] == W.shape[1] else None
+        name = plan.names[0].removeprefix("weight_ih_")
+        cell = _cell_name(model)
+        gamma = GAMMA[model.step.nonlinearity] if model.step.kind == "rnn" else None  # type: ignore[attr-defined]
+        if gamma is not None:
+            v, ev = verdict(gamma, lam), verdict(gamma, rho) if rho is not None else None
+        elif model.step.kind == "lstm":
+            v, ev = "the Elman bound does not apply; the CEC path is bounded by the forget gate", None
+        else:
+            v, ev = "the Elman bound does not apply (z_t mixes the old and new state)", None
+        measured: dict[str, object] = {}
+        if trace is not None:
+            measured = _measured(trace, plan.layer, int(plan.reverse), gamma, model)
+        out.append(LayerBound(name, cell, gamma, lam, rho, v, ev, **measured))  # type: ignore[arg-type]
+    return out
+
+
+def _measured(
+    trace: Trace, layer: int, direction: int, gamma: float | None, model: RecurrentBase
+) -> dict[str, object]:
+    step, tape, _ = trace.layer(layer, direction)
+    B, T = tape.x.shape[1], tape.steps
+    layout = state_layout(step, tape)
+    h = layout.span("h")
+    norms = torch.empty(B, T, dtype=torch.float64)
+    for t in tape.order:
+        J = step_jacobian(trace, t, layer, direction)[:, h, h]  # ∂h_t/∂h_{t−1} (the h→h block for the LSTM)
+        norms[:, t] = sigma_max(J.double())
+    out: dict[str, object] = {"step_norm": norms}
+    if gamma is not None:
+        act = activation_grad(model.step.nonlinearity, tape.h)  # type: ignore[attr-defined]
+        out["act_grad"] = act.abs().amax(-1).double().T  # (B, T)
+    f = step.gates(tape).get("f") if step.has_cell else None  # type: ignore[attr-defined]
+    if step.has_cell:
+        out["max_forget"] = float(f.max()) if f is not None else 1.0
+    return out

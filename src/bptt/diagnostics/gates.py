@@ -1,0 +1,96 @@
+"""Gate statistics over time: saturation, the forget gates per unit, input and output gates.
+
+A sigmoid gate is saturated within ε of 0 or 1 (there σ' ≈ 0 and almost no gradient passes to its
+weights); tanh blocks (g, n) and the Elman RNN's activation within ε of ±1; a ReLU unit at 0 is
+dead. The Elman RNN has no gates; its activation h is reported under the name "h".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from ..trace import Trace
+
+SIGMOID_GATES = {"i", "f", "o", "r", "z"}
+
+
+@dataclass(frozen=True)
+class GateStats:
+    """Statistics of one gate, per layer-direction: (L·D, T) over B and units, (L·D, H) per unit."""
+
+    name: str
+    low: Tensor  # fraction within ε of the lower extreme (0; −1 for tanh; dead for ReLU)
+    high: Tensor  # fraction within ε of the upper extreme (1)
+    saturated: Tensor  # low + high
+    mean: Tensor
+    std: Tensor
+    unit_mean: Tensor
+    overall_saturated: float
+
+
+def _range(name: str, trace: Trace) -> tuple[float, float] | None:
+    step = trace.model.step
+    if name in SIGMOID_GATES:
+        return 0.0, 1.0
+    if name == "g" and not getattr(getattr(step, "variant", None), "input_activation", True):
+        return None  # NIAF: g = z_g is not squashed
+    if name == "h":
+        nl = step.nonlinearity  # type: ignore[attr-defined]
+        return {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0), "relu": (0.0, float("inf"))}.get(nl)
+    return -1.0, 1.0  # g and n are tanh
+
+
+def gate_stats(trace: Trace, eps: float = 0.01) -> dict[str, GateStats]:
+    """Saturation fractions, means and per-unit means of every gate (the activation for the Elman RNN).
+
+    Example:
+        >>> import torch, bptt
+        >>> from bptt.diagnostics import gate_stats
+        >>> tr = bptt.trace(bptt.GRU(2, 5), torch.randn(9, 3, 2), lambda out, h: out.sum())
+        >>> sorted(gate_stats(tr)), tuple(gate_stats(tr)["z"].saturated.shape)
+        (['n', 'r', 'z'], (1, 9))
+    """
+    if not 0 < eps < 1:
+        raise ValueError(f"expected ε in (0, 1), got {eps}")
+    gates = dict(trace.gates) if trace.gates else {"h": trace.h}
+    out = {}
+    for name, a in gates.items():  # a: (L·D, T, B, H)
+        bounds = _range(name, trace)
+        if bounds is None:
+            low = high = torch.full(a.shape[:2], float("nan"), dtype=torch.float64)
+        else:
+            lo, hi = bounds
+            low = (
+                (a <= lo + eps).double().mean((2, 3))
+                if lo > -float("inf")
+                else torch.zeros(a.shape[:2], dtype=torch.float64)
+            )
+            high = (a >= hi - eps).double().mean((2, 3))
+        sat = low + high
+        out[name] = GateStats(
+            name=name,
+            low=low,
+            high=high,
+            saturated=sat,
+            mean=a.double().mean((2, 3)),
+            std=a.double().std((2, 3))
+            if a.shape[2] * a.shape[3] > 1
+            else torch.zeros(a.shape[:2], dtype=torch.float64),
+            unit_mean=a.double().mean((1, 2)),
+            overall_saturated=float(sat.mean()),
+        )
+    return out
+
+
+def forget_histogram(trace: Trace, bins: int = 20, layer: int = 0) -> tuple[Tensor, Tensor]:
+    """Counts of the forget-gate values of one layer over [0, 1] in `bins` bins, and the bin edges."""
+    f = trace.gates.get("f")
+    if f is None:
+        raise ValueError("this model has no forget gate")
+    edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
+    return torch.histc(f[layer].double(), bins=bins, min=0, max=1), edges

@@ -1,0 +1,245 @@
+"""Jacobian products through time: how much of the state at step k reaches the last step.
+
+    P_k = ∂s_{T−1}/∂s_k = J_{T−1} J_{T−2} ⋯ J_{k+1},   J_t = ∂s_t/∂s_{t−1}
+
+s is the state a step hands to the next: h for the RNN and GRU, (h, c) for the LSTM, and (h, c, a)
+for FGR, whose gates a = [i, f, o] also feed the next step. The rows of P_k are the cotangents of
+s_k that BPTT produces from unit cotangents at s_{T−1}, so the products are one backward sweep of
+the cell's own hand-written step (`engine.sweep.state_vjp`) with many cotangents at once: O(T)
+Jacobian products in all, never T separate backward passes.
+
+Methods (`jacobian_norms(method=…)`):
+
+* `"exact"` propagates all R unit cotangents (R = the rows asked for) and takes the largest
+  singular value of every P_k from its Gram matrix; cost O(T · B · R · (R + cost of a step)).
+* `"probes"` (opt-in, for large H) propagates `probes = m` random orthonormal cotangents Ω (R×m)
+  instead and returns σ_max(Ωᵀ P_k). Error bound: the estimate is never above the exact value,
+  and it is at least ‖Ωᵀu₁‖·σ_max(P_k), u₁ being P_k's top left singular vector. For Haar-random Ω,
+  ‖Ωᵀu₁‖² follows Beta(m/2, (R−m)/2), so P(estimate ≥ δ·exact) ≥ 1 − I_{δ²}(m/2, (R−m)/2)
+  (`probe_confidence` computes it). With m = R the estimate is exact.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from .. import _checks
+from ..engine.sweep import Step, state_vjp
+from ..engine.tape import Tape
+
+if TYPE_CHECKING:
+    from ..trace import Trace
+
+OF = ("state", "h", "c", "cec")
+METHODS = ("exact", "probes")
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """The components of a cell's state and their sizes: ("h",), ("h", "c") or ("h", "c", "a")."""
+
+    names: tuple[str, ...]
+    sizes: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(self.sizes)
+
+    def span(self, name: str) -> slice:
+        start = sum(self.sizes[: self.names.index(name)])
+        return slice(start, start + self.sizes[self.names.index(name)])
+
+
+def state_layout(step: Step, tape: Tape) -> StateLayout:
+    P, H = tape.h.shape[-1], tape.hidden_size
+    if not step.has_cell:
+        return StateLayout(("h",), (P,))
+    if getattr(getattr(step, "variant", None), "gate_recurrence", False):
+        return StateLayout(("h", "c", "a"), (P, H, 3 * H))
+    return StateLayout(("h", "c"), (P, H))
+
+
+def split_state(x: Tensor, layout: StateLayout) -> tuple[Tensor, ...]:
+    """(…, S) → one tensor per component."""
+    return tuple(x[..., layout.span(n)] for n in layout.names)
+
+
+def step_jacobian(trace: Trace, t: int, layer: int = 0, direction: int = 0) -> Tensor:
+    """J_t = ∂s_t/∂s_{t−1} for every sample: (B, S, S), row i = e_iᵀ J_t (one backward step of S unit cotangents)."""
+    step, tape, p = trace.layer(layer, direction)
+    layout = state_layout(step, tape)
+    B, S = tape.x.shape[1], layout.size
+    eye = torch.eye(S, dtype=tape.h.dtype, device=tape.h.device)[:, None, :].expand(S, B, S)
+    rows = state_vjp(step, tape, t, p, split_state(eye, layout))
+    return torch.cat(rows, dim=-1).permute(1, 0, 2)
+
+
+def sigma_max(M: Tensor) -> Tensor:
+    """Largest singular value of each (R, C) matrix in a (B, R, C) batch, from the smaller Gram matrix."""
+    G = M @ M.mT if M.shape[-2] <= M.shape[-1] else M.mT @ M
+    return torch.linalg.eigvalsh(G)[..., -1].clamp_min(0).sqrt()
+
+
+def _unit_rows(
+    layout: StateLayout, rows: tuple[str, ...], B: int, like: Tensor, frame: Tensor
+) -> tuple[Tensor, ...]:
+    """Cotangents of s_{T−1} whose non-zero part, on the `rows` components, is `frame` (N, R)."""
+    N = frame.shape[0]
+    out, offset = [], 0
+    for name, size in zip(layout.names, layout.sizes, strict=True):
+        block = like.new_zeros((N, B, size))
+        if name in rows:
+            block[:] = frame[:, None, offset : offset + size]
+            offset += size
+        out.append(block)
+    return tuple(out)
+
+
+def _forget_product_norms(step: Step, tape: Tape) -> Tensor:
+    """‖∏_{i=k+1}^{T−1} diag(f_i)‖ = max_j ∏ f_ij for every k: the Constant Error Carousel alone."""
+    gates = step.gates(tape)  # type: ignore[attr-defined]
+    T, B, H = tape.steps, tape.x.shape[1], tape.hidden_size
+    f = gates.get("f")
+    log_f = torch.zeros(T, B, H, dtype=torch.float64, device=tape.x.device) if f is None else f.double().log()
+    order = list(tape.order)
+    out = torch.empty(B, T, dtype=torch.float64, device=tape.x.device)
+    acc = torch.zeros(B, H, dtype=torch.float64, device=tape.x.device)  # Σ log f over the steps after k
+    out[:, order[-1]] = 1.0
+    for idx in range(len(order) - 1, 0, -1):
+        acc += log_f[order[idx]]
+        out[:, order[idx - 1]] = acc.amax(-1).exp()
+    return out
+
+
+def jacobian_norms(
+    trace: Trace,
+    of: str = "state",
+    layer: int = 0,
+    direction: int = 0,
+    method: str = "exact",
+    probes: int = 16,
+    seed: int = 0,
+    log: bool = False,
+) -> Tensor:
+    """(B, T) spectral norms ‖∂s_{T−1}/∂s_k‖₂ for every sample b and step k (float64; k = T−1 gives 1).
+
+    Arguments:
+        trace: a `bptt.Trace`.
+        of: `"state"` (the whole state), `"h"` or `"c"` (the h→h or c→c block of the LSTM's product),
+            `"cec"` (the Constant Error Carousel ∏ diag(f_i) alone; f = 1 without a forget gate).
+        layer, direction: which layer-direction; "last step" is the last one that direction visits.
+        method: `"exact"` or `"probes"` (see the module docstring for the estimator's error bound).
+        probes: number of random cotangents for `method="probes"`.
+        seed: seed of the probes.
+        log: return natural logs of the norms, which never underflow (norms below 1e−308 read 0).
+
+    Example:
+        >>> import torch, bptt
+        >>> tr = bptt.trace(bptt.LSTM(2, 8), torch.randn(30, 3, 2), lambda out, s: out[-1].sum())
+        >>> norms = tr.jacobian_norms(of="state")
+        >>> norms.shape, float(norms[0, -1])
+        (torch.Size([3, 30]), 1.0)
+    """
+    _checks.choice("of", of, OF)
+    _checks.choice("method", method, METHODS)
+    step, tape, p = trace.layer(layer, direction)
+    layout = state_layout(step, tape)
+    if of in ("c", "cec") and not step.has_cell:
+        raise ValueError(f"of={of!r} needs an LSTM (a cell state c); this model's state is {layout.names}")
+    if of == "cec":
+        cec = _forget_product_norms(step, tape)
+        return cec.log() if log else cec
+    rows = layout.names if of == "state" else (of,)
+    R = sum(layout.sizes[layout.names.index(n)] for n in rows)
+    B, T = tape.x.shape[1], tape.steps
+    dtype, device = tape.h.dtype, tape.h.device
+    if method == "exact":
+        frame = torch.eye(R, dtype=dtype, device=device)
+    else:
+        m = _checks.positive_int("probes", probes)
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        frame = torch.linalg.qr(torch.randn(R, min(m, R), generator=g, dtype=torch.float64))[0].T.to(
+            dtype=dtype, device=device
+        )
+    cot = _unit_rows(layout, rows, B, tape.h, frame)
+    order = list(tape.order)
+    out = torch.empty(B, T, dtype=torch.float64, device=device)
+    out[:, order[-1]] = math.log(sigma_max(frame[None].double()).item())
+    log_scale = torch.zeros(B, dtype=torch.float64, device=device)
+    for idx in range(len(order) - 1, 0, -1):
+        cot = state_vjp(step, tape, order[idx], p, cot)  # rows of ∂s_{T−1}/∂s_{k}, k = order[idx − 1]
+        # keep the cotangents near 1 per sample so that long products neither underflow nor overflow
+        scale = (
+            torch.stack([c.abs().amax(dim=(0, 2)) for c in cot]).amax(0).clamp_min(torch.finfo(dtype).tiny)
+        )
+        cot = tuple(c / scale[None, :, None] for c in cot)
+        log_scale += scale.double().log()
+        M = torch.cat([cot[layout.names.index(n)] for n in rows], dim=-1).permute(1, 0, 2)  # (B, N, R)
+        out[:, order[idx - 1]] = sigma_max(M.double()).log() + log_scale
+    return out if log else out.exp()
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta I_x(a, b), by its continued fraction (Lentz's method)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):  # the fraction converges fast on this side
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 500):
+        for num in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return math.exp(log_front) * h / a
+
+
+def probe_confidence(delta: float, probes: int, rows: int) -> float:
+    """A lower bound on P(σ_max(Ωᵀ P) ≥ δ·σ_max(P)) for `probes` Haar-random orthonormal cotangents among `rows`.
+
+    ‖Ωᵀu₁‖² ~ Beta(m/2, (R − m)/2) and the estimate is at least ‖Ωᵀu₁‖·σ_max, so the bound is
+    1 − I_{δ²}(m/2, (R − m)/2).
+
+    Example:
+        >>> round(probe_confidence(0.3, 32, 256), 3)
+        0.893
+    """
+    if probes >= rows:
+        return 1.0
+    return 1.0 - _betainc(probes / 2, (rows - probes) / 2, delta * delta)
+
+
+def distances(tape: Tape) -> Tensor:
+    """(T,) steps from each position k to the last step its direction visits."""
+    T = tape.steps
+    k = torch.arange(T, dtype=torch.float64)
+    return k if tape.reverse else (T - 1) - k
+
+
+def decay_slope(log_norms: Tensor, distance: Tensor, min_distance: int = 5) -> float:
+    """Least-squares slope of log ‖∂s_{T−1}/∂s_k‖ (`jacobian_norms(..., log=True)`, mean over samples) against distance."""
+    logs = log_norms.mean(0)
+    keep = (distance >= min_distance) & torch.isfinite(logs)
+    if int(keep.sum()) < 2:
+        return float("nan")
+    x, y = distance[keep], logs[keep]
+    x = x - x.mean()
+    return float((x * (y - y.mean())).sum() / (x * x).sum())
