@@ -5,8 +5,10 @@ hand-written backward pass through time equal to autograd's, and `trace`, which 
 fused kernels hide: the total gradient at every step and every step's contribution to the gradient.
 """
 
+from . import diagnostics, theory
 from .cells import GRU, LSTM, NONLINEARITIES, RNN, VARIANTS
 from .convert import from_torch
+from .diagnostics import Monitor
 from .trace import Trace, trace
 
 __version__ = "0.1.0"
@@ -22,8 +24,11 @@ __all__ = [
     "LSTM",
     "NONLINEARITIES",
     "RNN",
+    "Monitor",
     "Trace",
+    "diagnostics",
     "from_torch",
     "lstm_variants",
+    "theory",
     "trace",
 ]

@@ -125,6 +125,42 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- theory --------------------------------------------------------------------------------------
+
+
+def _theory_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", metavar="PATH", help="also write the claims as JSON to PATH")
+
+
+def _theory(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from . import _io, theory
+
+    out = console()
+    with out.status("measuring the claims"):
+        claims = theory.claims()
+    table = Table(title="the seeds' closed forms, measured by bptt")
+    for col in ("claim", "formula", "closed form", "measured", "rel. error", ""):
+        table.add_column(col, justify="right" if col in ("closed form", "measured", "rel. error") else "left")
+    for c in claims:
+        table.add_row(
+            c.name,
+            c.formula,
+            f"{c.closed_form:.10g}",
+            f"{c.measured:.10g}",
+            f"{c.rel_err:.1e}",
+            "[green]✓[/]" if c.holds else "[red]✗[/]",
+        )
+    out.print(table)
+    held = sum(c.holds for c in claims)
+    out.print(f"{held} of {len(claims)} claims hold within their tolerance")
+    if args.json:
+        _io.write_json(args.json, [dict(c.__dict__, rel_err=c.rel_err, holds=c.holds) for c in claims])
+        out.print(f"wrote {args.json}")
+    return 0 if held == len(claims) else 1
+
+
 COMMANDS = [
     Command(
         "bench",
@@ -132,6 +168,13 @@ COMMANDS = [
         "bptt bench --cells lstm,gru --shapes 32x200x2x128 --json bench.json",
         _bench_arguments,
         _bench,
+    ),
+    Command(
+        "theory",
+        "print the seeds' closed forms, each checked against bptt's own measurement",
+        "bptt theory",
+        _theory_arguments,
+        _theory,
     ),
 ]
 

@@ -63,8 +63,10 @@ class Trace:
         """T, the sequence length."""
         return self.h.shape[1]
 
-    def layer(self, layer: int = 0, direction: int = 0) -> tuple[Step, Tape, dict[str, Tensor]]:
-        """The step equations, tape and parameters (by suffix) of one layer-direction."""
+    def layer(
+        self, layer: int = 0, direction: int = 0, samples: slice | None = None
+    ) -> tuple[Step, Tape, dict[str, Tensor]]:
+        """The step equations, tape (of `samples` only, if given) and parameters (by suffix) of one layer-direction."""
         D = self.model.num_directions
         if not 0 <= layer < self.model.num_layers or direction not in range(D):
             raise ValueError(
@@ -72,11 +74,9 @@ class Trace:
             )
         k = layer * D + direction
         plan = self.model.plans[k]
-        return (
-            plan.step,
-            self.tapes[k],
-            {s: self.params[n].detach() for s, n in zip(plan.suffixes, plan.names, strict=True)},
-        )
+        tape = self.tapes[k] if samples is None else self.tapes[k].samples(samples)
+        params = {s: self.params[n].detach() for s, n in zip(plan.suffixes, plan.names, strict=True)}
+        return plan.step, tape, params
 
     def jacobian_norms(self, of: str = "state", layer: int = 0, **kwargs: object) -> Tensor:
         """(B, T) spectral norms of ∂s_{T−1}/∂s_k; see `bptt.diagnostics.jacobian_norms`."""

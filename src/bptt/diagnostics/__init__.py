@@ -11,6 +11,8 @@ from .distance import GradientProfile, gradient_profile, horizon, relative_at
 from .gates import GateStats, forget_histogram, gate_stats
 from .jacobian import decay_slope, distances, jacobian_norms, probe_confidence, step_jacobian
 from .lyapunov import LyapunovSpectrum, lyapunov
+from .monitor import Monitor, MonitorConfig
+from .summary import summarize
 
 __all__ = [
     "GAMMA",
@@ -19,6 +21,8 @@ __all__ = [
     "GradientProfile",
     "LayerBound",
     "LyapunovSpectrum",
+    "Monitor",
+    "MonitorConfig",
     "bounds",
     "decay_slope",
     "distances",
@@ -32,5 +36,6 @@ __all__ = [
     "probe_confidence",
     "relative_at",
     "step_jacobian",
+    "summarize",
     "verdict",
 ]

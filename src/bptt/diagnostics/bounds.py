@@ -71,8 +71,9 @@ def _cell_name(model: RecurrentBase) -> str:
     return "gru"
 
 
-def bounds(model: nn.Module, trace: Trace | None = None) -> list[LayerBound]:
-    """γ, λ1, ρ and the verdicts for every layer-direction; with a trace, also measured along it.
+def bounds(model: nn.Module, trace: Trace | None = None, samples: slice | None = None) -> list[LayerBound]:
+    """γ, λ1, ρ and the verdicts for every layer-direction; with a trace, also measured along it
+    (for `samples` of its batch, all by default).
 
     Example:
         >>> import torch, bptt
@@ -107,21 +108,22 @@ def bounds(model: nn.Module, trace: Trace | None = None) -> list[LayerBound]:
             v, ev = "the Elman bound does not apply (z_t mixes the old and new state)", None
         measured: dict[str, object] = {}
         if trace is not None:
-            measured = _measured(trace, plan.layer, int(plan.reverse), gamma, model)
+            measured = _measured(trace, plan.layer, int(plan.reverse), gamma, model, samples)
         out.append(LayerBound(name, cell, gamma, lam, rho, v, ev, **measured))  # type: ignore[arg-type]
     return out
 
 
 def _measured(
-    trace: Trace, layer: int, direction: int, gamma: float | None, model: RecurrentBase
+    trace: Trace, layer: int, direction: int, gamma: float | None, model: RecurrentBase, samples: slice | None
 ) -> dict[str, object]:
-    step, tape, _ = trace.layer(layer, direction)
+    step, tape, _ = trace.layer(layer, direction, samples)
     B, T = tape.x.shape[1], tape.steps
     layout = state_layout(step, tape)
     h = layout.span("h")
     norms = torch.empty(B, T, dtype=torch.float64)
     for t in tape.order:
-        J = step_jacobian(trace, t, layer, direction)[:, h, h]  # ∂h_t/∂h_{t−1} (the h→h block for the LSTM)
+        # ∂h_t/∂h_{t−1} (the h→h block for the LSTM)
+        J = step_jacobian(trace, t, layer, direction, samples)[:, h, h]
         norms[:, t] = sigma_max(J.double())
     out: dict[str, object] = {"step_norm": norms}
     if gamma is not None:

@@ -36,7 +36,9 @@ class ForgetSplit:
     total: Tensor
 
 
-def forget_split(trace: Trace, layer: int = 0, direction: int = 0) -> ForgetSplit:
+def forget_split(
+    trace: Trace, layer: int = 0, direction: int = 0, samples: slice | None = None
+) -> ForgetSplit:
     """Split every step's dc_t/dc_{t−1} into diag(f_t) and the remainder through h_{t−1}.
 
     Example:
@@ -47,7 +49,7 @@ def forget_split(trace: Trace, layer: int = 0, direction: int = 0) -> ForgetSpli
         >>> bool((split.forget[:, 1:] <= 1).all())
         True
     """
-    step, tape, p = trace.layer(layer, direction)
+    step, tape, p = trace.layer(layer, direction, samples)
     if not step.has_cell:
         raise ValueError("the forget-gate split needs an LSTM (a cell state c)")
     layout = state_layout(step, tape)

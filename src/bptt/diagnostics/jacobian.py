@@ -69,9 +69,11 @@ def split_state(x: Tensor, layout: StateLayout) -> tuple[Tensor, ...]:
     return tuple(x[..., layout.span(n)] for n in layout.names)
 
 
-def step_jacobian(trace: Trace, t: int, layer: int = 0, direction: int = 0) -> Tensor:
+def step_jacobian(
+    trace: Trace, t: int, layer: int = 0, direction: int = 0, samples: slice | None = None
+) -> Tensor:
     """J_t = ∂s_t/∂s_{t−1} for every sample: (B, S, S), row i = e_iᵀ J_t (one backward step of S unit cotangents)."""
-    step, tape, p = trace.layer(layer, direction)
+    step, tape, p = trace.layer(layer, direction, samples)
     layout = state_layout(step, tape)
     B, S = tape.x.shape[1], layout.size
     eye = torch.eye(S, dtype=tape.h.dtype, device=tape.h.device)[:, None, :].expand(S, B, S)
@@ -125,6 +127,7 @@ def jacobian_norms(
     probes: int = 16,
     seed: int = 0,
     log: bool = False,
+    samples: slice | None = None,
 ) -> Tensor:
     """(B, T) spectral norms ‖∂s_{T−1}/∂s_k‖₂ for every sample b and step k (float64; k = T−1 gives 1).
 
@@ -137,6 +140,7 @@ def jacobian_norms(
         probes: number of random cotangents for `method="probes"`.
         seed: seed of the probes.
         log: return natural logs of the norms, which never underflow (norms below 1e−308 read 0).
+        samples: a slice of the batch to measure (the products cost O(B) each); all by default.
 
     Example:
         >>> import torch, bptt
@@ -147,7 +151,7 @@ def jacobian_norms(
     """
     _checks.choice("of", of, OF)
     _checks.choice("method", method, METHODS)
-    step, tape, p = trace.layer(layer, direction)
+    step, tape, p = trace.layer(layer, direction, samples)
     layout = state_layout(step, tape)
     if of in ("c", "cec") and not step.has_cell:
         raise ValueError(f"of={of!r} needs an LSTM (a cell state c); this model's state is {layout.names}")

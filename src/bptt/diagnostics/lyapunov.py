@@ -42,6 +42,7 @@ def lyapunov(
     k: int | None = None,
     burn_in: int = 0,
     compare: bool = True,
+    samples: slice | None = None,
 ) -> LyapunovSpectrum:
     """The k largest Lyapunov exponents (all S by default) of one layer-direction's recurrence.
 
@@ -60,7 +61,7 @@ def lyapunov(
         >>> [round(x, 4) for x in lyapunov(tr, burn_in=50, compare=False).mean.tolist()]  # log 1.2, log 0.9, log 0.5
         [0.1823, -0.1054, -0.6931]
     """
-    step, tape, _ = trace.layer(layer, direction)
+    step, tape, _ = trace.layer(layer, direction, samples)
     S = state_layout(step, tape).size
     k = S if k is None else min(k, S)
     B = tape.x.shape[1]
@@ -71,12 +72,13 @@ def lyapunov(
     Q = torch.linalg.qr(torch.randn(S, k, generator=g, dtype=torch.float64))[0].expand(B, S, k).clone()
     acc = torch.zeros(B, k, dtype=torch.float64)
     for n, t in enumerate(order):
-        J = step_jacobian(trace, t, layer, direction).double()
+        J = step_jacobian(trace, t, layer, direction, samples).double()
         Q, R = torch.linalg.qr(J @ Q)
         if n >= burn_in:
             acc += R.diagonal(dim1=-2, dim2=-1).abs().clamp_min(1e-300).log()
     exponents = (acc / (len(order) - burn_in)).sort(dim=-1, descending=True).values
     slope = None
     if compare:
-        slope = decay_slope(jacobian_norms(trace, "state", layer, direction, log=True), distances(tape))
+        log_norms = jacobian_norms(trace, "state", layer, direction, log=True, samples=samples)
+        slope = decay_slope(log_norms, distances(tape))
     return LyapunovSpectrum(exponents, exponents.mean(0), len(order) - burn_in, slope)

@@ -85,6 +85,27 @@ class Tape:
         assert self.gates_buf is not None
         return _slots(self.gates_buf, self.reverse)[1]
 
+    def samples(self, index: slice) -> Tape:
+        """The same tape for a slice of the batch: views of every buffer, no copies."""
+
+        def cut(x: Tensor | None) -> Tensor | None:
+            return None if x is None else x[:, index]
+
+        out = Tape(
+            x=self.x[:, index],
+            reverse=self.reverse,
+            hidden_size=self.hidden_size,
+            h_buf=self.h_buf[:, index],
+            c_buf=cut(self.c_buf),
+            gates_buf=cut(self.gates_buf),
+            extras={k: v[:, index] for k, v in self.extras.items()},
+            dh=cut(self.dh),
+            dc=cut(self.dc),
+            dgx=cut(self.dgx),
+        )
+        out.dgh = out.dgx if self.dgh is self.dgx else cut(self.dgh)
+        return out
+
     def final(self, buf: Tensor) -> Tensor:
         """The state after the last step this direction visits."""
         return buf[0] if self.reverse else buf[-1]

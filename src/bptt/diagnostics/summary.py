@@ -1,0 +1,85 @@
+"""One record of every time-axis diagnostic of a trace, ready for JSON (Monitor, trainer, reports)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from .bounds import bounds
+from .distance import gradient_profile
+from .gates import gate_stats
+from .jacobian import decay_slope, jacobian_norms
+
+if TYPE_CHECKING:
+    from ..trace import Trace
+
+
+def finite(x: Tensor | float) -> Any:
+    """Tensor → nested lists with None where a value is not finite (JSON has no ±inf or NaN)."""
+    if isinstance(x, Tensor):
+        x = x.detach().double().tolist()
+    if isinstance(x, list):
+        return [finite(v) for v in x]
+    return float(x) if math.isfinite(x) else None
+
+
+def summarize(
+    trace: Trace, samples: int = 4, fraction: float = 1e-3, jacobian: bool = True
+) -> dict[str, Any]:
+    """Gradient against distance, horizon, contributions, gate saturation, bounds and (for the first
+    `samples` sequences, layer 0) the Jacobian products, as plain numbers and lists.
+
+    Example:
+        >>> import torch, bptt
+        >>> from bptt.diagnostics.summary import summarize
+        >>> tr = bptt.trace(bptt.LSTM(2, 8), torch.randn(20, 4, 2), lambda out, s: out[-1].sum())
+        >>> rec = summarize(tr)
+        >>> sorted(rec)[:5], len(rec["contribution"])
+        (['batch', 'bounds', 'cell', 'contribution', 'dc_mean'], 20)
+    """
+    prof = gradient_profile(trace, fraction)
+    step = trace.model.step
+    rec: dict[str, Any] = {
+        "cell": type(trace.model).__name__.lower() if step.kind != "rnn" else f"rnn-{step.nonlinearity}",  # type: ignore[attr-defined]
+        "loss": float(trace.loss),
+        "steps": trace.steps,
+        "batch": trace.h.shape[2],
+        "distance": finite(prof.distance),
+        "contribution": finite(prof.contribution),
+        "horizon": prof.horizon,
+        "fraction": fraction,
+        "dh_mean": finite(prof.dh_mean),
+        "dc_mean": finite(prof.dc_mean) if prof.dc_mean is not None else None,
+    }
+    stats = gate_stats(trace)
+    rec["saturation"] = {name: finite(s.overall_saturated) for name, s in stats.items()}
+    rec["saturation_steps"] = {name: finite(s.saturated[0]) for name, s in stats.items()}
+    rec["gate_mean_steps"] = {name: finite(s.mean[0]) for name, s in stats.items()}
+    if "f" in trace.gates:
+        f = trace.gates["f"]
+        rec["forget_unit_mean"] = finite(f.double().mean((1, 2)))
+        rec["forget_histogram"] = finite(torch.histc(f[0].double(), bins=20, min=0, max=1))
+    sub = slice(0, samples)
+    if jacobian:
+        log_state = jacobian_norms(trace, "state", log=True, samples=sub)
+        rec["jacobian_log_state"] = finite(log_state.mean(0))
+        rec["decay_slope"] = finite(decay_slope(log_state, prof.distance))
+        if step.has_cell:
+            rec["jacobian_log_c"] = finite(jacobian_norms(trace, "c", log=True, samples=sub).mean(0))
+            rec["jacobian_log_cec"] = finite(jacobian_norms(trace, "cec", log=True, samples=sub).mean(0))
+    rec["bounds"] = [
+        {
+            "layer": b.name,
+            "cell": b.cell,
+            "gamma": b.gamma,
+            "lambda1": b.lambda1,
+            "spectral_radius": b.spectral_radius,
+            "verdict": b.verdict,
+            "eigen_verdict": b.eigen_verdict,
+        }
+        for b in bounds(trace.model)
+    ]
+    return rec
