@@ -80,3 +80,15 @@ def test_cuda_without_a_gpu_is_one_line(capsys) -> None:
     assert cli.main(["bench", "--device", "cuda"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "bptt bench: error: --device cuda asked for, but no CUDA device is available"
+
+
+def test_bench_times_the_diagnostics_at_several_lengths() -> None:
+    cfg = bench.BenchConfig(
+        cells=(), shapes=(), trace=False, contributions=False, diagnostics=True, diagnostics_steps=(3, 6)
+    )
+    result = bench.run(cfg)
+    assert result.diagnostics is not None
+    assert [r["T"] for r in result.diagnostics["rows"]] == [3, 6]
+    for row in result.diagnostics["rows"]:
+        assert row["total_s"] >= sum(row[p] for p in result.diagnostics["parts"])
+    assert any("diagnostics time" in str(item) for item in bench.render(result))

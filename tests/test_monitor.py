@@ -85,6 +85,6 @@ def test_samples_slice_the_batch_without_changing_the_numbers() -> None:
         lambda out, s: out.sum(),
     )
     full = tr.jacobian_norms()
-    assert torch.equal(tr.jacobian_norms(samples=slice(1, 3)), full[1:3])
+    assert torch.allclose(tr.jacobian_norms(samples=slice(1, 3)), full[1:3], rtol=1e-12)
     rec = summarize(tr, samples=2)
     assert rec["jacobian_log_state"] == pytest.approx(full[:2].log().mean(0).tolist())

@@ -51,6 +51,8 @@ class BenchConfig:
     trace: bool = True
     contributions: bool = True
     contributions_steps: int = 200
+    diagnostics: bool = False
+    diagnostics_steps: tuple[int, ...] = (125, 250, 500, 1000)
     seed: int = 0
 
 
@@ -78,6 +80,7 @@ class BenchResult:
     rows: list[Row] = field(default_factory=list)
     traces: list[dict[str, Any]] = field(default_factory=list)
     contributions: dict[str, Any] | None = None
+    diagnostics: dict[str, Any] | None = None
 
 
 def _sync(device: torch.device) -> None:
@@ -299,6 +302,46 @@ def bench_contributions(cfg: BenchConfig, device: torch.device) -> dict[str, Any
     }
 
 
+def bench_diagnostics(
+    cfg: BenchConfig, device: torch.device, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    """Every diagnostic of an LSTM (H = 128, B = 4) at several T: the time must grow linearly in T."""
+    from . import diagnostics as dg
+
+    B, I, H = 4, 2, 128
+    torch.manual_seed(cfg.seed)
+    model = LSTM(I, H).to(device)
+    parts: dict[str, Callable[[Any], Any]] = {
+        "gradient profile": dg.gradient_profile,
+        "jacobian norms (state, h, c, cec)": lambda tr: [
+            tr.jacobian_norms(of=of) for of in ("state", "h", "c", "cec")
+        ],
+        "forget split": dg.forget_split,
+        "bounds along the trace": lambda tr: dg.bounds(tr.model, tr),
+        "lyapunov (16 exponents)": lambda tr: dg.lyapunov(tr, k=16, compare=False),
+        "gate statistics": dg.gate_stats,
+    }
+    rows = []
+    now = _timer(device)
+    for T in cfg.diagnostics_steps:
+        progress(f"diagnostics at T = {T}")
+        x = torch.randn(T, B, I, device=device)
+        t0 = now()
+        tr = trace(model, x, lambda out, state: out[-1].pow(2).sum())
+        row = {"T": T, "trace_s": now() - t0}
+        for name, fn in parts.items():
+            t0 = now()
+            fn(tr)
+            row[name] = now() - t0
+        row["total_s"] = row["trace_s"] + sum(row[name] for name in parts)
+        rows.append(row)
+    logs_t = torch.tensor([math.log(r["T"]) for r in rows], dtype=torch.float64)
+    logs_s = torch.tensor([math.log(r["total_s"]) for r in rows], dtype=torch.float64)
+    x = logs_t - logs_t.mean()
+    exponent = float((x * (logs_s - logs_s.mean())).sum() / (x * x).sum()) if len(rows) > 1 else float("nan")
+    return {"shape": (B, None, I, H), "rows": rows, "parts": list(parts), "exponent": exponent}
+
+
 def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> BenchResult:
     """Measure everything in `cfg`; `progress` is told what is being measured."""
     device = torch.device(cfg.device)
@@ -331,6 +374,8 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> Benc
     if cfg.contributions:
         say(f"contribution norms against {cfg.contributions_steps} autograd backward passes")
         result.contributions = bench_contributions(cfg, device)
+    if cfg.diagnostics:
+        result.diagnostics = bench_diagnostics(cfg, device, say)
     return result
 
 
@@ -405,6 +450,24 @@ def render(result: BenchResult) -> list[Any]:
             f"contribution norms, LSTM (B, T, I, H) = {tuple(c['shape'])}: trace {c['trace_with_norms_ms']:.1f} ms, "
             f"T autograd backward passes {c['autograd_T_backward_passes_ms']:.0f} ms — {c['speedup']:.0f}× faster "
             f"(norms agree to {c['max_rel_err']:.1e})"
+        )
+    if result.diagnostics:
+        dgn = result.diagnostics
+        t3 = Table(title="diagnostics of an LSTM, B = 4, H = 128 (seconds)")
+        t3.add_column("T", justify="right")
+        for col in ["trace", *dgn["parts"], "total", "ms per step"]:
+            t3.add_column(col, justify="right")
+        for r in dgn["rows"]:
+            t3.add_row(
+                str(r["T"]),
+                f"{r['trace_s']:.2f}",
+                *(f"{r[p]:.2f}" for p in dgn["parts"]),
+                f"{r['total_s']:.2f}",
+                f"{1e3 * r['total_s'] / r['T']:.1f}",
+            )
+        out.append(t3)
+        out.append(
+            f"diagnostics time ∝ T^{dgn['exponent']:.2f} (log-log fit over T = {', '.join(str(r['T']) for r in dgn['rows'])})"
         )
     b = result.build
     if b["ok"]:

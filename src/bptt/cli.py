@@ -93,6 +93,11 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip the contribution norms against T autograd backward passes",
     )
+    p.add_argument(
+        "--diagnostics",
+        action="store_true",
+        help="also time every diagnostic of an LSTM (H = 128) at T = 125…1000",
+    )
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
 
 
@@ -113,6 +118,7 @@ def _bench(args: argparse.Namespace) -> int:
         device=args.device,
         trace=not args.no_trace,
         contributions=not args.no_contributions,
+        diagnostics=args.diagnostics,
     )
     out = console()
     with out.status("measuring") as status:
