@@ -7,9 +7,11 @@ status 2, without a traceback; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 
@@ -131,6 +133,255 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- train ---------------------------------------------------------------------------------------
+
+
+def _opt_float(text: str) -> float | None:
+    return None if text.lower() == "none" else float(text)
+
+
+def _tbptt(text: str) -> tuple[int, int]:
+    try:
+        k1, k2 = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K1,K2 such as 20,40, got {text!r}") from None
+    return k1, k2
+
+
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    from .tasks import TASKS
+    from .training.trainer import CLIPS, OPTIMIZERS, TrainConfig
+
+    d = TrainConfig()
+    g = p.add_argument_group("task")
+    g.add_argument(
+        "--task", default=d.task, choices=list(TASKS), help=f"the long-range task (default: {d.task})"
+    )
+    g.add_argument(
+        "--protocol",
+        help="the task's protocol, e.g. le, hs97, pascanu for adding (default: the task's first)",
+    )
+    g.add_argument("--seq-len", type=int, help="sequence length T (default: the task's, 100 for most)")
+    g.add_argument(
+        "--symbols", type=int, choices=(2, 3), help="temporal order: 2 or 3 relevant symbols (default 2)"
+    )
+    g.add_argument(
+        "--test-size", type=int, default=d.test_size, help=f"held-out test sequences (default: {d.test_size})"
+    )
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--cell", default=d.cell, choices=("rnn", "lstm", "gru"), help=f"recurrent cell (default: {d.cell})"
+    )
+    g.add_argument(
+        "--variant",
+        default=d.variant,
+        help="LSTM variant: vanilla, peephole, original, nig, nfg, nog, niaf, noaf, cifg, fgr",
+    )
+    g.add_argument(
+        "--nonlinearity", default=d.nonlinearity, help="Elman RNN nonlinearity: tanh, relu, sigmoid, linear"
+    )
+    g.add_argument(
+        "--hidden-size", type=int, default=d.hidden_size, help=f"hidden units (default: {d.hidden_size})"
+    )
+    g.add_argument("--num-layers", type=int, default=d.num_layers, help="stacked layers (default: 1)")
+    g.add_argument(
+        "--core",
+        default=d.core,
+        choices=("bptt", "torch"),
+        help="bptt's explicit engine or torch.nn's fused module (default: bptt)",
+    )
+    g = p.add_argument_group("initialisation")
+    g.add_argument(
+        "--init",
+        default=d.init,
+        choices=("default", "orthogonal", "identity"),
+        help="recurrent initialisation (default: PyTorch's)",
+    )
+    g.add_argument(
+        "--init-scale",
+        type=float,
+        default=d.init_scale,
+        help="multiply W_hh by this after initialising (default: 1)",
+    )
+    g.add_argument("--forget-bias", type=_opt_float, help="LSTM forget-gate bias, in b_ih only (e.g. 1)")
+    g.add_argument("--input-bias", type=_opt_float, help="LSTM input-gate bias, in b_ih only")
+    g.add_argument(
+        "--chrono",
+        type=int,
+        metavar="T_MAX",
+        help="chrono initialisation of the LSTM gate biases for lags up to T_MAX",
+    )
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS, help=f"(default: {d.optimizer})")
+    g.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default: {d.lr})")
+    g.add_argument("--momentum", type=float, help="momentum (default: 0.9 for SGD, 0 for RMSprop)")
+    g.add_argument(
+        "--batch-size", type=int, default=d.batch_size, help=f"sequences per step (default: {d.batch_size})"
+    )
+    g.add_argument("--steps", type=int, default=d.steps, help=f"training steps (default: {d.steps})")
+    g.add_argument(
+        "--clip",
+        default=d.clip,
+        choices=CLIPS,
+        help="gradient clipping: one norm over all parameters, or elementwise (default: none)",
+    )
+    g.add_argument(
+        "--clip-threshold",
+        type=float,
+        default=d.clip_threshold,
+        help=f"the norm threshold or the value bound (default: {d.clip_threshold})",
+    )
+    g.add_argument(
+        "--nonfinite",
+        default=d.nonfinite,
+        choices=("stop", "skip"),
+        help="on a non-finite gradient: stop with a report, or skip the step (default: stop)",
+    )
+    g.add_argument(
+        "--tbptt",
+        type=_tbptt,
+        metavar="K1,K2",
+        help="truncated BPTT: every K1 steps, backpropagate through the last K2",
+    )
+    g.add_argument(
+        "--no-early-stop", action="store_true", help="keep training after the task's criterion is met"
+    )
+    g = p.add_argument_group("run")
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help=f"seed of the weights and the training stream (default: {d.seed})",
+    )
+    g.add_argument("--out", default=None, help="run directory (default: runs/TASK-CELL-seedN)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    g.add_argument(
+        "--log-every",
+        type=int,
+        default=d.log_every,
+        help=f"metrics row every N steps (default: {d.log_every})",
+    )
+    g.add_argument(
+        "--eval-every",
+        type=int,
+        default=d.eval_every,
+        help=f"test-set evaluation every N steps (default: {d.eval_every})",
+    )
+    g.add_argument(
+        "--monitor-every",
+        type=int,
+        default=d.monitor_every,
+        help="diagnostics snapshot every N steps (default: 0, off)",
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=d.checkpoint_every,
+        help=f"checkpoint every N steps (default: {d.checkpoint_every})",
+    )
+    g.add_argument(
+        "--dry-run", action="store_true", help="two steps at tiny sizes, to check that everything runs"
+    )
+
+
+def train_config(args: argparse.Namespace) -> Any:
+    """The TrainConfig that the train flags describe (--dry-run shrinks it)."""
+    from .training.trainer import TrainConfig
+
+    options = {"symbols": args.symbols} if args.symbols else {}
+    cfg = TrainConfig(
+        task=args.task,
+        protocol=args.protocol,
+        seq_len=args.seq_len,
+        task_options=options,
+        test_size=args.test_size,
+        cell=args.cell,
+        variant=args.variant,
+        nonlinearity=args.nonlinearity,
+        hidden_size=args.hidden_size,
+        num_layers=args.num_layers,
+        core=args.core,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        clip=args.clip,
+        clip_threshold=args.clip_threshold,
+        nonfinite=args.nonfinite,
+        init=args.init,
+        init_scale=args.init_scale,
+        forget_bias=args.forget_bias,
+        input_bias=args.input_bias,
+        chrono=args.chrono,
+        tbptt=args.tbptt,
+        log_every=args.log_every,
+        eval_every=args.eval_every,
+        monitor_every=args.monitor_every,
+        checkpoint_every=args.checkpoint_every,
+        early_stop=not args.no_early_stop,
+        seed=args.seed,
+    )
+    if args.dry_run:
+        small = None if args.task in ("reber", "digits") else min(cfg.seq_len or 10, 10)
+        cfg = dataclasses.replace(
+            cfg,
+            seq_len=small,
+            hidden_size=8,
+            batch_size=4,
+            steps=2,
+            test_size=16,
+            log_every=1,
+            eval_every=2,
+            checkpoint_every=2,
+            monitor_every=1,
+        )
+    return cfg
+
+
+def _train(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .training import NonFiniteGradient, train
+
+    try:
+        cfg = train_config(args).validate()
+    except TypeError as err:
+        raise UsageError(str(err)) from None
+    out_dir = args.out or f"runs/{cfg.task}-{cfg.cell}-seed{cfg.seed}"
+    out = console()
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=out, transient=False) as bar:
+        job = bar.add_task(f"{cfg.task} · {cfg.cell}", total=cfg.steps, info="")
+
+        def show(row: dict[str, Any]) -> None:
+            info = f"loss {row['loss']:.4g}  ‖g‖ {row['grad_norm']:.3g}" + (
+                "  clipped" if row["clipped"] else ""
+            )
+            if row["test_loss"] != "":
+                info += f"  test {row['test_loss']:.4g}"
+            bar.update(job, completed=row["step"] + 1, info=info)
+
+        try:
+            summary = train(cfg, out_dir, resume=args.resume, progress=show)
+        except NonFiniteGradient as err:
+            out.print(f"[red]stopped:[/] {err}  (report in {out_dir}/nonfinite.json)")
+            return 1
+    verdict = "[green]solved[/]" if summary["solved"] else "not solved"
+    out.print(
+        f"{summary['task']} ({summary['protocol']}), {summary['cell']}, T = {summary['seq_len']}: test loss "
+        f"{summary['test_loss']:.4g} against chance {summary['baseline_loss']:.4g} after {summary['steps']} steps — "
+        f"{verdict} ({summary['success']}); {summary['wall_s']:.1f} s; run in {out_dir}"
+    )
+    return 0
+
+
 # -- theory --------------------------------------------------------------------------------------
 
 
@@ -176,6 +427,13 @@ COMMANDS = [
         _bench,
     ),
     Command(
+        "train",
+        "train a cell on a long-range task, with clipping, the non-finite guard and diagnostics",
+        "bptt train --task adding --cell lstm --seq-len 100 --steps 2000 --seed 0 --out runs/adding-lstm",
+        _train_arguments,
+        _train,
+    ),
+    Command(
         "theory",
         "print the seeds' closed forms, each checked against bptt's own measurement",
         "bptt theory",
@@ -211,7 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except (UsageError, FileNotFoundError) as err:
+    except (UsageError, FileNotFoundError, ValueError) as err:
         print(f"bptt {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

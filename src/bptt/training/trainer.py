@@ -1,0 +1,386 @@
+"""The trainer: one explicit loop, with clipping, the non-finite guard, truncated BPTT and run files.
+
+A run lives in its own directory:
+
+    config.json      the resolved settings (this config, the task's protocol, versions)
+    metrics.csv      a row per logged step: loss, pre-clip gradient norm, whether clipping fired, …
+    diagnostics/     Monitor snapshots (gradient against distance, Jacobian norms, gates, …)
+    checkpoint.pt    model, optimiser and random-number states, written atomically
+    summary.json     task, protocol, cell, seq_len, steps, test_loss, baseline_loss, solved, wall_s, …
+    nonfinite.json   where a non-finite gradient was born, if one was
+
+`resume=True` continues from the checkpoint and gives the same numbers as an uninterrupted run
+with the same seed: every random draw comes from generators whose states the checkpoint keeps.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .. import __version__, _checks, _io
+from ..diagnostics.monitor import Monitor
+from ..engine import native
+from ..tasks import Batch, Task, make_task
+from .clip import clip_norm_, clip_value_, grad_norm
+from .guard import POLICIES, NonFiniteGradient, first_nonfinite_parameter, locate
+from .init import INITS, initialise
+from .model import CELLS, CORES, SequenceModel, make_core
+
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+CLIPS = ("none", "norm", "value")
+METRICS = ("step", "loss", "grad_norm", "clipped", "skipped", "lr", "wall_s", "test_loss", "test_error_rate")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run; the defaults train an LSTM on the `le` adding problem."""
+
+    task: str = "adding"
+    protocol: str | None = None  # the task's first protocol when None
+    seq_len: int | None = None  # the task's default when None
+    task_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"symbols": 3} for temporal order
+    test_size: int = 1000
+    cell: str = "lstm"
+    variant: str = "vanilla"
+    nonlinearity: str = "tanh"
+    hidden_size: int = 128
+    num_layers: int = 1
+    core: str = "bptt"  # or "torch": PyTorch's fused module for standard cells
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float | None = None  # SGD 0.9, RMSprop 0 when None
+    batch_size: int = 32
+    steps: int = 2000
+    clip: str = "none"
+    clip_threshold: float = 1.0
+    nonfinite: str = "stop"  # or "skip"
+    init: str = "default"
+    init_scale: float = 1.0
+    forget_bias: float | None = None
+    input_bias: float | None = None
+    chrono: int | None = None  # T_max for the chrono initialisation
+    tbptt: tuple[int, int] | None = None  # (k1, k2): every k1 steps, backpropagate through the last k2
+    log_every: int = 10
+    eval_every: int = 200
+    monitor_every: int = 0  # 0: no diagnostics snapshots
+    checkpoint_every: int = 200
+    early_stop: bool = True
+    seed: int = 0
+
+    def validate(self) -> TrainConfig:
+        _checks.choice("cell", self.cell, CELLS)
+        _checks.choice("core", self.core, CORES)
+        _checks.choice("optimizer", self.optimizer, OPTIMIZERS)
+        _checks.choice("clip", self.clip, CLIPS)
+        _checks.choice("nonfinite policy", self.nonfinite, POLICIES)
+        _checks.choice("init", self.init, INITS)
+        for name in (
+            "hidden_size",
+            "num_layers",
+            "batch_size",
+            "steps",
+            "log_every",
+            "eval_every",
+            "checkpoint_every",
+            "test_size",
+        ):
+            _checks.positive_int(name, getattr(self, name))
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"expected a positive learning rate, got {self.lr}")
+        if self.clip != "none" and not self.clip_threshold > 0:
+            raise ValueError(f"expected a positive clip threshold, got {self.clip_threshold}")
+        if self.tbptt is not None:
+            k1, k2 = self.tbptt
+            if k1 < 1 or k2 < k1 or k2 % k1:
+                raise ValueError(
+                    f"expected truncated BPTT (k1, k2) with 1 ≤ k1 ≤ k2 and k2 a multiple of k1, got ({k1}, {k2})"
+                )
+        return self
+
+
+def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9 if cfg.momentum is None else cfg.momentum)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=0.0 if cfg.momentum is None else cfg.momentum)
+    return torch.optim.Adam(params, lr=cfg.lr)
+
+
+def build(cfg: TrainConfig) -> tuple[Task, SequenceModel]:
+    """The task and the freshly initialised model of a config (the model's weights come from cfg.seed)."""
+    task = make_task(cfg.task, cfg.protocol, cfg.seq_len, test_size=cfg.test_size, **cfg.task_options)
+    torch.manual_seed(cfg.seed)
+    core = make_core(
+        cfg.cell, task.input_size, cfg.hidden_size, cfg.num_layers, cfg.variant, cfg.nonlinearity, cfg.core
+    )
+    g = torch.Generator().manual_seed(cfg.seed)
+    initialise(core, cfg.init, cfg.forget_bias, cfg.input_bias, cfg.chrono, cfg.init_scale, generator=g)
+    model = SequenceModel(core, task.output_size, every_step=task.target == "sequence")
+    return task, model
+
+
+def _detach(state: Any) -> Any:
+    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+def _losses(cfg: TrainConfig, task: Task, model: SequenceModel, batch: Batch) -> Iterator[Tensor]:
+    """The losses of one batch, one per update: the whole sequence, or truncated BPTT's windows.
+
+    Truncated BPTT (Williams & Peng 1990): every k1 steps, the state k2 steps back (kept, detached)
+    is run forward again over the last k2 steps and the loss of the targets in the last k1 steps
+    is backpropagated through those k2 steps; the state carried on is detached. With a target only
+    at the last step, only the final window has a loss.
+    """
+    if cfg.tbptt is None:
+        pred, _ = model(batch.x)
+        yield task.loss(pred, batch)
+        return
+    k1, k2 = cfg.tbptt
+    T = batch.x.shape[0]
+    states: dict[int, Any] = {0: None}
+    ends = [*range(k1, T, k1), T]
+    for e in ends:
+        s = max(b for b in states if b <= max(0, e - k2))
+        output, state = model.core(batch.x[s:e], states[s])
+        states[e] = _detach(state)
+        if model.every_step:
+            w = min(k1, e - s)
+            window = Batch(
+                batch.x[e - w : e], batch.y[e - w : e], None if batch.mask is None else batch.mask[e - w : e]
+            )
+            if window.mask is not None and not bool(window.mask.any()):
+                continue
+            yield task.loss(model.readout(output[-w:]), window)
+        elif e == T:
+            yield task.loss(model.readout(output[-1]), batch)
+
+
+def _metrics_csv(path: Path, keep_before: int | None) -> None:
+    """Start metrics.csv afresh, or keep the rows of the steps before `keep_before` (resume)."""
+    rows: list[dict[str, str]] = []
+    if keep_before is not None and path.exists():
+        rows = [r for r in csv.DictReader(io.StringIO(path.read_text())) if int(r["step"]) < keep_before]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=METRICS)
+    w.writeheader()
+    w.writerows(rows)
+    _io.write_text(path, buf.getvalue())
+
+
+def train(
+    cfg: TrainConfig,
+    out: str | Path,
+    resume: bool = False,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train as `cfg` says, writing the run to `out`; returns the summary (also in summary.json).
+
+    `progress` is called with every logged row. An interrupted run (Ctrl-C, a crash) resumes from
+    its last checkpoint with `resume=True`; the steps after it are run again, to the same numbers.
+    With the `stop` policy a non-finite gradient ends the run: summary.json says so and
+    `NonFiniteGradient` is raised with the guard's report.
+    """
+    cfg = cfg.validate()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    task, model = build(cfg)
+    params = list(model.parameters())
+    opt = make_optimizer(cfg, params)
+    data = torch.Generator().manual_seed(cfg.seed + 1)  # the training stream
+    ckpt_path = out / "checkpoint.pt"
+    start, wall, counters, last_eval = 0, 0.0, {"clipped": 0, "skipped": 0}, None
+    if resume:
+        if not ckpt_path.exists():
+            raise FileNotFoundError(f"no checkpoint to resume from in {out}")
+        ck = torch.load(ckpt_path, weights_only=False)
+        if ck["config"] != asdict(cfg):
+            changed = sorted(k for k in ck["config"] if ck["config"][k] != asdict(cfg).get(k))
+            raise ValueError(
+                f"--resume needs the settings of the interrupted run; these differ: {', '.join(changed)}"
+            )
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        data.set_state(ck["data_rng"])
+        torch.set_rng_state(ck["torch_rng"])
+        start, wall, counters, last_eval = ck["step"], ck["wall_s"], ck["counters"], ck["last_eval"]
+    else:
+        config = {
+            "train": asdict(cfg),
+            "task": task.describe(),
+            "model": {
+                "parameters": sum(p.numel() for p in params),
+                "core": type(model.core).__module__ + "." + type(model.core).__name__,
+            },
+            "versions": {"bptt": __version__, "torch": torch.__version__},
+            "engine": native.engine(),
+        }
+        _io.write_json(out / "config.json", config)
+    _metrics_csv(out / "metrics.csv", start if resume else None)
+    monitor = Monitor(model.core, cfg.monitor_every, out, tensorboard=False) if cfg.monitor_every else None
+    if monitor is not None:
+        monitor.calls = start
+
+    def checkpoint(step: int) -> None:
+        _io.torch_save(
+            ckpt_path,
+            {
+                "config": asdict(cfg),
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "data_rng": data.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "step": step,
+                "wall_s": wall,
+                "counters": counters,
+                "last_eval": last_eval,
+            },
+        )
+
+    def evaluate() -> dict[str, float]:
+        model.eval()
+        metrics = task.evaluate(lambda x: model(x)[0])
+        model.train()
+        return metrics
+
+    batches = task.batches(cfg.batch_size, data)
+    metrics_file = (out / "metrics.csv").open("a", newline="")
+    writer = csv.DictWriter(metrics_file, fieldnames=METRICS)
+    step, solved_early, report = start, False, None
+    t0 = time.perf_counter()
+    try:
+        for step in range(start, cfg.steps):
+            batch = next(batches)
+            losses, norms, clipped, skipped = [], [], False, False
+            for loss in _losses(cfg, task, model, batch):
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                bad = first_nonfinite_parameter(model)
+                if bad is not None or not math.isfinite(loss.item()):
+                    # the guard: this update is never applied
+                    report = {"step": step, "parameter": bad, "loss": loss.item(), "policy": cfg.nonfinite}
+                    report.update(
+                        locate(model.core, batch.x, lambda o, s, b=batch: task.loss(model.head(o), b))
+                    )
+                    _io.write_json(out / "nonfinite.json", report)
+                    opt.zero_grad(set_to_none=True)
+                    if cfg.nonfinite == "stop":
+                        raise NonFiniteGradient(report)
+                    skipped = True
+                    counters["skipped"] += 1
+                    continue
+                if cfg.clip == "norm":
+                    norm, fired = clip_norm_(params, cfg.clip_threshold)
+                elif cfg.clip == "value":
+                    norm, fired = clip_value_(params, cfg.clip_threshold)
+                else:
+                    norm, fired = grad_norm(params), False
+                opt.step()
+                losses.append(loss.item())
+                norms.append(norm)
+                clipped |= fired
+            counters["clipped"] += int(clipped)
+            if monitor is not None:
+                monitor.step(batch.x, lambda o, s, b=batch: task.loss(model.head(o), b))
+            done = step + 1
+            evaluated = done % cfg.eval_every == 0 or done == cfg.steps
+            if evaluated:
+                last_eval = evaluate()
+            if done % cfg.log_every == 0 or evaluated or step == start:
+                row = {
+                    "step": step,
+                    "loss": sum(losses) / len(losses) if losses else float("nan"),
+                    "grad_norm": max(norms) if norms else float("nan"),
+                    "clipped": int(clipped),
+                    "skipped": int(skipped),
+                    "lr": opt.param_groups[0]["lr"],
+                    "wall_s": wall + time.perf_counter() - t0,
+                    "test_loss": last_eval["loss"] if evaluated and last_eval else "",
+                    "test_error_rate": last_eval["error_rate"] if evaluated and last_eval else "",
+                }
+                writer.writerow(row)
+                metrics_file.flush()
+                if progress is not None:
+                    progress(row)
+            if done % cfg.checkpoint_every == 0:
+                wall += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                checkpoint(done)
+            if evaluated and cfg.early_stop and last_eval and last_eval["solved"]:
+                solved_early = done < cfg.steps
+                step = done
+                break
+        else:
+            step = cfg.steps
+    except NonFiniteGradient:
+        wall += time.perf_counter() - t0
+        _io.write_json(
+            out / "summary.json",
+            _summary(cfg, task, step, last_eval, False, counters, wall, stopped="nonfinite"),
+        )
+        raise
+    finally:
+        if not metrics_file.closed:
+            metrics_file.close()
+        if monitor is not None:
+            monitor.close()
+    wall += time.perf_counter() - t0
+    checkpoint(step)
+    fresh = last_eval is not None and (step == cfg.steps or solved_early)
+    summary = _summary(cfg, task, step, last_eval if fresh else evaluate(), solved_early, counters, wall)
+    _io.write_json(out / "summary.json", summary)
+    return summary
+
+
+def _summary(
+    cfg: TrainConfig,
+    task: Task,
+    steps: int,
+    final: dict[str, float] | None,
+    stopped_early: bool,
+    counters: dict[str, int],
+    wall: float,
+    stopped: str | None = None,
+) -> dict[str, Any]:
+    final = final or {"loss": None, "error_rate": None, "solved": 0.0}  # type: ignore[dict-item]
+    return {
+        "task": task.name,
+        "protocol": task.protocol,
+        "cell": cfg.cell if cfg.cell != "lstm" else f"lstm ({cfg.variant})",
+        "nonlinearity": cfg.nonlinearity if cfg.cell == "rnn" else None,
+        "seq_len": task.seq_len,
+        "steps": steps,
+        "test_loss": final["loss"],
+        "baseline_loss": task.baseline_loss,
+        "test_error_rate": final["error_rate"],
+        "solved": bool(final["solved"]),
+        "success": task.success,
+        "stopped_early": stopped_early,
+        "stopped": stopped or ("solved" if stopped_early else "steps"),
+        "clipped_steps": counters["clipped"],
+        "skipped_steps": counters["skipped"],
+        "wall_s": wall,
+    }
+
+
+def load_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """metrics.csv as rows of numbers (empty cells as None)."""
+    text = (Path(run_dir) / "metrics.csv").read_text()
+    rows = []
+    for r in csv.DictReader(io.StringIO(text)):
+        rows.append({k: (float(v) if v not in ("", None) else None) for k, v in r.items()})
+    return rows
+
+
+def load_summary(run_dir: str | Path) -> dict[str, Any]:
+    return json.loads((Path(run_dir) / "summary.json").read_text())
