@@ -73,14 +73,16 @@ def locate(core: nn.Module, x: Tensor, loss_fn: Callable[[Tensor, Any], Tensor])
 def describe(report: dict[str, Any]) -> str:
     where = report.get("where")
     param = report.get("parameter")
-    first = f"first in {param}" if param else "no gradient is non-finite but the loss"
-    head = f"non-finite at training step {report.get('step')}: {first}"
+    if param:
+        head = f"non-finite gradient at training step {report.get('step')}, first in {param}"
+    else:
+        head = f"non-finite loss ({report.get('loss')}) at training step {report.get('step')}"
     if where == "input":
-        return f"{head}; the input is not finite at time step {report['time_step']} (batch index {report['batch_index']})"
+        return f"{head}: the input is not finite at time step {report['time_step']} (batch index {report['batch_index']})"
     if where in ("forward", "backward"):
         q = report["quantity"]
         what = f"the state {q}_t" if where == "forward" else f"∂L/∂{q[1]}_t"
-        return f"{head}; born in the {where} pass: {what} of layer {report['layer']} first non-finite at time step {report['time_step']}"
+        return f"{head}: born in the {where} pass, {what} of layer {report['layer']} first non-finite at time step {report['time_step']}"
     if where == "loss":
-        return f"{head}; the loss itself is {report['loss']}"
-    return f"{head}; {report.get('note', '')}"
+        return f"{head}: every state is finite, so the readout overflowed; the weights grew in the steps before (see grad_norm in metrics.csv)"
+    return f"{head}: {report.get('note', '')}"
