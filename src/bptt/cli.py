@@ -11,6 +11,7 @@ import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -382,6 +383,218 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- demo ----------------------------------------------------------------------------------------
+
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    from .demo import DemoConfig
+
+    d = DemoConfig()
+    p.add_argument("--out", default=d.out, help=f"where the runs and report.html go (default: {d.out})")
+    p.add_argument(
+        "--seq-len", type=int, default=d.seq_len, help=f"adding-problem length T (default: {d.seq_len})"
+    )
+    p.add_argument(
+        "--hidden-size",
+        type=int,
+        default=d.hidden_size,
+        help=f"hidden units of every model (default: {d.hidden_size})",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=d.steps,
+        help=f"training budget of the RNN and the LSTM (default: {d.steps})",
+    )
+    p.add_argument("--seed", type=int, default=d.seed, help=f"seed of every run (default: {d.seed})")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="tiny sizes and four steps per run, to check that everything runs",
+    )
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from . import demo
+
+    cfg = demo.DemoConfig(
+        out=args.out,
+        seq_len=args.seq_len,
+        hidden_size=args.hidden_size,
+        steps=args.steps,
+        seed=args.seed,
+        dry_run=args.dry_run,
+    )
+    for name in ("seq_len", "hidden_size", "steps"):
+        if getattr(cfg, name) < 1:
+            raise UsageError(f"expected --{name.replace('_', '-')} ≥ 1, got {getattr(cfg, name)}")
+    out = console()
+    columns = [
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=out) as bar:
+        jobs = {name: bar.add_task(name, total=tc.steps, info="") for name, tc in demo.plan(cfg)}
+
+        def show(name: str, row: dict[str, Any]) -> None:
+            info = f"loss {row['loss']:.3g}  ‖g‖ {row['grad_norm']:.3g}"
+            bar.update(jobs[name], completed=row["step"] + 1, info=info)
+
+        result = demo.run(cfg, progress=show)
+    table = Table(title="bptt demo")
+    for col in (
+        "run",
+        "solved",
+        "test loss / chance",
+        "gradient far / near",
+        "λ1 vs 1/γ",
+        "λ_max",
+        "stopped",
+    ):
+        table.add_column(col)
+    for r in result["runs"]:
+        ratio = (
+            f"{r['gradient_far_over_near']:.2g} at d = {r['distance']}"
+            if r["gradient_far_over_near"] is not None
+            else "–"
+        )
+        loss = (
+            f"{r['test_loss']:.3g} / {r['baseline_loss']:.3g}"
+            if r["test_loss"] is not None
+            else f"– / {r['baseline_loss']:.3g}"
+        )
+        lam = (
+            f"{r['lambda1']:.3g} vs {r['threshold']:.3g}: {r['verdict'].split(' (')[0]}"
+            if r["threshold"]
+            else (r["verdict"] or "–")
+        )
+        lmax = f"{r['lambda_max']:.3f}" if r["lambda_max"] is not None else "–"
+        stopped = (
+            f"non-finite at step {r['nonfinite_step']}"
+            if r["stopped"] == "nonfinite"
+            else ("solved" if r["stopped"] == "solved" else f"{r['steps']} steps")
+        )
+        table.add_row(r["run"], "[green]yes[/]" if r["solved"] else "no", loss, ratio, lam, lmax, stopped)
+    out.print(table)
+    for claim in result["claims"]:
+        out.print(f"• {claim}")
+    out.print(f"report: {result['report']}")
+    return 0
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+def _report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "runs", nargs="+", metavar="RUN_DIR", help="run directories written by bptt train, demo or diagnose"
+    )
+    p.add_argument(
+        "--out", default=None, help="the HTML file to write (default: report.html in the first run directory)"
+    )
+    p.add_argument("--title", default="bptt report", help="the page's title")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .reports import write_report
+
+    out_path = args.out or str(Path(args.runs[0]) / "report.html")
+    with console().status("drawing the report"):
+        path = write_report(args.runs, out_path, args.title)
+    console().print(f"wrote {path}")
+    return 0
+
+
+# -- diagnose ------------------------------------------------------------------------------------
+
+
+def _diagnose_arguments(p: argparse.ArgumentParser) -> None:
+    from .tasks import TASKS
+
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        help="a saved torch.nn RNN/LSTM/GRU state dict or module, or a bptt checkpoint or run directory",
+    )
+    p.add_argument("--task", choices=list(TASKS), help="draw the inputs from this task's held-out sequences")
+    p.add_argument("--protocol", help="the task's protocol (default: its first)")
+    p.add_argument("--seq-len", type=int, help="the task's sequence length T")
+    p.add_argument(
+        "--inputs",
+        metavar="FILE",
+        help="a torch.save'd tensor (T, B, features), or a dict with one under 'x'",
+    )
+    p.add_argument("--batch-first", action="store_true", help="the --inputs tensor is (B, T, features)")
+    p.add_argument("--samples", type=int, default=4, help="sequences to trace (default: 4)")
+    p.add_argument(
+        "--loss",
+        default="auto",
+        choices=("auto", "task", "random"),
+        help="the checkpoint's task loss, or a fixed random direction of the last output (default: task where there is one)",
+    )
+    p.add_argument(
+        "--nonlinearity",
+        default="tanh",
+        help="an Elman RNN state dict's nonlinearity, which its weights do not tell (default: tanh)",
+    )
+    p.add_argument("--variant", default="vanilla", help="a bptt LSTM state dict's variant (default: vanilla)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random loss direction (default: 0)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="where the diagnostics and report.html go (default: runs/diagnose-MODELNAME)",
+    )
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    from .diagnose import diagnose
+    from .reports.html import far_over_near
+
+    if args.samples < 1:
+        raise UsageError(f"expected --samples ≥ 1, got {args.samples}")
+    out_dir = args.out or f"runs/diagnose-{Path(args.model).stem}"
+    with console().status("tracing and drawing"):
+        result = diagnose(
+            args.model,
+            out_dir,
+            args.task,
+            args.protocol,
+            args.seq_len,
+            args.inputs,
+            args.samples,
+            args.loss,
+            args.nonlinearity,
+            args.variant,
+            args.batch_first,
+            args.seed,
+        )
+    rec = result["record"]
+    distance, ratio = far_over_near(rec)
+    b = rec["bounds"][0]
+    out = console()
+    out.print(
+        f"{result['config']['train'].get('source')}: {rec['cell']}, traced on {result['config']['train']['samples']} sequences of {rec['steps']} steps ({result['config']['train']['loss']} loss)"
+    )
+    out.print(
+        f"• gradient at distance {distance}: {ratio:.3g} of its value at the loss; horizon {rec['horizon']} steps"
+        if ratio is not None
+        else "• the gradient vanished entirely"
+    )
+    out.print(f"• {b['layer']}: λ1 = {b['lambda1']:.3g}; {b['verdict']}")
+    if rec.get("lyapunov") and rec["lyapunov"]["max"] is not None:
+        out.print(
+            f"• λ_max = {rec['lyapunov']['max']:.3f} per step; measured decay slope {rec['lyapunov']['slope']:.3f}"
+        )
+    out.print(f"report: {result['report']}")
+    return 0
+
+
 # -- theory --------------------------------------------------------------------------------------
 
 
@@ -420,6 +633,13 @@ def _theory(args: argparse.Namespace) -> int:
 
 COMMANDS = [
     Command(
+        "demo",
+        "the headline job: RNN against LSTM on the adding problem, exploding with and without clipping, and the report",
+        "bptt demo --out runs/demo",
+        _demo_arguments,
+        _demo,
+    ),
+    Command(
         "bench",
         "time the explicit engine against torch.nn's fused modules, side by side",
         "bptt bench --cells lstm,gru --shapes 32x200x2x128 --json bench.json",
@@ -432,6 +652,20 @@ COMMANDS = [
         "bptt train --task adding --cell lstm --seq-len 100 --steps 2000 --seed 0 --out runs/adding-lstm",
         _train_arguments,
         _train,
+    ),
+    Command(
+        "diagnose",
+        "the report of a model you trained: a torch.nn state dict or module, or a bptt checkpoint",
+        "bptt diagnose my_lstm.pt --task adding --seq-len 100 --out runs/my-lstm",
+        _diagnose_arguments,
+        _diagnose,
+    ),
+    Command(
+        "report",
+        "one self-contained HTML report for one run or several side by side",
+        "bptt report runs/demo/rnn-adding runs/demo/lstm-adding --out report.html",
+        _report_arguments,
+        _report,
     ),
     Command(
         "theory",

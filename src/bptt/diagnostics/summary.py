@@ -9,9 +9,11 @@ import torch
 from torch import Tensor
 
 from .bounds import bounds
+from .decomposition import forget_split
 from .distance import gradient_profile
 from .gates import gate_stats
 from .jacobian import decay_slope, jacobian_norms
+from .lyapunov import lyapunov
 
 if TYPE_CHECKING:
     from ..trace import Trace
@@ -27,10 +29,18 @@ def finite(x: Tensor | float) -> Any:
 
 
 def summarize(
-    trace: Trace, samples: int = 4, fraction: float = 1e-3, jacobian: bool = True
+    trace: Trace,
+    samples: int = 4,
+    fraction: float = 1e-3,
+    jacobian: bool = True,
+    full: bool = False,
+    exponents: int = 16,
 ) -> dict[str, Any]:
     """Gradient against distance, horizon, contributions, gate saturation, bounds and (for the first
     `samples` sequences, layer 0) the Jacobian products, as plain numbers and lists.
+
+    `full` adds what a final report shows: the forget-gate split (LSTM), the Lyapunov spectrum
+    (`exponents` largest) compared with the decay slope, and the bounds measured along the trace.
 
     Example:
         >>> import torch, bptt
@@ -70,16 +80,31 @@ def summarize(
         if step.has_cell:
             rec["jacobian_log_c"] = finite(jacobian_norms(trace, "c", log=True, samples=sub).mean(0))
             rec["jacobian_log_cec"] = finite(jacobian_norms(trace, "cec", log=True, samples=sub).mean(0))
+    measured = bounds(trace.model, trace, sub) if full else bounds(trace.model)
     rec["bounds"] = [
         {
             "layer": b.name,
             "cell": b.cell,
             "gamma": b.gamma,
+            "threshold": b.threshold,
             "lambda1": b.lambda1,
             "spectral_radius": b.spectral_radius,
             "verdict": b.verdict,
             "eigen_verdict": b.eigen_verdict,
+            "max_forget": b.max_forget,
+            "step_norm": finite(b.step_norm.mean(0)) if b.step_norm is not None else None,
+            "act_grad": finite(b.act_grad.mean(0)) if b.act_grad is not None else None,
         }
-        for b in bounds(trace.model)
+        for b in measured
     ]
+    if full:
+        if step.has_cell:
+            split = forget_split(trace, samples=sub)
+            rec["split"] = {k: finite(getattr(split, k).nanmean(0)) for k in ("forget", "remainder", "total")}
+        spec = lyapunov(trace, k=exponents, burn_in=min(10, trace.steps // 4), samples=sub)
+        rec["lyapunov"] = {
+            "exponents": finite(spec.mean),
+            "max": finite(spec.max),
+            "slope": finite(spec.slope) if spec.slope is not None else None,
+        }
     return rec

@@ -76,6 +76,8 @@ class TrainConfig:
     monitor_every: int = 0  # 0: no diagnostics snapshots
     checkpoint_every: int = 200
     early_stop: bool = True
+    final_diagnostics: bool = True  # trace held-out sequences at the end: final_diagnostics.json
+    final_seq_len: int | None = None  # their length (default: the task's)
     seed: int = 0
 
     def validate(self) -> TrainConfig:
@@ -338,8 +340,37 @@ def train(
     checkpoint(step)
     fresh = last_eval is not None and (step == cfg.steps or solved_early)
     summary = _summary(cfg, task, step, last_eval if fresh else evaluate(), solved_early, counters, wall)
+    if cfg.final_diagnostics:
+        _io.write_json(out / "final_diagnostics.json", final_diagnostics(cfg, task, model))
     _io.write_json(out / "summary.json", summary)
     return summary
+
+
+def final_diagnostics(cfg: TrainConfig, task: Task, model: SequenceModel, samples: int = 4) -> dict[str, Any]:
+    """Every diagnostic of the trained model on `samples` held-out sequences, traced with the task's loss.
+
+    The trace runs on a float64 copy: a vanished gradient (e^−100 at distance 100 is common) stays
+    measurable there, where float32 would read 0.
+    """
+    import copy
+
+    from ..diagnostics.summary import summarize
+    from ..trace import trace
+
+    length_task = (
+        task
+        if cfg.final_seq_len is None
+        else make_task(cfg.task, cfg.protocol, cfg.final_seq_len, **cfg.task_options)
+    )
+    b = next(length_task.batches(samples, torch.Generator().manual_seed(task.test_seed + 2)))
+    batch = Batch(b.x.double(), b.y.double() if b.y.is_floating_point() else b.y, b.mask)
+    batch.__dict__.update(
+        {k: v for k, v in b.__dict__.items() if k not in ("x", "y", "mask")}
+    )  # e.g. Reber's legal sets
+    m64 = copy.deepcopy(model).double().eval()
+    return summarize(
+        trace(m64.core, batch.x, lambda o, s: task.loss(m64.head(o), batch)), samples=samples, full=True
+    )
 
 
 def _summary(
