@@ -6,18 +6,26 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint format clean
+.PHONY: test demo bench lint format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable ".[test]"
 	touch $(STAMP)
 
+## demo: the headline job: RNN against LSTM, exploding with and without clipping, runs/demo/report.html
+demo: $(STAMP)
+	$(BIN)/bptt demo --out runs/demo
+
 ## test: lint, then the whole suite (two workers)
 test: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/python -m pytest -n 2
+
+## bench: the engine against torch.nn's fused modules (a few minutes)
+bench: $(STAMP)
+	$(BIN)/bptt bench --diagnostics --json runs/bench.json
 
 ## format: apply ruff's fixes and formatting
 format: $(STAMP)

@@ -13,6 +13,14 @@ import torch
 from torch import Tensor
 
 
+class InputError(ValueError):
+    """A bad value given to bptt: what was expected and what came. The CLI prints it as one line."""
+
+
+class InputTypeError(TypeError):
+    """A value of the wrong type given to bptt. The CLI prints it as one line."""
+
+
 def shape_str(shape: Iterable[int]) -> str:
     """`(2, 3)` for a shape; `(3,)` for one dimension."""
     dims = tuple(int(d) for d in shape)
@@ -22,22 +30,22 @@ def shape_str(shape: Iterable[int]) -> str:
 def positive_int(name: str, value: Any) -> int:
     """`value` as an int ≥ 1, or a TypeError/ValueError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"expected {name} to be an int, got {type(value).__name__}")
+        raise InputTypeError(f"expected {name} to be an int, got {type(value).__name__}")
     if value < 1:
-        raise ValueError(f"expected {name} ≥ 1, got {value}")
+        raise InputError(f"expected {name} ≥ 1, got {value}")
     return value
 
 
 def flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(f"expected {name} to be a bool, got {type(value).__name__}")
+        raise InputTypeError(f"expected {name} to be a bool, got {type(value).__name__}")
     return value
 
 
 def choice(name: str, value: Any, valid: Iterable[str]) -> str:
     valid = list(valid)
     if not isinstance(value, str) or value not in valid:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(repr(v) for v in valid)}")
+        raise InputError(f"unknown {name} {value!r}; expected one of {', '.join(repr(v) for v in valid)}")
     return value
 
 
@@ -47,14 +55,14 @@ def tensor(name: str, value: Any) -> Tensor:
         hint = ""
         if kind == "PackedSequence":
             hint = " (packed sequences are not supported: pad the batch, e.g. with pad_packed_sequence)"
-        raise TypeError(f"expected {name} to be a torch.Tensor, got {kind}{hint}")
+        raise InputTypeError(f"expected {name} to be a torch.Tensor, got {kind}{hint}")
     return value
 
 
 def floating(name: str, value: Tensor, dtype: torch.dtype) -> Tensor:
     """`value` must have the model's floating dtype (PyTorch refuses mixed dtypes too)."""
     if value.dtype != dtype:
-        raise ValueError(
+        raise InputError(
             f"expected {name} of dtype {dtype} (the model's), got {value.dtype}; "
             f"convert with .to({dtype}) or the model with .to({value.dtype})"
         )
@@ -63,7 +71,7 @@ def floating(name: str, value: Tensor, dtype: torch.dtype) -> Tensor:
 
 def shape(name: str, value: Tensor, expected: tuple[int, ...]) -> Tensor:
     if tuple(value.shape) != tuple(expected):
-        raise ValueError(f"expected {name} of shape {shape_str(expected)}, got {shape_str(value.shape)}")
+        raise InputError(f"expected {name} of shape {shape_str(expected)}, got {shape_str(value.shape)}")
     return value
 
 

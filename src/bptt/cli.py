@@ -16,6 +16,8 @@ from typing import Any
 
 from rich.console import Console
 
+from ._checks import InputError, InputTypeError
+
 
 def console() -> Console:
     """rich output; wide enough for the tables when written to a file or a pipe."""
@@ -345,10 +347,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from .training import NonFiniteGradient, train
 
-    try:
-        cfg = train_config(args).validate()
-    except TypeError as err:
-        raise UsageError(str(err)) from None
+    cfg = train_config(args).validate()
     out_dir = args.out or f"runs/{cfg.task}-{cfg.cell}-seed{cfg.seed}"
     out = console()
     columns = [
@@ -703,7 +702,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except (UsageError, FileNotFoundError, ValueError) as err:
+    except (UsageError, FileNotFoundError, InputError, InputTypeError) as err:
         print(f"bptt {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

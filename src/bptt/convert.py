@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ._checks import InputTypeError
 from .cells.base import RecurrentBase
 from .cells.gru import GRU
 from .cells.lstm import LSTM
@@ -27,7 +28,7 @@ def from_torch(module: nn.Module) -> RecurrentBase:
         True
     """
     if not isinstance(module, TORCH_RECURRENT):
-        raise TypeError(
+        raise InputTypeError(
             f"expected a torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU, got {type(module).__module__}.{type(module).__name__}"
         )
     weight = next(module.parameters())

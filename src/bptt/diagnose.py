@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from . import _io
+from ._checks import InputError
 from .cells import GRU, LSTM, RNN, RecurrentBase
 from .convert import TORCH_RECURRENT, from_torch
 from .diagnostics.summary import summarize
@@ -49,7 +50,7 @@ def infer_from_state_dict(
     names = [k for k in sd if re.fullmatch(r"weight_ih_l\d+", k)]
     if "weight_ih_l0" not in sd or "weight_hh_l0" not in sd:
         shown = ", ".join(list(sd)[:6])
-        raise ValueError(
+        raise InputError(
             f"expected the state dict of a torch.nn.RNN, LSTM or GRU (keys weight_ih_l0, weight_hh_l0, …), got keys {shown}"
         )
     layers = 1 + max(int(k.split("_l")[-1]) for k in names)
@@ -68,7 +69,7 @@ def infer_from_state_dict(
     try:
         model.load_state_dict(sd)
     except RuntimeError as err:
-        raise ValueError(
+        raise InputError(
             f"the state dict does not fit a {type(model).__name__}({I}, {H}) with variant {variant!r}: {err}"
         ) from None
     return model
@@ -83,7 +84,7 @@ def load_subject(path: str | Path, nonlinearity: str = "tanh", variant: str = "v
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # a corrupt or foreign file is the user's to fix
-        raise ValueError(f"cannot read {path} as a saved model: {err}") from None
+        raise InputError(f"cannot read {path} as a saved model: {err}") from None
     if isinstance(obj, dict) and "config" in obj and "model" in obj:
         from .training.trainer import TrainConfig, build
 
@@ -115,7 +116,7 @@ def load_subject(path: str | Path, nonlinearity: str = "tanh", variant: str = "v
             "inferred": f"{type(model).__name__}({model.extra_repr()})",
         }
         return Subject(model.eval(), desc)
-    raise ValueError(
+    raise InputError(
         f"{path} holds a {type(obj).__name__}; expected a torch.nn RNN/LSTM/GRU, its state dict or a bptt checkpoint"
     )
 
@@ -127,7 +128,7 @@ def load_inputs(path: str | Path, batch_first: bool = False) -> Tensor:
     obj = torch.load(path, map_location="cpu", weights_only=False)
     x = obj.get("x") if isinstance(obj, dict) else obj
     if not isinstance(x, Tensor) or x.dim() not in (2, 3):
-        raise ValueError(
+        raise InputError(
             f"expected {path} to hold a tensor (T, B, features) or a dict with one under 'x', got {type(x).__name__}"
         )
     x = x.unsqueeze(1) if x.dim() == 2 else x
@@ -156,7 +157,7 @@ def diagnose(
     core = subject.core
     core_m = core if isinstance(core, RecurrentBase) else from_torch(core)
     if (task is None) == (inputs is None) and subject.task is None:
-        raise ValueError("expected exactly one source of inputs: --task NAME or --inputs FILE")
+        raise InputError("expected exactly one source of inputs: --task NAME or --inputs FILE")
     if inputs is not None:
         x = load_inputs(inputs, batch_first)[:, :samples]
         the_task = subject.task
@@ -164,12 +165,12 @@ def diagnose(
         the_task = make_task(task, protocol, seq_len) if task is not None else subject.task
         x = next(the_task.batches(samples, torch.Generator().manual_seed(the_task.test_seed + 2))).x
     if x.shape[-1] != core_m.input_size:
-        raise ValueError(f"the inputs have {x.shape[-1]} features but the model takes {core_m.input_size}")
+        raise InputError(f"the inputs have {x.shape[-1]} features but the model takes {core_m.input_size}")
     if loss == "auto":
         loss = "task" if subject.head is not None and the_task is not None and inputs is None else "random"
     if loss == "task":
         if subject.head is None:
-            raise ValueError("--loss task needs a bptt checkpoint, which has a readout; this model has none")
+            raise InputError("--loss task needs a bptt checkpoint, which has a readout; this model has none")
         batch = next(the_task.batches(samples, torch.Generator().manual_seed(the_task.test_seed + 2)))
         x = batch.x
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ._checks import InputError
 from .cells import LSTM, RNN
 from .diagnostics.jacobian import jacobian_norms, step_jacobian
 from .trace import trace
@@ -76,7 +77,7 @@ def gain_optimum(nonlinearity: str) -> tuple[float, float]:
     if nonlinearity == "tanh":
         u = _newton(lambda u: 1 - 2 * u * math.tanh(u), 0.8)
         return u, u * (1 - math.tanh(u) ** 2)
-    raise ValueError(f"u·a'(u) has a maximum for sigmoid and tanh, not {nonlinearity!r}")
+    raise InputError(f"u·a'(u) has a maximum for sigmoid and tanh, not {nonlinearity!r}")
 
 
 def _one_unit(nonlinearity: str, w: float) -> RNN:

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from . import _checks
+from ._checks import InputError, InputTypeError
 from .cells.base import RecurrentBase, State
 from .convert import TORCH_RECURRENT, from_torch
 from .engine.function import LayerPlan
@@ -69,7 +70,7 @@ class Trace:
         """The step equations, tape (of `samples` only, if given) and parameters (by suffix) of one layer-direction."""
         D = self.model.num_directions
         if not 0 <= layer < self.model.num_layers or direction not in range(D):
-            raise ValueError(
+            raise InputError(
                 f"expected layer in [0, {self.model.num_layers}) and direction in [0, {D}), got {layer} and {direction}"
             )
         k = layer * D + direction
@@ -109,7 +110,7 @@ class Trace:
         """
         T = self.steps
         if isinstance(k, bool) or not isinstance(k, int) or not -T <= k < T:
-            raise ValueError(f"expected a time step k in [0, {T}), got {k!r}")
+            raise InputError(f"expected a time step k in [0, {T}), got {k!r}")
         k %= T
         out = {}
         with torch.no_grad():
@@ -161,19 +162,19 @@ def trace(model: nn.Module, input: Tensor, loss_fn: LossFn, hx: State | None = N
         bmodel = model
     else:
         kind = f"{type(model).__module__}.{type(model).__name__}"
-        raise TypeError(
+        raise InputTypeError(
             f"trace expects a bptt.RNN/LSTM/GRU or a torch.nn.RNN/LSTM/GRU, got {kind}; "
             "pass the recurrent submodule of a larger model"
         )
     if not callable(loss_fn):
-        raise TypeError(
+        raise InputTypeError(
             f"expected loss_fn to be callable as loss_fn(output, state), got {type(loss_fn).__name__}"
         )
     x, _ = bmodel._time_major(input)
     bad = _checks.first_non_finite(x)
     if bad is not None:
         t, b, f = bad
-        raise ValueError(
+        raise InputError(
             f"expected a finite input, got {x[t, b, f].item()} at time step t={t}, batch index b={b}, feature {f}"
         )
 
@@ -188,9 +189,9 @@ def trace(model: nn.Module, input: Tensor, loss_fn: LossFn, hx: State | None = N
                 if isinstance(loss, Tensor)
                 else type(loss).__name__
             )
-            raise ValueError(f"expected loss_fn to return a scalar tensor, got {got}")
+            raise InputError(f"expected loss_fn to return a scalar tensor, got {got}")
         if not loss.requires_grad:
-            raise ValueError(
+            raise InputError(
                 "expected loss_fn's result to depend on the model's output or state; it has no gradient"
             )
         grads = torch.autograd.grad(loss.reshape(()), list(params.values()), allow_unused=True)

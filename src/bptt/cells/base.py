@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _checks
+from .._checks import InputError, InputTypeError
 from ..engine.function import LayerPlan
 from ..engine.layers import run_layers
 from ..engine.sweep import Step
@@ -50,10 +51,10 @@ class RecurrentBase(nn.Module):
         self.batch_first = _checks.flag("batch_first", batch_first)
         self.bidirectional = _checks.flag("bidirectional", bidirectional)
         if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout <= 1:
-            raise ValueError(f"expected dropout to be a probability in [0, 1], got {dropout!r}")
+            raise InputError(f"expected dropout to be a probability in [0, 1], got {dropout!r}")
         self.dropout = float(dropout)
         if isinstance(proj_size, bool) or not isinstance(proj_size, int) or not 0 <= proj_size < hidden_size:
-            raise ValueError(f"expected proj_size in [0, hidden_size = {hidden_size}), got {proj_size!r}")
+            raise InputError(f"expected proj_size in [0, hidden_size = {hidden_size}), got {proj_size!r}")
         self.proj_size = proj_size
         self.step = step
 
@@ -155,21 +156,21 @@ class RecurrentBase(nn.Module):
         """(T, B, I) contiguous, and whether the input had a batch dimension."""
         _checks.tensor("input", input)
         if input.dim() not in (2, 3):
-            raise ValueError(
+            raise InputError(
                 f"expected input with 2 (unbatched: T, {self.input_size}) or 3 (batched) dimensions, "
                 f"got {input.dim()} with shape {_checks.shape_str(input.shape)}"
             )
         if input.shape[-1] != self.input_size:
-            raise ValueError(
+            raise InputError(
                 f"expected input of size {self.input_size} in the last dimension, got {input.shape[-1]}"
             )
         if not input.is_floating_point():
-            raise TypeError(f"expected a floating-point input, got {input.dtype}")
+            raise InputTypeError(f"expected a floating-point input, got {input.dtype}")
         _checks.floating("input", input, self._dtype)
         batched = input.dim() == 3
         x = input.unsqueeze(1) if not batched else (input.transpose(0, 1) if self.batch_first else input)
         if x.shape[0] < 1 or x.shape[1] < 1:
-            raise ValueError(
+            raise InputError(
                 f"expected at least one time step and one sequence, got input of shape {_checks.shape_str(input.shape)}"
             )
         return x.contiguous(), batched
@@ -185,11 +186,13 @@ class RecurrentBase(nn.Module):
             return h0, (x.new_zeros(LD, B, H) if has_cell else None)
         if has_cell:
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise TypeError(f"expected hx to be a tuple (h_0, c_0) for the LSTM, got {type(hx).__name__}")
+                raise InputTypeError(
+                    f"expected hx to be a tuple (h_0, c_0) for the LSTM, got {type(hx).__name__}"
+                )
             pairs = [("h_0", hx[0], P), ("c_0", hx[1], H)]
         else:
             if isinstance(hx, (tuple, list)):
-                raise TypeError(f"expected hx to be a tensor h_0, got {type(hx).__name__}")
+                raise InputTypeError(f"expected hx to be a tensor h_0, got {type(hx).__name__}")
             pairs = [("h_0", hx, P)]
         out = []
         for name, value, size in pairs:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from .._checks import InputTypeError
 from ..cells.base import RecurrentBase
 from ..cells.rnn import activation_grad
 from .jacobian import sigma_max, state_layout, step_jacobian
@@ -91,7 +92,7 @@ def bounds(model: nn.Module, trace: Trace | None = None, samples: slice | None =
     elif isinstance(model, TORCH_RECURRENT):
         model = from_torch(model)
     if not isinstance(model, RecurrentBase):
-        raise TypeError(f"expected a bptt or torch.nn RNN/LSTM/GRU, got {type(model).__name__}")
+        raise InputTypeError(f"expected a bptt or torch.nn RNN/LSTM/GRU, got {type(model).__name__}")
     out = []
     for plan in model.plans:
         W = getattr(model, plan.names[plan.suffixes.index("weight_hh")]).detach().double()

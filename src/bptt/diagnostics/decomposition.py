@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from .._checks import InputError
 from ..engine.sweep import state_vjp
 from .jacobian import sigma_max, state_layout
 
@@ -51,7 +52,7 @@ def forget_split(
     """
     step, tape, p = trace.layer(layer, direction, samples)
     if not step.has_cell:
-        raise ValueError("the forget-gate split needs an LSTM (a cell state c)")
+        raise InputError("the forget-gate split needs an LSTM (a cell state c)")
     layout = state_layout(step, tape)
     B, T, H = tape.x.shape[1], tape.steps, tape.hidden_size
     dtype, device = tape.h.dtype, tape.h.device

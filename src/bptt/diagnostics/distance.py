@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from .._checks import InputError
 from .jacobian import distances
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ class GradientProfile:
 def horizon(contribution: Tensor, distance: Tensor, fraction: float = 1e-3) -> int:
     """The largest distance whose contribution is ≥ `fraction` × the largest contribution."""
     if not 0 < fraction <= 1:
-        raise ValueError(f"expected a fraction in (0, 1], got {fraction}")
+        raise InputError(f"expected a fraction in (0, 1], got {fraction}")
     c = contribution.double()
     keep = c >= fraction * c.max()
     return int(distance[keep].max()) if bool(keep.any()) else 0
@@ -77,5 +78,5 @@ def relative_at(values: Tensor, distance: Tensor, far: int) -> float:
     near = values[distance == 0]
     at = values[distance == far]
     if near.numel() == 0 or at.numel() == 0:
-        raise ValueError(f"no step at distance {far} in a sequence of {distance.numel()} steps")
+        raise InputError(f"no step at distance {far} in a sequence of {distance.numel()} steps")
     return float(at[0] / near[0].clamp_min(torch.finfo(values.dtype).tiny))

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from .._checks import InputError
+
 if TYPE_CHECKING:
     from ..trace import Trace
 
@@ -56,7 +58,7 @@ def gate_stats(trace: Trace, eps: float = 0.01) -> dict[str, GateStats]:
         (['n', 'r', 'z'], (1, 9))
     """
     if not 0 < eps < 1:
-        raise ValueError(f"expected ε in (0, 1), got {eps}")
+        raise InputError(f"expected ε in (0, 1), got {eps}")
     gates = dict(trace.gates) if trace.gates else {"h": trace.h}
     out = {}
     for name, a in gates.items():  # a: (L·D, T, B, H)
@@ -91,6 +93,6 @@ def forget_histogram(trace: Trace, bins: int = 20, layer: int = 0) -> tuple[Tens
     """Counts of the forget-gate values of one layer over [0, 1] in `bins` bins, and the bin edges."""
     f = trace.gates.get("f")
     if f is None:
-        raise ValueError("this model has no forget gate")
+        raise InputError("this model has no forget gate")
     edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
     return torch.histc(f[layer].double(), bins=bins, min=0, max=1), edges

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from .. import _checks
+from .._checks import InputError
 from ..engine.sweep import Step, state_vjp
 from ..engine.tape import Tape
 
@@ -191,7 +192,7 @@ def jacobian_norms(
     step, tape, p = trace.layer(layer, direction, samples)
     layout = state_layout(step, tape)
     if of in ("c", "cec") and not step.has_cell:
-        raise ValueError(f"of={of!r} needs an LSTM (a cell state c); this model's state is {layout.names}")
+        raise InputError(f"of={of!r} needs an LSTM (a cell state c); this model's state is {layout.names}")
     if of == "cec":
         cec = _forget_product_norms(step, tape)
         return cec.log() if log else cec

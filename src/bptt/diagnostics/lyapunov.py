@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from .._checks import InputError
 from .jacobian import decay_slope, distances, jacobian_norms, state_layout, step_jacobian
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def lyapunov(
     B = tape.x.shape[1]
     order = list(tape.order)
     if not 0 <= burn_in < len(order):
-        raise ValueError(f"expected 0 ≤ burn_in < T = {len(order)}, got {burn_in}")
+        raise InputError(f"expected 0 ≤ burn_in < T = {len(order)}, got {burn_in}")
     g = torch.Generator().manual_seed(0)
     Q = torch.linalg.qr(torch.randn(S, k, generator=g, dtype=torch.float64))[0].expand(B, S, k).clone()
     acc = torch.zeros(B, k, dtype=torch.float64)

@@ -17,6 +17,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from .. import _checks, _io
+from .._checks import InputTypeError
 from .summary import summarize
 
 
@@ -75,7 +76,7 @@ class Monitor:
         from ..convert import TORCH_RECURRENT
 
         if not isinstance(model, (RecurrentBase, *TORCH_RECURRENT)):
-            raise TypeError(
+            raise InputTypeError(
                 f"Monitor watches a recurrent module (torch.nn.RNN/LSTM/GRU or a bptt cell), got {type(model).__name__}; "
                 "pass the recurrent submodule and fold the rest of your model into loss_fn"
             )

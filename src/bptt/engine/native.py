@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .._checks import InputError
 from . import matmul
 from .sweep import Carry, Params, Step
 from .tape import Tape
@@ -176,7 +177,7 @@ def set_engine(name: str) -> None:
     """`auto` (native where possible), `native` (error if it cannot build) or `python`."""
     global _engine
     if name not in ENGINES:
-        raise ValueError(f"unknown engine {name!r}; expected one of {', '.join(map(repr, ENGINES))}")
+        raise InputError(f"unknown engine {name!r}; expected one of {', '.join(map(repr, ENGINES))}")
     _engine = name
 
 

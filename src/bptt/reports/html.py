@@ -15,6 +15,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from .. import __version__, _io
+from .._checks import InputError
 from .data import RunData, load_run
 from .plots import render_all
 
@@ -116,7 +117,7 @@ def render(runs: Sequence[RunData], title: str = "bptt report") -> str:
 def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "bptt report") -> Path:
     """Read the runs and write the report to `out` (atomically); returns the path."""
     if not run_dirs:
-        raise ValueError("expected at least one run directory")
+        raise InputError("expected at least one run directory")
     runs = [load_run(p) for p in run_dirs]
     names = [r.name for r in runs]
     for i, r in enumerate(runs):  # two runs with the same folder name stay apart

@@ -14,6 +14,7 @@ import math
 import torch
 from torch import Tensor
 
+from .._checks import InputError
 from .base import Batch, Task
 
 
@@ -40,7 +41,7 @@ class SequentialDigits(Task):
         self, protocol: str | None = None, seq_len: int | None = None, test_size: int = 300, **kw: object
     ):
         if seq_len not in (None, 64):
-            raise ValueError(f"8×8 digits are 64 pixels long; expected seq_len 64, got {seq_len}")
+            raise InputError(f"8×8 digits are 64 pixels long; expected seq_len 64, got {seq_len}")
         super().__init__(protocol, 64, test_size=test_size, **kw)  # type: ignore[arg-type]
         from sklearn.datasets import load_digits
 

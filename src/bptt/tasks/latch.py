@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .. import _checks
+from .._checks import InputError
 from .base import Batch, Task
 
 
@@ -46,7 +47,7 @@ class Latch(Task):
         super().__init__(protocol, seq_len, **kw)  # type: ignore[arg-type]
         self.informative = _checks.positive_int("informative", informative)
         if self.seq_len is not None and self.informative > self.seq_len:
-            raise ValueError(f"expected informative ≤ seq_len = {self.seq_len}, got {informative}")
+            raise InputError(f"expected informative ≤ seq_len = {self.seq_len}, got {informative}")
         self.noise = float(noise)
 
     def describe(self) -> dict[str, object]:

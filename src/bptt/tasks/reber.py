@@ -15,6 +15,7 @@ import math
 import torch
 from torch import Tensor
 
+from .._checks import InputError
 from .base import Batch, Task
 
 SYMBOLS = "BTPSXVE"
@@ -77,7 +78,7 @@ class Reber(Task):
         **kw: object,
     ):
         if seq_len is not None:
-            raise ValueError("the Reber grammar sets its own string lengths; leave seq_len out")
+            raise InputError("the Reber grammar sets its own string lengths; leave seq_len out")
         super().__init__(protocol, None, test_size=test_size, **kw)  # type: ignore[arg-type]
         self.train_size = train_size
         self._train: list[tuple[str, list[str]]] | None = None

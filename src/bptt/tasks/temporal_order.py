@@ -20,6 +20,7 @@ import math
 import torch
 from torch import Tensor
 
+from .._checks import InputError
 from .base import Batch, Task, uniform_int
 
 
@@ -44,7 +45,7 @@ class TemporalOrder(Task):
     ):
         super().__init__(protocol, seq_len, **kw)  # type: ignore[arg-type]
         if symbols not in (2, 3):
-            raise ValueError(f"expected symbols 2 or 3, got {symbols}")
+            raise InputError(f"expected symbols 2 or 3, got {symbols}")
         self.symbols = symbols
         self.input_size = 8 if self.protocol == "hs97" else 6
         self.output_size = 2**symbols

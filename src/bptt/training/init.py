@@ -18,6 +18,8 @@ import math
 import torch
 from torch import nn
 
+from .._checks import InputError
+
 INITS = ("default", "orthogonal", "identity")
 
 
@@ -53,12 +55,12 @@ def initialise(
         ([1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0])
     """
     if init not in INITS:
-        raise ValueError(f"unknown init {init!r}; expected one of {', '.join(map(repr, INITS))}")
+        raise InputError(f"unknown init {init!r}; expected one of {', '.join(map(repr, INITS))}")
     gates, H = _gates(core), core.hidden_size
     params = dict(core.named_parameters())
     kind = "lstm" if "g" in gates else ("gru" if gates == "rzn" else "rnn")  # every LSTM variant keeps g
     if init == "identity" and kind != "rnn":
-        raise ValueError(f"the identity (IRNN) initialisation is for the Elman RNN, not the {kind}")
+        raise InputError(f"the identity (IRNN) initialisation is for the Elman RNN, not the {kind}")
     for name, p in params.items():
         if name.startswith("weight_hh"):
             if init == "orthogonal":
@@ -74,7 +76,7 @@ def initialise(
         if value is None:
             continue
         if gate not in gates:
-            raise ValueError(
+            raise InputError(
                 f"{what} needs a cell with an {'forget' if gate == 'f' else 'input'} gate; this one has gates {gates!r}"
             )
         for name, p in params.items():
@@ -84,7 +86,7 @@ def initialise(
                 _block(p, gates, gate, H).zero_()
     if chrono is not None:
         if chrono < 3 or "f" not in gates or "i" not in gates:
-            raise ValueError(
+            raise InputError(
                 f"chrono needs T_max ≥ 3 and a cell with input and forget gates (gates {gates!r}, T_max {chrono})"
             )
         for name, p in params.items():
@@ -97,7 +99,7 @@ def initialise(
                 _block(p, gates, "i", H).zero_()
     if init_scale != 1.0:
         if not math.isfinite(init_scale) or init_scale <= 0:
-            raise ValueError(f"expected a positive init_scale, got {init_scale}")
+            raise InputError(f"expected a positive init_scale, got {init_scale}")
         for name, p in params.items():
             if name.startswith("weight_hh"):
                 p.mul_(init_scale)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .._checks import InputError
 from ..cells import GRU, LSTM, RNN
 
 CELLS = ("rnn", "lstm", "gru")
@@ -28,7 +29,7 @@ def make_core(
         if cell == "rnn" and nonlinearity in ("tanh", "relu"):
             return nn.RNN(input_size, hidden_size, num_layers, nonlinearity=nonlinearity)
         what = f"lstm variant {variant!r}" if cell == "lstm" else f"rnn nonlinearity {nonlinearity!r}"
-        raise ValueError(f"torch.nn has no {what}; use core='bptt'")
+        raise InputError(f"torch.nn has no {what}; use core='bptt'")
     if cell == "lstm":
         return LSTM(input_size, hidden_size, num_layers, variant=variant)
     if cell == "gru":

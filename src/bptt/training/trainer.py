@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import __version__, _checks, _io
+from .._checks import InputError
 from ..diagnostics.monitor import Monitor
 from ..engine import native
 from ..tasks import Batch, Task, make_task
@@ -99,13 +100,13 @@ class TrainConfig:
         ):
             _checks.positive_int(name, getattr(self, name))
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"expected a positive learning rate, got {self.lr}")
+            raise InputError(f"expected a positive learning rate, got {self.lr}")
         if self.clip != "none" and not self.clip_threshold > 0:
-            raise ValueError(f"expected a positive clip threshold, got {self.clip_threshold}")
+            raise InputError(f"expected a positive clip threshold, got {self.clip_threshold}")
         if self.tbptt is not None:
             k1, k2 = self.tbptt
             if k1 < 1 or k2 < k1 or k2 % k1:
-                raise ValueError(
+                raise InputError(
                     f"expected truncated BPTT (k1, k2) with 1 ≤ k1 ≤ k2 and k2 a multiple of k1, got ({k1}, {k2})"
                 )
         return self
@@ -208,7 +209,7 @@ def train(
         ck = torch.load(ckpt_path, weights_only=False)
         if ck["config"] != asdict(cfg):
             changed = sorted(k for k in ck["config"] if ck["config"][k] != asdict(cfg).get(k))
-            raise ValueError(
+            raise InputError(
                 f"--resume needs the settings of the interrupted run; these differ: {', '.join(changed)}"
             )
         model.load_state_dict(ck["model"])
