@@ -22,7 +22,7 @@ from ._checks import InputError, InputTypeError
 from .cells.base import RecurrentBase, State
 from .convert import TORCH_RECURRENT, from_torch
 from .engine.function import LayerPlan
-from .engine.sweep import Step
+from .engine.sweep import Step, allocate_grads
 from .engine.tape import Tape
 from .engine.terms import Term
 
@@ -196,10 +196,10 @@ def trace(model: nn.Module, input: Tensor, loss_fn: LossFn, hx: State | None = N
             )
         grads = torch.autograd.grad(loss.reshape(()), list(params.values()), allow_unused=True)
 
+    step = bmodel.step
     for tape in tapes:  # a layer whose outputs the loss never reads gets no backward call
         if tape.dh is None:
-            _zero_fill(tape)
-    step = bmodel.step
+            _zero_fill(step, tape)
     gate_names = list(step.gates(tapes[0]))
     return Trace(
         loss=loss.detach().reshape(()),
@@ -220,10 +220,8 @@ def trace(model: nn.Module, input: Tensor, loss_fn: LossFn, hx: State | None = N
     )
 
 
-def _zero_fill(tape: Tape) -> None:
-    tape.dh = torch.zeros_like(tape.h)
-    G_H = tape.gates.shape[-1] if tape.gates_buf is not None else tape.h.shape[-1]
-    tape.dgx = tape.x.new_zeros((*tape.x.shape[:2], G_H))
-    tape.dgh = tape.dgx
-    if tape.c_buf is not None:
-        tape.dc = torch.zeros_like(tape.c)
+def _zero_fill(step: Step, tape: Tape) -> None:
+    allocate_grads(step, tape, tape.x)
+    for t in (tape.dh, tape.dgx, tape.dgh, tape.dc):
+        if t is not None:
+            t.zero_()

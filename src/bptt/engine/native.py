@@ -41,7 +41,7 @@ from torch import Tensor
 
 from .._checks import InputError
 from . import matmul
-from .sweep import Carry, Params, Step
+from .sweep import Carry, Params, Step, allocate_grads
 from .tape import Tape
 
 SOURCE = Path(__file__).parent / "csrc" / "sweeps.cpp"
@@ -226,6 +226,13 @@ def _opt(p: Params, name: str, like: Tensor) -> Tensor:
     return value.contiguous() if value is not None else like.new_empty(0)
 
 
+def _lstm_extras(p: Params, like: Tensor) -> tuple[Tensor, ...]:
+    """The LSTM's optional weights in the native ops' order; empty tensors where a variant has none."""
+    return tuple(
+        _opt(p, name, like) for name in ("weight_hr", "weight_gg", "weight_ci", "weight_cf", "weight_co")
+    )
+
+
 def forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
     ops = torch.ops.bptt_native
     gx = gx.contiguous()
@@ -235,11 +242,7 @@ def forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
         ops.lstm_forward(
             gx,
             W_hh,
-            _opt(p, "weight_hr", gx),
-            _opt(p, "weight_gg", gx),
-            _opt(p, "weight_ci", gx),
-            _opt(p, "weight_cf", gx),
-            _opt(p, "weight_co", gx),
+            *_lstm_extras(p, gx),
             tape.h_buf,
             tape.c_buf,
             tape.gates_buf,
@@ -260,28 +263,19 @@ def backward_sweep(
     step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
 ) -> tuple[Tensor, Carry]:
     ops = torch.ops.bptt_native
-    T, B = tape.steps, tape.x.shape[1]
-    G_H = len(step.gate_names) * tape.hidden_size
     grad_out, dh_n = grad_out.contiguous(), dh_n.contiguous()
     W_hh = p["weight_hh"].contiguous()
-    tape.dh = torch.empty_like(tape.h)
-    tape.dgx = grad_out.new_empty((T, B, G_H))
-    tape.dgh = torch.empty_like(tape.dgx) if step.separate_dgh else tape.dgx
+    allocate_grads(step, tape, grad_out)
     dh0 = torch.empty_like(dh_n)
     if step.kind == "lstm":
-        assert dc_n is not None
-        tape.dc = torch.empty_like(tape.c)
+        assert dc_n is not None and tape.dgx is not None
         dc0 = torch.empty_like(dc_n)
         ops.lstm_backward(
             grad_out,
             dh_n,
             dc_n.contiguous(),
             W_hh,
-            _opt(p, "weight_hr", grad_out),
-            _opt(p, "weight_gg", grad_out),
-            _opt(p, "weight_ci", grad_out),
-            _opt(p, "weight_cf", grad_out),
-            _opt(p, "weight_co", grad_out),
+            *_lstm_extras(p, grad_out),
             tape.c_buf,
             tape.gates_buf,
             tape.dh,
@@ -290,7 +284,7 @@ def backward_sweep(
             dh0,
             dc0,
             _lstm_flags(step),
-            _onednn_steps(tape, G_H),
+            _onednn_steps(tape, tape.dgx.shape[-1]),
             tape.reverse,
         )
         return dh0, (dc0,)

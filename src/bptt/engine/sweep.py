@@ -79,6 +79,16 @@ def forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
         step.forward(t, gx[t], gh, tape, p)
 
 
+def allocate_grads(step: Step, tape: Tape, like: Tensor) -> None:
+    """The buffers the backward sweep fills: dh, dgx, dgh (dgx itself unless separate) and dc."""
+    T, B = tape.steps, tape.x.shape[1]
+    tape.dh = torch.empty_like(tape.h)
+    tape.dgx = like.new_empty((T, B, len(step.gate_names) * tape.hidden_size))
+    tape.dgh = torch.empty_like(tape.dgx) if step.separate_dgh else tape.dgx
+    if step.has_cell:
+        tape.dc = torch.empty_like(tape.c)
+
+
 def _back(step: Step, t: int, dh: Tensor, carry: Carry, tape: Tape, p: Params) -> tuple[StepGrads, Tensor]:
     """One step back: the step's gradients and ∂L/∂h_{t−1} through it."""
     g = step.backward(t, dh, carry, tape, p)
@@ -95,13 +105,7 @@ def backward_sweep(
     Fills tape.dh, tape.dc, tape.dgx, tape.dgh and returns ∂L/∂h_0 and the cell's carry at t = 0
     (∂L/∂c_0 first for the LSTM).
     """
-    T, B = tape.steps, tape.x.shape[1]
-    G_H = len(step.gate_names) * tape.hidden_size
-    tape.dh = torch.empty_like(tape.h)
-    tape.dgx = grad_out.new_empty((T, B, G_H))
-    tape.dgh = torch.empty_like(tape.dgx) if step.separate_dgh else tape.dgx
-    if step.has_cell:
-        tape.dc = torch.empty_like(tape.c)
+    allocate_grads(step, tape, grad_out)
     dh_next = dh_n  # ∂L/∂h_t through the steps after t; at the last step, ∂L/∂h_n
     carry = step.initial_carry(tape, dc_n)
     for t in reversed(tape.order):
