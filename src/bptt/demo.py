@@ -22,7 +22,7 @@ from typing import Any
 from . import _io
 from .reports import write_report
 from .reports.html import far_over_near
-from .training import NonFiniteGradient, TrainConfig, load_summary, train
+from .training import NonFiniteGradient, TrainConfig, train
 
 
 @dataclass(frozen=True)
@@ -198,10 +198,4 @@ def claims(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def load(out: str | Path) -> dict[str, Any]:
-    import json
-
-    return json.loads((Path(out) / "demo.json").read_text())
-
-
-__all__ = ["DemoConfig", "claims", "load", "load_summary", "plan", "run"]
+__all__ = ["DemoConfig", "claims", "plan", "run"]

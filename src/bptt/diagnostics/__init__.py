@@ -7,7 +7,7 @@ products ∂s_{T−1}/∂s_k), `decomposition` (diag(f) against the rest), `boun
 
 from .bounds import GAMMA, LayerBound, bounds, verdict
 from .decomposition import ForgetSplit, forget_split
-from .distance import GradientProfile, gradient_profile, horizon, relative_at
+from .distance import GradientProfile, gradient_profile, horizon
 from .gates import GateStats, forget_histogram, gate_stats
 from .jacobian import decay_slope, distances, jacobian_norms, probe_confidence, step_jacobian
 from .lyapunov import LyapunovSpectrum, lyapunov
@@ -34,7 +34,6 @@ __all__ = [
     "jacobian_norms",
     "lyapunov",
     "probe_confidence",
-    "relative_at",
     "step_jacobian",
     "summarize",
     "verdict",

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
 from torch import Tensor
 
 from .._checks import InputError
@@ -71,12 +70,3 @@ def gradient_profile(trace: Trace, fraction: float = 1e-3) -> GradientProfile:
         horizon=horizon(contribution, d, fraction),
         fraction=fraction,
     )
-
-
-def relative_at(values: Tensor, distance: Tensor, far: int) -> float:
-    """values at distance `far` relative to values at distance 0 (for a (T,) profile)."""
-    near = values[distance == 0]
-    at = values[distance == far]
-    if near.numel() == 0 or at.numel() == 0:
-        raise InputError(f"no step at distance {far} in a sequence of {distance.numel()} steps")
-    return float(at[0] / near[0].clamp_min(torch.finfo(values.dtype).tiny))

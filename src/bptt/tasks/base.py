@@ -15,7 +15,6 @@ Batches are time-major: x (T, B, input_size). Targets are
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
@@ -170,7 +169,3 @@ class Task:
         metrics["accuracy"] = 1 - metrics["error_rate"]
         metrics["solved"] = float(self.solved(metrics))
         return metrics
-
-
-def ln(x: float) -> float:
-    return math.log(x)
