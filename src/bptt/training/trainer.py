@@ -259,7 +259,7 @@ def train(
     batches = task.batches(cfg.batch_size, data)
     metrics_file = (out / "metrics.csv").open("a", newline="")
     writer = csv.DictWriter(metrics_file, fieldnames=METRICS)
-    step, solved_early, report = start, False, None
+    step, solved_early = start, False
     t0 = time.perf_counter()
     try:
         for step in range(start, cfg.steps):
