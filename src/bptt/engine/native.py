@@ -103,8 +103,21 @@ def _library_path() -> Path:
         " ".join(_flags()).encode(),
     ):
         key.update(part)
-    root = Path(os.environ.get("BPTT_CACHE", Path.home() / ".cache" / "bptt"))
-    return root / f"sweeps-{key.hexdigest()[:16]}.so"
+    return _cache_dir() / f"sweeps-{key.hexdigest()[:16]}.so"
+
+
+def _cache_dir() -> Path:
+    """$BPTT_CACHE, else ~/.cache/bptt, else (a home that cannot be written) a folder in the temp directory."""
+    if "BPTT_CACHE" in os.environ:
+        return Path(os.environ["BPTT_CACHE"])
+    home = Path.home() / ".cache" / "bptt"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        if os.access(home, os.W_OK):
+            return home
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / f"bptt-cache-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
 
 
 def _record_build_time(path: Path, seconds: float) -> None:
