@@ -106,6 +106,10 @@ def test_diagnose_a_bptt_checkpoint_uses_its_readout(tmp_path: Path) -> None:
         result["config"]["train"]["loss"] == "task"
         and result["config"]["train"]["source"] == "bptt checkpoint"
     )
+    # the same trace as the run's own final diagnostics: same sequences, same float64 copy
+    assert result["record"] == json.loads((tmp_path / "run" / "final_diagnostics.json").read_text())
+    with pytest.raises(ValueError, match="readout is for the copy task, not adding"):
+        diagnose(tmp_path / "run", tmp_path / "out2", task="adding")
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ for every model and the diagnostics show what the recurrence alone does to it.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +36,12 @@ LOSSES = ("auto", "task", "random")
 
 @dataclass
 class Subject:
-    """What is diagnosed: the recurrent module, and the readout and task when a checkpoint has them."""
+    """What is diagnosed: the recurrent module, and for a checkpoint its whole model, settings and task."""
 
     core: nn.Module
     description: dict[str, Any]
-    head: Any = None
+    model: Any = None  # training.SequenceModel
+    cfg: Any = None  # training.TrainConfig
     task: Any = None
 
 
@@ -97,12 +99,8 @@ def load_subject(path: str | Path, nonlinearity: str = "tanh", variant: str = "v
         task, model = build(cfg)
         model.load_state_dict(obj["model"])
         model.eval()
-        return Subject(
-            model.core,
-            {"source": "bptt checkpoint", "path": str(path), "train": obj["config"], "step": obj["step"]},
-            model.head,
-            task,
-        )
+        desc = {"source": "bptt checkpoint", "path": str(path), "train": obj["config"], "step": obj["step"]}
+        return Subject(model.core, desc, model, cfg, task)
     if isinstance(obj, (RecurrentBase, *TORCH_RECURRENT)):
         return Subject(
             obj.eval(),
@@ -152,31 +150,37 @@ def diagnose(
     """Trace the model on the inputs, write final_diagnostics.json, config.json and report.html to `out`."""
     from .reports import write_report
     from .tasks import make_task
+    from .training.trainer import final_diagnostics
 
     subject = load_subject(model, nonlinearity, variant)
     core = subject.core
     core_m = core if isinstance(core, RecurrentBase) else from_torch(core)
-    if (task is None) == (inputs is None) and subject.task is None:
-        raise InputError("expected exactly one source of inputs: --task NAME or --inputs FILE")
-    if inputs is not None:
-        x = load_inputs(inputs, batch_first)[:, :samples]
-        the_task = subject.task
-    else:
-        the_task = make_task(task, protocol, seq_len) if task is not None else subject.task
-        x = next(the_task.batches(samples, torch.Generator().manual_seed(the_task.test_seed + 2))).x
-    if x.shape[-1] != core_m.input_size:
-        raise InputError(f"the inputs have {x.shape[-1]} features but the model takes {core_m.input_size}")
     if loss == "auto":
-        loss = "task" if subject.head is not None and the_task is not None and inputs is None else "random"
+        loss = "task" if subject.model is not None and inputs is None else "random"
+    the_task = subject.task
     if loss == "task":
-        if subject.head is None:
+        if subject.model is None:
             raise InputError("--loss task needs a bptt checkpoint, which has a readout; this model has none")
-        batch = next(the_task.batches(samples, torch.Generator().manual_seed(the_task.test_seed + 2)))
-        x = batch.x
-
-        def loss_fn(o: Tensor, s: Any) -> Tensor:
-            return the_task.loss(subject.head(o), batch)
+        if inputs is not None:
+            raise InputError("--loss task draws its sequences from the checkpoint's task; leave --inputs out")
+        if task is not None and task != subject.cfg.task:
+            raise InputError(f"this checkpoint's readout is for the {subject.cfg.task} task, not {task}")
+        cfg = dataclasses.replace(subject.cfg, final_seq_len=seq_len) if seq_len else subject.cfg
+        record = final_diagnostics(cfg, subject.task, subject.model, samples)
+        steps, sequences = record["steps"], record["batch"]
     else:
+        if (task is None) == (inputs is None) and subject.task is None:
+            raise InputError("expected exactly one source of inputs: --task NAME or --inputs FILE")
+        if inputs is not None:
+            x = load_inputs(inputs, batch_first)[:, :samples]
+        else:
+            the_task = make_task(task, protocol, seq_len) if task is not None else subject.task
+            x = next(the_task.batches(samples, torch.Generator().manual_seed(the_task.test_seed + 2))).x
+        if x.shape[-1] != core_m.input_size:
+            raise InputError(
+                f"the inputs have {x.shape[-1]} features but the model takes {core_m.input_size}"
+            )
+        x = x.to(next(core_m.parameters()).dtype)
         width = core_m.hidden_size if not core_m.proj_size else core_m.proj_size
         r = torch.randn(
             width * core_m.num_directions, generator=torch.Generator().manual_seed(seed), dtype=x.dtype
@@ -184,17 +188,17 @@ def diagnose(
         r = r / r.norm()
 
         def loss_fn(o: Tensor, s: Any) -> Tensor:
-            return (o[-1] * r).sum()
+            return (o[-1] * r).sum()  # ∂L/∂h_{T−1} = r, the same unit direction for every model
 
-    x = x.to(next(core_m.parameters()).dtype)
-    record = summarize(trace(core_m, x, loss_fn), samples=samples, full=True)
+        record = summarize(trace(core_m, x, loss_fn), samples=samples, full=True)
+        steps, sequences = x.shape[0], x.shape[1]
     out = Path(out)
     config = {
         "train": {
             **subject.description,
             "loss": loss,
-            "samples": x.shape[1],
-            "seq_len": x.shape[0],
+            "samples": sequences,
+            "seq_len": steps,
             "task": task or (the_task.name if the_task else None),
             "inputs": str(inputs) if inputs else None,
         }

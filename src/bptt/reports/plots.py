@@ -46,8 +46,29 @@ def _panels(n: int, width: float = 4.2, height: float = 3.0) -> tuple[Figure, li
     return fig, flat[:n]
 
 
+def _nan(xs: list[float | None]) -> list[float]:
+    """JSON's None (a value that was not finite) as NaN, which matplotlib leaves out."""
+    return [x if x is not None else math.nan for x in xs]
+
+
 def _log10(xs: list[float | None]) -> list[float]:
-    return [x * LOG10E if x is not None else math.nan for x in xs]
+    return [x * LOG10E for x in _nan(xs)]
+
+
+def _by_distance(distance: list[float], values: list[float]) -> tuple[Any, ...]:
+    """(distances, values) in order of distance, without the NaNs: ready for ax.plot."""
+    return tuple(
+        zip(*sorted((d, v) for d, v in zip(distance, values, strict=True) if not math.isnan(v)), strict=True)
+    )
+
+
+def _dress(ax: Any, title: str, xlabel: str, ylabel: str | None = None, legend: bool = True) -> None:
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+    if ylabel:
+        ax.set_ylabel(ylabel, fontsize=8)
+    if legend:
+        ax.legend(fontsize=7)
 
 
 def _color(i: int) -> Any:
@@ -128,9 +149,7 @@ def grad_norms(runs: list[RunData]) -> Figure | None:
                 va="top",
             )
         ax.set_yscale("log")
-        ax.set_title(r.label, fontsize=9)
-        ax.set_xlabel("training step", fontsize=8)
-        ax.set_ylabel("‖∂L/∂θ‖ before clipping", fontsize=8)
+        _dress(ax, r.label, "training step", "‖∂L/∂θ‖ before clipping", legend=False)
     return fig
 
 
@@ -159,10 +178,7 @@ def gradient_vs_distance(runs: list[RunData]) -> Figure | None:
                     label=label,
                 )
         ax.set_yscale("log")
-        ax.set_title(r.label, fontsize=9)
-        ax.set_xlabel("distance from the last step", fontsize=8)
-        ax.set_ylabel("‖∂L/∂h_k‖", fontsize=8)
-        ax.legend(fontsize=6)
+        _dress(ax, r.label, "distance from the last step", "‖∂L/∂h_k‖")
     return fig
 
 
@@ -190,9 +206,7 @@ def gradient_heatmap(runs: list[RunData]) -> Figure | None:
         )
         ax.set_yticks(range(len(r.snapshots)))
         ax.set_yticklabels([str(s["step"]) for s in r.snapshots], fontsize=6)
-        ax.set_title(r.label, fontsize=9)
-        ax.set_xlabel("distance from the last step", fontsize=8)
-        ax.set_ylabel("training step", fontsize=8)
+        _dress(ax, r.label, "distance from the last step", "training step", legend=False)
         fig.colorbar(im, ax=ax, label="log10 relative ‖∂L/∂h_k‖")
     return fig
 
@@ -205,12 +219,12 @@ def jacobians(runs: list[RunData]) -> Figure | None:
     for i, r in enumerate(runs):
         f = r.final
         assert f is not None
-        pts = sorted(
-            (d, v)
-            for d, v in zip(f["distance"], _log10(f["jacobian_log_state"]), strict=True)
-            if not math.isnan(v)
+        ax.plot(
+            *_by_distance(f["distance"], _log10(f["jacobian_log_state"])),
+            color=_color(i),
+            lw=1.5,
+            label=r.label,
         )
-        ax.plot(*zip(*pts, strict=True), color=_color(i), lw=1.5, label=r.label)
     ax.set_xlabel("distance k from the last step")
     ax.set_ylabel("log10 ‖∂s_{T−1}/∂s_k‖")
     ax.legend(fontsize=8)
@@ -230,14 +244,8 @@ def cec(runs: list[RunData]) -> Figure | None:
             ("jacobian_log_c", "c→c block", "tab:orange"),
             ("jacobian_log_state", "whole state", "tab:blue"),
         ):
-            pts = sorted(
-                (d, v) for d, v in zip(f["distance"], _log10(f[key]), strict=True) if not math.isnan(v)
-            )
-            ax.plot(*zip(*pts, strict=True), label=label, color=color, lw=1.5)
-        ax.set_title(r.label, fontsize=9)
-        ax.set_xlabel("distance from the last step", fontsize=8)
-        ax.set_ylabel("log10 norm", fontsize=8)
-        ax.legend(fontsize=7)
+            ax.plot(*_by_distance(f["distance"], _log10(f[key])), label=label, color=color, lw=1.5)
+        _dress(ax, r.label, "distance from the last step", "log10 norm")
     return fig
 
 
@@ -249,23 +257,11 @@ def split(runs: list[RunData]) -> Figure | None:
     for r, ax in zip(runs, axes, strict=True):
         sp = r.final["split"]  # type: ignore[index]
         t = list(range(len(sp["forget"])))
-        ax.plot(
-            t,
-            [v if v is not None else math.nan for v in sp["forget"]],
-            label="‖diag(f_t)‖",
-            color="tab:green",
-        )
-        ax.plot(
-            t,
-            [v if v is not None else math.nan for v in sp["remainder"]],
-            label="‖remainder through h_{t−1}‖",
-            color="tab:red",
-        )
+        ax.plot(t, _nan(sp["forget"]), label="‖diag(f_t)‖", color="tab:green")
+        ax.plot(t, _nan(sp["remainder"]), label="‖remainder through h_{t−1}‖", color="tab:red")
         ax.axhline(1.0, color="grey", lw=0.8, ls=":")
         ax.set_yscale("log")
-        ax.set_title(r.label, fontsize=9)
-        ax.set_xlabel("time step t", fontsize=8)
-        ax.legend(fontsize=7)
+        _dress(ax, r.label, "time step t")
     return fig
 
 
@@ -293,10 +289,7 @@ def forget_histograms(runs: list[RunData]) -> Figure | None:
                 fill=color == "tab:grey",
                 alpha=0.5 if color == "tab:grey" else 1,
             )
-        ax.set_title(r.label, fontsize=9)
-        ax.set_xlabel("forget gate f", fontsize=8)
-        ax.set_ylabel("fraction", fontsize=8)
-        ax.legend(fontsize=7)
+        _dress(ax, r.label, "forget gate f", "fraction")
     return fig
 
 
@@ -307,19 +300,15 @@ def lyapunov(runs: list[RunData]) -> Figure | None:
     fig, axes = _panels(len(runs))
     for i, (r, ax) in enumerate(zip(runs, axes, strict=True)):
         ly = r.final["lyapunov"]  # type: ignore[index]
-        ex = [v if v is not None else math.nan for v in ly["exponents"]]
+        ex = _nan(ly["exponents"])
         ax.plot(range(1, len(ex) + 1), ex, "o-", color=_color(i), ms=3)
         ax.axhline(0, color="grey", lw=0.8)
         if ly.get("slope") is not None:
             ax.axhline(
                 ly["slope"], color="black", ls="--", lw=1, label=f"measured decay slope {ly['slope']:.3f}"
             )
-            ax.legend(fontsize=7)
-        ax.set_title(
-            f"{r.label}: λ_max = {ly['max']:.3f}" if ly.get("max") is not None else r.label, fontsize=9
-        )
-        ax.set_xlabel("exponent index", fontsize=8)
-        ax.set_ylabel("λ (log per step)", fontsize=8)
+        title = f"{r.label}: λ_max = {ly['max']:.3f}" if ly.get("max") is not None else r.label
+        _dress(ax, title, "exponent index", "λ (log per step)", legend=ly.get("slope") is not None)
     return fig
 
 

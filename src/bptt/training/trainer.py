@@ -264,17 +264,20 @@ def train(
     try:
         for step in range(start, cfg.steps):
             batch = next(batches)
+
+            def traced_loss(o: Tensor, s: Any, b: Batch = batch) -> Tensor:  # the loss as a trace sees it
+                return task.loss(model.head(o), b)
+
             losses, norms, clipped, skipped = [], [], False, False
             for loss in _losses(cfg, task, model, batch):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                value = loss.item()
                 bad = first_nonfinite_parameter(model)
-                if bad is not None or not math.isfinite(loss.item()):
+                if bad is not None or not math.isfinite(value):
                     # the guard: this update is never applied
-                    report = {"step": step, "parameter": bad, "loss": loss.item(), "policy": cfg.nonfinite}
-                    report.update(
-                        locate(model.core, batch.x, lambda o, s, b=batch: task.loss(model.head(o), b))
-                    )
+                    report = {"step": step, "parameter": bad, "loss": value, "policy": cfg.nonfinite}
+                    report.update(locate(model.core, batch.x, traced_loss))
                     _io.write_json(out / "nonfinite.json", report)
                     opt.zero_grad(set_to_none=True)
                     if cfg.nonfinite == "stop":
@@ -289,12 +292,12 @@ def train(
                 else:
                     norm, fired = grad_norm(params), False
                 opt.step()
-                losses.append(loss.item())
+                losses.append(value)
                 norms.append(norm)
                 clipped |= fired
             counters["clipped"] += int(clipped)
             if monitor is not None:
-                monitor.step(batch.x, lambda o, s, b=batch: task.loss(model.head(o), b))
+                monitor.step(batch.x, traced_loss)
             done = step + 1
             evaluated = done % cfg.eval_every == 0 or done == cfg.steps
             if evaluated:
