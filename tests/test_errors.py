@@ -24,7 +24,7 @@ def test_wrong_rank(shape) -> None:
 
 
 def test_empty_sequence() -> None:
-    with pytest.raises(ValueError, match=r"at least one time step .* got input of shape \(0, 3, 2\)"):
+    with pytest.raises(ValueError, match=r"at least one time step, got input of shape \(0, 3, 2\)"):
         bptt.LSTM(2, 4)(torch.randn(0, 3, 2))
 
 
@@ -75,12 +75,6 @@ def test_integer_input() -> None:
 def test_not_a_tensor() -> None:
     with pytest.raises(TypeError, match=r"expected input to be a torch\.Tensor, got list"):
         bptt.RNN(2, 4)([[0.0, 1.0]])
-
-
-def test_packed_sequences_are_named() -> None:
-    packed = pack_padded_sequence(torch.randn(5, 2, 2), [5, 3])
-    with pytest.raises(TypeError, match=r"got PackedSequence .*pad the batch"):
-        bptt.LSTM(2, 4)(packed)
 
 
 def test_unknown_variant_lists_the_valid_ones() -> None:

@@ -21,6 +21,12 @@ class InputTypeError(TypeError):
     """A value of the wrong type given to bptt. The CLI prints it as one line."""
 
 
+class ShapeError(InputError, RuntimeError):
+    """A tensor of the wrong size: a ValueError like bptt's other input errors, and a RuntimeError
+    where `torch.nn`'s recurrent modules raise one, so `except RuntimeError` catches it as it would
+    catch torch's."""
+
+
 def shape_str(shape: Iterable[int]) -> str:
     """`(2, 3)` for a shape; `(3,)` for one dimension."""
     dims = tuple(int(d) for d in shape)
@@ -51,11 +57,7 @@ def choice(name: str, value: Any, valid: Iterable[str]) -> str:
 
 def tensor(name: str, value: Any) -> Tensor:
     if not isinstance(value, Tensor):
-        kind = type(value).__name__
-        hint = ""
-        if kind == "PackedSequence":
-            hint = " (packed sequences are not supported: pad the batch, e.g. with pad_packed_sequence)"
-        raise InputTypeError(f"expected {name} to be a torch.Tensor, got {kind}{hint}")
+        raise InputTypeError(f"expected {name} to be a torch.Tensor, got {type(value).__name__}")
     return value
 
 
@@ -71,7 +73,7 @@ def floating(name: str, value: Tensor, dtype: torch.dtype) -> Tensor:
 
 def shape(name: str, value: Tensor, expected: tuple[int, ...]) -> Tensor:
     if tuple(value.shape) != tuple(expected):
-        raise InputError(f"expected {name} of shape {shape_str(expected)}, got {shape_str(value.shape)}")
+        raise ShapeError(f"expected {name} of shape {shape_str(expected)}, got {shape_str(value.shape)}")
     return value
 
 

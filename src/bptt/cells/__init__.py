@@ -1,9 +1,18 @@
-"""Recurrent cells: each file holds one family's step equations, forward and backward, and its module."""
+"""Recurrent cells: each file holds one family's step equations, forward and backward, and its module.
 
+The modules and what they hold are registered as safe for `torch.load`'s default `weights_only=True`,
+so a module saved whole with `torch.save(module)` loads back without unpickling arbitrary code.
+"""
+
+import torch
+
+from ..engine.function import LayerPlan
 from .base import RecurrentBase
 from .gru import GRU, GRUStep
 from .lstm import LSTM, VARIANTS, LSTMStep, LSTMVariant
 from .rnn import NONLINEARITIES, RNN, ElmanStep
+
+torch.serialization.add_safe_globals([RNN, LSTM, GRU, ElmanStep, GRUStep, LSTMStep, LSTMVariant, LayerPlan])
 
 __all__ = [
     "GRU",

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from .. import _checks
-from .._checks import InputError, InputTypeError
+from .._checks import InputError, InputTypeError, ShapeError
 from ..engine.function import LayerPlan
 from ..engine.layers import run_layers
 from ..engine.sweep import Step
@@ -53,6 +56,13 @@ class RecurrentBase(nn.Module):
         if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout <= 1:
             raise InputError(f"expected dropout to be a probability in [0, 1], got {dropout!r}")
         self.dropout = float(dropout)
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(  # torch.nn's own warning, word for word
+                "dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
+                f"expects num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
+                UserWarning,
+                stacklevel=3,
+            )
         if isinstance(proj_size, bool) or not isinstance(proj_size, int) or not 0 <= proj_size < hidden_size:
             raise InputError(f"expected proj_size in [0, hidden_size = {hidden_size}), got {proj_size!r}")
         self.proj_size = proj_size
@@ -113,38 +123,90 @@ class RecurrentBase(nn.Module):
             s += ", bidirectional=True"
         return s
 
-    def forward(self, input: Tensor, hx: State | None = None) -> tuple[Tensor, State]:
+    def flatten_parameters(self) -> None:
+        """A no-op, as `torch.nn.RNNBase.flatten_parameters` off the GPU: the weights are used where they are."""
+
+    def weights(self) -> dict[str, Tensor]:
+        """Every layer's weights by name, as the forward pass reads them (parametrized ones computed)."""
+        return {name: getattr(self, name) for plan in self._plans for name in plan.names}
+
+    @torch.compiler.disable
+    def forward(self, input: Tensor | PackedSequence, hx: State | None = None) -> tuple[Any, State]:
         """Run the sequence; returns `output, h_n` (or `output, (h_n, c_n)` for the LSTM).
 
-        The gradient of anything computed from the result flows back through the explicit
-        backward pass of each layer (`engine.function.LayerSweep`).
+        `input` may be a `PackedSequence`: then `output` is one too, with the input's batch sizes
+        and order, and h_n (c_n) holds each sequence's state after its own last step, as in
+        `torch.nn`. The gradient of anything computed from the result flows back through the
+        explicit backward pass of each layer (`engine.function.LayerSweep`). `torch.compile`
+        runs this method as it is, between the graphs it compiles around it.
         """
         return self.run(input, hx)
 
     def run(
         self,
-        input: Tensor,
+        input: Tensor | PackedSequence,
         hx: State | None = None,
         params: Mapping[str, Tensor] | None = None,
         recorder: list[Tape] | None = None,
-    ) -> tuple[Tensor, State]:
+    ) -> tuple[Any, State]:
         """`forward` with explicit parameters (default: the module's) and an optional tape recorder.
 
         `recorder`, when given, receives each layer-direction's `Tape` in h_n's order; the tapes are
         completed with ∂L/∂h_t, ∂L/∂c_t and the pre-activation gradients when the backward pass runs.
+        A packed input's tapes carry its `lengths`.
         """
-        x, batched = self._time_major(input)
+        packed = input if isinstance(input, PackedSequence) else None
+        lengths = None
+        if packed is not None:
+            x, lengths = self._unpack(packed)
+            batched = True
+        else:
+            x, batched = self._time_major(input)
         _T, B = x.shape[:2]
         h0, c0 = self._initial_state(hx, B, batched, x)
-        output, h_n, c_n = run_layers(
-            self, x, h0, c0, dict(self.named_parameters()) if params is None else params, recorder
-        )
+        weights = self.weights() if params is None else dict(params)
+        device = x.device.type
+        if torch.is_autocast_enabled(device):
+            # As torch.nn's recurrent modules under autocast: the layers run in the autocast dtype
+            # (the PyTorch loop; the native sweeps take float32/float64), gradients flow back to the
+            # parameters in their own dtype.
+            dtype = torch.get_autocast_dtype(device)
+            x, h0 = x.to(dtype), h0.to(dtype)
+            c0 = None if c0 is None else c0.to(dtype)
+            weights = {name: w.to(dtype) for name, w in weights.items()}
+        with torch.autocast(device, enabled=False):
+            output, h_n, c_n = run_layers(self, x, h0, c0, weights, recorder, lengths)
+        if packed is not None:
+            return self._pack_like(output, packed), (h_n if c_n is None else (h_n, c_n))
         if not batched:
             output, h_n = output.squeeze(1), h_n.squeeze(1)
             c_n = None if c_n is None else c_n.squeeze(1)
         elif self.batch_first:
             output = output.transpose(0, 1)
         return output, (h_n if c_n is None else (h_n, c_n))
+
+    def _unpack(self, packed: PackedSequence) -> tuple[Tensor, Tensor]:
+        """The padded (T, B, I) input in the sequences' own order, and their lengths (B,)."""
+        data = packed.data
+        if data.dim() != 2:
+            raise ShapeError(
+                f"expected a packed sequence of 2-dimensional data (steps, {self.input_size}), "
+                f"got data of shape {_checks.shape_str(data.shape)}"
+            )
+        self._check_features(data)
+        x, lengths = pad_packed_sequence(packed)  # (T, B, I), lengths in the order the user gave
+        return x.contiguous(), lengths.to(x.device)
+
+    @staticmethod
+    def _pack_like(output: Tensor, packed: PackedSequence) -> PackedSequence:
+        """A padded (T, B, ·) output packed with `packed`'s batch sizes and order."""
+        order = packed.sorted_indices
+        B = output.shape[1]
+        sorted_out = output if order is None else output.index_select(1, order)
+        batch_sizes = packed.batch_sizes
+        valid = torch.arange(B) < batch_sizes.unsqueeze(1)  # (T, B): step t of the t-th sorted sequences
+        data = sorted_out[valid.to(output.device)]  # row-major: time-major, as packed data is
+        return PackedSequence(data, batch_sizes, packed.sorted_indices, packed.unsorted_indices)
 
     # -- checks where the input enters ---------------------------------------------------------
 
@@ -160,20 +222,25 @@ class RecurrentBase(nn.Module):
                 f"expected input with 2 (unbatched: T, {self.input_size}) or 3 (batched) dimensions, "
                 f"got {input.dim()} with shape {_checks.shape_str(input.shape)}"
             )
+        self._check_features(input)
+        batched = input.dim() == 3
+        x = input.unsqueeze(1) if not batched else (input.transpose(0, 1) if self.batch_first else input)
+        if x.shape[0] < 1:
+            raise ShapeError(
+                f"expected at least one time step, got input of shape {_checks.shape_str(input.shape)}"
+            )
+        return x.contiguous(), batched
+
+    def _check_features(self, input: Tensor) -> None:
+        """Size, kind and dtype of the features; any floating dtype is taken under autocast, as torch.nn does."""
         if input.shape[-1] != self.input_size:
-            raise InputError(
+            raise ShapeError(
                 f"expected input of size {self.input_size} in the last dimension, got {input.shape[-1]}"
             )
         if not input.is_floating_point():
             raise InputTypeError(f"expected a floating-point input, got {input.dtype}")
-        _checks.floating("input", input, self._dtype)
-        batched = input.dim() == 3
-        x = input.unsqueeze(1) if not batched else (input.transpose(0, 1) if self.batch_first else input)
-        if x.shape[0] < 1 or x.shape[1] < 1:
-            raise InputError(
-                f"expected at least one time step and one sequence, got input of shape {_checks.shape_str(input.shape)}"
-            )
-        return x.contiguous(), batched
+        if not torch.is_autocast_enabled(input.device.type):
+            _checks.floating("input", input, self._dtype)
 
     def _initial_state(
         self, hx: State | None, B: int, batched: bool, x: Tensor
@@ -199,6 +266,7 @@ class RecurrentBase(nn.Module):
             _checks.tensor(name, value)
             expected = (LD, B, size) if batched else (LD, size)
             _checks.shape(name, value, expected)
-            _checks.floating(name, value, self._dtype)
+            if not torch.is_autocast_enabled(x.device.type):
+                _checks.floating(name, value, self._dtype)
             out.append(value if batched else value.unsqueeze(1))
         return out[0], (out[1] if has_cell else None)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .._checks import InputError
 from ..engine.sweep import Carry, Params, StepGrads
 from ..engine.tape import Tape, state_buffer
 from ..engine.terms import Term, projection_terms
@@ -59,6 +60,19 @@ class GRUStep:
         h = tape.h[t]
         torch.sub(tape.h_prev[t], n, out=h)  # h_t = n_t + z_t ⊙ (h_{t−1} − n_t)
         h.mul_(z).add_(n)
+
+    def initial_state(self, h0: Tensor, c0: Tensor | None) -> Carry:
+        return (h0,)
+
+    def cell(self, gx: Tensor, gh: Tensor, state: Carry, p: Params) -> Carry:
+        """`forward` out of place, for autograd: (h_{t−1},) → (h_t,)."""
+        (h_prev,) = state
+        gx_r, gx_z, gx_n = gx.chunk(3, dim=-1)
+        gh_r, gh_z, gh_n = gh.chunk(3, dim=-1)
+        r = torch.sigmoid(gx_r + gh_r)  # r_t = σ(W_ir x_t + b_ir + W_hr h_{t−1} + b_hr)
+        z = torch.sigmoid(gx_z + gh_z)  # z_t = σ(W_iz x_t + b_iz + W_hz h_{t−1} + b_hz)
+        n = torch.tanh(gx_n + r * gh_n)  # n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t−1} + b_hn))
+        return (n + z * (h_prev - n),)  # h_t = n_t + z_t ⊙ (h_{t−1} − n_t)
 
     def initial_carry(self, tape: Tape, dc_n: Tensor | None) -> Carry:
         return ()
@@ -106,7 +120,10 @@ class GRU(RecurrentBase):
         bidirectional: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        proj_size: int | None = None,
     ) -> None:
+        if proj_size is not None:  # torch.nn refuses it the same way, even as proj_size=0
+            raise InputError("proj_size argument is only supported for LSTM, not RNN or GRU")
         super().__init__(
             GRUStep(),
             input_size,

@@ -190,6 +190,44 @@ class LSTMStep:
         if self.proj_size:
             torch.mm(m, p["weight_hr"].T, out=tape.h[t])  # h_t = W_hr m_t
 
+    def initial_state(self, h0: Tensor, c0: Tensor | None) -> Carry:
+        assert c0 is not None
+        if self.variant.gate_recurrence:  # FGR: the gates "before" the first step are zero
+            return h0, c0, c0.new_zeros((*c0.shape[:-1], 3 * c0.shape[-1]))
+        return h0, c0
+
+    def cell(self, gx: Tensor, gh: Tensor, state: Carry, p: Params) -> Carry:
+        """`forward` out of place, for autograd: (h_{t−1}, c_{t−1}[, [i, f, o]_{t−1}]) → the same at t."""
+        v = self.variant
+        c_prev = state[1]
+        H = c_prev.shape[-1]
+        zz = gx + gh  # z_t = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh
+        z = {gate: zz[..., k * H : (k + 1) * H] for k, gate in enumerate(self.gate_names)}
+        if v.gate_recurrence:
+            r_i, r_f, r_o = (state[2] @ p["weight_gg"].T).split(H, dim=-1)  # R_g [i, f, o]_{t−1}
+            z.update(i=z["i"] + r_i, f=z["f"] + r_f, o=z["o"] + r_o)
+        i = f = o = None
+        if "i" in z:
+            i = torch.sigmoid(z["i"] + p["weight_ci"] * c_prev if v.peephole else z["i"])  # i_t
+        if "f" in z:
+            f = torch.sigmoid(z["f"] + p["weight_cf"] * c_prev if v.peephole else z["f"])  # f_t
+        elif v.coupled:
+            assert i is not None
+            f = 1 - i  # CIFG: f_t = 1 − i_t
+        g = torch.tanh(z["g"]) if v.input_activation else z["g"]  # g_t
+        # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t   (f = 1 without a forget gate, i = 1 without an input gate)
+        c = (c_prev if f is None else f * c_prev) + (g if i is None else i * g)
+        if "o" in z:
+            o = torch.sigmoid(z["o"] + p["weight_co"] * c if v.peephole else z["o"])  # o_t
+        m = torch.tanh(c) if v.output_activation else c
+        if o is not None:
+            m = o * m  # m_t = o_t ⊙ tanh(c_t)
+        h = m @ p["weight_hr"].T if self.proj_size else m  # h_t = W_hr m_t
+        if v.gate_recurrence:
+            assert i is not None and f is not None and o is not None
+            return h, c, torch.cat([i, f, o], dim=-1)
+        return h, c
+
     # -- backward --------------------------------------------------------------------------------
 
     def initial_carry(self, tape: Tape, dc_n: Tensor | None) -> Carry:

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .. import _checks
+from .._checks import InputError
 from ..engine.sweep import Carry, Params, StepGrads
 from ..engine.tape import Tape, state_buffer
 from ..engine.terms import Term, projection_terms
@@ -29,6 +30,15 @@ _ACTIVATE: dict[str, Callable[[Tensor], object]] = {
     "relu": Tensor.relu_,
     "sigmoid": Tensor.sigmoid_,
     "linear": lambda h: h,
+}
+
+
+# a(z) out of place, for the path autograd differentiates (engine/unrolled.py).
+_FUNCTION: dict[str, Callable[[Tensor], Tensor]] = {
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "sigmoid": torch.sigmoid,
+    "linear": lambda z: z,
 }
 
 
@@ -63,6 +73,13 @@ class ElmanStep:
         h = tape.h[t]
         torch.add(gx, gh, out=h)  # z_t = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh
         _ACTIVATE[self.nonlinearity](h)  # h_t = a(z_t)
+
+    def initial_state(self, h0: Tensor, c0: Tensor | None) -> Carry:
+        return (h0,)
+
+    def cell(self, gx: Tensor, gh: Tensor, state: Carry, p: Params) -> Carry:
+        """`forward` out of place, for autograd: (h_{t−1},) → (h_t,)."""
+        return (_FUNCTION[self.nonlinearity](gx + gh),)  # h_t = a(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)
 
     def initial_carry(self, tape: Tape, dc_n: Tensor | None) -> Carry:
         return ()
@@ -118,7 +135,10 @@ class RNN(RecurrentBase):
         bidirectional: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        proj_size: int | None = None,
     ) -> None:
+        if proj_size is not None:  # torch.nn refuses it the same way, even as proj_size=0
+            raise InputError("proj_size argument is only supported for LSTM, not RNN or GRU")
         nonlinearity = _checks.choice("nonlinearity", nonlinearity, NONLINEARITIES)
         super().__init__(
             ElmanStep(nonlinearity),

@@ -12,9 +12,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
-from . import native, sweep
+from . import native, sweep, unrolled
 from .matmul import linear, matmul
 from .sweep import Params, Step
 from .tape import Tape
@@ -37,17 +36,31 @@ def input_projection(step: Step, x: Tensor, p: Params) -> Tensor:
     b = p.get("bias_ih")
     if b is not None and step.fold_bias_hh:
         b = b + p["bias_hh"]
-    return linear(x.reshape(T * B, I), p["weight_ih"], b).view(T, B, -1)
+    return linear(x.reshape(T * B, I), p["weight_ih"], b).view(T, B, p["weight_ih"].shape[0])
+
+
+def _sweeps(x: Tensor, lengths: Tensor | None) -> Any:
+    """The native sweeps where they run this input (full-length float32/float64 batches), else the PyTorch loop."""
+    if lengths is None and x.shape[1] > 0 and native.usable(x):
+        return native
+    return sweep
 
 
 class LayerSweep(torch.autograd.Function):
-    """Autograd node for one layer-direction: inputs (plan, recorder, x, h0, c0, *weights)."""
+    """Autograd node for one layer-direction: inputs (plan, recorder, lengths, x, h0, c0, *weights).
+
+    `lengths` (B,), when given, ends each sequence after its own number of steps (engine/unrolled.py).
+    The backward pass is the explicit sweep; when autograd records it for a second derivative
+    (`create_graph=True`), the gradients are those of the same layer unrolled out of place instead,
+    so that they can be differentiated again.
+    """
 
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any,
         plan: LayerPlan,
         recorder: list[Tape] | None,
+        lengths: Tensor | None,
         x: Tensor,
         h0: Tensor,
         c0: Tensor | None,
@@ -56,14 +69,17 @@ class LayerSweep(torch.autograd.Function):
         step = plan.step
         p = dict(zip(plan.suffixes, weights, strict=True))
         tape = step.new_tape(x.detach(), h0, c0, plan.reverse, p)  # the tape holds data, never graph
-        sweeps = native if native.usable(x) else sweep
+        tape.lengths = lengths
+        sweeps = _sweeps(x, lengths)
         sweeps.forward_sweep(step, tape, input_projection(step, x, p), p)
         if recorder is not None:
             recorder.append(tape)
-        ctx.plan, ctx.tape, ctx.sweeps = plan, tape, sweeps
-        # Saved so that PyTorch catches an in-place change of the input before backward; the tape
-        # keeps the data. The outputs are copies, so changing them in place cannot corrupt the tape.
-        ctx.save_for_backward(x, *weights)
+        ctx.plan, ctx.tape, ctx.sweeps, ctx.lengths = plan, tape, sweeps, lengths
+        ctx.recorded = recorder is not None
+        # Saved so that PyTorch catches an in-place change of the input before backward, and for the
+        # differentiable backward; the tape keeps the data. The outputs are copies, so changing them
+        # in place cannot corrupt the tape.
+        ctx.save_for_backward(x, h0, c0, *weights)
         outputs = [tape.h, tape.final(tape.h_buf)]
         if step.has_cell:
             assert tape.c_buf is not None
@@ -71,28 +87,29 @@ class LayerSweep(torch.autograd.Function):
         return tuple(o.clone() for o in outputs)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, grad_out: Tensor, grad_hn: Tensor, *grad_cn: Tensor) -> tuple[Tensor | None, ...]:
+        if torch.is_grad_enabled():  # create_graph=True: these gradients will be differentiated again
+            return _differentiable_backward(ctx, grad_out, grad_hn, *grad_cn)
         plan: LayerPlan = ctx.plan
         tape: Tape = ctx.tape
         step = plan.step
-        x, *weights = ctx.saved_tensors
+        x, _h0, _c0, *weights = ctx.saved_tensors
         p = dict(zip(plan.suffixes, weights, strict=True))
         dh0, carry = ctx.sweeps.backward_sweep(
             step, tape, grad_out, grad_hn, grad_cn[0] if grad_cn else None, p
         )
         needs = ctx.needs_input_grad
         dx = None
-        if needs[2]:
+        if needs[3]:
             T, B, I = x.shape
             assert tape.dgx is not None
             # ∂L/∂x_t = W_ihᵀ ∂L/∂gx_t, all steps in one matmul
-            dx = matmul(tape.dgx.reshape(T * B, -1), p["weight_ih"]).view(T, B, I)
+            dx = matmul(tape.dgx.reshape(T * B, tape.dgx.shape[-1]), p["weight_ih"]).view(T, B, I)
         terms = step.grad_terms(tape, p)
         totals: dict[int, Tensor] = {}  # b_ih and b_hh share one term where dgh is dgx
         grads: list[Tensor | None] = []
         for j, suffix in enumerate(plan.suffixes):
-            if not needs[5 + j]:
+            if not needs[6 + j]:
                 grads.append(None)
                 continue
             term = terms[suffix]
@@ -102,4 +119,34 @@ class LayerSweep(torch.autograd.Function):
                 totals[id(term)] = term.total()
                 grads.append(totals[id(term)])
         dc0 = carry[0] if step.has_cell else None
-        return (None, None, dx, dh0 if needs[3] else None, dc0 if needs[4] else None, *grads)
+        return (None, None, None, dx, dh0 if needs[4] else None, dc0 if needs[5] else None, *grads)
+
+
+def _differentiable_backward(
+    ctx: Any, grad_out: Tensor, grad_hn: Tensor, *grad_cn: Tensor
+) -> tuple[Tensor | None, ...]:
+    """The vector-Jacobian product of the layer unrolled out of place, as a graph autograd can differentiate."""
+    plan: LayerPlan = ctx.plan
+    step = plan.step
+    x, h0, c0, *weights = ctx.saved_tensors
+    if ctx.recorded:  # a recorded tape still gets its per-step gradients
+        with torch.no_grad():
+            p = dict(zip(plan.suffixes, (w.detach() for w in weights), strict=True))
+            grads_n = (grad_out.detach(), grad_hn.detach(), grad_cn[0].detach() if grad_cn else None)
+            ctx.sweeps.backward_sweep(step, ctx.tape, *grads_n, p)
+    p = dict(zip(plan.suffixes, weights, strict=True))
+    out, h_n, c_n = unrolled.layer(step, x, h0, c0, p, plan.reverse, ctx.lengths)
+    outputs = [out, h_n] + ([c_n] if c_n is not None else [])
+    inputs = [x, h0, c0, *weights]
+    wanted = [k for k, need in enumerate(ctx.needs_input_grad[3:]) if need and inputs[k] is not None]
+    found = torch.autograd.grad(
+        outputs,
+        [inputs[k] for k in wanted],
+        [grad_out, grad_hn, *grad_cn][: len(outputs)],
+        create_graph=True,
+        allow_unused=True,
+    )
+    grads: list[Tensor | None] = [None] * len(inputs)
+    for k, g in zip(wanted, found, strict=True):
+        grads[k] = g if g is not None else torch.zeros_like(inputs[k])  # type: ignore[arg-type]
+    return (None, None, None, *grads)

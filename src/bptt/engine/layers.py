@@ -27,8 +27,12 @@ def run_layers(
     c0: Tensor | None,
     params: Mapping[str, Tensor],
     recorder: list[Tape] | None,
+    lengths: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """x (T, B, I), h0 (L·D, B, P), c0 (L·D, B, H) → output (T, B, D·P), h_n, c_n."""
+    """x (T, B, I), h0 (L·D, B, P), c0 (L·D, B, H) → output (T, B, D·P), h_n, c_n.
+
+    `lengths` (B,): each sequence's own number of steps (packed input); its state is held after its end.
+    """
     D = model.num_directions
     h_n: list[Tensor] = []
     c_n: list[Tensor] = []
@@ -41,6 +45,7 @@ def run_layers(
             out, h, *c = LayerSweep.apply(
                 plan,
                 recorder,
+                lengths,
                 layer_input,
                 h0[k],
                 None if c0 is None else c0[k],

@@ -17,8 +17,14 @@ from typing import NamedTuple, Protocol
 import torch
 from torch import Tensor
 
-from .tape import Tape
+from .tape import Tape, slots
 from .terms import Term
+
+
+def running(t: int, lengths: Tensor) -> Tensor:
+    """(B, 1) mask of the sequences still running at time position t."""
+    return (lengths > t).unsqueeze(-1)
+
 
 Params = Mapping[str, Tensor]
 Carry = tuple[Tensor, ...]
@@ -42,6 +48,10 @@ class StepGrads(NamedTuple):
 class Step(Protocol):
     """One time step of a cell family: its equations forward and backward.
 
+    `forward` and `backward` are the sweep's (in place, on the tape); `cell` is the same step out of
+    place on a state tuple (h, c, …) from `initial_state`, the path autograd differentiates
+    (engine/unrolled.py: double backward, reduced precision).
+
     `kind` names the family. `gate_names` lists the G blocks of rows in `weight_ih`/`weight_hh`, in PyTorch's order.
     `fold_bias_hh` says that b_hh may join b_ih in the input projection (not for the GRU, whose
     b_hn sits inside r ⊙ (W_hn h + b_hn)). `separate_dgh` says that ∂L/∂gh_t differs from ∂L/∂gx_t.
@@ -54,6 +64,10 @@ class Step(Protocol):
     has_cell: bool
 
     def new_tape(self, x: Tensor, h0: Tensor, c0: Tensor | None, reverse: bool, params: Params) -> Tape: ...
+
+    def initial_state(self, h0: Tensor, c0: Tensor | None) -> Carry: ...
+
+    def cell(self, gx: Tensor, gh: Tensor, state: Carry, p: Params) -> Carry: ...
 
     def forward(self, t: int, gx: Tensor, gh: Tensor, tape: Tape, p: Params) -> None: ...
 
@@ -77,6 +91,21 @@ def forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
         else:
             torch.addmm(b_hh, h_prev[t], W_hh.T, out=gh)
         step.forward(t, gx[t], gh, tape, p)
+        if tape.lengths is not None:
+            _hold(tape, t)
+
+
+def _hold(tape: Tape, t: int) -> None:
+    """After a sequence's end its state is held, s_t = s_{t−1} (engine/unrolled.py), and its extras are 0."""
+    ended = ~running(t, tape.lengths).squeeze(-1)  # type: ignore[arg-type]
+    if not bool(ended.any()):
+        return
+    for buf in (tape.h_buf, tape.c_buf, tape.gates_buf):
+        if buf is not None:
+            now, before = slots(buf, tape.reverse)
+            now[t][ended] = before[t][ended]
+    for extra in tape.extras.values():
+        extra[t][ended] = 0  # e.g. m_t: no ∂L/∂W_hr term from a held step
 
 
 def allocate_grads(step: Step, tape: Tape, like: Tensor) -> None:
@@ -97,6 +126,18 @@ def _back(step: Step, t: int, dh: Tensor, carry: Carry, tape: Tape, p: Params) -
     return g, (dh_prev if g.direct is None else dh_prev + g.direct)
 
 
+def _held(
+    t: int, lengths: Tensor, g: StepGrads, dh: Tensor, dh_prev: Tensor, carry: Carry
+) -> tuple[StepGrads, Tensor]:
+    """One step back where the ended sequences' state is held: s_{t−1} gets ∂L/∂s_t whole, the step nothing."""
+    alive = running(t, lengths)
+    dgx = g.dgx.where(alive, 0)
+    dgh = dgx if g.dgh is g.dgx else g.dgh.where(alive, 0)
+    kept = tuple(torch.where(alive, new, old) for new, old in zip(g.carry, carry, strict=True))
+    dc = None if g.dc is None else torch.where(alive, g.dc, carry[0])  # ∂L/∂c_t of a held c_t = c_{t−1}
+    return StepGrads(dgx, dgh, dc, g.direct, kept), torch.where(alive, dh_prev, dh)
+
+
 def backward_sweep(
     step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
 ) -> tuple[Tensor, Carry]:
@@ -112,6 +153,8 @@ def backward_sweep(
         # ∂L/∂h_t = ∂ℓ/∂h_t (this step's output, from the loss or the layer above) + ∂L/∂h_t via step t+1
         dh = torch.add(grad_out[t], dh_next, out=tape.dh[t])
         g, dh_next = _back(step, t, dh, carry, tape, p)
+        if tape.lengths is not None:
+            g, dh_next = _held(t, tape.lengths, g, dh, dh_next, carry)
         tape.dgx[t] = g.dgx
         if step.separate_dgh:
             tape.dgh[t] = g.dgh

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 
-def _slots(buf: Tensor, reverse: bool) -> tuple[Tensor, Tensor]:
+def slots(buf: Tensor, reverse: bool) -> tuple[Tensor, Tensor]:
     """(state after step t, state before step t) as views of a (T+1, …) buffer, indexed by t."""
     return (buf[:-1], buf[1:]) if reverse else (buf[1:], buf[:-1])
 
@@ -41,6 +41,7 @@ class Tape:
     c_buf: Tensor | None = None  # (T+1, B, H), LSTM only
     gates_buf: Tensor | None = None  # (T+1, B, G·H) gate activations, LSTM and GRU
     extras: dict[str, Tensor] = field(default_factory=dict)  # cell-specific per-step tensors
+    lengths: Tensor | None = None  # (B,) steps of each sequence (packed input); None: all T
     # Filled by the backward sweep.
     dh: Tensor | None = None  # (T, B, P)
     dc: Tensor | None = None  # (T, B, H)
@@ -59,31 +60,31 @@ class Tape:
 
     @property
     def h(self) -> Tensor:
-        return _slots(self.h_buf, self.reverse)[0]
+        return slots(self.h_buf, self.reverse)[0]
 
     @property
     def h_prev(self) -> Tensor:
-        return _slots(self.h_buf, self.reverse)[1]
+        return slots(self.h_buf, self.reverse)[1]
 
     @property
     def c(self) -> Tensor:
         assert self.c_buf is not None
-        return _slots(self.c_buf, self.reverse)[0]
+        return slots(self.c_buf, self.reverse)[0]
 
     @property
     def c_prev(self) -> Tensor:
         assert self.c_buf is not None
-        return _slots(self.c_buf, self.reverse)[1]
+        return slots(self.c_buf, self.reverse)[1]
 
     @property
     def gates(self) -> Tensor:
         assert self.gates_buf is not None
-        return _slots(self.gates_buf, self.reverse)[0]
+        return slots(self.gates_buf, self.reverse)[0]
 
     @property
     def gates_prev(self) -> Tensor:
         assert self.gates_buf is not None
-        return _slots(self.gates_buf, self.reverse)[1]
+        return slots(self.gates_buf, self.reverse)[1]
 
     def samples(self, index: slice) -> Tape:
         """The same tape for a slice of the batch: views of every buffer, no copies."""
@@ -102,6 +103,7 @@ class Tape:
             dh=cut(self.dh),
             dc=cut(self.dc),
             dgx=cut(self.dgx),
+            lengths=None if self.lengths is None else self.lengths[index],
         )
         out.dgh = out.dgx if self.dgh is self.dgx else cut(self.dgh)
         return out
