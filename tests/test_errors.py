@@ -7,7 +7,6 @@ import re
 
 import pytest
 import torch
-from torch.nn.utils.rnn import pack_padded_sequence
 
 import bptt
 

@@ -17,7 +17,8 @@ builds with g++ in seconds. The library is cached per source, torch version and 
 
 `BPTT_ENGINE=python` (or `use_engine("python")`) forces the PyTorch loop; `auto` (the default) uses
 the native sweeps for float32/float64 CPU tensors when the build succeeds, and falls back with a
-warning when it does not.
+warning when it does not. Packed batches (sequences of several lengths) and empty batches run the
+PyTorch loop (engine/function.py).
 """
 
 from __future__ import annotations
