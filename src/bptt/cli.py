@@ -66,14 +66,14 @@ def _csv(valid: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
 
 
 def _bench_arguments(p: argparse.ArgumentParser) -> None:
-    from .bench import CELLS, DEFAULT_SHAPES, BenchConfig
+    from .bench import DEFAULT_SHAPES, BenchConfig, cells
 
     d = BenchConfig()
     p.add_argument(
         "--cells",
-        type=_csv(CELLS),
+        type=_csv(cells()),
         default=d.cells,
-        help=f"cells to time, comma-separated (default: all: {','.join(CELLS)})",
+        help=f"cells to time, comma-separated (default: all: {','.join(cells())})",
     )
     p.add_argument(
         "--shapes",
@@ -152,6 +152,7 @@ def _tbptt(text: str) -> tuple[int, int]:
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
+    from .cells import registry
     from .tasks import TASKS
     from .training.trainer import CLIPS, OPTIMIZERS, TrainConfig
 
@@ -173,15 +174,15 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     )
     g = p.add_argument_group("model")
     g.add_argument(
-        "--cell", default=d.cell, choices=("rnn", "lstm", "gru"), help=f"recurrent cell (default: {d.cell})"
+        "--cell", default=d.cell, choices=registry.names(), help=f"recurrent cell (default: {d.cell})"
     )
     g.add_argument(
-        "--variant",
-        default=d.variant,
-        help="LSTM variant: vanilla, peephole, original, nig, nfg, nog, niaf, noaf, cifg, fgr",
+        "--variant", default=d.variant, help=f"the cell's variant: {registry.option_help('variant')}"
     )
     g.add_argument(
-        "--nonlinearity", default=d.nonlinearity, help="Elman RNN nonlinearity: tanh, relu, sigmoid, linear"
+        "--nonlinearity",
+        default=d.nonlinearity,
+        help=f"the cell's nonlinearity: {registry.option_help('nonlinearity')}",
     )
     g.add_argument(
         "--hidden-size", type=int, default=d.hidden_size, help=f"hidden units (default: {d.hidden_size})"
@@ -326,6 +327,7 @@ def train_config(args: argparse.Namespace) -> Any:
         seed=args.seed,
     )
     if args.dry_run:
+        cfg.validate()  # the flags as given: --dry-run shrinks the sizes, it does not excuse bad ones
         small = None if args.task in ("reber", "digits") else min(cfg.seq_len or 10, 10)
         cfg = dataclasses.replace(
             cfg,

@@ -26,8 +26,8 @@ from torch import Tensor, nn
 
 from . import _io
 from ._checks import InputError
-from .cells import GRU, LSTM, RNN, RecurrentBase
-from .convert import TORCH_RECURRENT, from_torch
+from .cells import RecurrentBase, registry
+from .convert import from_torch, torch_recurrent
 from .diagnostics.summary import summarize
 from .trace import trace
 
@@ -62,12 +62,11 @@ def infer_from_state_dict(
     H = sd["weight_hr_l0"].shape[1] if proj else sd["weight_hh_l0"].shape[1]
     G, I = sd["weight_ih_l0"].shape[0] // H, sd["weight_ih_l0"].shape[1]
     kw = dict(num_layers=layers, bias=bias, bidirectional=bidirectional, dtype=sd["weight_ih_l0"].dtype)
-    if G == 1:
-        model: RecurrentBase = RNN(I, H, nonlinearity=nonlinearity, **kw)
-    elif G == 3 and variant == "vanilla":
-        model = GRU(I, H, **kw)
-    else:
-        model = LSTM(I, H, proj_size=proj, variant=variant, **kw)
+    spec = _state_dict_cell(G, nonlinearity, variant)
+    options = spec.check_options({"nonlinearity": nonlinearity, "variant": variant})
+    extra = {"proj_size": proj} if proj else {}
+    model = spec.module(I, H, **kw, **extra, **options)
+    assert isinstance(model, RecurrentBase)
     try:
         model.load_state_dict(sd)
     except RuntimeError as err:
@@ -75,6 +74,28 @@ def infer_from_state_dict(
             f"the state dict does not fit a {type(model).__name__}({I}, {H}) with variant {variant!r}: {err}"
         ) from None
     return model
+
+
+def _state_dict_cell(G: int, nonlinearity: str, variant: str) -> registry.CellSpec:
+    """The registered cell with a torch.nn twin whose module with these options has G gate blocks.
+
+    Where several fit (a GRU and a 3-gate LSTM variant), the one a non-default option names wins.
+    """
+    given = {"nonlinearity": nonlinearity, "variant": variant}
+    fits = []
+    for spec in registry.specs():
+        if spec.torch_twin is None:
+            continue
+        options = {o: given[o] for o, choices in spec.options.items() if given.get(o) in choices}
+        if len(spec.build(1, 1, 1, options).step.gate_names) == G:
+            named = any(options[o] != spec.options[o][0] for o in options)
+            fits.append((not named, spec))
+    if not fits:
+        raise InputError(
+            f"expected a state dict of a cell in {', '.join(registry.names())} with these options, "
+            f"got {G} gate blocks (nonlinearity {nonlinearity!r}, variant {variant!r})"
+        )
+    return min(fits, key=lambda f: f[0])[1]
 
 
 def load_subject(path: str | Path, nonlinearity: str = "tanh", variant: str = "vanilla") -> Subject:
@@ -101,7 +122,7 @@ def load_subject(path: str | Path, nonlinearity: str = "tanh", variant: str = "v
         model.eval()
         desc = {"source": "bptt checkpoint", "path": str(path), "train": obj["config"], "step": obj["step"]}
         return Subject(model.core, desc, model, cfg, task)
-    if isinstance(obj, (RecurrentBase, *TORCH_RECURRENT)):
+    if isinstance(obj, (RecurrentBase, *torch_recurrent())):
         return Subject(
             obj.eval(),
             {"source": f"saved module {type(obj).__module__}.{type(obj).__name__}", "path": str(path)},
