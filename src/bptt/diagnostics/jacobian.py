@@ -31,6 +31,7 @@ from torch import Tensor
 
 from .. import _checks
 from .._checks import InputError
+from ..cells import registry
 from ..engine.sweep import Step, state_vjp
 from ..engine.tape import Tape
 
@@ -143,9 +144,13 @@ def _unit_rows(
 
 def _forget_product_norms(step: Step, tape: Tape) -> Tensor:
     """‖∏_{i=k+1}^{T−1} diag(f_i)‖ = max_j ∏ f_ij for every k: the Constant Error Carousel alone."""
-    gates = step.gates(tape)  # type: ignore[attr-defined]
+    spec = registry.spec_of(step)
+    if spec is None:
+        raise InputError(
+            f"the carousel needs a registered cell that names its carry gate; {type(step).__name__} is not one"
+        )
     T, B, H = tape.steps, tape.x.shape[1], tape.hidden_size
-    f = gates.get("f")
+    f = step.gates(tape).get(spec.carry_gate) if spec.carry_gate is not None else None  # type: ignore[attr-defined]
     log_f = torch.zeros(T, B, H, dtype=torch.float64, device=tape.x.device) if f is None else f.double().log()
     order = list(tape.order)
     out = torch.empty(B, T, dtype=torch.float64, device=tape.x.device)
