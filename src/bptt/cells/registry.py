@@ -215,3 +215,11 @@ def option_help(option: str) -> str:
     """The choices of an option per cell that takes it, for help texts: "lstm: vanilla, np, …"."""
     parts = [f"{s.name}: {', '.join(s.options[option])}" for s in _SPECS.values() if option in s.options]
     return "; ".join(parts) or "no registered cell takes it"
+
+
+def option_choices(option: str) -> tuple[str, ...]:
+    """Every value of an option some registered cell takes (`--variant`'s choices)."""
+    out: dict[str, None] = {}
+    for spec in _SPECS.values():
+        out.update(dict.fromkeys(spec.options.get(option, ())))
+    return tuple(out)
