@@ -1,4 +1,5 @@
-"""Recurrent cells: each file holds one family's step equations, forward and backward, and its module.
+"""Recurrent cells: each file holds one family's step equations, forward and backward, its module and
+its `CellSpec` (registry.py); the registration order here is the order of `registry.names()`.
 
 The modules and what they hold are registered as safe for `torch.load`'s default `weights_only=True`,
 so a module saved whole with `torch.save(module)` loads back without unpickling arbitrary code.
@@ -7,9 +8,11 @@ so a module saved whole with `torch.save(module)` loads back without unpickling 
 import torch
 
 from ..engine.function import LayerPlan
+from . import registry
 from .base import RecurrentBase
 from .gru import GRU, GRUStep
 from .lstm import LSTM, VARIANTS, LSTMStep, LSTMVariant
+from .registry import CellSpec, register
 from .rnn import NONLINEARITIES, RNN, ElmanStep
 
 torch.serialization.add_safe_globals([RNN, LSTM, GRU, ElmanStep, GRUStep, LSTMStep, LSTMVariant, LayerPlan])
@@ -20,9 +23,12 @@ __all__ = [
     "NONLINEARITIES",
     "RNN",
     "VARIANTS",
+    "CellSpec",
     "ElmanStep",
     "GRUStep",
     "LSTMStep",
     "LSTMVariant",
     "RecurrentBase",
+    "register",
+    "registry",
 ]

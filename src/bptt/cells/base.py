@@ -130,7 +130,7 @@ class RecurrentBase(nn.Module):
         """Every layer's weights by name, as the forward pass reads them (parametrized ones computed)."""
         return {name: getattr(self, name) for plan in self._plans for name in plan.names}
 
-    @torch.compiler.disable
+    @torch.compiler.disable  # type: ignore[untyped-decorator]
     def forward(self, input: Tensor | PackedSequence, hx: State | None = None) -> tuple[Any, State]:
         """Run the sequence; returns `output, h_n` (or `output, (h_n, c_n)` for the LSTM).
 
@@ -155,11 +155,10 @@ class RecurrentBase(nn.Module):
         completed with ∂L/∂h_t, ∂L/∂c_t and the pre-activation gradients when the backward pass runs.
         A packed input's tapes carry its `lengths`.
         """
-        packed = input if isinstance(input, PackedSequence) else None
-        lengths = None
-        if packed is not None:
-            x, lengths = self._unpack(packed)
-            batched = True
+        packed, lengths = None, None
+        if isinstance(input, PackedSequence):
+            packed, batched = input, True
+            x, lengths = self._unpack(input)
         else:
             x, batched = self._time_major(input)
         _T, B = x.shape[:2]

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import native, sweep, unrolled
+from . import dispatch, unrolled
 from .matmul import linear, matmul
 from .sweep import Params, Step
 from .tape import Tape
@@ -39,11 +39,11 @@ def input_projection(step: Step, x: Tensor, p: Params) -> Tensor:
     return linear(x.reshape(T * B, I), p["weight_ih"], b).view(T, B, p["weight_ih"].shape[0])
 
 
-def _sweeps(x: Tensor, lengths: Tensor | None) -> Any:
-    """The native sweeps where they run this input (full-length float32/float64 batches), else the PyTorch loop."""
-    if lengths is None and x.shape[1] > 0 and native.usable(x):
-        return native
-    return sweep
+def _kernel(step: Step, x: Tensor, lengths: Tensor | None) -> dispatch.Kernel:
+    """The kernel `dispatch` chooses for a full batch; the Python loop where sequences end early or B = 0."""
+    if lengths is not None or x.shape[1] == 0:
+        return dispatch.PYTHON
+    return dispatch.select(step, x)
 
 
 class LayerSweep(torch.autograd.Function):
@@ -70,11 +70,11 @@ class LayerSweep(torch.autograd.Function):
         p = dict(zip(plan.suffixes, weights, strict=True))
         tape = step.new_tape(x.detach(), h0, c0, plan.reverse, p)  # the tape holds data, never graph
         tape.lengths = lengths
-        sweeps = _sweeps(x, lengths)
-        sweeps.forward_sweep(step, tape, input_projection(step, x, p), p)
+        kernel = _kernel(step, x, lengths)
+        kernel.forward_sweep(step, tape, input_projection(step, x, p), p)
         if recorder is not None:
             recorder.append(tape)
-        ctx.plan, ctx.tape, ctx.sweeps, ctx.lengths = plan, tape, sweeps, lengths
+        ctx.plan, ctx.tape, ctx.kernel, ctx.lengths = plan, tape, kernel, lengths
         ctx.recorded = recorder is not None
         # Saved so that PyTorch catches an in-place change of the input before backward, and for the
         # differentiable backward; the tape keeps the data. The outputs are copies, so changing them
@@ -95,7 +95,7 @@ class LayerSweep(torch.autograd.Function):
         step = plan.step
         x, _h0, _c0, *weights = ctx.saved_tensors
         p = dict(zip(plan.suffixes, weights, strict=True))
-        dh0, carry = ctx.sweeps.backward_sweep(
+        dh0, carry = ctx.kernel.backward_sweep(
             step, tape, grad_out, grad_hn, grad_cn[0] if grad_cn else None, p
         )
         needs = ctx.needs_input_grad
@@ -133,7 +133,7 @@ def _differentiable_backward(
         with torch.no_grad():
             p = dict(zip(plan.suffixes, (w.detach() for w in weights), strict=True))
             grads_n = (grad_out.detach(), grad_hn.detach(), grad_cn[0].detach() if grad_cn else None)
-            ctx.sweeps.backward_sweep(step, ctx.tape, *grads_n, p)
+            ctx.kernel.backward_sweep(step, ctx.tape, *grads_n, p)
     p = dict(zip(plan.suffixes, weights, strict=True))
     out, h_n, c_n = unrolled.layer(step, x, h0, c0, p, plan.reverse, ctx.lengths)
     outputs = [out, h_n] + ([c_n] if c_n is not None else [])

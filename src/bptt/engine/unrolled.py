@@ -32,6 +32,11 @@ def layer(
     lengths: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """x (T, B, I) → output (T, B, P), h_n (B, P), c_n (B, H) or None, every operation differentiable."""
+    if not hasattr(step, "cell"):
+        raise NotImplementedError(
+            f"{type(step).__name__} has no `cell` (its step out of place), which second derivatives and "
+            "autocast run through; see docs/adding-a-cell.md"
+        )
     T = x.shape[0]
     b_ih, b_hh = p.get("bias_ih"), p.get("bias_hh")
     if b_ih is not None and step.fold_bias_hh:
