@@ -4,16 +4,16 @@ empty batches, saving whole modules, torch.compile, autocast and DistributedData
 from __future__ import annotations
 
 import io
-import os
+import time
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.utils import parametrizations, parametrize
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pack_sequence
 
 import bptt
+import ddp_worker
 
 from helpers import rel_err
 from reference import unroll
@@ -358,20 +358,6 @@ def test_autocast_runs_in_the_autocast_dtype(kind: str, dtype: torch.dtype) -> N
 # -- DistributedDataParallel ----------------------------------------------------------------------------
 
 
-def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
-    torch.set_num_threads(1)  # a forked process keeps to one thread
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    torch.manual_seed(0)
-    model = torch.nn.parallel.DistributedDataParallel(bptt.LSTM(3, 4, num_layers=2).double())
-    x = torch.randn(5, 4, 3, dtype=F64, generator=torch.Generator().manual_seed(1))
-    out, _ = model(x[:, 2 * rank : 2 * rank + 2])
-    out.pow(2).sum().backward()
-    if rank == 0:
-        torch.save({n: p.grad for n, p in model.module.named_parameters()}, path)
-    dist.destroy_process_group()
-
-
 def test_distributed_data_parallel_averages_the_gradients(tmp_path) -> None:
     import socket
 
@@ -379,11 +365,18 @@ def test_distributed_data_parallel_averages_the_gradients(tmp_path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     path = str(tmp_path / "grads.pt")
-    mp.start_processes(_ddp_worker, args=(2, port, path), nprocs=2, join=True, start_method="fork")
+    # spawn, not fork: a forked process can inherit a lock another thread held and wait on it forever
+    context = mp.start_processes(
+        ddp_worker.run, args=(2, port, path), nprocs=2, join=False, start_method="spawn"
+    )
+    deadline = time.monotonic() + 300
+    while not context.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the two DistributedDataParallel processes did not finish within 300 s")
     ddp = torch.load(path)
-    torch.manual_seed(0)
-    model = bptt.LSTM(3, 4, num_layers=2).double()
-    x = torch.randn(5, 4, 3, dtype=F64, generator=torch.Generator().manual_seed(1))
-    (model(x)[0].pow(2).sum() / 2).backward()  # DDP averages the two halves' gradients
+    model = ddp_worker.model()
+    (model(ddp_worker.data())[0].pow(2).sum() / 2).backward()  # DDP averages the two halves' gradients
     for name, p in model.named_parameters():
         assert rel_err(ddp[name], p.grad) < 1e-12, name

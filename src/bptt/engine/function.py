@@ -148,5 +148,5 @@ def _differentiable_backward(
     )
     grads: list[Tensor | None] = [None] * len(inputs)
     for k, g in zip(wanted, found, strict=True):
-        grads[k] = g if g is not None else torch.zeros_like(inputs[k])  # type: ignore[arg-type]
+        grads[k] = g if g is not None else torch.zeros_like(inputs[k])
     return (None, None, None, *grads)
