@@ -17,7 +17,9 @@ def from_torch(module: nn.Module) -> RecurrentBase:
     """The bptt module equivalent to a `torch.nn.RNN`, `LSTM` or `GRU`, with its weights copied.
 
     Same configuration (layers, directions, bias, batch_first, dropout, proj_size), device, dtype
-    and training mode; parameter names are identical, so gradients line up name by name.
+    and training mode; parameter names are identical, so gradients line up name by name. The twin
+    is built on the meta device and its storage filled from `module`, so the global random number
+    generator is not touched: looking at a model does not change its later dropout masks or data order.
 
     Example:
         >>> import torch, bptt
@@ -38,7 +40,7 @@ def from_torch(module: nn.Module) -> RecurrentBase:
         batch_first=module.batch_first,
         dropout=module.dropout,
         bidirectional=module.bidirectional,
-        device=weight.device,
+        device="meta",  # no random initialisation: the weights come from `module`
         dtype=weight.dtype,
     )
     twin: RecurrentBase
@@ -48,6 +50,7 @@ def from_torch(module: nn.Module) -> RecurrentBase:
         twin = GRU(module.input_size, module.hidden_size, **common)
     else:
         twin = RNN(module.input_size, module.hidden_size, nonlinearity=module.nonlinearity, **common)
+    twin.to_empty(device=weight.device)
     twin.load_state_dict(module.state_dict())
     twin.train(module.training)
     return twin

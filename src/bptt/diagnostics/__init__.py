@@ -7,7 +7,7 @@ products ∂s_{T−1}/∂s_k), `decomposition` (diag(f) against the rest), `boun
 
 from .bounds import GAMMA, LayerBound, bounds, verdict
 from .decomposition import ForgetSplit, forget_split
-from .distance import GradientProfile, gradient_profile, horizon
+from .distance import GradientProfile, LagProfile, gradient_profile, horizon, lag_profile
 from .gates import GateStats, forget_histogram, gate_stats
 from .jacobian import decay_slope, distances, jacobian_norms, probe_confidence, step_jacobian
 from .lyapunov import LyapunovSpectrum, lyapunov
@@ -19,6 +19,7 @@ __all__ = [
     "ForgetSplit",
     "GateStats",
     "GradientProfile",
+    "LagProfile",
     "LayerBound",
     "LyapunovSpectrum",
     "Monitor",
@@ -32,6 +33,7 @@ __all__ = [
     "gradient_profile",
     "horizon",
     "jacobian_norms",
+    "lag_profile",
     "lyapunov",
     "probe_confidence",
     "step_jacobian",

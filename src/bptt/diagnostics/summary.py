@@ -10,7 +10,7 @@ from torch import Tensor
 
 from .bounds import bounds
 from .decomposition import forget_split
-from .distance import gradient_profile
+from .distance import gradient_profile, lag_profile
 from .gates import gate_stats
 from .jacobian import decay_slope, jacobian_norms
 from .lyapunov import lyapunov
@@ -36,8 +36,12 @@ def summarize(
     full: bool = False,
     exponents: int = 16,
 ) -> dict[str, Any]:
-    """Gradient against distance, horizon, contributions, gate saturation, bounds and (for the first
-    `samples` sequences, layer 0) the Jacobian products, as plain numbers and lists.
+    """Gradient against distance, the lag profile and horizons, contributions, gate saturation, bounds
+    and (for the first `samples` sequences, layer 0) the Jacobian products, as plain numbers and lists.
+
+    `horizon` is the lag horizon (`diagnostics.distance.lag_profile`, measured on the top layer for
+    the first `samples` sequences): how far back each loss term's gradient reaches. `horizon_end`
+    is the distance to the last step at which the contributions ‖∂L/∂θ|_k‖ still count.
 
     `full` adds what a final report shows: the forget-gate split (LSTM), the Lyapunov spectrum
     (`exponents` largest) compared with the decay slope, and the bounds measured along the trace.
@@ -51,15 +55,20 @@ def summarize(
         (['batch', 'bounds', 'cell', 'contribution', 'dc_mean'], 20)
     """
     prof = gradient_profile(trace, fraction)
+    sub = slice(0, samples)
+    lags = lag_profile(trace, samples=sub, fraction=fraction)
     step = trace.model.step
     rec: dict[str, Any] = {
         "cell": type(trace.model).__name__.lower() if step.kind != "rnn" else f"rnn-{step.nonlinearity}",  # type: ignore[attr-defined]
-        "loss": float(trace.loss),
+        "loss": finite(float(trace.loss)),
         "steps": trace.steps,
         "batch": trace.h.shape[2],
         "distance": finite(prof.distance),
         "contribution": finite(prof.contribution),
-        "horizon": prof.horizon,
+        "horizon": lags.horizon,
+        "lag_log_norm": finite(lags.log_norm),
+        "lag_sources": lags.sources,
+        "horizon_end": prof.horizon,
         "fraction": fraction,
         "dh_mean": finite(prof.dh_mean),
         "dc_mean": finite(prof.dc_mean) if prof.dc_mean is not None else None,
@@ -69,10 +78,11 @@ def summarize(
     rec["saturation_steps"] = {name: finite(s.saturated[0]) for name, s in stats.items()}
     rec["gate_mean_steps"] = {name: finite(s.mean[0]) for name, s in stats.items()}
     if "f" in trace.gates:
-        f = trace.gates["f"]
-        rec["forget_unit_mean"] = finite(f.double().mean((1, 2)))
-        rec["forget_histogram"] = finite(torch.histc(f[0].double(), bins=20, min=0, max=1))
-    sub = slice(0, samples)
+        f = trace.gates["f"][0].double()  # (T, B, H) of layer 0
+        if trace.lengths is not None:
+            f = f[torch.arange(f.shape[0])[:, None] < trace.lengths[None, :]]  # the steps before each end
+        rec["forget_unit_mean"] = finite(stats["f"].unit_mean)
+        rec["forget_histogram"] = finite(torch.histc(f, bins=20, min=0, max=1))
     if jacobian:
         log_state = jacobian_norms(trace, "state", log=True, samples=sub)
         rec["jacobian_log_state"] = finite(log_state.mean(0))

@@ -4,7 +4,7 @@ A run lives in its own directory:
 
     config.json      the resolved settings (this config, the task's protocol, versions)
     metrics.csv      a row per logged step: loss, pre-clip gradient norm, whether clipping fired, …
-    diagnostics/     Monitor snapshots (gradient against distance, Jacobian norms, gates, …)
+    diagnostics.jsonl  Monitor records (gradient against distance, Jacobian norms, gates, …)
     checkpoint.pt    model, optimiser and random-number states, written atomically
     summary.json     task, protocol, cell, seq_len, steps, test_loss, baseline_loss, solved, wall_s, …
     nonfinite.json   where a non-finite gradient was born, if one was
@@ -15,6 +15,7 @@ with the same seed: every random draw comes from generators whose states the che
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -230,9 +231,9 @@ def train(
         }
         _io.write_json(out / "config.json", config)
     _metrics_csv(out / "metrics.csv", start if resume else None)
-    monitor = Monitor(model.core, cfg.monitor_every, out, tensorboard=False) if cfg.monitor_every else None
-    if monitor is not None:
-        monitor.calls = start
+    monitor = (
+        Monitor(model, cfg.monitor_every, out, tensorboard=False, start=start) if cfg.monitor_every else None
+    )
 
     def checkpoint(step: int) -> None:
         _io.torch_save(
@@ -269,35 +270,38 @@ def train(
                 return task.loss(model.head(o), b)
 
             losses, norms, clipped, skipped = [], [], False, False
-            for loss in _losses(cfg, task, model, batch):
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                value = loss.item()
-                bad = first_nonfinite_parameter(model)
-                if bad is not None or not math.isfinite(value):
-                    # the guard: this update is never applied
-                    report = {"step": step, "parameter": bad, "loss": value, "policy": cfg.nonfinite}
-                    report.update(locate(model.core, batch.x, traced_loss))
-                    _io.write_json(out / "nonfinite.json", report)
+            # every monitor_every-th step is watched: its diagnostics come from this very step
+            watching = monitor.step() if monitor is not None else contextlib.nullcontext()
+            with watching as watched:
+                for loss in _losses(cfg, task, model, batch):
                     opt.zero_grad(set_to_none=True)
-                    if cfg.nonfinite == "stop":
-                        raise NonFiniteGradient(report)
-                    skipped = True
-                    counters["skipped"] += 1
-                    continue
-                if cfg.clip == "norm":
-                    norm, fired = clip_norm_(params, cfg.clip_threshold)
-                elif cfg.clip == "value":
-                    norm, fired = clip_value_(params, cfg.clip_threshold)
-                else:
-                    norm, fired = grad_norm(params), False
-                opt.step()
-                losses.append(value)
-                norms.append(norm)
-                clipped |= fired
+                    loss.backward()
+                    value = loss.item()
+                    bad = first_nonfinite_parameter(model)
+                    if bad is not None or not math.isfinite(value):
+                        # the guard: this update is never applied
+                        report = {"step": step, "parameter": bad, "loss": value, "policy": cfg.nonfinite}
+                        report.update(locate(model.core, batch.x, traced_loss))
+                        _io.write_json(out / "nonfinite.json", report)
+                        opt.zero_grad(set_to_none=True)
+                        if cfg.nonfinite == "stop":
+                            raise NonFiniteGradient(report)
+                        skipped = True
+                        counters["skipped"] += 1
+                        continue
+                    if cfg.clip == "norm":
+                        norm, fired = clip_norm_(params, cfg.clip_threshold)
+                    elif cfg.clip == "value":
+                        norm, fired = clip_value_(params, cfg.clip_threshold)
+                    else:
+                        norm, fired = grad_norm(params), False
+                    opt.step()
+                    if watched is not None and watched.loss is None:
+                        watched.loss = loss  # the record's loss: the first window's
+                    losses.append(value)
+                    norms.append(norm)
+                    clipped |= fired
             counters["clipped"] += int(clipped)
-            if monitor is not None:
-                monitor.step(batch.x, traced_loss)
             done = step + 1
             evaluated = done % cfg.eval_every == 0 or done == cfg.steps
             if evaluated:
