@@ -103,6 +103,11 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also time every diagnostic of an LSTM (H = 128) at T = 125…1000",
     )
+    p.add_argument(
+        "--no-watch",
+        action="store_true",
+        help="skip the watched training step against the unwatched one (word-LM shape 20x35x200x200, 2 layers)",
+    )
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
 
 
@@ -124,6 +129,7 @@ def _bench(args: argparse.Namespace) -> int:
         trace=not args.no_trace,
         contributions=not args.no_contributions,
         diagnostics=args.diagnostics,
+        watch=not args.no_watch,
     )
     out = console()
     with out.status("measuring") as status:
