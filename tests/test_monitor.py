@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -39,7 +41,7 @@ def test_monitor_records_every_n_steps_of_a_torch_training_loop(tmp_path) -> Non
         opt.step()
     records = monitor_module.load(tmp_path)
     assert [(r["step"], r["module"]) for r in records] == [(0, "lstm"), (3, "lstm"), (6, "lstm")]
-    assert monitor.records == records[-1:]
+    assert monitor.records == records[-1:]  # the last watched step (6) returned what it wrote
     r = records[0]
     assert r["loss"] == pytest.approx(losses[0])  # the step's own loss, not a second pass
     assert len(r["contribution"]) == 12 and len(r["jacobian_log_state"]) == 12
@@ -90,10 +92,10 @@ def test_a_line_cut_short_by_an_interruption_is_left_out(tmp_path) -> None:
 def test_monitor_sends_scalars_to_tensorboard_when_it_can(tmp_path) -> None:
     class Writer:
         def __init__(self) -> None:
-            self.scalars: list[str] = []
+            self.scalars: list[tuple[str, float]] = []
 
         def add_scalar(self, tag, value, step) -> None:
-            self.scalars.append(tag)
+            self.scalars.append((tag, value))
 
         def flush(self) -> None: ...
 
@@ -105,7 +107,21 @@ def test_monitor_sends_scalars_to_tensorboard_when_it_can(tmp_path) -> None:
     with mon.step() as s:
         s.loss = gru(torch.randn(6, 2, 2))[0].sum()
         s.loss.backward()
-    assert {"bptt/loss", "bptt/horizon", "bptt/horizon_end", "bptt/saturation/z"} <= set(mon.writer.scalars)
+    (rec,) = mon.records
+    sent = dict(mon.writer.scalars)
+    assert sent["bptt/loss"] == rec["loss"] and sent["bptt/horizon"] == rec["horizon"]
+    assert sent["bptt/horizon_end"] == rec["horizon_end"]
+    assert {f"bptt/saturation/{g}": v for g, v in rec["saturation"].items()}.items() <= sent.items()
+
+
+def test_monitor_without_tensorboard_still_records(tmp_path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # the import fails
+    gru = torch.nn.GRU(2, 3)
+    mon = bptt.Monitor(gru, every=1, run_dir=tmp_path, tensorboard=True)
+    assert mon.writer is None
+    with mon.step():
+        gru(torch.randn(6, 2, 2))[0].sum().backward()
+    assert [r["step"] for r in monitor_module.load(tmp_path)] == [0]
 
 
 def test_monitor_needs_a_recurrent_module() -> None:

@@ -30,16 +30,16 @@ from torch import Tensor, nn
 
 from ._checks import InputError, InputTypeError
 from .cells.base import RecurrentBase, State
-from .convert import TORCH_RECURRENT, from_torch
+from .convert import from_torch, torch_recurrent
 from .engine.tape import Tape
 from .trace import Trace, build
 
-RECURRENT = (RecurrentBase, *TORCH_RECURRENT)
 
 
 def recurrent_modules(model: nn.Module) -> dict[str, nn.Module]:
     """Every torch.nn.RNN/LSTM/GRU and bptt recurrent module in `model`, by qualified name ("" for `model` itself)."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, RECURRENT)}
+    kinds = (RecurrentBase, *torch_recurrent())
+    return {name: m for name, m in model.named_modules() if isinstance(m, kinds)}
 
 
 @dataclass

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from ..cells import registry
 from .bounds import bounds
 from .decomposition import forget_split
 from .distance import gradient_profile, lag_profile
-from .gates import gate_stats
+from .gates import carry_gate, gate_stats
 from .jacobian import decay_slope, jacobian_norms
 from .lyapunov import lyapunov
 
@@ -59,7 +60,7 @@ def summarize(
     lags = lag_profile(trace, samples=sub, fraction=fraction)
     step = trace.model.step
     rec: dict[str, Any] = {
-        "cell": type(trace.model).__name__.lower() if step.kind != "rnn" else f"rnn-{step.nonlinearity}",  # type: ignore[attr-defined]
+        "cell": registry.label(step),
         "loss": finite(float(trace.loss)),
         "steps": trace.steps,
         "batch": trace.h.shape[2],
@@ -77,12 +78,18 @@ def summarize(
     rec["saturation"] = {name: finite(s.overall_saturated) for name, s in stats.items()}
     rec["saturation_steps"] = {name: finite(s.saturated[0]) for name, s in stats.items()}
     rec["gate_mean_steps"] = {name: finite(s.mean[0]) for name, s in stats.items()}
-    if "f" in trace.gates:
-        f = trace.gates["f"][0].double()  # (T, B, H) of layer 0
-        if trace.lengths is not None:
-            f = f[torch.arange(f.shape[0])[:, None] < trace.lengths[None, :]]  # the steps before each end
-        rec["forget_unit_mean"] = finite(stats["f"].unit_mean)
-        rec["forget_histogram"] = finite(torch.histc(f, bins=20, min=0, max=1))
+    f = carry_gate(trace)
+    if f is not None:
+        f0 = f[0].double()  # (T, B, H) of layer 0
+        unit = f.double()
+        if trace.lengths is not None:  # only the steps before each sequence's end
+            valid = torch.arange(f0.shape[0])[:, None] < trace.lengths[None, :]
+            f0 = f0[valid]
+            unit = unit[:, valid]  # (L·D, steps, H)
+            rec["forget_unit_mean"] = finite(unit.mean(1))
+        else:
+            rec["forget_unit_mean"] = finite(unit.mean((1, 2)))
+        rec["forget_histogram"] = finite(torch.histc(f0, bins=20, min=0, max=1))
     if jacobian:
         log_state = jacobian_norms(trace, "state", log=True, samples=sub)
         rec["jacobian_log_state"] = finite(log_state.mean(0))
