@@ -35,7 +35,6 @@ from .engine.tape import Tape
 from .trace import Trace, build
 
 
-
 def recurrent_modules(model: nn.Module) -> dict[str, nn.Module]:
     """Every torch.nn.RNN/LSTM/GRU and bptt recurrent module in `model`, by qualified name ("" for `model` itself)."""
     kinds = (RecurrentBase, *torch_recurrent())

@@ -339,7 +339,9 @@ def train(
         _write_config(cfg, out, task, model)
     metrics = logs.MetricsLog(out / "metrics.csv", keep_before=run.step)
     monitor = (
-        Monitor(model, cfg.monitor_every, out, tensorboard=False, start=run.step) if cfg.monitor_every else None
+        Monitor(model, cfg.monitor_every, out, tensorboard=False, start=run.step)
+        if cfg.monitor_every
+        else None
     )
     batches = task.batches(cfg.batch_size, data)
     solved_early, t0 = False, time.perf_counter()
