@@ -95,6 +95,8 @@ class LayerSweep(torch.autograd.Function):
         step = plan.step
         x, _h0, _c0, *weights = ctx.saved_tensors
         p = dict(zip(plan.suffixes, weights, strict=True))
+        tape.dout, tape.dh_n = grad_out, grad_hn  # what enters from outside, for the lag profile
+        tape.dc_n = grad_cn[0] if grad_cn else None
         dh0, carry = ctx.kernel.backward_sweep(
             step, tape, grad_out, grad_hn, grad_cn[0] if grad_cn else None, p
         )
@@ -133,6 +135,7 @@ def _differentiable_backward(
         with torch.no_grad():
             p = dict(zip(plan.suffixes, (w.detach() for w in weights), strict=True))
             grads_n = (grad_out.detach(), grad_hn.detach(), grad_cn[0].detach() if grad_cn else None)
+            ctx.tape.dout, ctx.tape.dh_n, ctx.tape.dc_n = grads_n  # what enters from outside, as below
             ctx.kernel.backward_sweep(step, ctx.tape, *grads_n, p)
     p = dict(zip(plan.suffixes, weights, strict=True))
     out, h_n, c_n = unrolled.layer(step, x, h0, c0, p, plan.reverse, ctx.lengths)
