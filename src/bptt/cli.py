@@ -630,6 +630,18 @@ def _theory(args: argparse.Namespace) -> int:
     return 0 if held == len(claims) else 1
 
 
+def _sweep_arguments(p: argparse.ArgumentParser) -> None:
+    from .sweep.cli import add_arguments
+
+    add_arguments(p)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from .sweep.cli import run
+
+    return run(args)
+
+
 COMMANDS = [
     Command(
         "demo",
@@ -665,6 +677,13 @@ COMMANDS = [
         "bptt report runs/demo/rnn-adding runs/demo/lstm-adding --out report.html",
         _report_arguments,
         _report,
+    ),
+    Command(
+        "sweep",
+        "a grid of training runs (every train flag, comma lists as axes) with a ledger that survives anything",
+        "bptt sweep --cell rnn,lstm --seq-len 10,50,100 --seed 0,1,2 --out runs/sweep; bptt sweep status runs/sweep",
+        _sweep_arguments,
+        _sweep,
     ),
     Command(
         "theory",
