@@ -642,6 +642,18 @@ def _sweep(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _reproduce_arguments(p: argparse.ArgumentParser) -> None:
+    from .reproduce.cli import add_arguments
+
+    add_arguments(p)
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from .reproduce.cli import run
+
+    return run(args)
+
+
 COMMANDS = [
     Command(
         "demo",
@@ -684,6 +696,13 @@ COMMANDS = [
         "bptt sweep --cell rnn,lstm --seq-len 10,50,100 --seed 0,1,2 --out runs/sweep; bptt sweep status runs/sweep",
         _sweep_arguments,
         _sweep,
+    ),
+    Command(
+        "reproduce",
+        "the papers' experiments with their protocols: hs97-adding, vanishing, copy-baseline (--quick for CI sizes)",
+        "bptt reproduce vanishing --workers 16 --out runs/vanishing",
+        _reproduce_arguments,
+        _reproduce,
     ),
     Command(
         "theory",

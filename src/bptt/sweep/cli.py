@@ -18,7 +18,7 @@ from typing import Any
 from .._checks import InputError
 from ..training.trainer import TrainConfig
 from .driver import EXECUTORS, SweepOptions, run_sweep
-from .grid import Axis, axes_from_flags, axes_from_toml, merge, points
+from .grid import Axis, Point, axes_from_flags, axes_from_toml, config_key, merge, points
 from .ledger import open_existing
 
 ACTIONS = ("resume", "status", "report")
@@ -221,12 +221,21 @@ def resume(out: Path, args: argparse.Namespace) -> int:
         ledger.close()
     if meta is None:
         raise InputError(f"the ledger in {out} has no saved grid; rerun the bptt sweep command instead")
-    axes = [Axis(flag, tuple(values), bool(switch)) for flag, values, switch in meta["axes"]]
     options = options_from(args, meta["options"])
-    grid = points(axes, parse_train)
+    if "points" in meta:  # a grid that is no product of axes (bptt reproduce)
+        grid = [_point(name, argv) for name, argv in meta["points"]]
+    else:
+        grid = points(
+            [Axis(flag, tuple(values), bool(switch)) for flag, values, switch in meta["axes"]], parse_train
+        )
     console().print(f"resuming {len(grid)} runs in {out} ({options.executor})")
     counts = sweep_with_bar(grid, out, options, meta)
     return _verdict(counts, out)
+
+
+def _point(name: str, argv: Sequence[str]) -> Point:
+    cfg = parse_train(argv)
+    return Point(name, tuple(argv), cfg, config_key(cfg))
 
 
 def _plain(options: SweepOptions) -> dict[str, Any]:
