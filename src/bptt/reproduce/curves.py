@@ -146,11 +146,11 @@ def copy_chance(T: int) -> float:
 
 
 def success_table(rows: Sequence[dict[str, Any]]) -> tuple[list[int], dict[str, dict[int, str]]]:
-    """Success rate against T per series (task · cell · clip), as 'solved/runs' strings."""
+    """Success rate against T per series (task · cell · clip), as 'solved/done' ('*': some runs not done)."""
     pts = curves(rows)
     Ts = sorted({p.seq_len for p in pts})
     table: dict[str, dict[int, str]] = {}
     for p in pts:
         label = p.series if p.task in p.series else f"{p.task} · {p.series}"
-        table.setdefault(label, {})[p.seq_len] = f"{p.solved}/{p.runs}" + ("" if p.done == p.runs else "*")
+        table.setdefault(label, {})[p.seq_len] = f"{p.solved}/{p.done}" + ("" if p.done == p.runs else "*")
     return Ts, table

@@ -86,6 +86,14 @@ def add_options(p: argparse.ArgumentParser) -> None:
         help="attempts per run before it stays failed (default: 3)",
     )
     g.add_argument("--threads", type=int, default=None, help="torch threads per run (default: 1)")
+    g.add_argument(
+        "--deadline",
+        type=float,
+        default=None,
+        dest="deadline_s",
+        metavar="SECONDS",
+        help="start no run after this many seconds; running ones finish, the rest stay pending for a resume",
+    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -120,7 +128,7 @@ def options_from(args: argparse.Namespace, saved: dict[str, Any] | None = None) 
     saved = dict(saved or {})
     given = {
         k: getattr(args, k)
-        for k in ("executor", "workers", "address", "max_attempts", "threads")
+        for k in ("executor", "workers", "address", "max_attempts", "threads", "deadline_s")
         if getattr(args, k, None) is not None
     }
     known = {

@@ -38,6 +38,7 @@ class SweepOptions:
     max_attempts: int = 3
     threads: int = 1  # torch threads per run
     busy_retry_s: float = 5.0  # wait before asking again for a run another process holds
+    deadline_s: float | None = None  # dispatch no new run after this many seconds (in-flight ones finish)
 
     def validate(self) -> SweepOptions:
         if self.executor not in EXECUTORS:
@@ -46,6 +47,8 @@ class SweepOptions:
             raise InputError(f"expected --workers ≥ 1, got {self.workers}")
         if self.max_attempts < 1:
             raise InputError(f"expected --max-attempts ≥ 1, got {self.max_attempts}")
+        if self.deadline_s is not None and not self.deadline_s > 0:
+            raise InputError(f"expected a positive --deadline, got {self.deadline_s}")
         if self.threads < 1:
             raise InputError(f"expected --threads ≥ 1, got {self.threads}")
         if self.address is not None and self.executor != "ray":
@@ -148,9 +151,14 @@ def _drive(
         executor = ProcessExecutor(min(options.workers or os.cpu_count() or 1, len(todo)), options.threads)
     waiting: dict[str, float] = {}  # busy runs: when to ask again
     running: set[str] = set()
+    stop_at = None if options.deadline_s is None else time.time() + options.deadline_s
     try:
         while todo or running or waiting:
             now = time.time()
+            if stop_at is not None and now >= stop_at and (todo or waiting):
+                todo.clear()
+                waiting.clear()
+                show("deadline: no new runs")
             for key in [k for k, t in waiting.items() if t <= now]:
                 waiting.pop(key)
                 todo.append(key)

@@ -33,11 +33,6 @@ from typing import Any
 from .._checks import InputError
 from ..training.trainer import TrainConfig
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
 SEPARATORS = {"--tbptt": ";"}  # flags whose single value contains commas
 
 
@@ -121,6 +116,11 @@ def axes_from_flags(flags: Mapping[str, str | bool | None]) -> list[Axis]:
 
 def axes_from_toml(path: str | Path) -> tuple[list[Axis], dict[str, Any]]:
     """Axes from a TOML spec, and its `[sweep]` table (out, executor, workers, max_attempts)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10: the backport
+        import tomli as tomllib
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"expected a TOML sweep spec at {path}, found no such file")

@@ -55,7 +55,16 @@ def series_fields(configs: Sequence[dict[str, Any]]) -> list[str]:
     if not configs:
         return []
     fields = [k for k in configs[0] if k not in SKIP]
-    return [k for k in fields if len({repr(c.get(k)) for c in configs}) > 1]
+    varying = [k for k in fields if len({repr(c.get(k)) for c in configs}) > 1]
+    for k in reversed(list(varying)):  # drop a field the others determine (the LSTM's forget bias)
+        others = [f for f in varying if f != k]
+
+        def combos(keys: list[str]) -> int:
+            return len({tuple(repr(c.get(f)) for f in keys) for c in configs})
+
+        if others and combos(others) == combos([*others, k]):
+            varying.remove(k)
+    return varying
 
 
 def series_label(config: dict[str, Any], fields: Sequence[str]) -> str:
