@@ -140,13 +140,15 @@ def unroll(kind: str, params: dict, x: Tensor, hx, num_layers: int, bidirectiona
     }
 
 
-def hs97_unroll(weight: Tensor, weight_out: Tensor, x: Tensor, blocks: int, cells: int, truncate: bool) -> Tensor:
+def hs97_unroll(
+    weight: Tensor, weight_out: Tensor, x: Tensor, blocks: int, cells: int, truncate: bool
+) -> Tensor:
     """HS97's memory-block LSTM on one sequence x (T, I), unit by unit; returns the output (O,).
 
     Hidden units in the order cells, input gates, output gates; u_t = [x_t, y(t−1), 1];
     g = 4σ − 2, h = 2σ − 1; `truncate` detaches y(t−1) where it enters the net inputs.
     """
-    T, I = x.shape
+    T = x.shape[0]
     C = blocks * cells
     s = [x.new_zeros(()) for _ in range(C)]
     y_prev = x.new_zeros(C + 2 * blocks)

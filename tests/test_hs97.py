@@ -8,6 +8,7 @@ import torch
 from bptt._checks import InputError
 from bptt.cells.hs97 import MemoryBlockLSTM, block_forward, truncated_grad
 from bptt.reproduce.hs97 import HS97Config, run
+
 from reference import hs97_unroll
 
 

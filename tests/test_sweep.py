@@ -323,4 +323,18 @@ def test_a_worker_that_does_not_see_the_output_directory_says_so(tmp_path: Path)
 def test_parse_train_takes_every_train_flag() -> None:
     cfg = parse_train(["--cell", "gru", "--clip", "norm", "--clip-threshold", "0.5", "--seq-len", "7"])
     assert (cfg.cell, cfg.clip, cfg.clip_threshold, cfg.seq_len) == ("gru", "norm", 0.5, 7)
-    assert cfg == TrainConfig(cell="gru", clip="norm", clip_threshold=0.5, seq_len=7)
+    # the flags not given take the command line's solving defaults, as bptt train does
+    assert cfg == TrainConfig(
+        cell="gru",
+        clip="norm",
+        clip_threshold=0.5,
+        seq_len=7,
+        hidden_size=64,
+        lr=0.01,
+        batch_size=50,
+        steps=3000,
+    )
+    lstm = parse_train(["--cell", "lstm"])
+    assert (
+        lstm.forget_bias == 1.0 and parse_train(["--cell", "lstm", "--forget-bias", "0"]).forget_bias == 0.0
+    )

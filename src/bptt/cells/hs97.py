@@ -96,7 +96,9 @@ def block_forward(
         g_sig = sig[:, :C].view(K, B, S)
         y_in, y_out = sig[:, C : C + B], sig[:, C + B :]
         s_new = torch.addcmul(s, y_in.unsqueeze(-1), 4 * g_sig - 2)  # s_c(t) = s_c(t−1) + y^in_j g(net_c)
-        y_c = y_out.unsqueeze(-1) * torch.tanh(s_new / 2)  # y^c(t) = y^out_j h(s_c(t)),  h(s) = 2σ(s) − 1 = tanh(s/2)
+        y_c = y_out.unsqueeze(-1) * torch.tanh(
+            s_new / 2
+        )  # y^c(t) = y^out_j h(s_c(t)),  h(s) = 2σ(s) − 1 = tanh(s/2)
         y_new = torch.cat([y_c.view(K, C), sig[:, C:]], dim=-1)
         if active is None:
             s, y = s_new, y_new

@@ -33,10 +33,10 @@ class _Refuse(argparse.ArgumentParser):
 
 
 def _train_parser() -> argparse.ArgumentParser:
-    from ..cli import _train_arguments
+    from ..cli.train import add_arguments as train_arguments
 
     p = _Refuse(prog="bptt train", add_help=False)
-    _train_arguments(p)
+    train_arguments(p)
     return p
 
 
@@ -47,7 +47,7 @@ def parse_train(argv: Sequence[str]) -> TrainConfig:
         >>> parse_train(["--cell", "gru", "--seq-len", "50"]).seq_len
         50
     """
-    from ..cli import train_config
+    from ..cli.train import train_config
 
     cfg: TrainConfig = train_config(_train_parser().parse_args(list(argv))).validate()
     return cfg
@@ -117,8 +117,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_options(p)
     g = p.add_argument_group("bptt train flags (a comma-separated value is an axis of the grid)")
     for a in train_flags():
-        if a.nargs == 0:
-            g.add_argument(*a.option_strings, dest=a.dest, action="store_true", default=None, help=a.help)
+        if a.nargs == 0:  # a switch (--no-early-stop, --dry-run): given or not, in every run
+            g.add_argument(
+                *a.option_strings, dest=a.dest, action="store_const", const=True, default=None, help=a.help
+            )
         else:
             g.add_argument(*a.option_strings, dest=a.dest, default=None, metavar="V[,V…]", help=a.help)
 
@@ -143,7 +145,7 @@ def options_from(args: argparse.Namespace, saved: dict[str, Any] | None = None) 
 
 
 def _axes(args: argparse.Namespace) -> tuple[list[Axis], dict[str, Any]]:
-    flags = {a.option_strings[-1]: getattr(args, a.dest) for a in train_flags()}
+    flags = {a.option_strings[-1]: getattr(args, a.dest, None) for a in train_flags()}
     base, spec_options = axes_from_toml(args.spec) if args.spec else ([], {})
     return merge(base, axes_from_flags(flags)), spec_options
 

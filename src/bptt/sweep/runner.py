@@ -20,6 +20,7 @@ import json
 import os
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,7 @@ def run_one(
     import torch
 
     from ..training import NonFiniteGradient, load_summary, train
+    from ..training.trainer import RunFinished
 
     path = Path(run_dir)
     if sweep_id is not None:
@@ -95,7 +97,7 @@ def run_one(
         found = _finished(path, plain)
         if found is not None:
             return {"mode": "found", "summary": _figures(found, cfg.batch_size)}
-        resume = (path / "checkpoint.pt").is_file()
+        resume = (path / "checkpoint.pt").is_file() or (path / "checkpoint.prev.pt").is_file()
         t0 = time.time()
         last = [0.0]
 
@@ -105,7 +107,13 @@ def run_one(
                 report(int(row["step"]) + 1)
 
         try:
-            summary = train(cfg, path, resume=resume, progress=progress)
+            with warnings.catch_warnings():
+                warnings.simplefilter(
+                    "ignore"
+                )  # "no checkpoint yet": a torn first checkpoint, started afresh
+                summary = train(cfg, path, resume=resume, progress=progress)
+        except RunFinished as finished:  # ended, but killed before its summary reached the driver
+            return {"mode": "found", "summary": _figures(finished.summary, cfg.batch_size)}
         except NonFiniteGradient:
             summary = load_summary(path)  # the guard stopped it: a result, not a failure
         except Exception as err:  # recorded by the driver; the sweep goes on
