@@ -67,7 +67,7 @@ def test_the_same_settings_spelled_twice_are_one_run() -> None:
 def test_a_bad_value_is_refused_before_anything_runs() -> None:
     with pytest.raises(InputError, match="invalid choice: 'lstn'"):
         tiny_grid(cell="lstm,lstn")
-    with pytest.raises(InputError, match="expected hidden_size ≥ 1, got 0"):
+    with pytest.raises(InputError, match="argument --hidden-size: expected an integer ≥ 1, got 0"):
         tiny_grid(hidden_size="4,0")
 
 
