@@ -47,7 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g = p.add_argument_group("vanishing and copy-baseline")
     g.add_argument(
-        "--cells", type=_names, default=None, help="cells, comma-separated (default: rnn,lstm,gru)"
+        "--cells",
+        type=_names,
+        default=None,
+        help="cells, comma-separated, any of the registry's (default: rnn,lstm,gru)",
     )
     g.add_argument("--seq-lens", type=_ints, default=None, help="the lengths T, comma-separated")
     g.add_argument("--seeds", type=int, default=None, help="seeds per point (vanishing default: 5)")
@@ -123,6 +126,14 @@ def _sweep(args: argparse.Namespace, out: Path) -> int:
     if args.seeds is not None and args.seeds < 1:
         raise InputError(f"expected --seeds ≥ 1, got {args.seeds}")
     options = options_from(args)
+    if args.cells:
+        from ..cells import registry
+
+        unknown = [c for c in args.cells if c not in registry.names()]
+        if unknown:
+            raise InputError(
+                f"unknown cells {', '.join(unknown)}; expected some of {', '.join(registry.names())}"
+            )
     if args.name == "vanishing":
         kw: dict[str, Any] = {"quick": args.quick, "steps": args.steps}
         if args.quick:
