@@ -107,3 +107,37 @@ def test_the_quick_reproduction_trains_online_and_tests_every_trial() -> None:
     assert [t.test_mse for t in again.trials] == [t.test_mse for t in result.trials]
     other = run(HS97Config(seq_len=10, trials=2, max_sequences=300, window=50, test_size=64, seed=1))
     assert [t.test_mse for t in other.trials] != [t.test_mse for t in result.trials]
+
+
+def test_the_c_loop_takes_the_same_online_step_as_the_pytorch_code() -> None:
+    from bptt.reproduce import native
+
+    if native.library() is None:
+        pytest.skip("no C compiler")
+    g = torch.Generator().manual_seed(6)
+    K = 3
+    nets = [net(seed=k) for k in range(K)]
+    W = torch.stack([m.weight.detach() for m in nets]).contiguous()
+    Wo = torch.stack([m.weight_out.detach() for m in nets]).contiguous()
+    x = torch.randn(17, K, 2, generator=g, dtype=torch.float64)
+    target = torch.rand(K, 1, generator=g, dtype=torch.float64)
+    learning = torch.tensor([True, False, True])
+    tape = block_forward(W, x, 2, 2)
+    E, d_w, d_wo = truncated_grad(tape, W, Wo, target, 2, 2)
+    rate = (0.5 * learning.double()).view(K, 1, 1)
+    W_c, Wo_c = W.numpy().copy(), Wo.numpy().copy()
+    E_c = native.step(x.numpy(), target.numpy(), W_c, Wo_c, learning.numpy(), 0.5, 2, 2)
+    assert E_c is not None
+    torch.testing.assert_close(torch.from_numpy(E_c), E, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(torch.from_numpy(W_c), W - rate * d_w, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(torch.from_numpy(Wo_c), Wo - rate * d_wo, rtol=1e-12, atol=1e-14)
+    assert torch.equal(torch.from_numpy(W_c)[1], W[1])  # a network that no longer learns keeps its weights
+
+
+def test_the_c_and_pytorch_reproductions_agree() -> None:
+    cfg = HS97Config(seq_len=10, trials=2, max_sequences=60, window=20, test_size=32)
+    a, b = run(cfg), run(HS97Config(**{**cfg.__dict__, "engine": "python"}))
+    assert b.engine == "python"
+    for ta, tb in zip(a.trials, b.trials, strict=True):
+        assert ta.sequences == tb.sequences and ta.wrong == tb.wrong
+        assert ta.test_mse == pytest.approx(tb.test_mse, rel=1e-9)

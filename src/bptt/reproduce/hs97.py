@@ -32,6 +32,7 @@ import torch
 from .._checks import InputError, positive_int
 from ..cells.hs97 import MemoryBlockLSTM, block_forward, block_output, truncated_grad
 from ..tasks import Adding
+from . import native
 
 PAPER = {100: 74_000, 500: 209_000, 1000: 853_000}  # sequences to the stopping criterion
 PAPER_WRONG = {100: 1, 500: 0, 1000: 1}  # wrong of 2560 test sequences
@@ -54,6 +55,7 @@ class HS97Config:
     seed: int = 0
     report_every: int = 1000
     threads: int = 1
+    engine: str = "auto"  # "auto": the C loop (csrc/hs97.c) when it builds, else PyTorch; "python": PyTorch
 
     def validate(self) -> HS97Config:
         for name in ("seq_len", "trials", "window", "max_sequences", "test_size", "report_every", "threads"):
@@ -64,6 +66,8 @@ class HS97Config:
             )
         if not self.lr > 0:
             raise InputError(f"expected a positive learning rate, got {self.lr}")
+        if self.engine not in ("auto", "python"):
+            raise InputError(f"unknown engine {self.engine!r}; expected 'auto' or 'python'")
         if len(self.input_gate_bias) != self.blocks:
             raise InputError(f"expected {self.blocks} input-gate biases, got {len(self.input_gate_bias)}")
         return self
@@ -84,6 +88,7 @@ class HS97Result:
     config: HS97Config
     trials: list[TrialResult] = field(default_factory=list)
     seconds: float = 0.0
+    engine: str = "python"
 
     def summary(self) -> dict[str, Any]:
         solved = [t for t in self.trials if t.solved]
@@ -99,6 +104,7 @@ class HS97Result:
             "paper_wrong": PAPER_WRONG.get(T),
             "test_size": self.config.test_size,
             "seconds": self.seconds,
+            "engine": self.engine,
             "per_trial": [asdict(t) for t in self.trials],
             "settings": {k: v for k, v in asdict(self.config).items()},
         }
@@ -146,34 +152,42 @@ def run(cfg: HS97Config, progress: Callable[[int, int, float], None] | None = No
     task = Adding("hs97", cfg.seq_len, test_size=cfg.test_size)
     data = torch.Generator().manual_seed(cfg.seed + 1)
     weight, weight_out = _nets(cfg)
-    recent_ok = torch.zeros(K, cfg.window, dtype=torch.bool)  # ring buffers of the last `window` sequences
-    recent_sq = torch.ones(K, cfg.window, dtype=torch.float64)
+    use_c = cfg.engine == "auto" and native.library() is not None
+    W, Wo = weight.numpy(), weight_out.numpy()  # the C loop updates these, and so the tensors, in place
+    # all of the last `window` sequences right ⟺ a streak of `window`; then their mean squared error
+    # is below 0.04² < 0.01 as well, so the streak alone decides
+    streak = torch.zeros(K, dtype=torch.long)
+    recent_sq = torch.zeros(K, dtype=torch.float64)  # running mean of (y − target)², for progress reports
     learning = torch.ones(K, dtype=torch.bool)
     stopped_at = torch.full((K,), cfg.max_sequences, dtype=torch.long)
     done_s = torch.zeros(K, dtype=torch.float64)
     for n in range(cfg.max_sequences):
         batch = task.make(int(task.lengths(1, data)[0]), K, data)  # sequence n of every trial
-        tape = block_forward(weight, batch.x.double(), B, S)
-        E, d_w, d_wo = truncated_grad(tape, weight, weight_out, batch.y.double(), B, S)
-        rate = (cfg.lr * learning.double()).view(K, 1, 1)  # trials that met the criterion stop learning
-        weight -= rate * d_w
-        weight_out -= rate * d_wo
+        if use_c:
+            x, y = batch.x.double().numpy(), batch.y.double().numpy()
+            E_np = native.step(x, y, W, Wo, learning.numpy(), cfg.lr, B, S)
+            assert E_np is not None
+            E = torch.from_numpy(E_np)
+        else:
+            tape = block_forward(weight, batch.x.double(), B, S)
+            E, d_w, d_wo = truncated_grad(tape, weight, weight_out, batch.y.double(), B, S)
+            rate = (cfg.lr * learning.double()).view(K, 1, 1)  # trials that met the criterion stop learning
+            weight -= rate * d_w
+            weight_out -= rate * d_wo
         sq = 2 * E  # (y − target)²
-        slot = n % cfg.window
-        recent_ok[:, slot] = sq.sqrt() < 0.04
-        recent_sq[:, slot] = sq
-        if n + 1 >= cfg.window:
-            met = learning & recent_ok.all(dim=1) & (recent_sq.mean(dim=1) < 0.01)
-            if bool(met.any()):
-                stopped_at[met] = n + 1
-                done_s[met] = time.perf_counter() - t0
-                learning &= ~met
+        streak = torch.where(sq < 0.04**2, streak + 1, 0)
+        recent_sq = 0.999 * recent_sq + 0.001 * sq
+        met = learning & (streak >= cfg.window)
+        if bool(met.any()):
+            stopped_at[met] = n + 1
+            done_s[met] = time.perf_counter() - t0
+            learning &= ~met
         if progress is not None and (n + 1) % cfg.report_every == 0:
             progress(n + 1, int((~learning).sum()), float(recent_sq.mean()))
         if not bool(learning.any()):
             break
     done_s[learning] = time.perf_counter() - t0
-    result = HS97Result(cfg)
+    result = HS97Result(cfg, engine="c" if use_c else "python")
     for k in range(K):
         wrong, mse = evaluate(cfg, task, weight[k], weight_out[k])
         result.trials.append(
