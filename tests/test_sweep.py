@@ -145,7 +145,7 @@ def test_a_failing_run_is_recorded_retried_and_the_sweep_goes_on(tmp_path: Path)
     assert counts["done"] == 1 and counts["failed"] == 1
     rows = {r["config"]["cell"]: r for r in status_rows(tmp_path)}
     assert rows["gru"]["attempts"] == 2
-    assert "forget_bias needs a cell with an forget gate" in rows["gru"]["error"]
+    assert "forget_bias needs a cell with a forget gate" in rows["gru"]["error"]
     assert rows["lstm"]["status"] == "done" and rows["lstm"]["attempts"] == 1
 
 
