@@ -138,3 +138,33 @@ def unroll(kind: str, params: dict, x: Tensor, hx, num_layers: int, bidirectiona
         "c": cs,
         "gates": gates,
     }
+
+
+def hs97_unroll(
+    weight: Tensor, weight_out: Tensor, x: Tensor, blocks: int, cells: int, truncate: bool
+) -> Tensor:
+    """HS97's memory-block LSTM on one sequence x (T, I), unit by unit; returns the output (O,).
+
+    Hidden units in the order cells, input gates, output gates; u_t = [x_t, y(t−1), 1];
+    g = 4σ − 2, h = 2σ − 1; `truncate` detaches y(t−1) where it enters the net inputs.
+    """
+    T = x.shape[0]
+    C = blocks * cells
+    s = [x.new_zeros(()) for _ in range(C)]
+    y_prev = x.new_zeros(C + 2 * blocks)
+    y_cells: list = []
+    for t in range(T):
+        prev = y_prev.detach() if truncate else y_prev
+        u = torch.cat([x[t], prev, x.new_ones(1)])
+        y_cells, y_ins, y_outs = [], [], []
+        for j in range(blocks):
+            y_in = torch.sigmoid(weight[C + j] @ u)
+            y_out = torch.sigmoid(weight[C + blocks + j] @ u)
+            for k in range(cells):
+                c = j * cells + k
+                s[c] = s[c] + y_in * (4 * torch.sigmoid(weight[c] @ u) - 2)
+                y_cells.append(y_out * (2 * torch.sigmoid(s[c]) - 1))
+            y_ins.append(y_in)
+            y_outs.append(y_out)
+        y_prev = torch.stack(y_cells + y_ins + y_outs)
+    return torch.sigmoid(weight_out @ torch.cat([torch.stack(y_cells), x.new_ones(1)]))

@@ -20,7 +20,9 @@ carousel.
 
 Note: the 1997 paper squashed g into [−2, 2] and h into [−1, 1] with scaled sigmoids and truncated
 the gradient that leaves the cell through the gates; `original` uses tanh, as Greff et al. do, and
-the full gradient, so that it stays comparable with the other variants.
+the full gradient, so that it stays comparable with the other variants. The paper's own networks
+(memory blocks of cells sharing their gates, the scaled sigmoids, the truncated gradient) are
+`bptt.cells.hs97.MemoryBlockLSTM`, which `bptt reproduce hs97-adding` trains.
 
 Gates a variant drops have no rows in `weight_ih`/`weight_hh` (the remaining gates keep the order
 i, f, g, o). Extra parameters: peepholes `weight_ci_l{k}`, `weight_cf_l{k}`, `weight_co_l{k}` (H,);

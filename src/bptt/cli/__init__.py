@@ -27,6 +27,8 @@ COMMAND_MODULES = (
     "bptt.cli.diagnose",
     "bptt.cli.report",
     "bptt.cli.theory",
+    "bptt.cli.sweep",
+    "bptt.cli.reproduce",
 )
 
 COMMANDS: list[Command] = [importlib.import_module(m).COMMAND for m in COMMAND_MODULES]

@@ -16,11 +16,13 @@ if TYPE_CHECKING:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..cells import registry
     from ..tasks import TASKS
+    from ..training.defaults import SOLVING
     from ..training.init import INITS
     from ..training.model import CORES
     from ..training.trainer import CLIPS, OPTIMIZERS, TrainConfig
 
     d = TrainConfig()
+    tuned = SOLVING  # the command line's defaults: a recipe that solves the tasks (bptt.training.defaults)
     S = argparse.SUPPRESS  # absent unless given: TrainConfig's default stands, and we can tell what was given
     g = p.add_argument_group("task")
     g.add_argument("--task", default=S, choices=list(TASKS), help=f"the long-range task (default: {d.task})")
@@ -58,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"the cell's nonlinearity, {registry.option_help('nonlinearity')} (default: {d.nonlinearity})",
     )
     g.add_argument(
-        "--hidden-size", type=a.count(1), default=S, help=f"hidden units (default: {d.hidden_size})"
+        "--hidden-size", type=a.count(1), default=S, help=f"hidden units (default: {tuned['hidden_size']})"
     )
     g.add_argument("--num-layers", type=a.count(1), default=S, help="stacked layers (default: 1)")
     g.add_argument(
@@ -76,7 +78,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="multiply W_hh by this after initialising (default: 1)",
     )
     g.add_argument(
-        "--forget-bias", type=a.real(), default=S, help="LSTM only: forget-gate bias, in b_ih only (e.g. 1)"
+        "--forget-bias",
+        type=a.real(),
+        default=S,
+        help="LSTM only: forget-gate bias, in b_ih only (default: 1 for variants with a forget gate, unless --chrono)",
     )
     g.add_argument("--input-bias", type=a.real(), default=S, help="LSTM only: input-gate bias, in b_ih only")
     g.add_argument(
@@ -88,7 +93,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", default=S, choices=OPTIMIZERS, help=f"(default: {d.optimizer})")
-    g.add_argument("--lr", type=a.real(0, lo_open=True), default=S, help=f"learning rate (default: {d.lr})")
+    g.add_argument(
+        "--lr", type=a.real(0, lo_open=True), default=S, help=f"learning rate (default: {tuned['lr']})"
+    )
     g.add_argument(
         "--momentum",
         type=a.real(0, 1, hi_open=True),
@@ -96,20 +103,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="SGD and RMSprop only: momentum in [0, 1) (default: 0.9 for SGD, 0 for RMSprop)",
     )
     g.add_argument(
-        "--batch-size", type=a.count(1), default=S, help=f"sequences per step (default: {d.batch_size})"
+        "--batch-size",
+        type=a.count(1),
+        default=S,
+        help=f"sequences per step (default: {tuned['batch_size']})",
     )
-    g.add_argument("--steps", type=a.count(1), default=S, help=f"training steps (default: {d.steps})")
+    g.add_argument(
+        "--steps",
+        type=a.count(1),
+        default=S,
+        help=f"training steps; the run stops early once the task is solved (default: {tuned['steps']})",
+    )
     g.add_argument(
         "--clip",
         default=S,
         choices=CLIPS,
-        help="gradient clipping: one norm over all parameters, or elementwise (default: none)",
+        help=f"gradient clipping: one norm over all parameters, or elementwise (default: {tuned['clip']})",
     )
     g.add_argument(
         "--clip-threshold",
         type=a.real(0, lo_open=True),
         default=S,
-        help=f"with --clip norm or value: the norm threshold or the value bound (default: {d.clip_threshold})",
+        help=f"with --clip norm or value: the norm threshold or the value bound (default: {tuned['clip_threshold']})",
     )
     g.add_argument(
         "--nonfinite",
@@ -176,10 +191,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig that the train flags describe (--dry-run shrinks it)."""
+    from ..training.defaults import cli_defaults
     from ..training.trainer import TrainConfig
 
     options = {"symbols": args.symbols} if given(args, "symbols") else {}
-    cfg = config_from_args(TrainConfig, args, task_options=options)
+    d = TrainConfig()
+    solving = cli_defaults(
+        getattr(args, "cell", d.cell), getattr(args, "variant", d.variant), given(args, "chrono")
+    )
+    tuned = {k: v for k, v in solving.items() if not given(args, k)}  # what a flag says wins
+    cfg = config_from_args(TrainConfig, args, task_options=options, **tuned)
     if args.dry_run:
         small = None if cfg.task in ("reber", "digits") else min(cfg.seq_len or 10, 10)
         cfg = dataclasses.replace(
