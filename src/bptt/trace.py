@@ -136,6 +136,12 @@ def _stack(tensors: list[Tensor]) -> Tensor:
     return torch.stack([t.detach() for t in tensors])
 
 
+def _filled(t: Tensor | None) -> Tensor:
+    """A buffer of the tape that the backward sweep (or `_zero_fill`) has filled."""
+    assert t is not None
+    return t
+
+
 def trace(model: nn.Module, input: Tensor, loss_fn: LossFn, hx: State | None = None) -> Trace:
     """Run `model` on `input`, compute `loss_fn(output, state)` and backpropagate through time, keeping it all.
 
@@ -204,7 +210,7 @@ def trace(model: nn.Module, input: Tensor, loss_fn: LossFn, hx: State | None = N
     return Trace(
         loss=loss.detach().reshape(()),
         output=output.detach(),
-        state=tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach(),
+        state=(state[0].detach(), state[1].detach()) if isinstance(state, tuple) else state.detach(),
         grads={
             n: (g if g is not None else torch.zeros_like(params[n]))
             for n, g in zip(params, grads, strict=True)
@@ -212,8 +218,8 @@ def trace(model: nn.Module, input: Tensor, loss_fn: LossFn, hx: State | None = N
         h=_stack([t.h for t in tapes]),
         c=_stack([t.c for t in tapes]) if step.has_cell else None,
         gates={name: _stack([step.gates(t)[name] for t in tapes]) for name in gate_names},
-        dh=_stack([t.dh for t in tapes]),  # type: ignore[misc]
-        dc=_stack([t.dc for t in tapes]) if step.has_cell else None,  # type: ignore[misc]
+        dh=_stack([_filled(t.dh) for t in tapes]),
+        dc=_stack([_filled(t.dc) for t in tapes]) if step.has_cell else None,
         model=bmodel,
         tapes=tapes,
         params=params,

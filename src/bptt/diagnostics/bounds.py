@@ -130,7 +130,7 @@ def _measured(
     if gamma is not None:
         act = activation_grad(model.step.nonlinearity, tape.h)  # type: ignore[attr-defined]
         out["act_grad"] = act.abs().amax(-1).double().T  # (B, T)
-    f = step.gates(tape).get("f") if step.has_cell else None  # type: ignore[attr-defined]
+    f = step.gates(tape).get("f") if step.has_cell else None
     if step.has_cell:
         out["max_forget"] = float(f.max()) if f is not None else 1.0
     return out

@@ -56,7 +56,7 @@ def forget_split(
     layout = state_layout(step, tape)
     B, T, H = tape.x.shape[1], tape.steps, tape.hidden_size
     dtype, device = tape.h.dtype, tape.h.device
-    f_all = step.gates(tape).get("f")  # type: ignore[attr-defined]
+    f_all = step.gates(tape).get("f")
     eye = torch.eye(H, dtype=dtype, device=device)[:, None, :].expand(H, B, H)
     zero = {
         n: torch.zeros(H, B, size, dtype=dtype, device=device)

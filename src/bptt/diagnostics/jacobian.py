@@ -85,7 +85,8 @@ def step_jacobian(
 def sigma_max(M: Tensor) -> Tensor:
     """Largest singular value of each (R, C) matrix in a (B, R, C) batch, from the smaller Gram matrix."""
     G = M @ M.mT if M.shape[-2] <= M.shape[-1] else M.mT @ M
-    return torch.linalg.eigvalsh(G)[..., -1].clamp_min(0).sqrt()
+    eigenvalues: Tensor = torch.linalg.eigvalsh(G)
+    return eigenvalues[..., -1].clamp_min(0).sqrt()
 
 
 def sigma_max_warm(
@@ -142,7 +143,7 @@ def _unit_rows(
 
 def _forget_product_norms(step: Step, tape: Tape) -> Tensor:
     """‖∏_{i=k+1}^{T−1} diag(f_i)‖ = max_j ∏ f_ij for every k: the Constant Error Carousel alone."""
-    gates = step.gates(tape)  # type: ignore[attr-defined]
+    gates = step.gates(tape)
     T, B, H = tape.steps, tape.x.shape[1], tape.hidden_size
     f = gates.get("f")
     log_f = torch.zeros(T, B, H, dtype=torch.float64, device=tape.x.device) if f is None else f.double().log()

@@ -21,11 +21,10 @@ if TYPE_CHECKING:
 
 def finite(x: Tensor | float) -> Any:
     """Tensor → nested lists with None where a value is not finite (JSON has no ±inf or NaN)."""
-    if isinstance(x, Tensor):
-        x = x.detach().double().tolist()
-    if isinstance(x, list):
-        return [finite(v) for v in x]
-    return float(x) if math.isfinite(x) else None
+    value: Any = x.detach().double().tolist() if isinstance(x, Tensor) else x
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return float(value) if math.isfinite(value) else None
 
 
 def summarize(

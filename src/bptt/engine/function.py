@@ -44,7 +44,7 @@ class LayerSweep(torch.autograd.Function):
     """Autograd node for one layer-direction: inputs (plan, recorder, x, h0, c0, *weights)."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         plan: LayerPlan,
         recorder: list[Tape] | None,
