@@ -31,7 +31,7 @@ _linear_pointwise: Callable[..., Tensor] | None = (
 def _onednn_linear(x: Tensor, W: Tensor, b: Tensor | None) -> Tensor:
     """x Wᵀ + b through oneDNN's op (only called where `onednn` said yes)."""
     assert _linear_pointwise is not None
-    return _onednn_linear(x, W, b)
+    return _linear_pointwise(x, W, b, "none", [], "")
 
 
 def onednn(x: Tensor, macs: int, threshold: int) -> bool:
