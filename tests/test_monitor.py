@@ -84,7 +84,7 @@ def test_samples_slice_the_batch_without_changing_the_numbers() -> None:
         torch.randn(9, 5, 2, dtype=torch.float64),
         lambda out, s: out.sum(),
     )
-    full = tr.jacobian_norms()
-    assert torch.allclose(tr.jacobian_norms(samples=slice(1, 3)), full[1:3], rtol=1e-12)
+    full = bptt.diagnostics.jacobian_norms(tr)
+    assert torch.allclose(bptt.diagnostics.jacobian_norms(tr, samples=slice(1, 3)), full[1:3], rtol=1e-12)
     rec = summarize(tr, samples=2)
     assert rec["jacobian_log_state"] == pytest.approx(full[:2].log().mean(0).tolist())

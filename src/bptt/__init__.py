@@ -6,12 +6,11 @@ fused kernels hide: the total gradient at every step and every step's contributi
 """
 
 from . import diagnostics, theory
+from ._version import __version__
 from .cells import GRU, LSTM, NONLINEARITIES, RNN, VARIANTS
 from .convert import from_torch
 from .diagnostics import Monitor
 from .trace import Trace, trace
-
-__version__ = "0.1.0"
 
 
 def lstm_variants() -> dict[str, str]:
@@ -26,6 +25,7 @@ __all__ = [
     "RNN",
     "Monitor",
     "Trace",
+    "__version__",
     "diagnostics",
     "from_torch",
     "lstm_variants",

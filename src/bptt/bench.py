@@ -314,7 +314,7 @@ def bench_diagnostics(
     parts: dict[str, Callable[[Any], Any]] = {
         "gradient profile": dg.gradient_profile,
         "jacobian norms (state, h, c, cec)": lambda tr: [
-            tr.jacobian_norms(of=of) for of in ("state", "h", "c", "cec")
+            dg.jacobian_norms(tr, of=of) for of in ("state", "h", "c", "cec")
         ],
         "forget split": dg.forget_split,
         "bounds along the trace": lambda tr: dg.bounds(tr.model, tr),

@@ -15,7 +15,6 @@ for every model and the diagnostics show what the recurrence alone does to it.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,7 +149,7 @@ def diagnose(
     """Trace the model on the inputs, write final_diagnostics.json, config.json and report.html to `out`."""
     from .reports import write_report
     from .tasks import make_task
-    from .training.trainer import final_diagnostics
+    from .tasks.held_out import held_out_diagnostics
 
     subject = load_subject(model, nonlinearity, variant)
     core = subject.core
@@ -165,8 +164,9 @@ def diagnose(
             raise InputError("--loss task draws its sequences from the checkpoint's task; leave --inputs out")
         if task is not None and task != subject.cfg.task:
             raise InputError(f"this checkpoint's readout is for the {subject.cfg.task} task, not {task}")
-        cfg = dataclasses.replace(subject.cfg, final_seq_len=seq_len) if seq_len else subject.cfg
-        record = final_diagnostics(cfg, subject.task, subject.model, samples)
+        cfg = subject.cfg
+        length_task = make_task(cfg.task, cfg.protocol, seq_len, **cfg.task_options) if seq_len else the_task
+        record = held_out_diagnostics(subject.model, length_task, samples, seed=the_task.test_seed + 2)
         steps, sequences = record["steps"], record["batch"]
     else:
         if (task is None) == (inputs is None) and subject.task is None:

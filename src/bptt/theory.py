@@ -212,7 +212,7 @@ def _cec_claims() -> list[Claim]:
             "the Constant Error Carousel (HS97 LSTM)",
             "∂c_T/∂c_0 = I without a forget gate",
             1.0,
-            float(tr.jacobian_norms(of="c")[0, 0]),
+            float(jacobian_norms(tr, of="c")[0, 0]),
             "c→c Jacobian norm over 199 steps of bptt.LSTM(variant='original') without W_hh",
             1e-12,
         )

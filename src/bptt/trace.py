@@ -79,12 +79,6 @@ class Trace:
         params = {s: self.params[n].detach() for s, n in zip(plan.suffixes, plan.names, strict=True)}
         return plan.step, tape, params
 
-    def jacobian_norms(self, of: str = "state", layer: int = 0, **kwargs: object) -> Tensor:
-        """(B, T) spectral norms of ∂s_{T−1}/∂s_k; see `bptt.diagnostics.jacobian_norms`."""
-        from .diagnostics.jacobian import jacobian_norms
-
-        return jacobian_norms(self, of=of, layer=layer, **kwargs)  # type: ignore[arg-type]
-
     @cached_property
     def _terms(self) -> list[tuple[LayerPlan, dict[str, Term]]]:
         out = []

@@ -184,7 +184,7 @@ def jacobian_norms(
     Example:
         >>> import torch, bptt
         >>> tr = bptt.trace(bptt.LSTM(2, 8), torch.randn(30, 3, 2), lambda out, s: out[-1].sum())
-        >>> norms = tr.jacobian_norms(of="state")
+        >>> norms = bptt.diagnostics.jacobian_norms(tr, of="state")
         >>> norms.shape, float(norms[0, -1])
         (torch.Size([3, 30]), 1.0)
     """

@@ -14,8 +14,9 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from .. import __version__, _io
+from .. import _io
 from .._checks import InputError
+from .._version import __version__
 from .data import RunData, load_run
 from .plots import render_all
 

@@ -28,11 +28,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import __version__, _checks, _io
+from .. import _checks, _io
 from .._checks import InputError
+from .._version import __version__
 from ..diagnostics.monitor import Monitor
 from ..engine import native
 from ..tasks import Batch, Task, make_task
+from ..tasks.held_out import held_out_diagnostics
 from .clip import clip_norm_, clip_value_, grad_norm
 from .guard import POLICIES, NonFiniteGradient, first_nonfinite_parameter, locate
 from .init import INITS, initialise
@@ -351,30 +353,14 @@ def train(
 
 
 def final_diagnostics(cfg: TrainConfig, task: Task, model: SequenceModel, samples: int = 4) -> dict[str, Any]:
-    """Every diagnostic of the trained model on `samples` held-out sequences, traced with the task's loss.
-
-    The trace runs on a float64 copy: a vanished gradient (e^−100 at distance 100 is common) stays
-    measurable there, where float32 would read 0.
-    """
-    import copy
-
-    from ..diagnostics.summary import summarize
-    from ..trace import trace
-
+    """Every diagnostic of the trained model on `samples` held-out sequences (of length
+    `cfg.final_seq_len` if set), traced in float64 with the task's loss."""
     length_task = (
         task
         if cfg.final_seq_len is None
         else make_task(cfg.task, cfg.protocol, cfg.final_seq_len, **cfg.task_options)
     )
-    b = next(length_task.batches(samples, torch.Generator().manual_seed(task.test_seed + 2)))
-    batch = Batch(b.x.double(), b.y.double() if b.y.is_floating_point() else b.y, b.mask)
-    batch.__dict__.update(
-        {k: v for k, v in b.__dict__.items() if k not in ("x", "y", "mask")}
-    )  # e.g. Reber's legal sets
-    m64 = copy.deepcopy(model).double().eval()
-    return summarize(
-        trace(m64.core, batch.x, lambda o, s: task.loss(m64.head(o), batch)), samples=samples, full=True
-    )
+    return held_out_diagnostics(model, length_task, samples, seed=task.test_seed + 2)
 
 
 def _summary(
