@@ -173,18 +173,19 @@ def _models(cell: str, shape: Shape, device: torch.device) -> tuple[nn.Module, R
 
 def _floor_ms(ours: RecurrentBase, shape: Shape, device: torch.device, repeats: int) -> float | None:
     B, T, _, _ = shape
-    W = ours.weight_hh_l0.detach()
+    W = ours.get_parameter("weight_hh_l0").detach()
     h = torch.randn(B, W.shape[1], device=device)
-    if device.type == "cpu" and native.usable(h[None]):
-        run = lambda: native.recurrent_floor(h, W, T)  # noqa: E731
-    else:
-        y, d = torch.empty(B, W.shape[0], device=device), torch.empty(B, W.shape[1], device=device)
+    y, d = torch.empty(B, W.shape[0], device=device), torch.empty(B, W.shape[1], device=device)
+    use_native = device.type == "cpu" and native.usable(h[None])
 
-        def run() -> None:
-            for _ in range(T):
-                torch.mm(h, W.T, out=y)
-            for _ in range(T):
-                torch.mm(y, W, out=d)
+    def run() -> None:
+        if use_native:
+            native.recurrent_floor(h, W, T)
+            return
+        for _ in range(T):
+            torch.mm(h, W.T, out=y)
+        for _ in range(T):
+            torch.mm(y, W, out=d)
 
     now = _timer(device)
 
@@ -204,7 +205,10 @@ def bench_cell(cell: str, shape: Shape, cfg: BenchConfig, device: torch.device) 
     grad = torch.randn(T, B, ours.hidden_size, device=device)
     err, ref_err = _check(check_ref, ours, x, grad)
     (t_ref, t_ours) = _interleaved([_fwd_bwd(ref, x, grad), _fwd_bwd(ours, x, grad)], cfg.warmup, cfg.repeats)
-    total = lambda ts: statistics.median(f + b for f, b in ts)  # noqa: E731
+
+    def total(ts: list[tuple[float, float]]) -> float:
+        return statistics.median(f + b for f, b in ts)
+
     return Row(
         cell=cell,
         reference=f"torch.nn.{type(ref).__name__}",
@@ -274,7 +278,7 @@ def _unrolled_contribution_norms(model: LSTM, x: Tensor, grad: Tensor) -> tuple[
     norms = []
     for t in range(T):
         grads = torch.autograd.grad(loss, [copies[t][n] for n in names], retain_graph=True)
-        norms.append(torch.sqrt(sum(g.pow(2).sum() for g in grads)))
+        norms.append(torch.stack([g.pow(2).sum() for g in grads]).sum().sqrt())
     return torch.stack(norms), now() - t0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from ._checks import InputTypeError
@@ -32,7 +34,7 @@ def from_torch(module: nn.Module) -> RecurrentBase:
             f"expected a torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU, got {type(module).__module__}.{type(module).__name__}"
         )
     weight = next(module.parameters())
-    common = dict(
+    common: dict[str, Any] = dict(
         num_layers=module.num_layers,
         bias=module.bias,
         batch_first=module.batch_first,

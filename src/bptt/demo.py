@@ -85,26 +85,33 @@ def plan(cfg: DemoConfig) -> list[tuple[str, TrainConfig]]:
         ("rnn-explode-clipped", dataclasses.replace(explode, clip="norm")),
     ]
     if cfg.dry_run:
-        small = {
-            "seq_len": 10,
-            "final_seq_len": 11,
-            "hidden_size": 8,
-            "steps": 4,
-            "eval_every": 2,
-            "monitor_every": 2,
-            "test_size": 32,
-            "log_every": 1,
-        }
         runs = [
             (
                 n,
                 dataclasses.replace(
-                    c, **{k: v for k, v in small.items() if k != "final_seq_len" or c.final_seq_len}
+                    c,
+                    seq_len=10,
+                    final_seq_len=11 if c.final_seq_len else None,
+                    hidden_size=8,
+                    steps=4,
+                    eval_every=2,
+                    monitor_every=2,
+                    test_size=32,
+                    log_every=1,
                 ),
             )
             for n, c in runs
         ]
     return runs
+
+
+def _named(
+    progress: Callable[[str, dict[str, Any]], None] | None, name: str
+) -> Callable[[dict[str, Any]], None] | None:
+    """The trainer's progress callback for the run `name`."""
+    if progress is None:
+        return None
+    return lambda row: progress(name, row)
 
 
 def run(cfg: DemoConfig, progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
@@ -116,7 +123,7 @@ def run(cfg: DemoConfig, progress: Callable[[str, dict[str, Any]], None] | None 
         if run_dir.exists():
             shutil.rmtree(run_dir)
         try:
-            train(tc, run_dir, progress=(lambda row, n=name: progress(n, row)) if progress else None)
+            train(tc, run_dir, progress=_named(progress, name))
         except NonFiniteGradient:
             pass  # the guard's report and the summary are in the run directory
         rows.append(demo_row(name, run_dir))

@@ -114,15 +114,17 @@ class Monitor:
         return rec
 
     def _tensorboard(self, rec: dict[str, Any]) -> None:
-        s = rec["step"]
-        self.writer.add_scalar("bptt/loss", rec["loss"], s)
-        self.writer.add_scalar("bptt/horizon", rec["horizon"], s)
+        w, s = self.writer, rec["step"]
+        if w is None:
+            return
+        w.add_scalar("bptt/loss", rec["loss"], s)
+        w.add_scalar("bptt/horizon", rec["horizon"], s)
         if rec.get("decay_slope") is not None:
-            self.writer.add_scalar("bptt/decay_slope", rec["decay_slope"], s)
+            w.add_scalar("bptt/decay_slope", rec["decay_slope"], s)
         for name, value in rec["saturation"].items():
             if value is not None:
-                self.writer.add_scalar(f"bptt/saturation/{name}", value, s)
-        self.writer.flush()
+                w.add_scalar(f"bptt/saturation/{name}", value, s)
+        w.flush()
 
     def close(self) -> None:
         if self.writer is not None:

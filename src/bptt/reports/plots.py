@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 
 from .data import RunData
 
-COLORS = plt.get_cmap("tab10").colors
+_TAB10 = plt.get_cmap("tab10")
+COLORS = [_TAB10(i) for i in range(_TAB10.N)]
 LOG10E = 1 / math.log(10)
 
 

@@ -8,6 +8,7 @@ checkpoint. The trace runs on a float64 copy of the model: a vanished gradient (
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 from .._checks import InputTypeError
 from ..diagnostics.summary import summarize
 from ..trace import trace
-from .base import Batch, Task
+from .base import Task
 
 
 @runtime_checkable
@@ -41,10 +42,7 @@ def held_out_diagnostics(
         raise InputTypeError(f"expected a model with a recurrent core and a head, got {type(model).__name__}")
     g = torch.Generator().manual_seed(task.test_seed + 2 if seed is None else seed)
     b = next(task.batches(samples, g))
-    batch = Batch(b.x.double(), b.y.double() if b.y.is_floating_point() else b.y, b.mask)
-    batch.__dict__.update(
-        {k: v for k, v in b.__dict__.items() if k not in ("x", "y", "mask")}
-    )  # e.g. Reber's legal sets
+    batch = dataclasses.replace(b, x=b.x.double(), y=b.y.double() if b.y.is_floating_point() else b.y)
     return summarize(
         trace(m64.core, batch.x, lambda o, s: task.loss(m64.head(o), batch)), samples=samples, full=True
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .._checks import InputError
-from ..cells import GRU, LSTM, RNN
+from ..cells import GRU, LSTM, RNN, RecurrentBase
 
 CELLS = ("rnn", "lstm", "gru")
 CORES = ("bptt", "torch")
@@ -19,7 +19,7 @@ def make_core(
     variant: str = "vanilla",
     nonlinearity: str = "tanh",
     core: str = "bptt",
-) -> nn.Module:
+) -> RecurrentBase | nn.RNNBase:
     """A bptt cell, or (`core="torch"`) PyTorch's fused module where the cell is a standard one."""
     if core == "torch":
         if cell == "lstm" and variant in ("vanilla", "np"):
@@ -43,16 +43,17 @@ class SequenceModel(nn.Module):
     Shapes: x (T, B, I) → prediction (B, O), or (T, B, O) with `every_step`; plus the core's state.
     """
 
-    def __init__(self, core: nn.Module, output_size: int, every_step: bool) -> None:
+    def __init__(self, core: RecurrentBase | nn.RNNBase, output_size: int, every_step: bool) -> None:
         super().__init__()
         self.core = core
-        width = core.hidden_size if not getattr(core, "proj_size", 0) else core.proj_size
+        width = core.proj_size or core.hidden_size
         self.readout = nn.Linear(width * (2 if core.bidirectional else 1), output_size)
         self.every_step = every_step
 
     def head(self, output: Tensor) -> Tensor:
         """The readout applied to the core's output (T, B, ·)."""
-        return self.readout(output if self.every_step else output[-1])
+        prediction: Tensor = self.readout(output if self.every_step else output[-1])
+        return prediction
 
     def forward(self, x: Tensor, hx: object = None) -> tuple[Tensor, object]:
         output, state = self.core(x, hx)
