@@ -34,12 +34,13 @@ def test_monitor_records_every_n_steps_of_a_torch_training_loop(tmp_path) -> Non
         )  # .grad untouched
         opt.step()
     records = monitor_module.load(tmp_path)
-    assert [r["step"] for r in records] == [0, 3, 6]
-    assert rec is records[-1] or rec["step"] == records[-1]["step"]
+    assert [r.step for r in records] == [0, 3, 6]
+    assert rec == records[-1]  # the record returned is the record read back from its file
     r = records[0]
-    assert len(r["contribution"]) == 12 and len(r["jacobian_log_state"]) == 12
-    assert r["jacobian_log_state"][-1] == pytest.approx(0.0)  # ‖∂s_{T−1}/∂s_{T−1}‖ = 1
-    assert 0 <= r["horizon"] <= 11 and set(r["saturation"]) == set("ifgo")
+    assert r.jacobian_log_state is not None
+    assert len(r.contribution) == 12 and len(r.jacobian_log_state) == 12
+    assert r.jacobian_log_state[-1] == pytest.approx(0.0)  # ‖∂s_{T−1}/∂s_{T−1}‖ = 1
+    assert 0 <= r.horizon <= 11 and set(r.saturation) == set("ifgo")
     assert not all(torch.equal(a, b) for a, b in zip(before, lstm.parameters(), strict=True))  # it trained
 
 
@@ -87,4 +88,4 @@ def test_samples_slice_the_batch_without_changing_the_numbers() -> None:
     full = bptt.diagnostics.jacobian_norms(tr)
     assert torch.allclose(bptt.diagnostics.jacobian_norms(tr, samples=slice(1, 3)), full[1:3], rtol=1e-12)
     rec = summarize(tr, samples=2)
-    assert rec["jacobian_log_state"] == pytest.approx(full[:2].log().mean(0).tolist())
+    assert rec.jacobian_log_state == pytest.approx(full[:2].log().mean(0).tolist())

@@ -142,9 +142,9 @@ def demo_row(name: str, run_dir: Path) -> dict[str, Any]:
 
     data = load_run(run_dir, name)
     s = data.summary or {}
-    f = data.final or {}
-    distance, ratio = far_over_near(data.final)
-    bound = (f.get("bounds") or [{}])[0]
+    f = data.final
+    distance, ratio = far_over_near(f)
+    bound = f.bounds[0] if f is not None and f.bounds else None
     return {
         "run": name,
         "cell": s.get("cell"),
@@ -156,10 +156,10 @@ def demo_row(name: str, run_dir: Path) -> dict[str, Any]:
         "baseline_loss": s.get("baseline_loss"),
         "distance": distance,
         "gradient_far_over_near": ratio,
-        "lambda1": bound.get("lambda1"),
-        "threshold": bound.get("threshold"),
-        "verdict": bound.get("verdict"),
-        "lambda_max": (f.get("lyapunov") or {}).get("max"),
+        "lambda1": bound.lambda1 if bound else None,
+        "threshold": bound.threshold if bound else None,
+        "verdict": bound.verdict if bound else None,
+        "lambda_max": f.lyapunov.max if f is not None and f.lyapunov is not None else None,
         "max_grad_norm": max(
             (
                 m["grad_norm"]

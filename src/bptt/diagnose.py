@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from . import _io
 from ._checks import InputError
+from ._records import to_json
 from .cells import GRU, LSTM, RNN, RecurrentBase
 from .convert import TORCH_RECURRENT, from_torch
 from .diagnostics.summary import summarize
@@ -322,7 +323,7 @@ def diagnose(
         cfg = subject.cfg
         length_task = make_task(cfg.task, cfg.protocol, seq_len, **cfg.task_options) if seq_len else the_task
         record = held_out_diagnostics(subject.model, length_task, samples, seed=the_task.test_seed + 2)
-        steps, sequences = record["steps"], record["batch"]
+        steps, sequences = record.steps, record.batch
     else:
         if (task is None) == (inputs is None) and subject.task is None:
             raise InputError("expected exactly one source of inputs: --task NAME or --inputs FILE")
@@ -361,6 +362,6 @@ def diagnose(
         }
     }
     _io.write_json(out / "config.json", config)
-    _io.write_json(out / "final_diagnostics.json", record)
+    _io.write_json(out / "final_diagnostics.json", to_json(record))
     report = write_report([out], out / "report.html", title=f"bptt diagnose: {Path(model).name}")
     return {"record": record, "report": str(report), "config": config}

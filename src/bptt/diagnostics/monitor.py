@@ -9,6 +9,7 @@ directory, written atomically, and goes to TensorBoard too when `tensorboard` is
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,8 @@ from torch import Tensor, nn
 
 from .. import _checks, _io
 from .._checks import InputTypeError
-from .summary import summarize
+from .._records import from_json, to_json
+from .summary import Summary, summarize
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class Monitor:
         >>> for step in range(5):
         ...     x, y = torch.randn(10, 4, 2), torch.randn(4, 1)
         ...     rec = monitor.step(x, lambda out, state: torch.nn.functional.mse_loss(head(out[-1]), y))
-        >>> [r["step"] for r in bptt.diagnostics.monitor.load(run)]
+        >>> [r.step for r in bptt.diagnostics.monitor.load(run)]
         [0, 2, 4]
     """
 
@@ -93,7 +95,7 @@ class Monitor:
         self.calls = 0
         self.writer = _tensorboard_writer(self.run_dir) if tensorboard else None
 
-    def step(self, input: Tensor, loss_fn: Any, hx: Any = None) -> dict[str, Any] | None:
+    def step(self, input: Tensor, loss_fn: Any, hx: Any = None) -> Summary | None:
         """Count one training step; on every N-th, trace `input` and record. Returns the record or None."""
         call = self.calls
         self.calls += 1
@@ -101,27 +103,30 @@ class Monitor:
             return None
         return self.record(input, loss_fn, hx, step=call)
 
-    def record(self, input: Tensor, loss_fn: Any, hx: Any = None, step: int | None = None) -> dict[str, Any]:
+    def record(self, input: Tensor, loss_fn: Any, hx: Any = None, step: int | None = None) -> Summary:
         """Trace and record now, whatever the count."""
         from ..trace import trace
 
         c = self.config
-        rec = summarize(trace(self.model, input, loss_fn, hx), c.samples, c.fraction, c.jacobian)
-        rec["step"] = self.calls if step is None else step
-        _io.write_json(self.run_dir / "diagnostics" / f"step_{rec['step']:08d}.json", rec)
+        s = self.calls if step is None else step
+        rec = dataclasses.replace(
+            summarize(trace(self.model, input, loss_fn, hx), c.samples, c.fraction, c.jacobian), step=s
+        )
+        _io.write_json(self.run_dir / "diagnostics" / f"step_{s:08d}.json", to_json(rec))
         if self.writer is not None:
-            self._tensorboard(rec)
+            self._tensorboard(rec, s)
         return rec
 
-    def _tensorboard(self, rec: dict[str, Any]) -> None:
-        w, s = self.writer, rec["step"]
+    def _tensorboard(self, rec: Summary, s: int) -> None:
+        w = self.writer
         if w is None:
             return
-        w.add_scalar("bptt/loss", rec["loss"], s)
-        w.add_scalar("bptt/horizon", rec["horizon"], s)
-        if rec.get("decay_slope") is not None:
-            w.add_scalar("bptt/decay_slope", rec["decay_slope"], s)
-        for name, value in rec["saturation"].items():
+        if rec.loss is not None:
+            w.add_scalar("bptt/loss", rec.loss, s)
+        w.add_scalar("bptt/horizon", rec.horizon, s)
+        if rec.decay_slope is not None:
+            w.add_scalar("bptt/decay_slope", rec.decay_slope, s)
+        for name, value in rec.saturation.items():
             if value is not None:
                 w.add_scalar(f"bptt/saturation/{name}", value, s)
         w.flush()
@@ -131,7 +136,7 @@ class Monitor:
             self.writer.close()
 
 
-def load(run_dir: str | Path) -> list[dict[str, Any]]:
+def load(run_dir: str | Path) -> list[Summary]:
     """Every record of a run directory, in step order."""
     files = sorted((Path(run_dir) / "diagnostics").glob("step_*.json"))
-    return [json.loads(f.read_text()) for f in files]
+    return [from_json(Summary, json.loads(f.read_text())) for f in files]

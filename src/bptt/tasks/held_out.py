@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
 from .._checks import InputTypeError
-from ..diagnostics.summary import summarize
+from ..diagnostics.summary import Summary, summarize
 from ..trace import trace
 from .base import Task
 
@@ -29,9 +29,7 @@ class Readout(Protocol):
     def head(self, output: Tensor) -> Tensor: ...
 
 
-def held_out_diagnostics(
-    model: nn.Module, task: Task, samples: int = 4, seed: int | None = None
-) -> dict[str, Any]:
+def held_out_diagnostics(model: nn.Module, task: Task, samples: int = 4, seed: int | None = None) -> Summary:
     """`summarize(..., full=True)` of `model`'s core traced on `samples` held-out sequences of `task`.
 
     The sequences come from `seed` (default: the task's test seed + 2, apart from the test set);

@@ -31,8 +31,10 @@ from torch import Tensor, nn
 
 from .. import _checks, _io
 from .._checks import InputError
+from .._records import to_json
 from .._version import __version__
 from ..diagnostics.monitor import Monitor
+from ..diagnostics.summary import Summary
 from ..engine import native
 from ..tasks import Batch, Task, make_task
 from ..tasks.held_out import held_out_diagnostics
@@ -396,13 +398,13 @@ def train(
     final = run.last_eval if fresh else _evaluate(task, model)
     summary = _summary(cfg, task, run.step, final, solved_early, run.counters, run.wall_s)
     if cfg.final_diagnostics:
-        _io.write_json(out / "final_diagnostics.json", final_diagnostics(cfg, task, model))
+        _io.write_json(out / "final_diagnostics.json", to_json(final_diagnostics(cfg, task, model)))
     _io.write_json(out / "summary.json", summary)
     _save(out, cfg, model, opt, guard, data, run, finished=True)
     return summary
 
 
-def final_diagnostics(cfg: TrainConfig, task: Task, model: SequenceModel, samples: int = 4) -> dict[str, Any]:
+def final_diagnostics(cfg: TrainConfig, task: Task, model: SequenceModel, samples: int = 4) -> Summary:
     """Every diagnostic of the trained model on `samples` held-out sequences (of length
     `cfg.final_seq_len` if set), traced in float64 with the task's loss."""
     length_task = (
