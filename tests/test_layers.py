@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Lowest first. A module belongs to the entry that names it or the nearest package above it.
 LAYERS: list[tuple[str, ...]] = [
-    ("bptt._checks", "bptt._io", "bptt._version"),
+    ("bptt._checks", "bptt._io", "bptt._records", "bptt._version"),
     ("bptt.engine",),
     ("bptt.cells", "bptt.convert"),
     ("bptt.trace", "bptt.watch"),

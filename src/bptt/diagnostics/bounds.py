@@ -17,6 +17,7 @@ supplies max f. Along a trace the bound is also checked step by step: ‖diag(a'
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,14 +25,12 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import InputTypeError
+from ..cells import registry
 from ..cells.base import RecurrentBase
-from ..cells.rnn import activation_grad
 from .jacobian import sigma_max, state_layout, step_jacobian
 
 if TYPE_CHECKING:
     from ..trace import Trace
-
-GAMMA = {"tanh": 1.0, "sigmoid": 0.25, "relu": 1.0, "linear": 1.0}
 
 
 def verdict(gamma: float, lam: float) -> str:
@@ -64,14 +63,6 @@ class LayerBound:
         return 1.0 / self.gamma if self.gamma else None
 
 
-def _cell_name(model: RecurrentBase) -> str:
-    if model.step.kind == "rnn":
-        return f"rnn ({model.step.nonlinearity})"  # type: ignore[attr-defined]
-    if model.step.kind == "lstm":
-        return f"lstm ({model.step.variant.name})"  # type: ignore[attr-defined]
-    return "gru"
-
-
 def bounds(model: nn.Module, trace: Trace | None = None, samples: slice | None = None) -> list[LayerBound]:
     """γ, λ1, ρ and the verdicts for every layer-direction; with a trace, also measured along it
     (for `samples` of its batch, all by default).
@@ -85,11 +76,11 @@ def bounds(model: nn.Module, trace: Trace | None = None, samples: slice | None =
         >>> bounds(rnn)[0].verdict
         'vanishing guaranteed (γ·λ = 0.975 < 1)'
     """
-    from ..convert import TORCH_RECURRENT, from_torch
+    from ..convert import from_torch, torch_recurrent
 
     if trace is not None:
         model = trace.model
-    elif isinstance(model, TORCH_RECURRENT):
+    elif isinstance(model, torch_recurrent()):
         model = from_torch(model)
     if not isinstance(model, RecurrentBase):
         raise InputTypeError(f"expected a bptt or torch.nn RNN/LSTM/GRU, got {type(model).__name__}")
@@ -99,24 +90,29 @@ def bounds(model: nn.Module, trace: Trace | None = None, samples: slice | None =
         lam = float(torch.linalg.matrix_norm(W, ord=2))
         rho = float(torch.linalg.eigvals(W).abs().max()) if W.shape[0] == W.shape[1] else None
         name = plan.names[0].removeprefix("weight_ih_")
-        cell = _cell_name(model)
-        gamma = GAMMA[model.step.nonlinearity] if model.step.kind == "rnn" else None  # type: ignore[attr-defined]
+        cell = registry.label(model.step)
+        spec = registry.spec_of(model.step)
+        gamma = spec.gamma(model.step) if spec is not None else None
         if gamma is not None:
             v, ev = verdict(gamma, lam), verdict(gamma, rho) if rho is not None else None
-        elif model.step.kind == "lstm":
-            v, ev = "the Elman bound does not apply; the CEC path is bounded by the forget gate", None
         else:
-            v, ev = "the Elman bound does not apply (z_t mixes the old and new state)", None
-        measured: dict[str, object] = {}
+            v, ev = spec.bound_note if spec is not None else "no bound declared for this cell", None
+        bound = LayerBound(name, cell, gamma, lam, rho, v, ev)
         if trace is not None:
-            measured = _measured(trace, plan.layer, int(plan.reverse), gamma, model, samples)
-        out.append(LayerBound(name, cell, gamma, lam, rho, v, ev, **measured))  # type: ignore[arg-type]
+            bound = _measured(bound, trace, plan.layer, int(plan.reverse), spec, samples)
+        out.append(bound)
     return out
 
 
 def _measured(
-    trace: Trace, layer: int, direction: int, gamma: float | None, model: RecurrentBase, samples: slice | None
-) -> dict[str, object]:
+    bound: LayerBound,
+    trace: Trace,
+    layer: int,
+    direction: int,
+    spec: registry.CellSpec | None,
+    samples: slice | None,
+) -> LayerBound:
+    """`bound` with what the trace measures along the way: step norms, a'(z_t), the largest forget gate."""
     step, tape, _ = trace.layer(layer, direction, samples)
     B, T = tape.x.shape[1], tape.steps
     layout = state_layout(step, tape)
@@ -126,11 +122,11 @@ def _measured(
         # ∂h_t/∂h_{t−1} (the h→h block for the LSTM)
         J = step_jacobian(trace, t, layer, direction, samples)[:, h, h]
         norms[:, t] = sigma_max(J.double())
-    out: dict[str, object] = {"step_norm": norms}
-    if gamma is not None:
-        act = activation_grad(model.step.nonlinearity, tape.h)  # type: ignore[attr-defined]
-        out["act_grad"] = act.abs().amax(-1).double().T  # (B, T)
-    f = step.gates(tape).get("f") if step.has_cell else None
-    if step.has_cell:
-        out["max_forget"] = float(f.max()) if f is not None else 1.0
-    return out
+    act_grad = max_forget = None
+    if bound.gamma is not None and spec is not None and spec.activation_grad is not None:
+        act = spec.activation_grad(step, tape.h)  # a'(z_t)
+        act_grad = act.abs().amax(-1).double().T  # (B, T)
+    if step.has_cell and spec is not None:
+        f = step.gates(tape).get(spec.carry_gate) if spec.carry_gate is not None else None
+        max_forget = float(f.max()) if f is not None else 1.0  # no forget gate: f = 1
+    return dataclasses.replace(bound, step_norm=norms, act_grad=act_grad, max_forget=max_forget)

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from .._records import Series, Table, finite
+from ..cells import registry
 from .bounds import bounds
 from .decomposition import forget_split
 from .distance import gradient_profile
-from .gates import gate_stats
+from .gates import carry_gate, gate_stats
 from .jacobian import decay_slope, jacobian_norms
 from .lyapunov import lyapunov
 
@@ -115,14 +116,14 @@ def summarize(
     step = trace.model.step
     stats = gate_stats(trace)
     sub = slice(0, samples)
-    f = trace.gates.get("f")
+    f = carry_gate(trace)
     log_state = jacobian_norms(trace, "state", log=True, samples=sub) if jacobian else None
     with_cell = jacobian and step.has_cell
     measured = bounds(trace.model, trace, sub) if full else bounds(trace.model)
     split = forget_split(trace, samples=sub) if full and step.has_cell else None
     spec = lyapunov(trace, k=exponents, burn_in=min(10, trace.steps // 4), samples=sub) if full else None
     return Summary(
-        cell=type(trace.model).__name__.lower() if step.kind != "rnn" else f"rnn-{step.nonlinearity}",  # type: ignore[attr-defined]
+        cell=registry.label(step),
         loss=finite(float(trace.loss)),
         steps=trace.steps,
         batch=trace.h.shape[2],

@@ -21,7 +21,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from .. import _checks, _io
 from .._checks import InputError
 from .._records import to_json
 from .._version import __version__
+from ..cells import registry
 from ..diagnostics.monitor import Monitor
 from ..diagnostics.summary import Summary
 from ..engine import native
@@ -41,7 +42,7 @@ from ..tasks.held_out import held_out_diagnostics
 from . import checkpoint, logs
 from .guard import POLICIES, NonFiniteGradient, locate
 from .init import INITS, initialise
-from .model import CELLS, CORES, SequenceModel, make_core
+from .model import CORES, SequenceModel, make_core
 from .update import Guard, Outcome
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
@@ -88,7 +89,7 @@ class TrainConfig:
     seed: int = 0
 
     def validate(self) -> TrainConfig:
-        _checks.choice("cell", self.cell, CELLS)
+        _checks.choice("cell", self.cell, registry.names())
         _checks.choice("core", self.core, CORES)
         _checks.choice("optimizer", self.optimizer, OPTIMIZERS)
         _checks.choice("clip", self.clip, CLIPS)
@@ -415,22 +416,28 @@ def final_diagnostics(cfg: TrainConfig, task: Task, model: SequenceModel, sample
     return held_out_diagnostics(model, length_task, samples, seed=task.test_seed + 2)
 
 
+def cell_label(cfg: TrainConfig) -> str:
+    """The cell with its options as the registry declares them: "rnn (tanh)", "lstm (cifg)", "gru"."""
+    spec = registry.get(cfg.cell)
+    options = spec.check_options({"variant": cfg.variant, "nonlinearity": cfg.nonlinearity})
+    return f"{cfg.cell} ({', '.join(options.values())})" if options else cfg.cell
+
+
 def _summary(
     cfg: TrainConfig,
     task: Task,
     steps: int,
-    final: dict[str, float] | None,
+    final: Mapping[str, float | None] | None,
     stopped_early: bool,
     counters: dict[str, int],
     wall: float,
     stopped: str | None = None,
 ) -> dict[str, Any]:
-    final = final or {"loss": None, "error_rate": None, "solved": 0.0}  # type: ignore[dict-item]
+    final = final or {"loss": None, "error_rate": None, "solved": 0.0}
     return {
         "task": task.name,
         "protocol": task.protocol,
-        "cell": cfg.cell if cfg.cell != "lstm" else f"lstm ({cfg.variant})",
-        "nonlinearity": cfg.nonlinearity if cfg.cell == "rnn" else None,
+        "cell": cell_label(cfg),
         "seq_len": task.seq_len,
         "steps": steps,
         "test_loss": final["loss"],
