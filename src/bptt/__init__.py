@@ -11,6 +11,7 @@ from .cells import GRU, LSTM, NONLINEARITIES, RNN, VARIANTS
 from .convert import from_torch
 from .diagnostics import Monitor
 from .trace import Trace, trace
+from .watch import Watch, watch
 
 
 def lstm_variants() -> dict[str, str]:
@@ -25,10 +26,12 @@ __all__ = [
     "RNN",
     "Monitor",
     "Trace",
+    "Watch",
     "__version__",
     "diagnostics",
     "from_torch",
     "lstm_variants",
     "theory",
     "trace",
+    "watch",
 ]

@@ -16,7 +16,7 @@ from .._records import Series, Table, finite
 from ..cells import registry
 from .bounds import bounds
 from .decomposition import forget_split
-from .distance import gradient_profile
+from .distance import gradient_profile, lag_profile
 from .gates import carry_gate, gate_stats
 from .jacobian import decay_slope, jacobian_norms
 from .lyapunov import lyapunov
@@ -71,7 +71,10 @@ class Summary:
     batch: int
     distance: Series
     contribution: Series
-    horizon: int
+    horizon: int  # the lag horizon: how far back each loss term's gradient reaches
+    lag_log_norm: Series  # log r(τ) for lags τ = 0, 1, … (`distance.lag_profile`)
+    lag_sources: int
+    horizon_end: int  # the distance to the last step at which the contributions still count
     fraction: float
     dh_mean: Table
     dc_mean: Table | None
@@ -88,6 +91,7 @@ class Summary:
     split: SplitRecord | None = None  # with full=True, for a cell with a cell state
     lyapunov: LyapunovRecord | None = None  # with full=True
     step: int | None = None  # the training step of a Monitor snapshot
+    module: str | None = None  # the watched module of a Monitor snapshot
 
 
 def summarize(
@@ -98,8 +102,12 @@ def summarize(
     full: bool = False,
     exponents: int = 16,
 ) -> Summary:
-    """Gradient against distance, horizon, contributions, gate saturation, bounds and (for the first
-    `samples` sequences, layer 0) the Jacobian products, as plain numbers and lists.
+    """Gradient against distance, the lag profile and horizons, contributions, gate saturation, bounds
+    and (for the first `samples` sequences, layer 0) the Jacobian products, as plain numbers and lists.
+
+    `horizon` is the lag horizon (`diagnostics.distance.lag_profile`, measured on the top layer for
+    the first `samples` sequences): how far back each loss term's gradient reaches. `horizon_end`
+    is the distance to the last step at which the contributions ‖∂L/∂θ|_k‖ still count.
 
     `full` adds what a final report shows: the forget-gate split (LSTM), the Lyapunov spectrum
     (`exponents` largest) compared with the decay slope, and the bounds measured along the trace.
@@ -116,7 +124,19 @@ def summarize(
     step = trace.model.step
     stats = gate_stats(trace)
     sub = slice(0, samples)
+    lags = lag_profile(trace, samples=sub, fraction=fraction)
     f = carry_gate(trace)
+    forget_unit_mean = forget_histogram = None
+    if f is not None:
+        f0 = f[0].double()  # (T, B, H) of layer 0
+        unit = f.double()
+        if trace.lengths is not None:  # only the steps before each sequence's end
+            valid = torch.arange(f0.shape[0])[:, None] < trace.lengths[None, :]
+            f0, unit = f0[valid], unit[:, valid]  # (L·D, steps, H)
+            forget_unit_mean = finite(unit.mean(1))
+        else:
+            forget_unit_mean = finite(unit.mean((1, 2)))
+        forget_histogram = finite(torch.histc(f0, bins=20, min=0, max=1))
     log_state = jacobian_norms(trace, "state", log=True, samples=sub) if jacobian else None
     with_cell = jacobian and step.has_cell
     measured = bounds(trace.model, trace, sub) if full else bounds(trace.model)
@@ -129,7 +149,10 @@ def summarize(
         batch=trace.h.shape[2],
         distance=finite(prof.distance),
         contribution=finite(prof.contribution),
-        horizon=prof.horizon,
+        horizon=lags.horizon,
+        lag_log_norm=finite(lags.log_norm),
+        lag_sources=lags.sources,
+        horizon_end=prof.horizon,
         fraction=fraction,
         dh_mean=finite(prof.dh_mean),
         dc_mean=finite(prof.dc_mean) if prof.dc_mean is not None else None,
@@ -152,8 +175,8 @@ def summarize(
             )
             for b in measured
         ],
-        forget_unit_mean=finite(f.double().mean((1, 2))) if f is not None else None,
-        forget_histogram=finite(torch.histc(f[0].double(), bins=20, min=0, max=1)) if f is not None else None,
+        forget_unit_mean=forget_unit_mean,
+        forget_histogram=forget_histogram,
         jacobian_log_state=finite(log_state.mean(0)) if log_state is not None else None,
         decay_slope=finite(decay_slope(log_state, prof.distance)) if log_state is not None else None,
         jacobian_log_c=finite(jacobian_norms(trace, "c", log=True, samples=sub).mean(0))
