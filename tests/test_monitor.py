@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 import bptt
 from bptt import _io, cli
+from bptt._records import to_json
 from bptt.diagnostics import monitor as monitor_module
 from bptt.diagnostics import summarize
 
@@ -84,10 +86,12 @@ def test_records_are_plain_json_with_no_infinities(tmp_path) -> None:
 
 
 def test_a_line_cut_short_by_an_interruption_is_left_out(tmp_path) -> None:
-    _io.append_jsonl(tmp_path / "diagnostics.jsonl", {"step": 0, "module": "rnn"})
+    tr = bptt.trace(bptt.RNN(2, 3), torch.randn(5, 2, 2), lambda out, h: out[-1].sum())
+    rec = dataclasses.replace(summarize(tr), step=0, module="rnn")
+    _io.append_jsonl(tmp_path / "diagnostics.jsonl", to_json(rec))
     with (tmp_path / "diagnostics.jsonl").open("a") as f:
         f.write('{"step": 1, "mod')
-    assert monitor_module.load(tmp_path) == [{"step": 0, "module": "rnn"}]
+    assert monitor_module.load(tmp_path) == [rec]
 
 
 def test_monitor_sends_scalars_to_tensorboard_when_it_can(tmp_path) -> None:
@@ -148,7 +152,7 @@ def test_samples_slice_the_batch_without_changing_the_numbers() -> None:
         torch.randn(9, 5, 2, dtype=torch.float64),
         lambda out, s: out.sum(),
     )
-    full = tr.jacobian_norms()
-    assert torch.allclose(tr.jacobian_norms(samples=slice(1, 3)), full[1:3], rtol=1e-12)
+    full = bptt.diagnostics.jacobian_norms(tr)
+    assert torch.allclose(bptt.diagnostics.jacobian_norms(tr, samples=slice(1, 3)), full[1:3], rtol=1e-12)
     rec = summarize(tr, samples=2)
     assert rec.jacobian_log_state == pytest.approx(full[:2].log().mean(0).tolist())
