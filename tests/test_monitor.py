@@ -71,9 +71,10 @@ def test_monitor_sends_scalars_to_tensorboard_when_it_can(tmp_path) -> None:
     mon = bptt.Monitor(torch.nn.GRU(2, 3), every=1, run_dir=tmp_path, tensorboard=False)
     mon.writer = Writer()
     rec = mon.step(torch.randn(6, 2, 2), lambda out, h: out.sum())
+    assert rec is not None
     sent = dict(mon.writer.scalars)
-    assert sent["bptt/loss"] == rec["loss"] and sent["bptt/horizon"] == rec["horizon"]
-    assert {f"bptt/saturation/{g}": v for g, v in rec["saturation"].items()}.items() <= sent.items()
+    assert sent["bptt/loss"] == rec.loss and sent["bptt/horizon"] == rec.horizon
+    assert {f"bptt/saturation/{g}": v for g, v in rec.saturation.items()}.items() <= sent.items()
 
 
 def test_monitor_without_tensorboard_still_records(tmp_path, monkeypatch) -> None:
@@ -81,7 +82,7 @@ def test_monitor_without_tensorboard_still_records(tmp_path, monkeypatch) -> Non
     mon = bptt.Monitor(torch.nn.GRU(2, 3), every=1, run_dir=tmp_path, tensorboard=True)
     assert mon.writer is None
     mon.step(torch.randn(6, 2, 2), lambda out, h: out.sum())
-    assert [r["step"] for r in monitor_module.load(tmp_path)] == [0]
+    assert [r.step for r in monitor_module.load(tmp_path)] == [0]
 
 
 def test_monitor_refuses_a_whole_model() -> None:

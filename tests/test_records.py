@@ -101,5 +101,5 @@ def test_a_summary_survives_strict_json(tmp_path) -> None:
 def test_an_rnn_summary_has_no_cell_state_parts() -> None:
     tr = bptt.trace(bptt.RNN(2, 4), torch.randn(6, 2, 2), lambda out, h: out[-1].sum())
     rec = summarize(tr, full=True)
-    assert rec.cell == "rnn-tanh" and rec.dc_mean is None and rec.split is None
+    assert rec.cell == "rnn (tanh)" and rec.dc_mean is None and rec.split is None
     assert rec.jacobian_log_c is None and rec.forget_histogram is None and rec.lyapunov is not None

@@ -110,7 +110,7 @@ def summarize(
         >>> tr = bptt.trace(bptt.LSTM(2, 8), torch.randn(20, 4, 2), lambda out, s: out[-1].sum())
         >>> rec = summarize(tr)
         >>> rec.cell, rec.steps, len(rec.contribution), len(rec.jacobian_log_cec)
-        ('lstm', 20, 20, 20)
+        ('lstm (vanilla)', 20, 20, 20)
     """
     prof = gradient_profile(trace, fraction)
     step = trace.model.step
