@@ -17,10 +17,11 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/bptt demo --out runs/demo
 
-## test: lint, then the whole suite (two workers)
+## test: lint, type-check src/ (mypy --strict), then the whole suite (two workers)
 test: $(STAMP)
 	$(BIN)/ruff check src tests examples
 	$(BIN)/ruff format --check src tests examples
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2
 
 ## bench: the engine against torch.nn's fused modules (a few minutes)
@@ -33,4 +34,4 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis src/*.egg-info

@@ -175,8 +175,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         "steps": monitor.calls,
         "valid_perplexity": evaluate(model, valid_data, args.bptt),
         "vocab": len(vocab),
-        "horizon": records[-1]["horizon"] if records else None,
-        "horizon_end": records[-1]["horizon_end"] if records else None,
+        "horizon": records[-1].horizon if records else None,
+        "horizon_end": records[-1].horizon_end if records else None,
     }
     _io.write_json(out / "summary.json", summary)
     report = write_report([out], out / "report.html", title="bptt: a word-level LSTM language model, watched")

@@ -19,11 +19,11 @@ def test_the_word_language_model_is_watched_and_reported(tmp_path, capsys) -> No
     spec.loader.exec_module(word_lm)
     summary = word_lm.main(["--dry-run", "--out", str(tmp_path)])
     records = monitor.load(tmp_path)
-    assert [r["step"] for r in records] == list(range(0, summary["steps"], 5))
-    assert {r["module"] for r in records} == {"rnn"}
-    assert all(len(r["dh_mean"]) == 2 and len(r["dh_mean"][0]) == 12 for r in records)  # 2 layers, T = 12
-    assert all(r["lag_sources"] == 12 and 0 <= r["horizon"] <= 11 for r in records)  # a loss at every step
-    assert all(math.isfinite(r["loss"]) for r in records)
+    assert [r.step for r in records] == list(range(0, summary["steps"], 5))
+    assert {r.module for r in records} == {"rnn"}
+    assert all(len(r.dh_mean) == 2 and len(r.dh_mean[0]) == 12 for r in records)  # 2 layers, T = 12
+    assert all(r.lag_sources == 12 and 0 <= r.horizon <= 11 for r in records)  # a loss at every step
+    assert all(math.isfinite(r.loss) for r in records)
     assert 1 < summary["valid_perplexity"] < summary["vocab"]
     assert (tmp_path / "report.html").stat().st_size > 10_000
     assert "validation perplexity" in capsys.readouterr().out

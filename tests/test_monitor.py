@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 import bptt
 from bptt import _io, cli
+from bptt._records import to_json
 from bptt.diagnostics import monitor as monitor_module
 from bptt.diagnostics import summarize
 
@@ -40,13 +42,14 @@ def test_monitor_records_every_n_steps_of_a_torch_training_loop(tmp_path) -> Non
         losses.append(loss.item())
         opt.step()
     records = monitor_module.load(tmp_path)
-    assert [(r["step"], r["module"]) for r in records] == [(0, "lstm"), (3, "lstm"), (6, "lstm")]
+    assert [(r.step, r.module) for r in records] == [(0, "lstm"), (3, "lstm"), (6, "lstm")]
     assert monitor.records == records[-1:]  # the last watched step (6) returned what it wrote
     r = records[0]
-    assert r["loss"] == pytest.approx(losses[0])  # the step's own loss, not a second pass
-    assert len(r["contribution"]) == 12 and len(r["jacobian_log_state"]) == 12
-    assert r["jacobian_log_state"][-1] == pytest.approx(0.0)  # ‖∂s_{T−1}/∂s_{T−1}‖ = 1
-    assert 0 <= r["horizon"] <= 11 and r["lag_sources"] == 1 and set(r["saturation"]) == set("ifgo")
+    assert r.jacobian_log_state is not None
+    assert r.loss == pytest.approx(losses[0])  # the step's own loss, not a second pass
+    assert len(r.contribution) == 12 and len(r.jacobian_log_state) == 12
+    assert r.jacobian_log_state[-1] == pytest.approx(0.0)  # ‖∂s_{T−1}/∂s_{T−1}‖ = 1
+    assert 0 <= r.horizon <= 11 and r.lag_sources == 1 and set(r.saturation) == set("ifgo")
     assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))  # it trained
 
 
@@ -79,14 +82,16 @@ def test_records_are_plain_json_with_no_infinities(tmp_path) -> None:
     text = (tmp_path / "diagnostics.jsonl").read_text()
     assert "Infinity" not in text and "NaN" not in text
     rec = monitor_module.load(tmp_path)[0]
-    assert rec["jacobian_log_state"][0] is None and rec["loss"] is None and rec["module"] == ""
+    assert rec.jacobian_log_state[0] is None and rec.loss is None and rec.module == ""
 
 
 def test_a_line_cut_short_by_an_interruption_is_left_out(tmp_path) -> None:
-    _io.append_jsonl(tmp_path / "diagnostics.jsonl", {"step": 0, "module": "rnn"})
+    tr = bptt.trace(bptt.RNN(2, 3), torch.randn(5, 2, 2), lambda out, h: out[-1].sum())
+    rec = dataclasses.replace(summarize(tr), step=0, module="rnn")
+    _io.append_jsonl(tmp_path / "diagnostics.jsonl", to_json(rec))
     with (tmp_path / "diagnostics.jsonl").open("a") as f:
         f.write('{"step": 1, "mod')
-    assert monitor_module.load(tmp_path) == [{"step": 0, "module": "rnn"}]
+    assert monitor_module.load(tmp_path) == [rec]
 
 
 def test_monitor_sends_scalars_to_tensorboard_when_it_can(tmp_path) -> None:
@@ -109,9 +114,9 @@ def test_monitor_sends_scalars_to_tensorboard_when_it_can(tmp_path) -> None:
         s.loss.backward()
     (rec,) = mon.records
     sent = dict(mon.writer.scalars)
-    assert sent["bptt/loss"] == rec["loss"] and sent["bptt/horizon"] == rec["horizon"]
-    assert sent["bptt/horizon_end"] == rec["horizon_end"]
-    assert {f"bptt/saturation/{g}": v for g, v in rec["saturation"].items()}.items() <= sent.items()
+    assert sent["bptt/loss"] == rec.loss and sent["bptt/horizon"] == rec.horizon
+    assert sent["bptt/horizon_end"] == rec.horizon_end
+    assert {f"bptt/saturation/{g}": v for g, v in rec.saturation.items()}.items() <= sent.items()
 
 
 def test_monitor_without_tensorboard_still_records(tmp_path, monkeypatch) -> None:
@@ -121,7 +126,7 @@ def test_monitor_without_tensorboard_still_records(tmp_path, monkeypatch) -> Non
     assert mon.writer is None
     with mon.step():
         gru(torch.randn(6, 2, 2))[0].sum().backward()
-    assert [r["step"] for r in monitor_module.load(tmp_path)] == [0]
+    assert [r.step for r in monitor_module.load(tmp_path)] == [0]
 
 
 def test_monitor_needs_a_recurrent_module() -> None:
@@ -147,7 +152,7 @@ def test_samples_slice_the_batch_without_changing_the_numbers() -> None:
         torch.randn(9, 5, 2, dtype=torch.float64),
         lambda out, s: out.sum(),
     )
-    full = tr.jacobian_norms()
-    assert torch.allclose(tr.jacobian_norms(samples=slice(1, 3)), full[1:3], rtol=1e-12)
+    full = bptt.diagnostics.jacobian_norms(tr)
+    assert torch.allclose(bptt.diagnostics.jacobian_norms(tr, samples=slice(1, 3)), full[1:3], rtol=1e-12)
     rec = summarize(tr, samples=2)
-    assert rec["jacobian_log_state"] == pytest.approx(full[:2].log().mean(0).tolist())
+    assert rec.jacobian_log_state == pytest.approx(full[:2].log().mean(0).tolist())

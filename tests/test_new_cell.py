@@ -171,11 +171,12 @@ def test_every_diagnostic_reads_the_new_cell_from_its_spec() -> None:
     torch.manual_seed(0)
     tr = bptt.trace(MGU(2, 6), torch.randn(12, 3, 2), lambda out, h: out[-1].sum())
     rec = summarize(tr, samples=2, full=True)
-    assert rec["cell"] == "mgu"
-    assert set(rec["saturation"]) == {"f", "n"} and all(v is not None for v in rec["saturation"].values())
-    assert rec["jacobian_log_state"][-1] == pytest.approx(0.0)  # ‖∂s_{T−1}/∂s_{T−1}‖ = 1
-    assert rec["bounds"][0]["verdict"] == SPEC.bound_note and rec["bounds"][0]["cell"] == "mgu"
-    assert len(rec["lyapunov"]["exponents"]) == 6
+    assert rec.cell == "mgu"
+    assert set(rec.saturation) == {"f", "n"} and all(v is not None for v in rec.saturation.values())
+    assert rec.jacobian_log_state is not None and rec.lyapunov is not None
+    assert rec.jacobian_log_state[-1] == pytest.approx(0.0)  # ‖∂s_{T−1}/∂s_{T−1}‖ = 1
+    assert rec.bounds[0].verdict == SPEC.bound_note and rec.bounds[0].cell == "mgu"
+    assert len(rec.lyapunov.exponents) == 6
     stats = gate_stats(tr)
     f = tr.gates["f"]
     assert stats["f"].overall_saturated == pytest.approx(float(((f <= 0.01) | (f >= 0.99)).double().mean()))

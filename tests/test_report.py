@@ -90,7 +90,7 @@ def test_diagnose_a_saved_torch_state_dict_equals_a_direct_trace(tmp_path: Path)
     assert (twin.num_layers, twin.bidirectional, twin.hidden_size) == (2, True, 6)
     result = diagnose(tmp_path / "m.pt", tmp_path / "out", task="adding", seq_len=15, samples=3)
     rec = result["record"]
-    assert rec["steps"] == 15 and (tmp_path / "out" / "report.html").exists()
+    assert rec.steps == 15 and (tmp_path / "out" / "report.html").exists()
     assert result["config"]["train"]["loss"] == "random"
     page = load_run(tmp_path / "out")
     assert page.final is not None and page.summary is None
@@ -107,7 +107,7 @@ def test_diagnose_a_bptt_checkpoint_uses_its_readout(tmp_path: Path) -> None:
         and result["config"]["train"]["source"] == "bptt checkpoint"
     )
     # the same trace as the run's own final diagnostics: same sequences, same float64 copy
-    assert result["record"] == json.loads((tmp_path / "run" / "final_diagnostics.json").read_text())
+    assert result["record"] == load_run(tmp_path / "run").final
     with pytest.raises(ValueError, match="readout is for the copy task, not adding"):
         diagnose(tmp_path / "run", tmp_path / "out2", task="adding")
 

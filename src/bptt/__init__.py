@@ -6,13 +6,12 @@ fused kernels hide: the total gradient at every step and every step's contributi
 """
 
 from . import diagnostics, theory
+from ._version import __version__
 from .cells import GRU, LSTM, NONLINEARITIES, RNN, VARIANTS
 from .convert import from_torch
 from .diagnostics import Monitor
 from .trace import Trace, trace
 from .watch import Watch, watch
-
-__version__ = "0.1.0"
 
 
 def lstm_variants() -> dict[str, str]:
@@ -28,6 +27,7 @@ __all__ = [
     "Monitor",
     "Trace",
     "Watch",
+    "__version__",
     "diagnostics",
     "from_torch",
     "lstm_variants",

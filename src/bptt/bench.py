@@ -186,18 +186,19 @@ def _models(cell: str, shape: Shape, device: torch.device) -> tuple[nn.Module, R
 
 def _floor_ms(ours: RecurrentBase, shape: Shape, device: torch.device, repeats: int) -> float | None:
     B, T, _, _ = shape
-    W = ours.weight_hh_l0.detach()
+    W = ours.get_parameter("weight_hh_l0").detach()
     h = torch.randn(B, W.shape[1], device=device)
-    if device.type == "cpu" and native.usable(h[None]):
-        run = lambda: native.recurrent_floor(h, W, T)  # noqa: E731
-    else:
-        y, d = torch.empty(B, W.shape[0], device=device), torch.empty(B, W.shape[1], device=device)
+    y, d = torch.empty(B, W.shape[0], device=device), torch.empty(B, W.shape[1], device=device)
+    use_native = device.type == "cpu" and native.usable(h[None])
 
-        def run() -> None:
-            for _ in range(T):
-                torch.mm(h, W.T, out=y)
-            for _ in range(T):
-                torch.mm(y, W, out=d)
+    def run() -> None:
+        if use_native:
+            native.recurrent_floor(h, W, T)
+            return
+        for _ in range(T):
+            torch.mm(h, W.T, out=y)
+        for _ in range(T):
+            torch.mm(y, W, out=d)
 
     now = _timer(device)
 
@@ -217,7 +218,10 @@ def bench_cell(cell: str, shape: Shape, cfg: BenchConfig, device: torch.device) 
     grad = torch.randn(T, B, ours.hidden_size, device=device)
     err, ref_err = _check(check_ref, ours, x, grad)
     (t_ref, t_ours) = _interleaved([_fwd_bwd(ref, x, grad), _fwd_bwd(ours, x, grad)], cfg.warmup, cfg.repeats)
-    total = lambda ts: statistics.median(f + b for f, b in ts)  # noqa: E731
+
+    def total(ts: list[tuple[float, float]]) -> float:
+        return statistics.median(f + b for f, b in ts)
+
     return Row(
         cell=cell,
         reference=f"torch.nn.{type(ref).__name__}",
@@ -287,7 +291,7 @@ def _unrolled_contribution_norms(model: LSTM, x: Tensor, grad: Tensor) -> tuple[
     norms = []
     for t in range(T):
         grads = torch.autograd.grad(loss, [copies[t][n] for n in names], retain_graph=True)
-        norms.append(torch.sqrt(sum(g.pow(2).sum() for g in grads)))
+        norms.append(torch.stack([g.pow(2).sum() for g in grads]).sum().sqrt())
     return torch.stack(norms), now() - t0
 
 
@@ -327,7 +331,7 @@ def bench_diagnostics(
     parts: dict[str, Callable[[Any], Any]] = {
         "gradient profile": dg.gradient_profile,
         "jacobian norms (state, h, c, cec)": lambda tr: [
-            tr.jacobian_norms(of=of) for of in ("state", "h", "c", "cec")
+            dg.jacobian_norms(tr, of=of) for of in ("state", "h", "c", "cec")
         ],
         "forget split": dg.forget_split,
         "bounds along the trace": lambda tr: dg.bounds(tr.model, tr),
@@ -367,7 +371,8 @@ class _WordLM(nn.Module):
 
     def loss(self, x: Tensor, y: Tensor) -> Tensor:
         if not self.vocab:
-            return (self.rnn(x)[0] * y).sum()
+            out: Tensor = self.rnn(x)[0]
+            return (out * y).sum()
         logits = self.decoder(self.rnn(self.embed(x))[0])
         return nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
 
@@ -399,14 +404,14 @@ def _watch_row(cfg: BenchConfig, device: torch.device, vocab: int) -> dict[str, 
     def plain() -> float:
         model.zero_grad(set_to_none=True)
         t0 = now()
-        model.loss(x, y).backward()
+        torch.autograd.backward(model.loss(x, y))
         return now() - t0
 
     def watched(record: bool = False) -> float:
         model.zero_grad(set_to_none=True)
         t0 = now()
         with watch(model) as w:
-            model.loss(x, y).backward()
+            torch.autograd.backward(model.loss(x, y))
         tr = w.traces["rnn"]
         if record:
             summarize(tr)  # what a Monitor record computes

@@ -85,26 +85,33 @@ def plan(cfg: DemoConfig) -> list[tuple[str, TrainConfig]]:
         ("rnn-explode-clipped", dataclasses.replace(explode, clip="norm")),
     ]
     if cfg.dry_run:
-        small = {
-            "seq_len": 10,
-            "final_seq_len": 11,
-            "hidden_size": 8,
-            "steps": 4,
-            "eval_every": 2,
-            "monitor_every": 2,
-            "test_size": 32,
-            "log_every": 1,
-        }
         runs = [
             (
                 n,
                 dataclasses.replace(
-                    c, **{k: v for k, v in small.items() if k != "final_seq_len" or c.final_seq_len}
+                    c,
+                    seq_len=10,
+                    final_seq_len=11 if c.final_seq_len else None,
+                    hidden_size=8,
+                    steps=4,
+                    eval_every=2,
+                    monitor_every=2,
+                    test_size=32,
+                    log_every=1,
                 ),
             )
             for n, c in runs
         ]
     return runs
+
+
+def _named(
+    progress: Callable[[str, dict[str, Any]], None] | None, name: str
+) -> Callable[[dict[str, Any]], None] | None:
+    """The trainer's progress callback for the run `name`."""
+    if progress is None:
+        return None
+    return lambda row: progress(name, row)
 
 
 def run(cfg: DemoConfig, progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
@@ -116,7 +123,7 @@ def run(cfg: DemoConfig, progress: Callable[[str, dict[str, Any]], None] | None 
         if run_dir.exists():
             shutil.rmtree(run_dir)
         try:
-            train(tc, run_dir, progress=(lambda row, n=name: progress(n, row)) if progress else None)
+            train(tc, run_dir, progress=_named(progress, name))
         except NonFiniteGradient:
             pass  # the guard's report and the summary are in the run directory
         rows.append(demo_row(name, run_dir))
@@ -135,9 +142,9 @@ def demo_row(name: str, run_dir: Path) -> dict[str, Any]:
 
     data = load_run(run_dir, name)
     s = data.summary or {}
-    f = data.final or {}
-    distance, ratio = far_over_near(data.final)
-    bound = (f.get("bounds") or [{}])[0]
+    f = data.final
+    distance, ratio = far_over_near(f)
+    bound = f.bounds[0] if f is not None and f.bounds else None
     return {
         "run": name,
         "cell": s.get("cell"),
@@ -149,10 +156,10 @@ def demo_row(name: str, run_dir: Path) -> dict[str, Any]:
         "baseline_loss": s.get("baseline_loss"),
         "distance": distance,
         "gradient_far_over_near": ratio,
-        "lambda1": bound.get("lambda1"),
-        "threshold": bound.get("threshold"),
-        "verdict": bound.get("verdict"),
-        "lambda_max": (f.get("lyapunov") or {}).get("max"),
+        "lambda1": bound.lambda1 if bound else None,
+        "threshold": bound.threshold if bound else None,
+        "verdict": bound.verdict if bound else None,
+        "lambda_max": f.lyapunov.max if f is not None and f.lyapunov is not None else None,
         "max_grad_norm": max(
             (
                 m["grad_norm"]

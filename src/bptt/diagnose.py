@@ -15,7 +15,6 @@ for every model and the diagnostics show what the recurrence alone does to it.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from torch import Tensor, nn
 
 from . import _io
 from ._checks import InputError
+from ._records import to_json
 from .cells import RecurrentBase, registry
 from .convert import from_torch, torch_recurrent
 from .diagnostics.summary import summarize
@@ -231,7 +231,11 @@ def load_subject(
         for flag, value in (("--nonlinearity", nonlinearity), ("--variant", variant)):
             if value is not None:
                 raise InputError(f"{flag} is for a state dict; {path} holds a whole {type(obj).__name__}")
-        found = {n: m for n, m in obj.named_modules() if isinstance(m, (RecurrentBase, *torch_recurrent()))}
+        found: dict[str, nn.Module] = {
+            n: m
+            for n, m in obj.named_modules()
+            if isinstance(m, RecurrentBase) or isinstance(m, torch_recurrent())
+        }
         name = _choose(sorted(found), module, path)
         chosen = found[name]
         desc = {
@@ -322,7 +326,7 @@ def diagnose(
     """
     from .reports import write_report
     from .tasks import make_task
-    from .training.trainer import final_diagnostics
+    from .tasks.held_out import held_out_diagnostics
 
     if inputs is not None and seq_len is not None:
         raise InputError("--seq-len is for --task's sequences; the --inputs file sets its own length")
@@ -343,9 +347,10 @@ def diagnose(
             raise InputError("--loss task draws its sequences from the checkpoint's task; leave --inputs out")
         if task is not None and task != subject.cfg.task:
             raise InputError(f"this checkpoint's readout is for the {subject.cfg.task} task, not {task}")
-        cfg = dataclasses.replace(subject.cfg, final_seq_len=seq_len) if seq_len else subject.cfg
-        record = final_diagnostics(cfg, subject.task, subject.model, samples)
-        steps, sequences = record["steps"], record["batch"]
+        cfg = subject.cfg
+        length_task = make_task(cfg.task, cfg.protocol, seq_len, **cfg.task_options) if seq_len else the_task
+        record = held_out_diagnostics(subject.model, length_task, samples, seed=the_task.test_seed + 2)
+        steps, sequences = record.steps, record.batch
     else:
         if (task is None) == (inputs is None) and subject.task is None:
             raise InputError("expected exactly one source of inputs: --task NAME or --inputs FILE")
@@ -384,6 +389,6 @@ def diagnose(
         }
     }
     _io.write_json(out / "config.json", config)
-    _io.write_json(out / "final_diagnostics.json", record)
+    _io.write_json(out / "final_diagnostics.json", to_json(record))
     report = write_report([out], out / "report.html", title=f"bptt diagnose: {Path(model).name}")
     return {"record": record, "report": str(report), "config": config}

@@ -18,6 +18,7 @@ RNN, independently of the closed form, which comes from its stationarity conditi
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,8 +84,8 @@ def gain_optimum(nonlinearity: str) -> tuple[float, float]:
 def _one_unit(nonlinearity: str, w: float) -> RNN:
     rnn = RNN(1, 1, nonlinearity=nonlinearity, bias=False, dtype=F64)
     with torch.no_grad():
-        rnn.weight_ih_l0.zero_()
-        rnn.weight_hh_l0.fill_(w)
+        rnn.get_parameter("weight_ih_l0").zero_()
+        rnn.get_parameter("weight_hh_l0").fill_(w)
     return rnn
 
 
@@ -141,12 +142,16 @@ def _linear_rnn_claims() -> list[Claim]:
     return out
 
 
+def _gain_at(nonlinearity: str, h: float, w: float) -> float:
+    return measured_gain(nonlinearity, w, h)
+
+
 def _gain_claims() -> list[Claim]:
     out = []
     for nl in ("sigmoid", "tanh"):
         u, g = gain_optimum(nl)
         for h in (1.0, 0.5, 2.0):
-            w_best, g_best = golden_max(lambda w, h=h, nl=nl: measured_gain(nl, w, h), 0.01 / h, 6.0 / h)
+            w_best, g_best = golden_max(functools.partial(_gain_at, nl, h), 0.01 / h, 6.0 / h)
             how = f"golden-section search over w of the measured step Jacobian of a one-unit {nl} RNN at h = {h}"
             out.append(Claim(f"{nl}: argmax_w w·{nl}'(w·{h})", f"w* = {u:.7f}/h", u / h, w_best, how, 1e-5))
             out.append(Claim(f"{nl}: max_w w·{nl}'(w·{h})", f"{g:.7f}/h", g / h, g_best, how, 1e-9))
@@ -178,7 +183,9 @@ def _forget_claims() -> list[Claim]:
     with torch.no_grad():
         for p in lstm.parameters():
             p.zero_()
-        lstm.bias_ih_l0[1] = b  # the forget-gate bias (gate order i, f, g, o); every weight zero: f_t = σ(b)
+        lstm.get_parameter("bias_ih_l0")[1] = (
+            b  # the forget-gate bias (gate order i, f, g, o); every weight zero: f_t = σ(b)
+        )
     tr = trace(lstm, torch.zeros(T + 1, 1, 1, dtype=F64), lambda out, s: out[-1].sum())
     cec = jacobian_norms(tr, of="cec")
     return [
@@ -205,14 +212,14 @@ def _cec_claims() -> list[Claim]:
     torch.manual_seed(0)
     lstm = LSTM(2, 4, variant="original", dtype=F64)
     with torch.no_grad():
-        lstm.weight_hh_l0.zero_()  # no path through h: only the carousel links c_0 to c_T
+        lstm.get_parameter("weight_hh_l0").zero_()  # no path through h: only the carousel links c_0 to c_T
     tr = trace(lstm, torch.randn(200, 1, 2, dtype=F64), lambda out, s: s[1].sum())
     return [
         Claim(
             "the Constant Error Carousel (HS97 LSTM)",
             "∂c_T/∂c_0 = I without a forget gate",
             1.0,
-            float(tr.jacobian_norms(of="c")[0, 0]),
+            float(jacobian_norms(tr, of="c")[0, 0]),
             "c→c Jacobian norm over 199 steps of bptt.LSTM(variant='original') without W_hh",
             1e-12,
         )
@@ -222,7 +229,7 @@ def _cec_claims() -> list[Claim]:
 def _sum_claim() -> list[Claim]:
     torch.manual_seed(0)
     tr = trace(LSTM(3, 8, dtype=F64), torch.randn(40, 4, 3, dtype=F64), lambda out, s: out[-1].pow(2).sum())
-    total = sum(tr.contribution(k)["weight_hh_l0"] for k in range(tr.steps))
+    total = torch.stack([tr.contribution(k)["weight_hh_l0"] for k in range(tr.steps)]).sum(0)
     g = tr.grads["weight_hh_l0"]
     return [
         Claim(

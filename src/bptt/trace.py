@@ -117,12 +117,6 @@ class Trace:
         params = {s: self.params[n].detach() for s, n in zip(plan.suffixes, plan.names, strict=True)}
         return plan.step, tape, params
 
-    def jacobian_norms(self, of: str = "state", layer: int = 0, **kwargs: object) -> Tensor:
-        """(B, T) spectral norms of ∂s_{T−1}/∂s_k; see `bptt.diagnostics.jacobian_norms`."""
-        from .diagnostics.jacobian import jacobian_norms
-
-        return jacobian_norms(self, of=of, layer=layer, **kwargs)  # type: ignore[arg-type]
-
     @cached_property
     def _terms(self) -> list[tuple[LayerPlan, dict[str, Term]]]:
         out = []
@@ -174,6 +168,12 @@ class Trace:
 
 def _stack(tensors: list[Tensor]) -> Tensor:
     return torch.stack([t.detach() for t in tensors])
+
+
+def _filled(t: Tensor | None) -> Tensor:
+    """A buffer of the tape that the backward sweep (or `_zero_fill`) has filled."""
+    assert t is not None
+    return t
 
 
 def trace(model: nn.Module, input: Tensor, loss_fn: LossFn, hx: State | None = None) -> Trace:
@@ -272,8 +272,8 @@ def build(
         h=_stack([t.h for t in tapes]),
         c=_stack([t.c for t in tapes]) if step.has_cell else None,
         gates={name: _stack([step.gates(t)[name] for t in tapes]) for name in gate_names},
-        dh=_stack([t.dh for t in tapes]),  # type: ignore[misc]
-        dc=_stack([t.dc for t in tapes]) if step.has_cell else None,  # type: ignore[misc]
+        dh=_stack([_filled(t.dh) for t in tapes]),
+        dc=_stack([_filled(t.dc) for t in tapes]) if step.has_cell else None,
         model=model,
         tapes=tapes,
         params=params,

@@ -37,8 +37,10 @@ from .trace import Trace, build
 
 def recurrent_modules(model: nn.Module) -> dict[str, nn.Module]:
     """Every torch.nn.RNN/LSTM/GRU and bptt recurrent module in `model`, by qualified name ("" for `model` itself)."""
-    kinds = (RecurrentBase, *torch_recurrent())
-    return {name: m for name, m in model.named_modules() if isinstance(m, kinds)}
+    twins = torch_recurrent()
+    return {
+        name: m for name, m in model.named_modules() if isinstance(m, RecurrentBase) or isinstance(m, twins)
+    }
 
 
 @dataclass

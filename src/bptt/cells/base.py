@@ -31,6 +31,16 @@ State = Tensor | tuple[Tensor, Tensor]
 class RecurrentBase(nn.Module):
     """Base of `bptt.RNN`, `bptt.LSTM` and `bptt.GRU`; see those for the arguments."""
 
+    step: Step
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    bias: bool
+    batch_first: bool
+    bidirectional: bool
+    dropout: float
+    proj_size: int
+
     def __init__(
         self,
         step: Step,

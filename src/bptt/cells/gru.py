@@ -37,16 +37,17 @@ class GRUStep:
     def new_tape(self, x: Tensor, h0: Tensor, c0: Tensor | None, reverse: bool, params: Params) -> Tape:
         T, B = x.shape[:2]
         H = h0.shape[-1]
+        gates_buf = x.new_empty((T + 1, B, 3 * H))
         tape = Tape(
             x=x,
             reverse=reverse,
             hidden_size=H,
             h_buf=state_buffer(h0, T),
-            gates_buf=x.new_empty((T + 1, B, 3 * H)),
+            gates_buf=gates_buf,
             extras={"ghn": x.new_empty((T, B, H))},  # W_hn h_{t−1} + b_hn, needed for ∂L/∂r_t
         )
         tape.h_buf[tape.initial_slot()] = h0
-        tape.gates_buf[tape.initial_slot()] = 0
+        gates_buf[tape.initial_slot()] = 0
         return tape
 
     def forward(self, t: int, gx: Tensor, gh: Tensor, tape: Tape, p: Params) -> None:

@@ -60,27 +60,32 @@ class LSTMVariant:
     gate_recurrence: bool = False  # FGR: z_{i,f,o} += R_g [i, f, o]_{t−1}
 
 
-_PEEP = {"peephole": True}
 VARIANTS: dict[str, LSTMVariant] = {
     v.name: v
     for v in [
         LSTMVariant("vanilla", "torch.nn.LSTM: input, forget and output gates, no peepholes"),
         LSTMVariant("np", "NP: no peepholes (the same equations as vanilla)"),
-        LSTMVariant("peephole", "Greff et al.'s vanilla LSTM: gates with peepholes", **_PEEP),
+        LSTMVariant("peephole", "Greff et al.'s vanilla LSTM: gates with peepholes", peephole=True),
         LSTMVariant(
             "original",
             "Hochreiter & Schmidhuber 1997: no forget gate, c_t = c_{t−1} + i_t ⊙ g_t",
             gates="igo",
         ),
-        LSTMVariant("nig", "NIG: no input gate (i = 1)", gates="fgo", **_PEEP),
-        LSTMVariant("nfg", "NFG: no forget gate (f = 1)", gates="igo", **_PEEP),
-        LSTMVariant("nog", "NOG: no output gate (o = 1)", gates="ifg", **_PEEP),
-        LSTMVariant("niaf", "NIAF: no input activation (g = z_g)", input_activation=False, **_PEEP),
-        LSTMVariant("noaf", "NOAF: no output activation (m = o ⊙ c)", output_activation=False, **_PEEP),
+        LSTMVariant("nig", "NIG: no input gate (i = 1)", gates="fgo", peephole=True),
+        LSTMVariant("nfg", "NFG: no forget gate (f = 1)", gates="igo", peephole=True),
+        LSTMVariant("nog", "NOG: no output gate (o = 1)", gates="ifg", peephole=True),
+        LSTMVariant("niaf", "NIAF: no input activation (g = z_g)", input_activation=False, peephole=True),
+        LSTMVariant("noaf", "NOAF: no output activation (m = o ⊙ c)", output_activation=False, peephole=True),
         LSTMVariant(
-            "cifg", "CIFG: coupled input and forget gate (f = 1 − i)", gates="igo", coupled=True, **_PEEP
+            "cifg",
+            "CIFG: coupled input and forget gate (f = 1 − i)",
+            gates="igo",
+            coupled=True,
+            peephole=True,
         ),
-        LSTMVariant("fgr", "FGR: full gate recurrence from i, f, o at t − 1", gate_recurrence=True, **_PEEP),
+        LSTMVariant(
+            "fgr", "FGR: full gate recurrence from i, f, o at t − 1", gate_recurrence=True, peephole=True
+        ),
     ]
 }
 
@@ -131,17 +136,13 @@ class LSTMStep:
         assert c0 is not None
         T, B = x.shape[:2]
         H = c0.shape[-1]
+        c_buf, gates_buf = state_buffer(c0, T), x.new_empty((T + 1, B, len(self.gate_names) * H))
         tape = Tape(
-            x=x,
-            reverse=reverse,
-            hidden_size=H,
-            h_buf=state_buffer(h0, T),
-            c_buf=state_buffer(c0, T),
-            gates_buf=x.new_empty((T + 1, B, len(self.gate_names) * H)),
+            x=x, reverse=reverse, hidden_size=H, h_buf=state_buffer(h0, T), c_buf=c_buf, gates_buf=gates_buf
         )
         start = tape.initial_slot()
-        tape.h_buf[start], tape.c_buf[start] = h0, c0
-        tape.gates_buf[start] = 0  # FGR: the gates "before" the first step are zero
+        tape.h_buf[start], c_buf[start] = h0, c0
+        gates_buf[start] = 0  # FGR: the gates "before" the first step are zero
         if self.proj_size:
             tape.extras["m"] = x.new_empty((T, B, H))
         return tape
@@ -153,7 +154,7 @@ class LSTMStep:
         torch.add(gx, gh, out=z)  # z_t = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh
         if v.gate_recurrence:
             a_prev = torch.cat(self._ifo(tape.gates_prev[t], H), dim=-1)  # [i, f, o]_{t−1}
-            for zg, r in zip(self._ifo(z, H), (a_prev @ p["weight_gg"].T).split(H, dim=-1), strict=True):
+            for zg, r in zip(self._ifo(z, H), torch.split(a_prev @ p["weight_gg"].T, H, dim=-1), strict=True):
                 zg += r  # z_{i,f,o} += R_g [i, f, o]_{t−1}
         i, f, g, o = (self.block(z, gate, H) for gate in "ifgo")
         if i is not None:
@@ -248,7 +249,7 @@ class LSTMStep:
         f_eff = 1 - i if v.coupled and i is not None else f  # CIFG: f_t = 1 − i_t
         c, c_prev = tape.c[t], tape.c_prev[t]
         # FGR: the gates at t also feed step t+1: ∂L/∂[i, f, o]_t from there
-        da_i, da_f, da_o = carry[1].split(H, dim=-1) if v.gate_recurrence else (None, None, None)
+        da_i, da_f, da_o = torch.split(carry[1], H, dim=-1) if v.gate_recurrence else (None, None, None)
 
         dm = dh @ p["weight_hr"] if self.proj_size else dh  # ∂L/∂m_t = W_hrᵀ ∂L/∂h_t
         act_c = torch.tanh(c) if v.output_activation else c

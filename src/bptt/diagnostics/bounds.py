@@ -17,6 +17,7 @@ supplies max f. Along a trace the bound is also checked step by step: ‖diag(a'
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -96,21 +97,22 @@ def bounds(model: nn.Module, trace: Trace | None = None, samples: slice | None =
             v, ev = verdict(gamma, lam), verdict(gamma, rho) if rho is not None else None
         else:
             v, ev = spec.bound_note if spec is not None else "no bound declared for this cell", None
-        measured: dict[str, object] = {}
+        bound = LayerBound(name, cell, gamma, lam, rho, v, ev)
         if trace is not None:
-            measured = _measured(trace, plan.layer, int(plan.reverse), gamma, spec, samples)
-        out.append(LayerBound(name, cell, gamma, lam, rho, v, ev, **measured))  # type: ignore[arg-type]
+            bound = _measured(bound, trace, plan.layer, int(plan.reverse), spec, samples)
+        out.append(bound)
     return out
 
 
 def _measured(
+    bound: LayerBound,
     trace: Trace,
     layer: int,
     direction: int,
-    gamma: float | None,
     spec: registry.CellSpec | None,
     samples: slice | None,
-) -> dict[str, object]:
+) -> LayerBound:
+    """`bound` with what the trace measures along the way: step norms, a'(z_t), the largest forget gate."""
     step, tape, _ = trace.layer(layer, direction, samples)
     B, T = tape.x.shape[1], tape.steps
     layout = state_layout(step, tape)
@@ -120,11 +122,11 @@ def _measured(
         # ∂h_t/∂h_{t−1} (the h→h block for the LSTM)
         J = step_jacobian(trace, t, layer, direction, samples)[:, h, h]
         norms[:, t] = sigma_max(J.double())
-    out: dict[str, object] = {"step_norm": norms}
-    if gamma is not None and spec is not None and spec.activation_grad is not None:
+    act_grad = max_forget = None
+    if bound.gamma is not None and spec is not None and spec.activation_grad is not None:
         act = spec.activation_grad(step, tape.h)  # a'(z_t)
-        out["act_grad"] = act.abs().amax(-1).double().T  # (B, T)
+        act_grad = act.abs().amax(-1).double().T  # (B, T)
     if step.has_cell and spec is not None:
-        f = step.gates(tape).get(spec.carry_gate) if spec.carry_gate is not None else None  # type: ignore[attr-defined]
-        out["max_forget"] = float(f.max()) if f is not None else 1.0  # no forget gate: f = 1
-    return out
+        f = step.gates(tape).get(spec.carry_gate) if spec.carry_gate is not None else None
+        max_forget = float(f.max()) if f is not None else 1.0  # no forget gate: f = 1
+    return dataclasses.replace(bound, step_norm=norms, act_grad=act_grad, max_forget=max_forget)

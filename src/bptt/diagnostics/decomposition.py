@@ -60,7 +60,7 @@ def forget_split(
     spec = registry.spec_of(step)
     if spec is None:
         raise InputError(f"the forget-gate split needs a registered cell; {type(step).__name__} is not one")
-    f_all = step.gates(tape).get(spec.carry_gate) if spec.carry_gate else None  # type: ignore[attr-defined]
+    f_all = step.gates(tape).get(spec.carry_gate) if spec.carry_gate else None
     eye = torch.eye(H, dtype=dtype, device=device)[:, None, :].expand(H, B, H)
     zero = {
         n: torch.zeros(H, B, size, dtype=dtype, device=device)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-from scipy.special import betainc  # type: ignore[import-untyped]  # scipy ships no annotations
+from scipy.special import betainc
 from torch import Tensor
 
 from .. import _checks
@@ -87,7 +87,8 @@ def step_jacobian(
 def sigma_max(M: Tensor) -> Tensor:
     """Largest singular value of each (R, C) matrix in a (B, R, C) batch, from the smaller Gram matrix."""
     G = M @ M.mT if M.shape[-2] <= M.shape[-1] else M.mT @ M
-    return torch.linalg.eigvalsh(G)[..., -1].clamp_min(0).sqrt()
+    eigenvalues: Tensor = torch.linalg.eigvalsh(G)
+    return eigenvalues[..., -1].clamp_min(0).sqrt()
 
 
 def sigma_max_warm(
@@ -150,7 +151,7 @@ def _forget_product_norms(step: Step, tape: Tape) -> Tensor:
             f"the carousel needs a registered cell that names its carry gate; {type(step).__name__} is not one"
         )
     T, B, H = tape.steps, tape.x.shape[1], tape.hidden_size
-    f = step.gates(tape).get(spec.carry_gate) if spec.carry_gate is not None else None  # type: ignore[attr-defined]
+    f = step.gates(tape).get(spec.carry_gate) if spec.carry_gate is not None else None
     log_f = torch.zeros(T, B, H, dtype=torch.float64, device=tape.x.device) if f is None else f.double().log()
     order = list(tape.order)
     out = torch.empty(B, T, dtype=torch.float64, device=tape.x.device)
@@ -189,7 +190,7 @@ def jacobian_norms(
     Example:
         >>> import torch, bptt
         >>> tr = bptt.trace(bptt.LSTM(2, 8), torch.randn(30, 3, 2), lambda out, s: out[-1].sum())
-        >>> norms = tr.jacobian_norms(of="state")
+        >>> norms = bptt.diagnostics.jacobian_norms(tr, of="state")
         >>> norms.shape, float(norms[0, -1])
         (torch.Size([3, 30]), 1.0)
     """

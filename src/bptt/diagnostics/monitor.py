@@ -10,6 +10,7 @@ per recurrent module, and goes to TensorBoard too when `tensorboard` is installe
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from torch import nn
 
 from .. import _checks, _io
 from .._checks import InputError
-from .summary import summarize
+from .._records import from_json, to_json
+from .summary import Summary, summarize
 
 RECORDS = "diagnostics.jsonl"
 
@@ -73,7 +75,7 @@ class Monitor:
         ...         loss = torch.nn.functional.mse_loss(model(x)[0][-1], y)
         ...         loss.backward()
         ...         s.loss = loss           # optional: the loss value in the record
-        >>> [(r["step"], r["module"]) for r in bptt.diagnostics.monitor.load(run)]
+        >>> [(r.step, r.module) for r in bptt.diagnostics.monitor.load(run)]
         [(0, 'rnn'), (2, 'rnn'), (4, 'rnn')]
     """
 
@@ -121,7 +123,7 @@ class Monitor:
             yield w
         self.records = self.record(w, call)
 
-    def record(self, w: Any, step: int) -> list[dict[str, Any]]:
+    def record(self, w: Any, step: int) -> list[Summary]:
         """Summarize and record the first trace of each module of a finished `bptt.watch`; returns the records."""
         from ..trace import Trace
 
@@ -131,23 +133,29 @@ class Monitor:
         for name, tr in traces.items():
             if "#" in name or not bool(torch.isfinite(tr.dh).all()):
                 continue  # later calls of a module; a step whose gradient is not finite
-            rec = summarize(tr, c.samples, c.fraction, c.jacobian)
-            rec["step"], rec["module"] = step, name
-            _io.append_jsonl(self.run_dir / RECORDS, rec)
+            rec = dataclasses.replace(
+                summarize(tr, c.samples, c.fraction, c.jacobian), step=step, module=name
+            )
+            _io.append_jsonl(self.run_dir / RECORDS, to_json(rec))
             if self.writer is not None:
                 self._tensorboard(rec, f"bptt/{name}/" if len(traces) > 1 and name else "bptt/")
             out.append(rec)
         return out
 
-    def _tensorboard(self, rec: dict[str, Any], prefix: str) -> None:
+    def _tensorboard(self, rec: Summary, prefix: str) -> None:
         assert self.writer is not None
-        s = rec["step"]
-        for key in ("loss", "horizon", "horizon_end", "decay_slope"):
-            if rec.get(key) is not None:
-                self.writer.add_scalar(prefix + key, rec[key], s)
-        for name, value in rec["saturation"].items():
+        s = rec.step
+        for key, value in (
+            ("loss", rec.loss),
+            ("horizon", rec.horizon),
+            ("horizon_end", rec.horizon_end),
+            ("decay_slope", rec.decay_slope),
+        ):
             if value is not None:
-                self.writer.add_scalar(f"{prefix}saturation/{name}", value, s)
+                self.writer.add_scalar(prefix + key, value, s)
+        for name, saturated in rec.saturation.items():
+            if saturated is not None:
+                self.writer.add_scalar(f"{prefix}saturation/{name}", saturated, s)
         self.writer.flush()
 
     def close(self) -> None:
@@ -155,7 +163,7 @@ class Monitor:
             self.writer.close()
 
 
-def load(run_dir: str | Path, module: str | None = None) -> list[dict[str, Any]]:
+def load(run_dir: str | Path, module: str | None = None) -> list[Summary]:
     """Every record of a run directory in step order (one per step and module; the last one written
     wins where a resumed run recorded a step again), of one module if given."""
     path = Path(run_dir) / RECORDS
@@ -163,8 +171,9 @@ def load(run_dir: str | Path, module: str | None = None) -> list[dict[str, Any]]
         if not Path(run_dir).is_dir():
             raise InputError(f"no run directory at {run_dir}")
         return []
-    latest: dict[tuple[int, str], dict[str, Any]] = {}
-    for rec in _io.read_jsonl(path):
-        latest[(rec["step"], rec.get("module", ""))] = rec
+    latest: dict[tuple[int, str], Summary] = {}
+    for data in _io.read_jsonl(path):
+        rec = from_json(Summary, data)
+        latest[(rec.step or 0, rec.module or "")] = rec
     records = [latest[k] for k in sorted(latest)]
-    return [r for r in records if module is None or r.get("module", "") == module]
+    return [r for r in records if module is None or (r.module or "") == module]

@@ -1,13 +1,18 @@
-"""One record of every time-axis diagnostic of a trace, ready for JSON (Monitor, trainer, reports)."""
+"""One record of every time-axis diagnostic of a trace (Monitor snapshots, final diagnostics, reports).
+
+`summarize` measures; `Summary` is what it returns, written to JSON and read back by
+`bptt._records.to_json`/`from_json`. Curves are plain lists of numbers (None where a value is not
+finite), so a record reads the same from memory and from disk.
+"""
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor
 
+from .._records import Series, Table, finite
 from ..cells import registry
 from .bounds import bounds
 from .decomposition import forget_split
@@ -20,13 +25,73 @@ if TYPE_CHECKING:
     from ..trace import Trace
 
 
-def finite(x: Tensor | float) -> Any:
-    """Tensor → nested lists with None where a value is not finite (JSON has no ±inf or NaN)."""
-    if isinstance(x, Tensor):
-        x = x.detach().double().tolist()
-    if isinstance(x, list):
-        return [finite(v) for v in x]
-    return float(x) if math.isfinite(x) else None
+@dataclass(frozen=True)
+class BoundRecord:
+    """`bounds.LayerBound` as numbers; `step_norm` and `act_grad` are means over the samples, per step."""
+
+    layer: str
+    cell: str
+    gamma: float | None
+    threshold: float | None
+    lambda1: float
+    spectral_radius: float | None
+    verdict: str
+    eigen_verdict: str | None
+    max_forget: float | None = None
+    step_norm: Series | None = None
+    act_grad: Series | None = None
+
+
+@dataclass(frozen=True)
+class SplitRecord:
+    """The forget-gate split (`decomposition.forget_split`), each part's mean over samples per step."""
+
+    forget: Series
+    remainder: Series
+    total: Series
+
+
+@dataclass(frozen=True)
+class LyapunovRecord:
+    """The mean Lyapunov spectrum (largest first), its largest exponent and the measured decay slope."""
+
+    exponents: Series
+    max: float | None
+    slope: float | None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Every time-axis diagnostic of one trace. Per-step series are indexed by time position k;
+    `distance[k]` is k's distance to the last step. Tables hold one series per layer-direction."""
+
+    cell: str
+    loss: float | None
+    steps: int
+    batch: int
+    distance: Series
+    contribution: Series
+    horizon: int  # the lag horizon: how far back each loss term's gradient reaches
+    lag_log_norm: Series  # log r(τ) for lags τ = 0, 1, … (`distance.lag_profile`)
+    lag_sources: int
+    horizon_end: int  # the distance to the last step at which the contributions still count
+    fraction: float
+    dh_mean: Table
+    dc_mean: Table | None
+    saturation: dict[str, float | None]  # per gate, the fraction of saturated activations
+    saturation_steps: dict[str, Series]  # per gate and step, layer 0
+    gate_mean_steps: dict[str, Series]
+    bounds: list[BoundRecord]
+    forget_unit_mean: Table | None = None  # LSTM: mean f per unit
+    forget_histogram: Series | None = None  # LSTM: 20 bins of f over [0, 1], layer 0
+    jacobian_log_state: Series | None = None  # mean log ‖∂s_{T−1}/∂s_k‖ over the first samples
+    decay_slope: float | None = None
+    jacobian_log_c: Series | None = None
+    jacobian_log_cec: Series | None = None
+    split: SplitRecord | None = None  # with full=True, for a cell with a cell state
+    lyapunov: LyapunovRecord | None = None  # with full=True
+    step: int | None = None  # the training step of a Monitor snapshot
+    module: str | None = None  # the watched module of a Monitor snapshot
 
 
 def summarize(
@@ -36,7 +101,7 @@ def summarize(
     jacobian: bool = True,
     full: bool = False,
     exponents: int = 16,
-) -> dict[str, Any]:
+) -> Summary:
     """Gradient against distance, the lag profile and horizons, contributions, gate saturation, bounds
     and (for the first `samples` sequences, layer 0) the Jacobian products, as plain numbers and lists.
 
@@ -52,76 +117,80 @@ def summarize(
         >>> from bptt.diagnostics.summary import summarize
         >>> tr = bptt.trace(bptt.LSTM(2, 8), torch.randn(20, 4, 2), lambda out, s: out[-1].sum())
         >>> rec = summarize(tr)
-        >>> sorted(rec)[:5], len(rec["contribution"])
-        (['batch', 'bounds', 'cell', 'contribution', 'dc_mean'], 20)
+        >>> rec.cell, rec.steps, len(rec.contribution), len(rec.jacobian_log_cec)
+        ('lstm (vanilla)', 20, 20, 20)
     """
     prof = gradient_profile(trace, fraction)
+    step = trace.model.step
+    stats = gate_stats(trace)
     sub = slice(0, samples)
     lags = lag_profile(trace, samples=sub, fraction=fraction)
-    step = trace.model.step
-    rec: dict[str, Any] = {
-        "cell": registry.label(step),
-        "loss": finite(float(trace.loss)),
-        "steps": trace.steps,
-        "batch": trace.h.shape[2],
-        "distance": finite(prof.distance),
-        "contribution": finite(prof.contribution),
-        "horizon": lags.horizon,
-        "lag_log_norm": finite(lags.log_norm),
-        "lag_sources": lags.sources,
-        "horizon_end": prof.horizon,
-        "fraction": fraction,
-        "dh_mean": finite(prof.dh_mean),
-        "dc_mean": finite(prof.dc_mean) if prof.dc_mean is not None else None,
-    }
-    stats = gate_stats(trace)
-    rec["saturation"] = {name: finite(s.overall_saturated) for name, s in stats.items()}
-    rec["saturation_steps"] = {name: finite(s.saturated[0]) for name, s in stats.items()}
-    rec["gate_mean_steps"] = {name: finite(s.mean[0]) for name, s in stats.items()}
     f = carry_gate(trace)
+    forget_unit_mean = forget_histogram = None
     if f is not None:
         f0 = f[0].double()  # (T, B, H) of layer 0
         unit = f.double()
         if trace.lengths is not None:  # only the steps before each sequence's end
             valid = torch.arange(f0.shape[0])[:, None] < trace.lengths[None, :]
-            f0 = f0[valid]
-            unit = unit[:, valid]  # (L·D, steps, H)
-            rec["forget_unit_mean"] = finite(unit.mean(1))
+            f0, unit = f0[valid], unit[:, valid]  # (L·D, steps, H)
+            forget_unit_mean = finite(unit.mean(1))
         else:
-            rec["forget_unit_mean"] = finite(unit.mean((1, 2)))
-        rec["forget_histogram"] = finite(torch.histc(f0, bins=20, min=0, max=1))
-    if jacobian:
-        log_state = jacobian_norms(trace, "state", log=True, samples=sub)
-        rec["jacobian_log_state"] = finite(log_state.mean(0))
-        rec["decay_slope"] = finite(decay_slope(log_state, prof.distance))
-        if step.has_cell:
-            rec["jacobian_log_c"] = finite(jacobian_norms(trace, "c", log=True, samples=sub).mean(0))
-            rec["jacobian_log_cec"] = finite(jacobian_norms(trace, "cec", log=True, samples=sub).mean(0))
+            forget_unit_mean = finite(unit.mean((1, 2)))
+        forget_histogram = finite(torch.histc(f0, bins=20, min=0, max=1))
+    log_state = jacobian_norms(trace, "state", log=True, samples=sub) if jacobian else None
+    with_cell = jacobian and step.has_cell
     measured = bounds(trace.model, trace, sub) if full else bounds(trace.model)
-    rec["bounds"] = [
-        {
-            "layer": b.name,
-            "cell": b.cell,
-            "gamma": b.gamma,
-            "threshold": b.threshold,
-            "lambda1": b.lambda1,
-            "spectral_radius": b.spectral_radius,
-            "verdict": b.verdict,
-            "eigen_verdict": b.eigen_verdict,
-            "max_forget": b.max_forget,
-            "step_norm": finite(b.step_norm.mean(0)) if b.step_norm is not None else None,
-            "act_grad": finite(b.act_grad.mean(0)) if b.act_grad is not None else None,
-        }
-        for b in measured
-    ]
-    if full:
-        if step.has_cell:
-            split = forget_split(trace, samples=sub)
-            rec["split"] = {k: finite(getattr(split, k).nanmean(0)) for k in ("forget", "remainder", "total")}
-        spec = lyapunov(trace, k=exponents, burn_in=min(10, trace.steps // 4), samples=sub)
-        rec["lyapunov"] = {
-            "exponents": finite(spec.mean),
-            "max": finite(spec.max),
-            "slope": finite(spec.slope) if spec.slope is not None else None,
-        }
-    return rec
+    split = forget_split(trace, samples=sub) if full and step.has_cell else None
+    spec = lyapunov(trace, k=exponents, burn_in=min(10, trace.steps // 4), samples=sub) if full else None
+    return Summary(
+        cell=registry.label(step),
+        loss=finite(float(trace.loss)),
+        steps=trace.steps,
+        batch=trace.h.shape[2],
+        distance=finite(prof.distance),
+        contribution=finite(prof.contribution),
+        horizon=lags.horizon,
+        lag_log_norm=finite(lags.log_norm),
+        lag_sources=lags.sources,
+        horizon_end=prof.horizon,
+        fraction=fraction,
+        dh_mean=finite(prof.dh_mean),
+        dc_mean=finite(prof.dc_mean) if prof.dc_mean is not None else None,
+        saturation={name: finite(s.overall_saturated) for name, s in stats.items()},
+        saturation_steps={name: finite(s.saturated[0]) for name, s in stats.items()},
+        gate_mean_steps={name: finite(s.mean[0]) for name, s in stats.items()},
+        bounds=[
+            BoundRecord(
+                layer=b.name,
+                cell=b.cell,
+                gamma=b.gamma,
+                threshold=b.threshold,
+                lambda1=b.lambda1,
+                spectral_radius=b.spectral_radius,
+                verdict=b.verdict,
+                eigen_verdict=b.eigen_verdict,
+                max_forget=b.max_forget,
+                step_norm=finite(b.step_norm.mean(0)) if b.step_norm is not None else None,
+                act_grad=finite(b.act_grad.mean(0)) if b.act_grad is not None else None,
+            )
+            for b in measured
+        ],
+        forget_unit_mean=forget_unit_mean,
+        forget_histogram=forget_histogram,
+        jacobian_log_state=finite(log_state.mean(0)) if log_state is not None else None,
+        decay_slope=finite(decay_slope(log_state, prof.distance)) if log_state is not None else None,
+        jacobian_log_c=finite(jacobian_norms(trace, "c", log=True, samples=sub).mean(0))
+        if with_cell
+        else None,
+        jacobian_log_cec=finite(jacobian_norms(trace, "cec", log=True, samples=sub).mean(0))
+        if with_cell
+        else None,
+        split=SplitRecord(*(finite(getattr(split, k).nanmean(0)) for k in ("forget", "remainder", "total")))
+        if split is not None
+        else None,
+        lyapunov=LyapunovRecord(
+            finite(spec.mean), finite(spec.max), finite(spec.slope) if spec.slope is not None else None
+        )
+        if spec is not None
+        else None,
+    )

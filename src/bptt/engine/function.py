@@ -56,7 +56,7 @@ class LayerSweep(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         plan: LayerPlan,
         recorder: list[Tape] | None,

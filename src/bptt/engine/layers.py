@@ -6,22 +6,34 @@ layer the backward pass through time is `LayerSweep`'s explicit one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .function import LayerSweep
+from .function import LayerPlan, LayerSweep
 from .tape import Tape
 
-if TYPE_CHECKING:
-    from ..cells.base import RecurrentBase
+
+class Stack(Protocol):
+    """What the loop over layers reads of a recurrent module (`bptt.cells.RecurrentBase` is one)."""
+
+    @property
+    def num_layers(self) -> int: ...
+    @property
+    def num_directions(self) -> int: ...
+    @property
+    def dropout(self) -> float: ...
+    @property
+    def training(self) -> bool: ...
+    @property
+    def plans(self) -> Sequence[LayerPlan]: ...
 
 
 def run_layers(
-    model: RecurrentBase,
+    model: Stack,
     x: Tensor,
     h0: Tensor,
     c0: Tensor | None,
@@ -42,7 +54,7 @@ def run_layers(
         for direction in range(D):
             k = layer * D + direction
             plan = model.plans[k]
-            out, h, *c = LayerSweep.apply(
+            out, h, *c = LayerSweep.apply(  # type: ignore[no-untyped-call]  # Function.apply is unannotated in torch
                 plan,
                 recorder,
                 lengths,

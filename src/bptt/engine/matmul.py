@@ -12,6 +12,8 @@ tensors take the ordinary path, with the smaller side first.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -19,9 +21,17 @@ from torch import Tensor
 STEP_MIN_MACS = 1 << 21
 BULK_MIN_MACS = 1 << 16
 
-_linear_pointwise = (
-    getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+_linear_pointwise: Callable[..., Tensor] | None = (
+    getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+    if torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]  # unannotated in torch
+    else None
 )
+
+
+def _onednn_linear(x: Tensor, W: Tensor, b: Tensor | None) -> Tensor:
+    """x Wᵀ + b through oneDNN's op (only called where `onednn` said yes)."""
+    assert _linear_pointwise is not None
+    return _linear_pointwise(x, W, b, "none", [], "")
 
 
 def onednn(x: Tensor, macs: int, threshold: int) -> bool:
@@ -37,19 +47,19 @@ def onednn(x: Tensor, macs: int, threshold: int) -> bool:
 def linear(x: Tensor, W: Tensor, b: Tensor | None = None) -> Tensor:
     """x Wᵀ + b for 2-D x (m×k) and W (n×k)."""
     if onednn(x, x.shape[0] * x.shape[1] * W.shape[0], BULK_MIN_MACS):
-        return _linear_pointwise(x, W, b, "none", [], "")
+        return _onednn_linear(x, W, b)
     return x @ W.T if b is None else torch.addmm(b, x, W.T)
 
 
 def matmul_tn(u: Tensor, v: Tensor) -> Tensor:
     """uᵀ v for u (r×m) and v (r×n): the weight gradients Σ_rows u vᵀ, contiguous (m×n)."""
     if onednn(u, u.shape[0] * u.shape[1] * v.shape[1], BULK_MIN_MACS):
-        return _linear_pointwise(v.T, u.T, None, "none", [], "").T.contiguous()  # (vᵀu)ᵀ
+        return _onednn_linear(v.T, u.T, None).T.contiguous()  # (vᵀu)ᵀ
     return (v.T @ u).T.contiguous() if v.shape[1] < u.shape[1] else u.T @ v
 
 
 def matmul(u: Tensor, W: Tensor) -> Tensor:
     """u W for u (m×n) and W (n×k): ∂L/∂x = ∂L/∂gx W_ih."""
     if onednn(u, u.shape[0] * u.shape[1] * W.shape[1], BULK_MIN_MACS):
-        return _linear_pointwise(u, W.T.contiguous(), None, "none", [], "")
+        return _onednn_linear(u, W.T.contiguous(), None)
     return u @ W

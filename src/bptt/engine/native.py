@@ -175,7 +175,7 @@ def build() -> BuildInfo:
                     os.replace(tmp, path)  # atomic: a half-written library is never loaded
                     seconds, cached = time.perf_counter() - start, False
                     _record_build_time(path, seconds)
-        torch.ops.load_library(str(path))
+        torch.ops.load_library(str(path))  # type: ignore[no-untyped-call]  # unannotated in torch
         _build = BuildInfo(True, path, seconds, cached, first_build_seconds=_read_build_time(path))
     except Exception as err:  # any failure leaves the PyTorch loop in charge
         _build = BuildInfo(False, None, 0.0, False, str(err))

@@ -57,10 +57,14 @@ class Step(Protocol):
     b_hn sits inside r ⊙ (W_hn h + b_hn)). `separate_dgh` says that ∂L/∂gh_t differs from ∂L/∂gx_t.
     """
 
-    gate_names: tuple[str, ...]
-    fold_bias_hh: bool
-    separate_dgh: bool
-    has_cell: bool
+    @property
+    def gate_names(self) -> tuple[str, ...]: ...
+    @property
+    def fold_bias_hh(self) -> bool: ...
+    @property
+    def separate_dgh(self) -> bool: ...
+    @property
+    def has_cell(self) -> bool: ...
 
     def new_tape(self, x: Tensor, h0: Tensor, c0: Tensor | None, reverse: bool, params: Params) -> Tape: ...
 
@@ -75,6 +79,8 @@ class Step(Protocol):
     def backward(self, t: int, dh: Tensor, carry: Carry, tape: Tape, p: Params) -> StepGrads: ...
 
     def grad_terms(self, tape: Tape, p: Params) -> dict[str, Term]: ...
+
+    def gates(self, tape: Tape) -> dict[str, Tensor]: ...
 
 
 def forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
@@ -107,19 +113,23 @@ def _hold(tape: Tape, t: int) -> None:
         extra[t][ended] = 0  # e.g. m_t: no ∂L/∂W_hr term from a held step
 
 
-def allocate_grads(tape: Tape, like: Tensor, gates: int, separate_dgh: bool, has_cell: bool) -> None:
-    """The buffers the backward sweep fills: dh, dgx, dgh (dgx itself unless separate) and dc."""
+def allocate_grads(
+    tape: Tape, like: Tensor, gates: int, separate_dgh: bool, has_cell: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """The buffers the backward sweep fills, set on the tape and returned: dh, dgx, dgh (dgx itself
+    unless separate) and dc (None without a cell state)."""
     T, B = tape.steps, tape.x.shape[1]
-    tape.dh = torch.empty_like(tape.h)
-    tape.dgx = like.new_empty((T, B, gates * tape.hidden_size))
-    tape.dgh = torch.empty_like(tape.dgx) if separate_dgh else tape.dgx
-    if has_cell:
-        tape.dc = torch.empty_like(tape.c)
+    dh = torch.empty_like(tape.h)
+    dgx = like.new_empty((T, B, gates * tape.hidden_size))
+    dgh = torch.empty_like(dgx) if separate_dgh else dgx
+    dc = torch.empty_like(tape.c) if has_cell else None
+    tape.dh, tape.dgx, tape.dgh, tape.dc = dh, dgx, dgh, dc
+    return dh, dgx, dgh, dc
 
 
-def allocate_step_grads(step: Step, tape: Tape, like: Tensor) -> None:
+def allocate_step_grads(step: Step, tape: Tape, like: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
     """`allocate_grads` for a step's gate count and layout."""
-    allocate_grads(tape, like, len(step.gate_names), step.separate_dgh, step.has_cell)
+    return allocate_grads(tape, like, len(step.gate_names), step.separate_dgh, step.has_cell)
 
 
 def _back(step: Step, t: int, dh: Tensor, carry: Carry, tape: Tape, p: Params) -> tuple[StepGrads, Tensor]:
@@ -150,20 +160,20 @@ def backward_sweep(
     Fills tape.dh, tape.dc, tape.dgx, tape.dgh and returns ∂L/∂h_0 and the cell's carry at t = 0
     (∂L/∂c_0 first for the LSTM).
     """
-    allocate_step_grads(step, tape, grad_out)
+    dh_all, dgx, dgh, dc = allocate_step_grads(step, tape, grad_out)
     dh_next = dh_n  # ∂L/∂h_t through the steps after t; at the last step, ∂L/∂h_n
     carry = step.initial_carry(tape, dc_n)
     for t in reversed(tape.order):
         # ∂L/∂h_t = ∂ℓ/∂h_t (this step's output, from the loss or the layer above) + ∂L/∂h_t via step t+1
-        dh = torch.add(grad_out[t], dh_next, out=tape.dh[t])
+        dh = torch.add(grad_out[t], dh_next, out=dh_all[t])
         g, dh_next = _back(step, t, dh, carry, tape, p)
         if tape.lengths is not None:
             g, dh_next = _held(t, tape.lengths, g, dh, dh_next, carry)
-        tape.dgx[t] = g.dgx
+        dgx[t] = g.dgx
         if step.separate_dgh:
-            tape.dgh[t] = g.dgh
-        if g.dc is not None:
-            tape.dc[t] = g.dc
+            dgh[t] = g.dgh
+        if dc is not None and g.dc is not None:
+            dc[t] = g.dc
         carry = g.carry
     return dh_next, carry
 

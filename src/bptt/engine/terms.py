@@ -89,11 +89,11 @@ def projection_terms(tape: Tape, p: Mapping[str, Tensor]) -> dict[str, Term]:
 
     ∂L/∂W_ih = Σ_k dgx_kᵀ x_k,  ∂L/∂W_hh = Σ_k dgh_kᵀ h_{k−1},  ∂L/∂b_ih = Σ_k dgx_k,  ∂L/∂b_hh = Σ_k dgh_k.
     """
-    terms: dict[str, Term] = {
-        "weight_ih": Outer(tape.dgx, tape.x),
-        "weight_hh": Outer(tape.dgh, tape.h_prev),
-    }
+    dgx, dgh = tape.dgx, tape.dgh
+    if dgx is None or dgh is None:
+        raise RuntimeError("the gradient terms need a tape the backward sweep has filled")
+    terms: dict[str, Term] = {"weight_ih": Outer(dgx, tape.x), "weight_hh": Outer(dgh, tape.h_prev)}
     if "bias_ih" in p:
-        terms["bias_ih"] = Sum(tape.dgx)
-        terms["bias_hh"] = terms["bias_ih"] if tape.dgh is tape.dgx else Sum(tape.dgh)
+        terms["bias_ih"] = Sum(dgx)
+        terms["bias_hh"] = terms["bias_ih"] if dgh is dgx else Sum(dgh)
     return terms

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._records import from_json
+from ..diagnostics.summary import Summary
+
 
 @dataclass
 class RunData:
@@ -17,13 +20,13 @@ class RunData:
     config: dict[str, Any] | None = None
     summary: dict[str, Any] | None = None
     metrics: list[dict[str, Any]] = field(default_factory=list)
-    snapshots: list[dict[str, Any]] = field(default_factory=list)
-    final: dict[str, Any] | None = None
+    snapshots: list[Summary] = field(default_factory=list)
+    final: Summary | None = None
     nonfinite: dict[str, Any] | None = None
 
     @property
     def is_lstm(self) -> bool:
-        return bool(self.final and self.final.get("jacobian_log_cec") is not None)
+        return self.final is not None and self.final.jacobian_log_cec is not None
 
     @property
     def label(self) -> str:
@@ -49,16 +52,17 @@ def load_run(path: str | Path, name: str | None = None) -> RunData:
     run = RunData(path, name or path.name)
     run.config = _json(path / "config.json")
     run.summary = _json(path / "summary.json")
-    run.final = _json(path / "final_diagnostics.json")
+    final = _json(path / "final_diagnostics.json")
+    run.final = from_json(Summary, final) if final is not None else None
     run.nonfinite = _json(path / "nonfinite.json")
     if (path / "metrics.csv").exists():
         run.metrics = load_metrics(path)
     records = monitor.load(path)
     if records:
         # one module's records: the one named first (a model with several recurrent modules)
-        first = records[0].get("module", "")
-        run.snapshots = [r for r in records if r.get("module", "") == first]
-        if len({r.get("module", "") for r in records}) > 1:
+        first = records[0].module or ""
+        run.snapshots = [r for r in records if (r.module or "") == first]
+        if len({r.module or "" for r in records}) > 1:
             run.name = f"{run.name} ({first})" if name is None else run.name
     if run.summary is None and run.final is None:
         if not run.snapshots:

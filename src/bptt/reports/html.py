@@ -14,8 +14,10 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from .. import __version__, _io
+from .. import _io
 from .._checks import InputError
+from .._version import __version__
+from ..diagnostics.summary import Summary
 from .data import RunData, load_run
 from .plots import render_all
 
@@ -32,56 +34,57 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
-def far_over_near(final: dict[str, Any] | None) -> tuple[int | None, float | None]:
+def far_over_near(final: Summary | None) -> tuple[int | None, float | None]:
     """(the longest distance, ‖∂L/∂h‖ there relative to distance 0), layer 0, mean over samples."""
-    if not final:
+    if final is None:
         return None, None
-    d, dh = final["distance"], final["dh_mean"][0]
+    d, dh = [x or 0.0 for x in final.distance], final.dh_mean[0]
     far = max(range(len(d)), key=lambda k: d[k])
     near = min(range(len(d)), key=lambda k: d[k])
-    if not dh[near] or dh[far] is None:
+    dh_near, dh_far = dh[near], dh[far]
+    if not dh_near or dh_far is None:
         return int(d[far]), None
-    return int(d[far]), dh[far] / dh[near]
+    return int(d[far]), dh_far / dh_near
 
 
 def summary_row(run: RunData) -> dict[str, str]:
-    s, f = run.summary or {}, run.final or {}
-    distance, ratio = far_over_near(run.final)
-    bound = (f.get("bounds") or [{}])[0]
-    ly = f.get("lyapunov") or {}
+    s, f = run.summary or {}, run.final
+    distance, ratio = far_over_near(f)
+    bound = f.bounds[0] if f is not None and f.bounds else None
+    ly = f.lyapunov if f is not None else None
     stopped = s.get("stopped")
     return {
         "run": run.name,
         "task": f"{s.get('task', '–')} ({s.get('protocol', '–')})" if s else "–",
-        "cell": run.label.split(" · ", 1)[-1] if s else _fmt(f.get("cell")),
-        "T": _fmt(s.get("seq_len") or f.get("steps")),
+        "cell": run.label.split(" · ", 1)[-1] if s else _fmt(f.cell if f else None),
+        "T": _fmt(s.get("seq_len") or (f.steps if f else None)),
         "steps": _fmt(s.get("steps")) + (" (stopped: non-finite)" if stopped == "nonfinite" else ""),
         "test loss": _fmt(s.get("test_loss")),
         "chance": _fmt(s.get("baseline_loss")),
         "solved": _fmt(s.get("solved")) if s else "–",
         "gradient far/near": f"{_fmt(ratio, 3)} at distance {distance}" if distance is not None else "–",
-        "horizon": _fmt(f.get("horizon")),
-        "verdict": bound.get("verdict") or "–",
-        "λ_max": _fmt(ly.get("max"), 3),
+        "horizon": _fmt(f.horizon if f else None),
+        "verdict": bound.verdict if bound else "–",
+        "λ_max": _fmt(ly.max if ly else None, 3),
     }
 
 
 def bound_rows(runs: Sequence[RunData]) -> list[dict[str, str]]:
     rows = []
     for run in runs:
-        for b in (run.final or {}).get("bounds") or []:
+        for b in run.final.bounds if run.final else []:
             rows.append(
                 {
                     "run": run.name,
-                    "layer": b["layer"],
-                    "cell": b["cell"],
-                    "γ": _fmt(b.get("gamma")),
-                    "1/γ": _fmt(b.get("threshold")),
-                    "λ1 (σ_max W_hh)": _fmt(b["lambda1"]),
-                    "ρ (max |eig|)": _fmt(b.get("spectral_radius")),
-                    "verdict (λ1)": b["verdict"],
-                    "seed 001's reading (ρ)": b.get("eigen_verdict") or "–",
-                    "max forget gate": _fmt(b.get("max_forget")),
+                    "layer": b.layer,
+                    "cell": b.cell,
+                    "γ": _fmt(b.gamma),
+                    "1/γ": _fmt(b.threshold),
+                    "λ1 (σ_max W_hh)": _fmt(b.lambda1),
+                    "ρ (max |eig|)": _fmt(b.spectral_radius),
+                    "verdict (λ1)": b.verdict,
+                    "seed 001's reading (ρ)": b.eigen_verdict or "–",
+                    "max forget gate": _fmt(b.max_forget),
                 }
             )
     return rows

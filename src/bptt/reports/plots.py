@@ -15,9 +15,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from ..diagnostics.summary import Summary
 from .data import RunData
 
-COLORS = plt.get_cmap("tab10").colors
+_TAB10 = plt.get_cmap("tab10")
+COLORS = [_TAB10(i) for i in range(_TAB10.N)]
 LOG10E = 1 / math.log(10)
 
 
@@ -55,7 +57,7 @@ def _log10(xs: list[float | None]) -> list[float]:
     return [x * LOG10E for x in _nan(xs)]
 
 
-def _by_distance(distance: list[float], values: list[float]) -> tuple[Any, ...]:
+def _by_distance(distance: list[float | None], values: list[float]) -> tuple[Any, ...]:
     """(distances, values) in order of distance, without the NaNs: ready for ax.plot."""
     return tuple(
         zip(*sorted((d, v) for d, v in zip(distance, values, strict=True) if not math.isnan(v)), strict=True)
@@ -153,8 +155,8 @@ def grad_norms(runs: list[RunData]) -> Figure | None:
     return fig
 
 
-def _dh_snapshot(s: dict[str, Any]) -> list[float]:
-    return s["dh_mean"][0]
+def _dh_snapshot(s: Summary) -> list[float | None]:
+    return s.dh_mean[0]
 
 
 def gradient_vs_distance(runs: list[RunData]) -> Figure | None:
@@ -164,13 +166,17 @@ def gradient_vs_distance(runs: list[RunData]) -> Figure | None:
     fig, axes = _panels(len(runs))
     cmap = plt.get_cmap("viridis")
     for r, ax in zip(runs, axes, strict=True):
-        snaps = r.snapshots or [r.final]
+        snaps = r.snapshots or ([r.final] if r.final else [])
         picks = snaps if len(snaps) <= 6 else [snaps[round(j * (len(snaps) - 1) / 5)] for j in range(6)]
         for j, s in enumerate(picks):
             dh = _dh_snapshot(s)
-            pts = [(d, v) for d, v in zip(s["distance"], dh, strict=True) if v is not None and v > 0]
+            pts = [
+                (d, v)
+                for d, v in zip(s.distance, dh, strict=True)
+                if d is not None and v is not None and v > 0
+            ]
             if pts:
-                label = f"step {s.get('step', 'end')}"
+                label = f"step {s.step if s.step is not None else 'end'}"
                 ax.plot(
                     *zip(*sorted(pts), strict=True),
                     color=cmap(j / max(1, len(picks) - 1)),
@@ -190,7 +196,8 @@ def gradient_heatmap(runs: list[RunData]) -> Figure | None:
     for r, ax in zip(runs, axes, strict=True):
         rows = []
         for s in r.snapshots:
-            order = sorted(range(len(s["distance"])), key=lambda k: s["distance"][k])
+            d = [x or 0.0 for x in s.distance]
+            order = sorted(range(len(d)), key=lambda k: d[k])
             dh = [_dh_snapshot(s)[k] for k in order]
             top = max((v for v in dh if v), default=1.0) or 1.0
             rows.append([math.log10(v / top) if v and v > 0 else -12.0 for v in dh])
@@ -205,22 +212,22 @@ def gradient_heatmap(runs: list[RunData]) -> Figure | None:
             interpolation="nearest",
         )
         ax.set_yticks(range(len(r.snapshots)))
-        ax.set_yticklabels([str(s["step"]) for s in r.snapshots], fontsize=6)
+        ax.set_yticklabels([str(s.step) for s in r.snapshots], fontsize=6)
         _dress(ax, r.label, "distance from the last step", "training step", legend=False)
         fig.colorbar(im, ax=ax, label="log10 relative ‖∂L/∂h_k‖")
     return fig
 
 
 def jacobians(runs: list[RunData]) -> Figure | None:
-    runs = [r for r in runs if r.final and r.final.get("jacobian_log_state")]
-    if not runs:
+    finals = [
+        (r, r.final, r.final.jacobian_log_state) for r in runs if r.final and r.final.jacobian_log_state
+    ]
+    if not finals:
         return None
     fig, ax = plt.subplots(figsize=(8, 3.6))
-    for i, r in enumerate(runs):
-        f = r.final
-        assert f is not None
+    for i, (r, f, log_state) in enumerate(finals):
         ax.plot(
-            *_by_distance(f["distance"], _log10(f["jacobian_log_state"])),
+            *_by_distance(f.distance, _log10(log_state)),
             color=_color(i),
             lw=1.5,
             label=r.label,
@@ -239,26 +246,26 @@ def cec(runs: list[RunData]) -> Figure | None:
     for r, ax in zip(runs, axes, strict=True):
         f = r.final
         assert f is not None
-        for key, label, color in (
-            ("jacobian_log_cec", "CEC ∏ diag(f)", "tab:green"),
-            ("jacobian_log_c", "c→c block", "tab:orange"),
-            ("jacobian_log_state", "whole state", "tab:blue"),
+        for values, label, color in (
+            (f.jacobian_log_cec, "CEC ∏ diag(f)", "tab:green"),
+            (f.jacobian_log_c, "c→c block", "tab:orange"),
+            (f.jacobian_log_state, "whole state", "tab:blue"),
         ):
-            ax.plot(*_by_distance(f["distance"], _log10(f[key])), label=label, color=color, lw=1.5)
+            if values is not None:
+                ax.plot(*_by_distance(f.distance, _log10(values)), label=label, color=color, lw=1.5)
         _dress(ax, r.label, "distance from the last step", "log10 norm")
     return fig
 
 
 def split(runs: list[RunData]) -> Figure | None:
-    runs = [r for r in runs if r.final and r.final.get("split")]
-    if not runs:
+    splits = [(r, r.final.split) for r in runs if r.final and r.final.split]
+    if not splits:
         return None
-    fig, axes = _panels(len(runs))
-    for r, ax in zip(runs, axes, strict=True):
-        sp = r.final["split"]  # type: ignore[index]
-        t = list(range(len(sp["forget"])))
-        ax.plot(t, _nan(sp["forget"]), label="‖diag(f_t)‖", color="tab:green")
-        ax.plot(t, _nan(sp["remainder"]), label="‖remainder through h_{t−1}‖", color="tab:red")
+    fig, axes = _panels(len(splits))
+    for (r, sp), ax in zip(splits, axes, strict=True):
+        t = list(range(len(sp.forget)))
+        ax.plot(t, _nan(sp.forget), label="‖diag(f_t)‖", color="tab:green")
+        ax.plot(t, _nan(sp.remainder), label="‖remainder through h_{t−1}‖", color="tab:red")
         ax.axhline(1.0, color="grey", lw=0.8, ls=":")
         ax.set_yscale("log")
         _dress(ax, r.label, "time step t")
@@ -266,20 +273,20 @@ def split(runs: list[RunData]) -> Figure | None:
 
 
 def forget_histograms(runs: list[RunData]) -> Figure | None:
-    runs = [r for r in runs if r.final and r.final.get("forget_histogram")]
+    runs = [r for r in runs if r.final and r.final.forget_histogram]
     if not runs:
         return None
     fig, axes = _panels(len(runs))
     edges = [k / 20 for k in range(21)]
     for r, ax in zip(runs, axes, strict=True):
-        first = next((s for s in r.snapshots if s.get("forget_histogram")), None)
+        first = next((s for s in r.snapshots if s.forget_histogram), None)
         for rec, label, color in (
-            (first, f"step {first['step']}" if first else "", "tab:grey"),
+            (first, f"step {first.step}" if first else "", "tab:grey"),
             (r.final, "end", "tab:green"),
         ):
-            if rec is None:
+            if rec is None or rec.forget_histogram is None:
                 continue
-            counts = rec["forget_histogram"]
+            counts = rec.forget_histogram
             total = sum(c or 0 for c in counts) or 1
             ax.stairs(
                 [(c or 0) / total for c in counts],
@@ -294,21 +301,18 @@ def forget_histograms(runs: list[RunData]) -> Figure | None:
 
 
 def lyapunov(runs: list[RunData]) -> Figure | None:
-    runs = [r for r in runs if r.final and r.final.get("lyapunov")]
-    if not runs:
+    spectra = [(r, r.final.lyapunov) for r in runs if r.final and r.final.lyapunov]
+    if not spectra:
         return None
-    fig, axes = _panels(len(runs))
-    for i, (r, ax) in enumerate(zip(runs, axes, strict=True)):
-        ly = r.final["lyapunov"]  # type: ignore[index]
-        ex = _nan(ly["exponents"])
+    fig, axes = _panels(len(spectra))
+    for i, ((r, ly), ax) in enumerate(zip(spectra, axes, strict=True)):
+        ex = _nan(ly.exponents)
         ax.plot(range(1, len(ex) + 1), ex, "o-", color=_color(i), ms=3)
         ax.axhline(0, color="grey", lw=0.8)
-        if ly.get("slope") is not None:
-            ax.axhline(
-                ly["slope"], color="black", ls="--", lw=1, label=f"measured decay slope {ly['slope']:.3f}"
-            )
-        title = f"{r.label}: λ_max = {ly['max']:.3f}" if ly.get("max") is not None else r.label
-        _dress(ax, title, "exponent index", "λ (log per step)", legend=ly.get("slope") is not None)
+        if ly.slope is not None:
+            ax.axhline(ly.slope, color="black", ls="--", lw=1, label=f"measured decay slope {ly.slope:.3f}")
+        title = f"{r.label}: λ_max = {ly.max:.3f}" if ly.max is not None else r.label
+        _dress(ax, title, "exponent index", "λ (log per step)", legend=ly.slope is not None)
     return fig
 
 

@@ -22,6 +22,8 @@ Note: the chance baselines are those of these generators. For `hs97` adding the 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
@@ -47,7 +49,7 @@ class Adding(Task):
     """
 
     name = "adding"
-    protocols = ("le", "hs97", "pascanu")
+    protocols: ClassVar[tuple[str, ...]] = ("le", "hs97", "pascanu")
     target = "regression"
     paper = "Hochreiter & Schmidhuber 1997 (Exp. 4); Pascanu et al. 2013; Le et al. 2015"
     input_size = 2

@@ -28,11 +28,13 @@ from .. import _checks
 
 @dataclass
 class Batch:
-    """x (T, B, I); y as the task's target kind says; mask (T, B) for sequence targets."""
+    """x (T, B, I); y as the task's target kind says; mask (T, B) for sequence targets; legal
+    (T, B, symbols) the symbols allowed next, for a grammar (Reber)."""
 
     x: Tensor
     y: Tensor
     mask: Tensor | None = None
+    legal: Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -40,7 +42,10 @@ class Batch:
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(
-            self.x.to(device), self.y.to(device), None if self.mask is None else self.mask.to(device)
+            self.x.to(device),
+            self.y.to(device),
+            None if self.mask is None else self.mask.to(device),
+            None if self.legal is None else self.legal.to(device),
         )
 
 

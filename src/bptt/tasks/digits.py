@@ -10,6 +10,7 @@ accuracy, cross-entropy ln 10; solved here at 90% test accuracy.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -38,11 +39,11 @@ class SequentialDigits(Task):
     output_size = 10
 
     def __init__(
-        self, protocol: str | None = None, seq_len: int | None = None, test_size: int = 300, **kw: object
+        self, protocol: str | None = None, seq_len: int | None = None, test_size: int = 300, **kw: Any
     ):
         if seq_len not in (None, 64):
             raise InputError(f"8×8 digits are 64 pixels long; expected seq_len 64, got {seq_len}")
-        super().__init__(protocol, 64, test_size=test_size, **kw)  # type: ignore[arg-type]
+        super().__init__(protocol, 64, test_size=test_size, **kw)
         from sklearn.datasets import load_digits
 
         data = load_digits()

@@ -11,6 +11,8 @@ the same noise (σ = `noise`) as the rest, which keeps the task a pure test of m
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -42,9 +44,9 @@ class Latch(Task):
         seq_len: int | None = None,
         informative: int = 1,
         noise: float = 0.2,
-        **kw: object,
+        **kw: Any,
     ):
-        super().__init__(protocol, seq_len, **kw)  # type: ignore[arg-type]
+        super().__init__(protocol, seq_len, **kw)
         self.informative = _checks.positive_int("informative", informative)
         if self.seq_len is not None and self.informative > self.seq_len:
             raise InputError(f"expected informative ≤ seq_len = {self.seq_len}, got {informative}")

@@ -11,6 +11,8 @@ is. Chance: a uniform guess, ln 7.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -75,11 +77,11 @@ class Reber(Task):
         seq_len: int | None = None,
         train_size: int = 256,
         test_size: int = 256,
-        **kw: object,
+        **kw: Any,
     ):
         if seq_len is not None:
             raise InputError("the Reber grammar sets its own string lengths; leave seq_len out")
-        super().__init__(protocol, None, test_size=test_size, **kw)  # type: ignore[arg-type]
+        super().__init__(protocol, None, test_size=test_size, **kw)
         self.train_size = train_size
         self._train: list[tuple[str, list[str]]] | None = None
 
@@ -101,15 +103,13 @@ class Reber(Task):
                 mask[t, b] = True
                 for c in ok[t]:
                     legal[t, b, SYMBOLS.index(c)] = True
-        batch = Batch(x, y, mask)
-        batch.legal = legal  # type: ignore[attr-defined]
-        return batch
+        return Batch(x, y, mask, legal)
 
     def generate(self, n: int, g: torch.Generator) -> list[Batch]:
         """n fresh strings (the test set), padded to the longest and masked."""
         return [self._encode([embedded_reber(g) for _ in range(n)])]
 
-    def batches(self, batch_size: int, g: torch.Generator):  # type: ignore[override]
+    def batches(self, batch_size: int, g: torch.Generator) -> Iterator[Batch]:
         """Batches drawn from the fixed training set of `train_size` strings (its own seed, test_seed + 1)."""
         if self._train is None:
             tg = torch.Generator().manual_seed(self.test_seed + 1)
@@ -127,10 +127,12 @@ class Reber(Task):
         return "at every step the legal next symbols are top-ranked, for every test string"
 
     def correct(self, pred: Tensor, batch: Batch) -> Tensor:
-        legal = batch.legal  # type: ignore[attr-defined]
+        legal, mask = batch.legal, batch.mask
+        if legal is None or mask is None:
+            raise InputError("expected a Reber batch, with the legal next symbols and a mask")
         k = legal.sum(-1, keepdim=True)  # how many symbols are legal
         ranks = pred.argsort(-1, descending=True).argsort(-1)  # rank of every symbol
-        ok = ((ranks < k) == legal).all(-1) | ~batch.mask  # the legal ones exactly fill the top k
+        ok: Tensor = ((ranks < k) == legal).all(-1) | ~mask  # the legal ones exactly fill the top k
         return ok.all(0)
 
     def solved(self, metrics: dict[str, float]) -> bool:

@@ -16,6 +16,7 @@ positions and lengths scale by seq_len/100.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -40,10 +41,8 @@ class TemporalOrder(Task):
     target = "class"
     paper = "Hochreiter & Schmidhuber 1997 (Exp. 6a, 6b); Pascanu et al. 2013"
 
-    def __init__(
-        self, protocol: str | None = None, seq_len: int | None = None, symbols: int = 2, **kw: object
-    ):
-        super().__init__(protocol, seq_len, **kw)  # type: ignore[arg-type]
+    def __init__(self, protocol: str | None = None, seq_len: int | None = None, symbols: int = 2, **kw: Any):
+        super().__init__(protocol, seq_len, **kw)
         if symbols not in (2, 3):
             raise InputError(f"expected symbols 2 or 3, got {symbols}")
         self.symbols = symbols
@@ -61,9 +60,10 @@ class TemporalOrder(Task):
             s = T / 100
             spans = [(10, 20), (50, 60)] if self.symbols == 2 else [(10, 20), (33, 43), (66, 76)]
             return [(round(a * s), round(b * s)) for a, b in spans]
-        spans = [(0.1, 0.2), (0.5, 0.6)] if self.symbols == 2 else [(0.1, 0.2), (0.3, 0.4), (0.6, 0.7)]
+        fractions = [(0.1, 0.2), (0.5, 0.6)] if self.symbols == 2 else [(0.1, 0.2), (0.3, 0.4), (0.6, 0.7)]
         return [
-            (math.ceil(a * length), max(math.ceil(a * length), math.ceil(b * length) - 1)) for a, b in spans
+            (math.ceil(a * length), max(math.ceil(a * length), math.ceil(b * length) - 1))
+            for a, b in fractions
         ]
 
     def lengths(self, n: int, g: torch.Generator) -> Tensor:

@@ -83,7 +83,8 @@ def locate(
         with torch.no_grad():
             y = head(tr.output)
         if not bool(torch.isfinite(y).all()):
-            t = _first_bad_step(y.unsqueeze(0), forward)[1] if y.dim() == 3 else T - 1  # type: ignore[index]
+            hit = _first_bad_step(y.unsqueeze(0), forward) if y.dim() == 3 else None
+            t = hit[1] if hit is not None else T - 1
             return {"where": "readout", "time_step": t} | _value(y[t] if y.dim() == 3 else y)
     if not math.isfinite(float(tr.loss)):
         return {"where": "loss", "loss": float(tr.loss)}

@@ -28,8 +28,8 @@ from ..convert import from_torch
 INITS = ("default", "orthogonal", "identity")
 
 
-def _cell(core: nn.Module) -> tuple[registry.CellSpec, tuple[str, ...]]:
-    """The core's registered cell and its gate blocks (the rows of weight_ih/weight_hh, in order)."""
+def _cell(core: nn.Module) -> tuple[registry.CellSpec, tuple[str, ...], int]:
+    """The core's registered cell, its gate blocks (the rows of weight_ih/weight_hh, in order) and H."""
     spec = registry.spec_of(core)
     if spec is None:
         raise InputError(
@@ -39,7 +39,7 @@ def _cell(core: nn.Module) -> tuple[registry.CellSpec, tuple[str, ...]]:
     twin = (
         core if isinstance(core, RecurrentBase) else from_torch(core)
     )  # a torch.nn twin: its bptt module's gates
-    return spec, tuple(twin.step.gate_names)
+    return spec, tuple(twin.step.gate_names), twin.hidden_size
 
 
 def _block(t: torch.Tensor, gates: tuple[str, ...], gate: str, H: int) -> torch.Tensor:
@@ -68,8 +68,7 @@ def initialise(
     """
     if init not in INITS:
         raise InputError(f"unknown init {init!r}; expected one of {', '.join(map(repr, INITS))}")
-    spec, gates = _cell(core)
-    H = core.hidden_size
+    spec, gates, H = _cell(core)
     params = dict(core.named_parameters())
     if init not in spec.inits:
         raise InputError(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .._checks import InputError
-from ..cells import registry
+from .._checks import InputError, InputTypeError
+from ..cells import RecurrentBase, registry
 
 CORES = ("bptt", "torch")
 
@@ -42,14 +42,19 @@ class SequenceModel(nn.Module):
 
     def __init__(self, core: nn.Module, output_size: int, every_step: bool) -> None:
         super().__init__()
+        if not isinstance(core, (RecurrentBase, nn.RNNBase)):
+            raise InputTypeError(
+                f"expected a recurrent core (a bptt cell or a torch.nn RNN, LSTM or GRU), got {type(core).__name__}"
+            )
         self.core = core
-        width = core.hidden_size if not getattr(core, "proj_size", 0) else core.proj_size
+        width = core.proj_size or core.hidden_size
         self.readout = nn.Linear(width * (2 if core.bidirectional else 1), output_size)
         self.every_step = every_step
 
     def head(self, output: Tensor) -> Tensor:
         """The readout applied to the core's output (T, B, ·)."""
-        return self.readout(output if self.every_step else output[-1])
+        prediction: Tensor = self.readout(output if self.every_step else output[-1])
+        return prediction
 
     def forward(self, x: Tensor, hx: object = None) -> tuple[Tensor, object]:
         output, state = self.core(x, hx)

@@ -22,7 +22,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,12 +30,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import __version__, _checks, _io
+from .. import _checks, _io
 from .._checks import InputError
+from .._records import to_json
+from .._version import __version__
 from ..cells import registry
 from ..diagnostics.monitor import Monitor, Skipped
+from ..diagnostics.summary import Summary
 from ..engine import native
 from ..tasks import Batch, Task, make_task
+from ..tasks.held_out import held_out_diagnostics
 from . import checkpoint, logs
 from .guard import POLICIES, NonFiniteGradient, locate
 from .init import INITS, initialise
@@ -406,37 +410,21 @@ def train(
     final = run.last_eval if fresh else _evaluate(task, model)
     summary = _summary(cfg, task, run.step, final, solved_early, run.counters, run.wall_s)
     if cfg.final_diagnostics:
-        _io.write_json(out / "final_diagnostics.json", final_diagnostics(cfg, task, model))
+        _io.write_json(out / "final_diagnostics.json", to_json(final_diagnostics(cfg, task, model)))
     _io.write_json(out / "summary.json", summary)
     _save(out, cfg, model, opt, guard, data, run, finished=True)
     return summary
 
 
-def final_diagnostics(cfg: TrainConfig, task: Task, model: SequenceModel, samples: int = 4) -> dict[str, Any]:
-    """Every diagnostic of the trained model on `samples` held-out sequences, traced with the task's loss.
-
-    The trace runs on a float64 copy: a vanished gradient (e^−100 at distance 100 is common) stays
-    measurable there, where float32 would read 0.
-    """
-    import copy
-
-    from ..diagnostics.summary import summarize
-    from ..trace import trace
-
+def final_diagnostics(cfg: TrainConfig, task: Task, model: SequenceModel, samples: int = 4) -> Summary:
+    """Every diagnostic of the trained model on `samples` held-out sequences (of length
+    `cfg.final_seq_len` if set), traced in float64 with the task's loss."""
     length_task = (
         task
         if cfg.final_seq_len is None
         else make_task(cfg.task, cfg.protocol, cfg.final_seq_len, **cfg.task_options)
     )
-    b = next(length_task.batches(samples, torch.Generator().manual_seed(task.test_seed + 2)))
-    batch = Batch(b.x.double(), b.y.double() if b.y.is_floating_point() else b.y, b.mask)
-    batch.__dict__.update(
-        {k: v for k, v in b.__dict__.items() if k not in ("x", "y", "mask")}
-    )  # e.g. Reber's legal sets
-    m64 = copy.deepcopy(model).double().eval()
-    return summarize(
-        trace(m64.core, batch.x, lambda o, s: task.loss(m64.head(o), batch)), samples=samples, full=True
-    )
+    return held_out_diagnostics(model, length_task, samples, seed=task.test_seed + 2)
 
 
 def cell_label(cfg: TrainConfig) -> str:
@@ -450,13 +438,13 @@ def _summary(
     cfg: TrainConfig,
     task: Task,
     steps: int,
-    final: dict[str, float] | None,
+    final: Mapping[str, float | None] | None,
     stopped_early: bool,
     counters: dict[str, int],
     wall: float,
     stopped: str | None = None,
 ) -> dict[str, Any]:
-    final = final or {"loss": None, "error_rate": None, "solved": 0.0}  # type: ignore[dict-item]
+    final = final or {"loss": None, "error_rate": None, "solved": 0.0}
     return {
         "task": task.name,
         "protocol": task.protocol,
