@@ -21,6 +21,11 @@ class InputTypeError(TypeError):
     """A value of the wrong type given to bptt. The CLI prints it as one line."""
 
 
+class Notice(UserWarning):
+    """Something the user should know that does not stop the work (e.g. a resume that fell back
+    to the previous checkpoint). The CLI prints it as one line."""
+
+
 def shape_str(shape: Iterable[int]) -> str:
     """`(2, 3)` for a shape; `(3,)` for one dimension."""
     dims = tuple(int(d) for d in shape)

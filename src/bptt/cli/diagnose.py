@@ -105,10 +105,10 @@ def run(args: argparse.Namespace) -> int:
         else "• the gradient vanished entirely"
     )
     out.print(f"• {b['layer']}: λ1 = {b['lambda1']:.3g}; {b['verdict']}")
-    if rec.get("lyapunov") and rec["lyapunov"]["max"] is not None:
-        out.print(
-            f"• λ_max = {rec['lyapunov']['max']:.3f} per step; measured decay slope {rec['lyapunov']['slope']:.3f}"
-        )
+    ly = rec.get("lyapunov") or {}
+    if ly.get("max") is not None:
+        slope = "–" if ly.get("slope") is None else f"{ly['slope']:.3f}"
+        out.print(f"• λ_max = {ly['max']:.3f} per step; measured decay slope {slope}")
     out.print(f"report: {result['report']}")
     return 0
 
