@@ -116,7 +116,10 @@ def load(out: Path) -> dict[str, Any] | None:
         raise CheckpointError(
             f"{problem}, and there is no earlier checkpoint {previous.name} to fall back on"
         )
-    state = read(previous)
+    try:
+        state = read(previous)
+    except CheckpointError as err:
+        raise CheckpointError(f"{problem}; the one before is bad too: {err}") from None
     warnings.warn(
         f"{problem}; resuming from the one before, {previous.name} (step {state['step']})",
         Notice,
