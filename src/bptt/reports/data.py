@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._checks import InputError
+
 
 @dataclass
 class RunData:
@@ -35,7 +37,16 @@ class RunData:
 
 
 def _json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.exists() else None
+    """A run file's object, None if absent; a file that is not a JSON object is one clear error."""
+    if not path.exists():
+        return None
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"cannot read {path} as JSON: {err}") from None
+    if not isinstance(obj, dict):
+        raise InputError(f"expected {path} to hold a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 def load_run(path: str | Path, name: str | None = None) -> RunData:
@@ -51,10 +62,13 @@ def load_run(path: str | Path, name: str | None = None) -> RunData:
     run.final = _json(path / "final_diagnostics.json")
     run.nonfinite = _json(path / "nonfinite.json")
     if (path / "metrics.csv").exists():
-        run.metrics = load_metrics(path)
+        try:
+            run.metrics = load_metrics(path)
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as err:
+            raise InputError(f"cannot read {path / 'metrics.csv'}: {err}") from None
     diag = path / "diagnostics"
     if diag.is_dir():
-        run.snapshots = [json.loads(f.read_text()) for f in sorted(diag.glob("step_*.json"))]
+        run.snapshots = [_json(f) for f in sorted(diag.glob("step_*.json"))]
     if run.summary is None and run.final is None:
         raise FileNotFoundError(f"{path} holds no run: expected summary.json or final_diagnostics.json")
     return run

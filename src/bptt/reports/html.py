@@ -56,6 +56,11 @@ def summary_row(run: RunData) -> dict[str, str]:
         "cell": run.label.split(" · ", 1)[-1] if s else _fmt(f.get("cell")),
         "T": _fmt(s.get("seq_len") or f.get("steps")),
         "steps": _fmt(s.get("steps")) + (" (stopped: non-finite)" if stopped == "nonfinite" else ""),
+        "skipped": (
+            _fmt(s.get("skipped_steps")) + (" (too many: failed)" if s.get("too_many_skipped") else "")
+            if s
+            else "–"
+        ),
         "test loss": _fmt(s.get("test_loss")),
         "chance": _fmt(s.get("baseline_loss")),
         "solved": _fmt(s.get("solved")) if s else "–",
@@ -64,6 +69,18 @@ def summary_row(run: RunData) -> dict[str, str]:
         "verdict": bound.get("verdict") or "–",
         "λ_max": _fmt(ly.get("max"), 3),
     }
+
+
+def guard_sentence(report: dict[str, Any]) -> str:
+    """What the non-finite guard did and found, as one sentence."""
+    from ..training.guard import describe
+
+    did = (
+        "stopped this run"
+        if report.get("policy", "stop") == "stop"
+        else "skipped a step (the last one it skipped)"
+    )
+    return f"the non-finite guard {did}: {describe(report)}."
 
 
 def bound_rows(runs: Sequence[RunData]) -> list[dict[str, str]]:
@@ -108,7 +125,7 @@ def render(runs: Sequence[RunData], title: str = "bptt report") -> str:
         plots=render_all(list(runs)),
         bounds=bound_rows(runs),
         settings={r.name: settings(r) for r in runs},
-        nonfinite={r.name: r.nonfinite for r in runs if r.nonfinite},
+        nonfinite={r.name: guard_sentence(r.nonfinite) for r in runs if r.nonfinite},
         version=__version__,
         created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
