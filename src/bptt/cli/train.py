@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import args as a
@@ -171,12 +172,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+#: flags that apply only to some settings: (the dest, what it needs, whether the settings have it)
+APPLIES: tuple[tuple[str, str, Callable[[TrainConfig], bool]], ...] = (
+    ("symbols", "--task temporal_order", lambda c: c.task == "temporal_order"),
+    ("nonlinearity", "--cell rnn", lambda c: c.cell == "rnn"),
+    ("variant", "--cell lstm", lambda c: c.cell == "lstm"),
+    ("forget_bias", "--cell lstm", lambda c: c.cell == "lstm"),
+    ("input_bias", "--cell lstm", lambda c: c.cell == "lstm"),
+    ("chrono", "--cell lstm", lambda c: c.cell == "lstm"),
+    ("momentum", "--optimizer sgd or rmsprop", lambda c: c.optimizer in ("sgd", "rmsprop")),
+    ("clip_threshold", "--clip norm or value", lambda c: c.clip != "none"),
+    ("max_skipped", "--nonfinite skip", lambda c: c.nonfinite == "skip"),
+)
+
+
 def train_config(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig that the train flags describe (--dry-run shrinks it)."""
+    """The TrainConfig that the train flags describe (--dry-run shrinks it).
+
+    A flag given for settings it does not apply to (`--nonlinearity` with an LSTM) is an error.
+    """
     from ..training.trainer import TrainConfig
 
     options = {"symbols": args.symbols} if given(args, "symbols") else {}
     cfg = config_from_args(TrainConfig, args, task_options=options)
+    for dest, needs, applies in APPLIES:
+        if given(args, dest) and not applies(cfg):
+            flag = "--" + dest.replace("_", "-")
+            raise UsageError(f"{flag} applies only with {needs}; drop it or change the settings")
     if args.dry_run:
         small = None if cfg.task in ("reber", "digits") else min(cfg.seq_len or 10, 10)
         cfg = dataclasses.replace(
