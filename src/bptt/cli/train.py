@@ -11,14 +11,15 @@ from . import args as a
 from .base import Command, UsageError, config_from_args, console, given
 
 if TYPE_CHECKING:
+    from ..cells.registry import CellSpec
     from ..training.trainer import TrainConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..cells import NONLINEARITIES, VARIANTS
+    from ..cells import registry
     from ..tasks import TASKS
     from ..training.init import INITS
-    from ..training.model import CELLS, CORES
+    from ..training.model import CORES
     from ..training.trainer import CLIPS, OPTIMIZERS, TrainConfig
 
     d = TrainConfig()
@@ -45,15 +46,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--test-size", type=a.count(1), default=S, help=f"held-out test sequences (default: {d.test_size})"
     )
     g = p.add_argument_group("model")
-    g.add_argument("--cell", default=S, choices=CELLS, help=f"recurrent cell (default: {d.cell})")
+    g.add_argument("--cell", default=S, choices=registry.names(), help=f"recurrent cell (default: {d.cell})")
     g.add_argument(
-        "--variant", default=S, choices=list(VARIANTS), help=f"LSTM only: the variant (default: {d.variant})"
+        "--variant",
+        default=S,
+        choices=registry.option_choices("variant"),
+        help=f"the cell's variant, {registry.option_help('variant')} (default: {d.variant})",
     )
     g.add_argument(
         "--nonlinearity",
         default=S,
-        choices=NONLINEARITIES,
-        help=f"Elman RNN only: the nonlinearity (default: {d.nonlinearity})",
+        choices=registry.option_choices("nonlinearity"),
+        help=f"the cell's nonlinearity, {registry.option_help('nonlinearity')} (default: {d.nonlinearity})",
     )
     g.add_argument(
         "--hidden-size", type=a.count(1), default=S, help=f"hidden units (default: {d.hidden_size})"
@@ -172,18 +176,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-#: flags that apply only to some settings: (the dest, what it needs, whether the settings have it)
-APPLIES: tuple[tuple[str, str, Callable[[TrainConfig], bool]], ...] = (
-    ("symbols", "--task temporal_order", lambda c: c.task == "temporal_order"),
-    ("nonlinearity", "--cell rnn", lambda c: c.cell == "rnn"),
-    ("variant", "--cell lstm", lambda c: c.cell == "lstm"),
-    ("forget_bias", "--cell lstm", lambda c: c.cell == "lstm"),
-    ("input_bias", "--cell lstm", lambda c: c.cell == "lstm"),
-    ("chrono", "--cell lstm", lambda c: c.cell == "lstm"),
-    ("momentum", "--optimizer sgd or rmsprop", lambda c: c.optimizer in ("sgd", "rmsprop")),
-    ("clip_threshold", "--clip norm or value", lambda c: c.clip != "none"),
-    ("max_skipped", "--nonfinite skip", lambda c: c.nonfinite == "skip"),
-)
+def _cells_with(has: Callable[[CellSpec], bool]) -> str:
+    from ..cells import registry
+
+    return "--cell " + " or ".join(s.name for s in registry.specs() if has(s))
+
+
+def not_applying(dest: str, cfg: TrainConfig) -> str | None:
+    """What a flag given for settings it does not apply to needs (`--cell rnn`), or None where it applies."""
+    from ..cells import registry
+
+    spec = registry.get(cfg.cell)
+    if dest in ("nonlinearity", "variant") and dest not in spec.options:
+        return _cells_with(lambda s: dest in s.options)
+    roles = {"forget_bias": ("forget",), "input_bias": ("input",), "chrono": ("forget", "input")}
+    if dest in roles and not all(r in spec.roles for r in roles[dest]):
+        return _cells_with(lambda s: all(r in s.roles for r in roles[dest]))
+    settings = {
+        "symbols": ("--task temporal_order", cfg.task == "temporal_order"),
+        "momentum": ("--optimizer sgd or rmsprop", cfg.optimizer in ("sgd", "rmsprop")),
+        "clip_threshold": ("--clip norm or value", cfg.clip != "none"),
+        "max_skipped": ("--nonfinite skip", cfg.nonfinite == "skip"),
+    }
+    if dest in settings and not settings[dest][1]:
+        return settings[dest][0]
+    return None
+
+
+FLAGS_THAT_DEPEND = (
+    "symbols", "nonlinearity", "variant", "forget_bias", "input_bias", "chrono", "momentum", "clip_threshold",
+    "max_skipped",
+)  # fmt: skip
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -195,8 +218,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
     options = {"symbols": args.symbols} if given(args, "symbols") else {}
     cfg = config_from_args(TrainConfig, args, task_options=options)
-    for dest, needs, applies in APPLIES:
-        if given(args, dest) and not applies(cfg):
+    for dest in FLAGS_THAT_DEPEND:
+        needs = not_applying(dest, cfg) if given(args, dest) else None
+        if needs is not None:
             flag = "--" + dest.replace("_", "-")
             raise UsageError(f"{flag} applies only with {needs}; drop it or change the settings")
     if args.dry_run:
