@@ -96,7 +96,7 @@ def cases(f: dict[str, Path]) -> dict[str, list[tuple[list[str], str]]]:
             ([*train, "--log-every", "0"], "--log-every: expected an integer ≥ 1"),
             ([*train, "--task", "sorting"], "invalid choice: 'sorting'"),
             ([*train, "--protocol", "nonsense"], "protocol"),
-            ([*train, "--core", "torch", "--variant", "cifg"], "torch.nn has no lstm variant 'cifg'"),
+            ([*train, "--core", "torch", "--variant", "cifg"], "torch.nn has no lstm with variant 'cifg'"),
             ([*train, "--cell", "lstm", "--init", "identity"], "identity"),
             (["train", "--dry-run", "--out", F], "expected a directory to write into, got the existing file"),
             (["train", "--dry-run", "--out", F + "/run"], "is a file"),
@@ -130,7 +130,7 @@ def cases(f: dict[str, Path]) -> dict[str, list[tuple[list[str], str]]]:
             ),
             (
                 ["diagnose", str(f["lstm.pt"]), "--task", "adding", "--nonlinearity", "relu"],
-                "--nonlinearity is for",
+                "--nonlinearity applies to state dicts of the rnn cell",
             ),
             (["diagnose", str(f["gru.pt"]), "--task", "adding", "--variant", "cifg"], "does not fit"),
             (["diagnose", str(f["lstm.pt"]), "--task", "adding", "--module", "rnn"], "--module 'rnn'"),
@@ -143,6 +143,10 @@ def cases(f: dict[str, Path]) -> dict[str, list[tuple[list[str], str]]]:
             (["diagnose", run, "--task", "latch"], "readout is for the adding task"),
             (["diagnose", run, "--nonlinearity", "relu"], "does not apply to a bptt checkpoint"),
             (["diagnose", str(f["lstm.pt"]), "--task", "adding", "--out", F], "existing file"),
+            (
+                ["diagnose", str(f["lstm.pt"]), "--task", "adding", "--samples", str(10**12)],
+                "out of memory for --samples",
+            ),
         ],
         "report": [
             (["report", D + "/missing"], "no run directory"),
@@ -190,7 +194,7 @@ def test_bad_inputs_of_every_command(command: str, files, capsys, monkeypatch) -
 
 def test_the_count_of_bad_inputs_per_command(files) -> None:
     counts = {c: len(v) for c, v in cases(files).items()}
-    assert counts == {"train": 36, "diagnose": 20, "report": 7, "bench": 7, "demo": 5, "theory": 2}
+    assert counts == {"train": 36, "diagnose": 21, "report": 7, "bench": 7, "demo": 5, "theory": 2}
 
 
 # -- property-based: random flag values and corrupted files ---------------------------------------

@@ -183,9 +183,13 @@ def test_a_whole_models_state_dict_finds_the_recurrent_weights(wrap: str, tmp_pa
         (
             lambda: torch.nn.LSTM(2, 3).state_dict(),
             {"nonlinearity": "relu"},
-            "--nonlinearity is for an Elman RNN",
+            "--nonlinearity applies to state dicts of the rnn cell",
         ),
-        (lambda: torch.nn.RNN(2, 3).state_dict(), {"variant": "cifg"}, "--variant is for an LSTM"),
+        (
+            lambda: torch.nn.RNN(2, 3).state_dict(),
+            {"variant": "cifg"},
+            "--variant applies to state dicts of the lstm cell",
+        ),
         (lambda: torch.nn.GRU(2, 3).state_dict(), {"variant": "cifg"}, "does not fit a LSTM.*Missing key"),
         (lambda: {"embed.weight": torch.zeros(3, 2)}, {}, "holds no torch.nn RNN/LSTM/GRU weights"),
         (lambda: [1, 2, 3], {}, "holds a list"),

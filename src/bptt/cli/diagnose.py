@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from . import args as a
-from .base import Command, console, kwargs_from_args
+from .base import Command, console, kwargs_from_args, memory_errors
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
 
     out_dir = args.out or Path(f"runs/diagnose-{Path(args.model).stem}")
     with console().status("tracing and drawing"):
-        result = diagnose(**{**kwargs_from_args(diagnose, args), "out": out_dir})
+        with memory_errors("--samples and --seq-len (or the --inputs file)"):
+            result = diagnose(**{**kwargs_from_args(diagnose, args), "out": out_dir})
     rec = result["record"]
     distance, ratio = far_over_near(rec)
     b = rec["bounds"][0]

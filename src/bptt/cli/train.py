@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import args as a
-from .base import Command, UsageError, config_from_args, console, given
+from .base import Command, UsageError, config_from_args, console, given, memory_errors
 
 if TYPE_CHECKING:
     from ..cells.registry import CellSpec
@@ -270,21 +270,19 @@ def run(args: argparse.Namespace) -> int:
                 info += f"  test {row['test_loss']:.4g}"
             bar.update(job, completed=row["step"] + 1, info=info)
 
+        sizes = (
+            f"--hidden-size {cfg.hidden_size}, --num-layers {cfg.num_layers}, --batch-size {cfg.batch_size}, "
+            f"--seq-len {cfg.seq_len or 'the task default'} and --test-size {cfg.test_size}"
+        )
         try:
-            summary = train(cfg, out_dir, resume=args.resume, progress=show)
+            with memory_errors(sizes):
+                summary = train(cfg, out_dir, resume=args.resume, progress=show)
         except NonFiniteGradient as err:
             out.print(f"[red]stopped:[/] {err}  (report in {out_dir}/nonfinite.json)")
             return 1
         except RunFinished as done:
             out.print(str(done))
             return 0
-        except (MemoryError, RuntimeError) as err:
-            if not _out_of_memory(err):
-                raise
-            raise UsageError(
-                f"out of memory for --hidden-size {cfg.hidden_size}, --num-layers {cfg.num_layers}, "
-                f"--batch-size {cfg.batch_size}, --seq-len {cfg.seq_len or 'the task default'}: ask for smaller sizes"
-            ) from None
     verdict = "[green]solved[/]" if summary["solved"] else "not solved"
     test_loss = "–" if summary["test_loss"] is None else f"{summary['test_loss']:.4g}"
     skipped = summary["skipped_steps"]
@@ -300,15 +298,6 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
-
-
-def _out_of_memory(err: BaseException) -> bool:
-    import torch
-
-    if isinstance(err, (MemoryError, torch.OutOfMemoryError)):
-        return True
-    text = str(err).lower()
-    return any(k in text for k in ("can't allocate memory", "out of memory", "not enough memory"))
 
 
 def check_memory(cfg: TrainConfig) -> None:

@@ -50,7 +50,8 @@ class CheckpointError(InputError):
 def clean(out: Path) -> list[Path]:
     """Remove the temporary files a killed write left in `out`; returns what was removed."""
     removed = []
-    for p in _io.leftovers(out, (LATEST, PREVIOUS, "metrics.csv", "summary.json", "config.json")):
+    written = (LATEST, PREVIOUS, "metrics.csv", "summary.json", "config.json", "nonfinite.json")
+    for p in _io.leftovers(out, (*written, "final_diagnostics.json", "report.html")):
         with contextlib.suppress(OSError):
             p.unlink()
             removed.append(p)
