@@ -14,12 +14,15 @@ import contextlib
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
 import torch
+
+from ._checks import InputError
 
 #: the name every temporary file of an atomic write starts with: `.NAME.` … `.tmp`
 TMP_SUFFIX = ".tmp"
@@ -134,3 +137,52 @@ def read_jsonl(path: Path | str) -> list[Any]:
                 break
             raise
     return out
+PICKLE_HELP = (
+    "it holds pickled Python objects{what}, and loading them can run any code the file contains; "
+    "save the weights instead with torch.save(model.state_dict(), PATH), or pass --trust-pickle "
+    "(trust_pickle=True) if you trust this file and where it came from"
+)
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err)
+    if isinstance(err, EOFError) or not text.strip():
+        return "the file is empty or cut short"
+    if "Unsupported operand" in text or "invalid load key" in text:
+        return "it is not a file torch.save wrote, or it is damaged"
+    if "zip archive" in text or "PytorchStreamReader" in text:
+        return "it is a damaged or truncated torch.save file"
+    return " ".join(text.split())[:200]
+
+
+def torch_load(path: Path | str, what: str, trust_pickle: bool | None = None) -> Any:
+    """`torch.load` of a file from elsewhere: tensors and plain data only, unless `trust_pickle`.
+
+    With `weights_only=True` nothing in the file can run code; a file that needs pickle is refused
+    with an error that explains the choices, and any other failure (a missing, empty, truncated,
+    damaged or foreign file) becomes one `InputError` line naming the file and `what` was expected.
+    `trust_pickle=None`: the file must hold plain data, and no flag can change that.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no {what} at {path}")
+    if path.is_dir():
+        raise InputError(f"expected {what}, got the directory {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        if found is None:
+            raise InputError(f"cannot read {path} as {what}: {_reason(err)}") from None
+        if trust_pickle is None:
+            raise InputError(
+                f"{path} is not loaded: it holds pickled Python objects (such as {found.group(1)}), which can run "
+                f"code when loaded; {what} holds only tensors and plain data"
+            ) from None
+        if not trust_pickle:
+            help = PICKLE_HELP.format(what=f" (such as {found.group(1)})")
+            raise InputError(f"{path} is not loaded: {help}") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise InputError(f"cannot read {path} as {what}: {_reason(err)}") from None

@@ -71,7 +71,8 @@ def infer_from_state_dict(
         model.load_state_dict(sd)
     except RuntimeError as err:
         raise InputError(
-            f"the state dict does not fit a {type(model).__name__}({I}, {H}) with variant {variant!r}: {err}"
+            f"the state dict does not fit a {type(model).__name__}({I}, {H}) with variant {variant!r}: "
+            + " ".join(str(err).split())
         ) from None
     return model
 
@@ -98,33 +99,9 @@ def _state_dict_cell(G: int, nonlinearity: str, variant: str) -> registry.CellSp
     return min(fits, key=lambda f: f[0])[1]
 
 
-PICKLE_HELP = (
-    "it holds pickled Python objects (a whole saved model, or classes of its own), and loading them "
-    "can run any code the file contains; save the weights instead with torch.save(model.state_dict(), PATH), "
-    "or pass --trust-pickle (trust_pickle=True) if you trust this file and where it came from"
-)
-
-
 def read_file(path: Path, trust_pickle: bool = False) -> Any:
-    """`torch.load` of a model file: tensors and plain data only, unless `trust_pickle`.
-
-    Without `trust_pickle` nothing in the file can run code (`weights_only=True`); a file that needs
-    pickle is refused with an error that explains the choices.
-    """
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        refused = "weights only load failed" in str(err).lower()
-        if refused and trust_pickle:
-            try:
-                return torch.load(path, map_location="cpu", weights_only=False)
-            except Exception as again:
-                err = again
-                refused = False
-        if refused:
-            raise InputError(f"{path} is not loaded: {PICKLE_HELP}") from None
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise InputError(f"cannot read {path} as a saved model or state dict: {first}") from None
+    """A model file's contents: tensors and plain data only, unless `trust_pickle` (see `_io.torch_load`)."""
+    return _io.torch_load(path, "a saved model or state dict", trust_pickle)
 
 
 _DIRECT = re.compile(r"[^.]+")  # a parameter of the module itself, not of a submodule
@@ -274,19 +251,7 @@ def _checkpoint_subject(obj: dict[str, Any], path: Path) -> Subject:
 def load_inputs(path: str | Path, batch_first: bool = False) -> Tensor:
     """The input sequences of a tensor file (T, B, features), or a dict holding one under "x"; no code runs."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no input file at {path}")
-    if path.is_dir():
-        raise InputError(f"--inputs expects a file, got the directory {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        if "weights only load failed" in str(err).lower():
-            raise InputError(
-                f"{path} is not loaded: it holds pickled Python objects, which can run code; save a plain tensor"
-            ) from None
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise InputError(f"cannot read {path} as a tensor file: {first}") from None
+    obj = _io.torch_load(path, "an input tensor file")
     x = obj.get("x") if isinstance(obj, dict) else obj
     if not isinstance(x, Tensor) or x.dim() not in (2, 3) or x.numel() == 0:
         got = f"a {x.dim()}-d tensor of shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__

@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
-from .._checks import InputError, InputTypeError
+from .._checks import InputError, InputTypeError, Notice
 from .base import Command, Parser, UsageError, config_from_args, console, given
 from .train import train_config
 
@@ -61,7 +63,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run `bptt ARGV`; returns the exit status (argparse's own errors exit with 2)."""
     args = parser().parse_args(argv)
     try:
-        status: int = args.run(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", Notice)
+            shown = warnings.showwarning
+
+            def one_line(message: Warning | str, category: type[Warning], *rest: Any, **kw: Any) -> None:
+                if issubclass(category, Notice):
+                    print(f"bptt {args.command}: warning: {message}", file=sys.stderr)
+                else:
+                    shown(message, category, *rest, **kw)
+
+            warnings.showwarning = one_line
+            status: int = args.run(args)
         return status
     except (UsageError, FileNotFoundError, InputError, InputTypeError) as err:
         print(f"bptt {args.command}: error: {err}", file=sys.stderr)

@@ -10,9 +10,10 @@ exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
@@ -87,3 +88,26 @@ def kwargs_from_args(func: Callable[..., Any], args: argparse.Namespace) -> dict
 
     names = inspect.signature(func).parameters
     return {k: v for k, v in vars(args).items() if k in names}
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether `err` is an allocation that failed (host or device)."""
+    import torch
+
+    if isinstance(err, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and any(
+        k in text for k in ("can't allocate memory", "out of memory", "not enough memory")
+    )
+
+
+@contextlib.contextmanager
+def memory_errors(sizes: str) -> Iterator[None]:
+    """Turn a failed allocation into one line naming the flags whose `sizes` asked for it."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as err:
+        if not out_of_memory(err):
+            raise
+        raise UsageError(f"out of memory for {sizes}: ask for smaller sizes") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from . import args as a
-from .base import Command, UsageError, config_from_args, console
+from .base import Command, UsageError, config_from_args, console, memory_errors
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--device cuda asked for, but no CUDA device is available")
     out = console()
     with out.status("measuring") as status:
-        result = bench.run(cfg, progress=lambda what: status.update(f"measuring {what}"))
+        with memory_errors("--shapes " + " ".join("x".join(map(str, s)) for s in cfg.shapes)):
+            result = bench.run(cfg, progress=lambda what: status.update(f"measuring {what}"))
     for item in bench.render(result):
         out.print(item)
     if args.json:

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from . import args as a
-from .base import Command, config_from_args, console
+from .base import Command, config_from_args, console, memory_errors
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
             info = f"loss {row['loss']:.3g}  ‖g‖ {row['grad_norm']:.3g}"
             bar.update(jobs[name], completed=row["step"] + 1, info=info)
 
-        result = demo.run(cfg, progress=show)
+        with memory_errors("--hidden-size and --seq-len"):
+            result = demo.run(cfg, progress=show)
     table = Table(title="bptt demo")
     for col in (
         "run",

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from . import args as a
-from .base import Command, console, kwargs_from_args
+from .base import Command, console, kwargs_from_args, memory_errors
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
 
     out_dir = args.out or Path(f"runs/diagnose-{Path(args.model).stem}")
     with console().status("tracing and drawing"):
-        result = diagnose(**{**kwargs_from_args(diagnose, args), "out": out_dir})
+        with memory_errors("--samples and --seq-len (or the --inputs file)"):
+            result = diagnose(**{**kwargs_from_args(diagnose, args), "out": out_dir})
     rec = result["record"]
     distance, ratio = far_over_near(rec)
     b = rec["bounds"][0]
@@ -105,10 +106,10 @@ def run(args: argparse.Namespace) -> int:
         else "• the gradient vanished entirely"
     )
     out.print(f"• {b['layer']}: λ1 = {b['lambda1']:.3g}; {b['verdict']}")
-    if rec.get("lyapunov") and rec["lyapunov"]["max"] is not None:
-        out.print(
-            f"• λ_max = {rec['lyapunov']['max']:.3f} per step; measured decay slope {rec['lyapunov']['slope']:.3f}"
-        )
+    ly = rec.get("lyapunov") or {}
+    if ly.get("max") is not None:
+        slope = "–" if ly.get("slope") is None else f"{ly['slope']:.3f}"
+        out.print(f"• λ_max = {ly['max']:.3f} per step; measured decay slope {slope}")
     out.print(f"report: {result['report']}")
     return 0
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from . import args as a
-from .base import Command, console
+from .base import Command, UsageError, console
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,7 +27,13 @@ def run(args: argparse.Namespace) -> int:
 
     out_path = args.out or Path(args.runs[0]) / "report.html"
     with console().status("drawing the report"):
-        path = write_report(args.runs, out_path, args.title)
+        try:
+            path = write_report(args.runs, out_path, args.title)
+        except (KeyError, TypeError, IndexError, AttributeError) as err:  # a file of another layout
+            raise UsageError(
+                f"the files in {', '.join(args.runs)} do not have the layout bptt writes "
+                f"({type(err).__name__}: {err}); were they edited, or written by another version?"
+            ) from None
     console().print(f"wrote {path}")
     return 0
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import args as a
-from .base import Command, UsageError, config_from_args, console, given
+from .base import Command, UsageError, config_from_args, console, given, memory_errors
 
 if TYPE_CHECKING:
+    from ..cells.registry import CellSpec
     from ..training.trainer import TrainConfig
 
 
@@ -189,8 +191,44 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _cells_with(has: Callable[[CellSpec], bool]) -> str:
+    from ..cells import registry
+
+    return "--cell " + " or ".join(s.name for s in registry.specs() if has(s))
+
+
+def not_applying(dest: str, cfg: TrainConfig) -> str | None:
+    """What a flag given for settings it does not apply to needs (`--cell rnn`), or None where it applies."""
+    from ..cells import registry
+
+    spec = registry.get(cfg.cell)
+    if dest in ("nonlinearity", "variant") and dest not in spec.options:
+        return _cells_with(lambda s: dest in s.options)
+    roles = {"forget_bias": ("forget",), "input_bias": ("input",), "chrono": ("forget", "input")}
+    if dest in roles and not all(r in spec.roles for r in roles[dest]):
+        return _cells_with(lambda s: all(r in s.roles for r in roles[dest]))
+    settings = {
+        "symbols": ("--task temporal_order", cfg.task == "temporal_order"),
+        "momentum": ("--optimizer sgd or rmsprop", cfg.optimizer in ("sgd", "rmsprop")),
+        "clip_threshold": ("--clip norm or value", cfg.clip != "none"),
+        "max_skipped": ("--nonfinite skip", cfg.nonfinite == "skip"),
+    }
+    if dest in settings and not settings[dest][1]:
+        return settings[dest][0]
+    return None
+
+
+FLAGS_THAT_DEPEND = (
+    "symbols", "nonlinearity", "variant", "forget_bias", "input_bias", "chrono", "momentum", "clip_threshold",
+    "max_skipped",
+)  # fmt: skip
+
+
 def train_config(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig that the train flags describe (--dry-run shrinks it)."""
+    """The TrainConfig that the train flags describe (--dry-run shrinks it).
+
+    A flag given for settings it does not apply to (`--nonlinearity` with an LSTM) is an error.
+    """
     from ..training.defaults import cli_defaults
     from ..training.trainer import TrainConfig
 
@@ -201,6 +239,11 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     )
     tuned = {k: v for k, v in solving.items() if not given(args, k)}  # what a flag says wins
     cfg = config_from_args(TrainConfig, args, task_options=options, **tuned)
+    for dest in FLAGS_THAT_DEPEND:
+        needs = not_applying(dest, cfg) if given(args, dest) else None
+        if needs is not None:
+            flag = "--" + dest.replace("_", "-")
+            raise UsageError(f"{flag} applies only with {needs}; drop it or change the settings")
     if args.dry_run:
         small = None if cfg.task in ("reber", "digits") else min(cfg.seq_len or 10, 10)
         cfg = dataclasses.replace(
@@ -248,21 +291,19 @@ def run(args: argparse.Namespace) -> int:
                 info += f"  test {row['test_loss']:.4g}"
             bar.update(job, completed=row["step"] + 1, info=info)
 
+        sizes = (
+            f"--hidden-size {cfg.hidden_size}, --num-layers {cfg.num_layers}, --batch-size {cfg.batch_size}, "
+            f"--seq-len {cfg.seq_len or 'the task default'} and --test-size {cfg.test_size}"
+        )
         try:
-            summary = train(cfg, out_dir, resume=args.resume, progress=show)
+            with memory_errors(sizes):
+                summary = train(cfg, out_dir, resume=args.resume, progress=show)
         except NonFiniteGradient as err:
             out.print(f"[red]stopped:[/] {err}  (report in {out_dir}/nonfinite.json)")
             return 1
         except RunFinished as done:
             out.print(str(done))
             return 0
-        except (MemoryError, RuntimeError) as err:
-            if not _out_of_memory(err):
-                raise
-            raise UsageError(
-                f"out of memory for --hidden-size {cfg.hidden_size}, --num-layers {cfg.num_layers}, "
-                f"--batch-size {cfg.batch_size}, --seq-len {cfg.seq_len or 'the task default'}: ask for smaller sizes"
-            ) from None
     verdict = "[green]solved[/]" if summary["solved"] else "not solved"
     test_loss = "–" if summary["test_loss"] is None else f"{summary['test_loss']:.4g}"
     skipped = summary["skipped_steps"]
@@ -278,15 +319,6 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
-
-
-def _out_of_memory(err: BaseException) -> bool:
-    import torch
-
-    if isinstance(err, (MemoryError, torch.OutOfMemoryError)):
-        return True
-    text = str(err).lower()
-    return any(k in text for k in ("can't allocate memory", "out of memory", "not enough memory"))
 
 
 def check_memory(cfg: TrainConfig) -> None:

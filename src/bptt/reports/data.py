@@ -9,6 +9,7 @@ from typing import Any
 
 from .._records import from_json
 from ..diagnostics.summary import Summary
+from .._checks import InputError
 
 
 @dataclass
@@ -38,7 +39,16 @@ class RunData:
 
 
 def _json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.exists() else None
+    """A run file's object, None if absent; a file that is not a JSON object is one clear error."""
+    if not path.exists():
+        return None
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"cannot read {path} as JSON: {err}") from None
+    if not isinstance(obj, dict):
+        raise InputError(f"expected {path} to hold a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 def load_run(path: str | Path, name: str | None = None) -> RunData:
@@ -56,7 +66,10 @@ def load_run(path: str | Path, name: str | None = None) -> RunData:
     run.final = from_json(Summary, final) if final is not None else None
     run.nonfinite = _json(path / "nonfinite.json")
     if (path / "metrics.csv").exists():
-        run.metrics = load_metrics(path)
+        try:
+            run.metrics = load_metrics(path)
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as err:
+            raise InputError(f"cannot read {path / 'metrics.csv'}: {err}") from None
     records = monitor.load(path)
     if records:
         # one module's records: the one named first (a model with several recurrent modules)

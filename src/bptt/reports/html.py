@@ -59,6 +59,11 @@ def summary_row(run: RunData) -> dict[str, str]:
         "cell": run.label.split(" · ", 1)[-1] if s else _fmt(f.cell if f else None),
         "T": _fmt(s.get("seq_len") or (f.steps if f else None)),
         "steps": _fmt(s.get("steps")) + (" (stopped: non-finite)" if stopped == "nonfinite" else ""),
+        "skipped": (
+            _fmt(s.get("skipped_steps")) + (" (too many: failed)" if s.get("too_many_skipped") else "")
+            if s
+            else "–"
+        ),
         "test loss": _fmt(s.get("test_loss")),
         "chance": _fmt(s.get("baseline_loss")),
         "solved": _fmt(s.get("solved")) if s else "–",
@@ -67,6 +72,18 @@ def summary_row(run: RunData) -> dict[str, str]:
         "verdict": bound.verdict if bound else "–",
         "λ_max": _fmt(ly.max if ly else None, 3),
     }
+
+
+def guard_sentence(report: dict[str, Any]) -> str:
+    """What the non-finite guard did and found, as one sentence."""
+    from ..training.guard import describe
+
+    did = (
+        "stopped this run"
+        if report.get("policy", "stop") == "stop"
+        else "skipped a step (the last one it skipped)"
+    )
+    return f"the non-finite guard {did}: {describe(report)}."
 
 
 def bound_rows(runs: Sequence[RunData]) -> list[dict[str, str]]:
@@ -111,7 +128,7 @@ def render(runs: Sequence[RunData], title: str = "bptt report") -> str:
         plots=render_all(list(runs)),
         bounds=bound_rows(runs),
         settings={r.name: settings(r) for r in runs},
-        nonfinite={r.name: r.nonfinite for r in runs if r.nonfinite},
+        nonfinite={r.name: guard_sentence(r.nonfinite) for r in runs if r.nonfinite},
         version=__version__,
         created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )

@@ -69,7 +69,7 @@ def _dress(ax: Any, title: str, xlabel: str, ylabel: str | None = None, legend: 
     ax.set_xlabel(xlabel, fontsize=8)
     if ylabel:
         ax.set_ylabel(ylabel, fontsize=8)
-    if legend:
+    if legend and ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
 
 
@@ -115,7 +115,8 @@ def loss_curves(runs: list[RunData]) -> Figure | None:
         ax.set_ylim(top=top)
     ax.set_xlabel("training step")
     ax.set_ylabel("loss (▲: off the scale)")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # a run whose every step was skipped has no curve
+        ax.legend(fontsize=8)
     return fig
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from .. import _io
+from .._checks import InputError, Notice
 
 LATEST = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
@@ -42,14 +43,15 @@ FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A file that is not a readable checkpoint: what it is and why."""
 
 
 def clean(out: Path) -> list[Path]:
     """Remove the temporary files a killed write left in `out`; returns what was removed."""
     removed = []
-    for p in _io.leftovers(out, (LATEST, PREVIOUS, "metrics.csv", "summary.json", "config.json")):
+    written = (LATEST, PREVIOUS, "metrics.csv", "summary.json", "config.json", "nonfinite.json")
+    for p in _io.leftovers(out, (*written, "final_diagnostics.json", "report.html")):
         with contextlib.suppress(OSError):
             p.unlink()
             removed.append(p)
@@ -83,10 +85,9 @@ def save(out: Path, state: dict[str, Any]) -> None:
 def read(path: Path) -> dict[str, Any]:
     """One checkpoint file, checked; `CheckpointError` says what is wrong with it."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torn, truncated, foreign or pickled code: never trusted
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint ({first})") from None
+        state = _io.torch_load(path, "a bptt checkpoint")
+    except (InputError, OSError) as err:  # torn, truncated, foreign or pickled code: never trusted
+        raise CheckpointError(str(err)) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not a bptt checkpoint")
     for name, kind in FIELDS.items():
@@ -116,8 +117,13 @@ def load(out: Path) -> dict[str, Any] | None:
         raise CheckpointError(
             f"{problem}, and there is no earlier checkpoint {previous.name} to fall back on"
         )
-    state = read(previous)
+    try:
+        state = read(previous)
+    except CheckpointError as err:
+        raise CheckpointError(f"{problem}; the one before is bad too: {err}") from None
     warnings.warn(
-        f"{problem}; resuming from the one before, {previous.name} (step {state['step']})", stacklevel=2
+        f"{problem}; resuming from the one before, {previous.name} (step {state['step']})",
+        Notice,
+        stacklevel=2,
     )
     return state

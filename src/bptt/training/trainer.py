@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _checks, _io
-from .._checks import InputError
+from .._checks import InputError, Notice
 from .._records import to_json
 from .._version import __version__
 from ..cells import registry
@@ -221,7 +221,7 @@ def _start(
     state = checkpoint.load(out) if resume else None
     if state is None:
         if resume:
-            warnings.warn(f"no checkpoint in {out} yet: starting from step 0", stacklevel=3)
+            warnings.warn(f"no checkpoint in {out} yet: starting from step 0", Notice, stacklevel=3)
         for name in (checkpoint.LATEST, checkpoint.PREVIOUS, "summary.json", "nonfinite.json"):
             (out / name).unlink(missing_ok=True)
         logs.cut_snapshots(out, None)
