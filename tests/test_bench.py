@@ -65,6 +65,7 @@ def test_bench_command_writes_json(tmp_path, capsys) -> None:
     [
         (["bench", "--cells", "lstm,tree"], "unknown tree; expected some of"),
         (["bench", "--shapes", "32x200"], "expected a shape BxTxIxH"),
+        (["bench", "--shapes", "1x2x3x4x5x6"], "expected a shape BxTxIxH"),
     ],
 )
 def test_bench_flags_are_checked(argv, message, capsys) -> None:
@@ -72,6 +73,28 @@ def test_bench_flags_are_checked(argv, message, capsys) -> None:
         cli.main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device", ["foo", "cuda:x", "gpu", "cpu:0"])
+def test_an_unknown_device_is_one_line(device: str, capsys) -> None:
+    assert cli.main(["bench", "--device", device]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"bptt bench: error: expected --device cpu, cuda or cuda:N, got {device!r}"
+
+
+def test_a_shape_with_layers_builds_that_many_layers(tmp_path) -> None:
+    """BxTxIxHxL: the word-LM shape's two layers, timed and checked like one."""
+    cfg = bench.BenchConfig(
+        cells=("lstm", "peephole"), shapes=((2, 3, 4, 5, 2),), repeats=1, warmup=0, contributions=False
+    )
+    result = bench.run(cfg)
+    assert [r.shape for r in result.rows] == [(2, 3, 4, 5, 2)] * 2
+    for row in result.rows:
+        assert row.max_rel_err < 1e-5 and row.reference_rel_err < 1e-5
+    assert result.traces[0]["overhead"] > 0 and result.traces[0]["bptt_fwd_bwd_ms"] > 0
+    ref, ours, _, _ = bench._models("lstm", (2, 3, 4, 5, 2), torch.device("cpu"))
+    assert ref.num_layers == ours.num_layers == 2
+    assert bench.WORD_LM in bench.DEFAULT_SHAPES and bench.layers(bench.WORD_LM) == 2
 
 
 def test_cuda_without_a_gpu_is_one_line(capsys) -> None:

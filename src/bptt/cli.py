@@ -37,16 +37,18 @@ class Command:
     run: Callable[[argparse.Namespace], int]
 
 
-def _shape(text: str) -> tuple[int, int, int, int]:
+def _shape(text: str) -> tuple[int, ...]:
     try:
-        B, T, I, H = (int(v) for v in text.lower().split("x"))
+        sizes = tuple(int(v) for v in text.lower().split("x"))
     except ValueError:
+        sizes = ()
+    if len(sizes) not in (4, 5):
         raise argparse.ArgumentTypeError(
-            f"expected a shape BxTxIxH such as 32x200x2x128, got {text!r}"
-        ) from None
-    if min(B, T, I, H) < 1:
+            f"expected a shape BxTxIxH such as 32x200x2x128 (or BxTxIxHxL with L layers), got {text!r}"
+        )
+    if min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"expected sizes ≥ 1 in {text!r}")
-    return B, T, I, H
+    return sizes
 
 
 def _csv(valid: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
@@ -80,7 +82,9 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
         type=_shape,
         nargs="+",
         default=d.shapes,
-        help="shapes BxTxIxH (default: " + " ".join("x".join(map(str, s)) for s in DEFAULT_SHAPES) + ")",
+        help="shapes BxTxIxH, or BxTxIxHxL for L layers (default: "
+        + " ".join("x".join(map(str, s)) for s in DEFAULT_SHAPES)
+        + ")",
     )
     p.add_argument(
         "--repeats",
@@ -91,7 +95,11 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--warmup", type=int, default=d.warmup, help=f"untimed runs before timing (default: {d.warmup})"
     )
-    p.add_argument("--device", default=d.device, help="cpu or cuda (default: cpu)")
+    p.add_argument(
+        "--device",
+        default=d.device,
+        help="cpu, or cuda / cuda:N: the Triton sweeps against cuDNN, timed with CUDA events (default: cpu)",
+    )
     p.add_argument("--no-trace", action="store_true", help="skip the full-trace measurement")
     p.add_argument(
         "--no-contributions",
@@ -107,12 +115,9 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    import torch
-
     from . import bench
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda asked for, but no CUDA device is available")
+    bench.check_device(args.device)
     if args.repeats < 1 or args.warmup < 0:
         raise UsageError(f"expected --repeats ≥ 1 and --warmup ≥ 0, got {args.repeats} and {args.warmup}")
     cfg = bench.BenchConfig(

@@ -8,13 +8,14 @@ T·B rows (engine/terms.py). `loss.backward()` on anything computed from a bptt 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from . import native, sweep
+from . import gpu, native, sweep
 from .matmul import linear, matmul
 from .sweep import Params, Step
 from .tape import Tape
@@ -40,6 +41,15 @@ def input_projection(step: Step, x: Tensor, p: Params) -> Tensor:
     return linear(x.reshape(T * B, I), p["weight_ih"], b).view(T, B, -1)
 
 
+def sweeps_for(step: Step, x: Tensor) -> ModuleType:
+    """The time loop for this step on this input: native (CPU), Triton (CUDA) or the PyTorch loop."""
+    if native.usable(x):
+        return native
+    if gpu.usable(step, x):
+        return gpu
+    return sweep
+
+
 class LayerSweep(torch.autograd.Function):
     """Autograd node for one layer-direction: inputs (plan, recorder, x, h0, c0, *weights)."""
 
@@ -56,7 +66,7 @@ class LayerSweep(torch.autograd.Function):
         step = plan.step
         p = dict(zip(plan.suffixes, weights, strict=True))
         tape = step.new_tape(x.detach(), h0, c0, plan.reverse, p)  # the tape holds data, never graph
-        sweeps = native if native.usable(x) else sweep
+        sweeps = sweeps_for(step, x)
         sweeps.forward_sweep(step, tape, input_projection(step, x, p), p)
         if recorder is not None:
             recorder.append(tape)

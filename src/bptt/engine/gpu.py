@@ -1,0 +1,424 @@
+"""The sweeps on CUDA: per step one cuBLAS matmul and one fused Triton kernel (engine/kernels.py).
+
+With engine/sweep.py's signatures, so `LayerSweep` runs them in place of the PyTorch loop. Per step
+forward: gh = W_hh h_{t−1} (+ b_hh) through torch.mm, then the step's pointwise kernel writes the
+gate activations, c_t and h_t straight into the tape. Per step backward: the kernel reads the tape,
+∂ℓ/∂h_t and the carry, and writes ∂L/∂h_t, ∂L/∂c_t, ∂L/∂gx_t (∂L/∂gh_t) and ∂L/∂c_{t−1}; then
+∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t through torch.mm. The tape ends up exactly as the PyTorch loop leaves
+it, so `bptt.trace`, the gradient terms and every diagnostic read it unchanged.
+
+Dispatch is by the exact step type, its settings, dtype and device: `usable(step, x)` is true for
+`ElmanStep`, `GRUStep` and `LSTMStep` (every nonlinearity and variant, with or without projection)
+on float32/float64 CUDA tensors when Triton imports. A subclass of a step, another dtype or a
+missing Triton leaves the PyTorch loop in charge, which computes the same numbers exactly.
+
+`BPTT_ENGINE=triton` (or `use_engine("triton")`) forces these sweeps; without a GPU that needs
+`TRITON_INTERPRET=1`, which runs the kernels in Triton's interpreter on CPU tensors (the tests do
+this at tiny sizes against the Python steps).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import os
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._checks import InputError
+from . import native
+from .sweep import Carry, Params, Step, allocate_grads
+from .tape import Tape
+
+ACTIVATIONS = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3}  # the Elman kernels' ACT constant
+
+LOOPS = ("persistent", "per-step")
+# The LSTM's time loop on the GPU: one launch per sweep (persistent) or two per step (per-step).
+LOOP = os.environ.get("BPTT_TRITON_LOOP", "persistent")
+
+_kernels: ModuleType | None = None
+_import_error: str | None = None
+
+
+def interpreting() -> bool:
+    """Whether Triton runs kernels in its interpreter (TRITON_INTERPRET=1), on CPU tensors."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def kernels() -> ModuleType | None:
+    """engine/kernels.py, imported once; None (with the reason in `import_error()`) without Triton."""
+    global _kernels, _import_error
+    if _kernels is None and _import_error is None:
+        if importlib.util.find_spec("triton") is None:
+            _import_error = "Triton is not installed (pip install 'bptt[gpu]')"
+        else:
+            try:
+                _kernels = importlib.import_module(".kernels", __package__)
+            except Exception as err:  # a broken Triton install leaves the PyTorch loop in charge
+                _import_error = f"Triton failed to import: {err}"
+    return _kernels
+
+
+def import_error() -> str | None:
+    kernels()
+    return _import_error
+
+
+def _step_types() -> tuple[type, ...]:
+    from ..cells.gru import GRUStep
+    from ..cells.lstm import LSTMStep
+    from ..cells.rnn import ElmanStep
+
+    return (ElmanStep, GRUStep, LSTMStep)
+
+
+def has_kernel(step: Step) -> bool:
+    """Whether a Triton kernel computes this exact step type (a subclass may change the equations)."""
+    return type(step) in _step_types()
+
+
+def usable(step: Step, x: Tensor) -> bool:
+    """Whether the Triton sweeps run this layer: engine, step type, dtype and device all fit."""
+    engine = native.engine()
+    if engine not in ("auto", "triton"):
+        return False
+    if LOOP not in LOOPS:
+        raise InputError(f"expected BPTT_TRITON_LOOP to be one of {', '.join(LOOPS)}, got {LOOP!r}")
+    on_device = x.device.type == "cuda" or (engine == "triton" and x.device.type == "cpu" and interpreting())
+    if not on_device or x.dtype not in (torch.float32, torch.float64) or not has_kernel(step):
+        return False
+    if kernels() is None:
+        if engine == "triton":
+            raise RuntimeError(f"BPTT_ENGINE=triton, but the Triton sweeps are unavailable: {_import_error}")
+        return False
+    return True
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _on(x: Tensor) -> contextlib.AbstractContextManager[Any]:
+    """Launch on the tensors' own GPU (Triton launches on the current device)."""
+    return torch.cuda.device(x.device) if x.device.type == "cuda" else contextlib.nullcontext()
+
+
+def _launch(kernel: Any, n: int) -> Callable[..., Any]:
+    k = kernels()
+    assert k is not None
+    return kernel[k.grid(n)]  # type: ignore[no-any-return]
+
+
+# -- LSTM settings as the kernels' compile-time constants -------------------------------------------
+
+
+def _lstm_constants(step: Any) -> dict[str, Any]:
+    v = step.variant
+    names = step.gate_names
+    k = {f"K_{gate.upper()}": names.index(gate) if gate in names else -1 for gate in "ifgo"}
+    return {
+        "G": len(names),
+        **k,
+        "PEEPHOLE": v.peephole,
+        "COUPLED": v.coupled,
+        "INPUT_ACT": v.input_activation,
+        "OUTPUT_ACT": v.output_activation,
+    }
+
+
+def _gate_recurrence_matrix(W_gg: Tensor, H: int) -> Tensor:
+    """R_g (3H × 3H, rows and columns i, f, o) spread over the 4H gate columns, zero for g: (4H, 4H).
+
+    With it the gate recurrence is one matmul on the (B, 4H) tape row: z += a_{t−1} R̃ᵀ forward and
+    ∂L/∂a_{t−1} = ∂L/∂z R̃ backward, the g block contributing and receiving exact zeros.
+    """
+    ifo = torch.cat([torch.arange(k * H, (k + 1) * H, device=W_gg.device) for k in (0, 1, 3)])
+    R = W_gg.new_zeros((4 * H, 4 * H))
+    R[ifo[:, None], ifo[None, :]] = W_gg
+    return R
+
+
+def persistent(step: Step) -> bool:
+    """Whether this LSTM step runs the persistent kernels: all variants but FGR and projections."""
+    return LOOP == "persistent" and not step.proj_size and not step.variant.gate_recurrence  # type: ignore[attr-defined]
+
+
+def _blocks(H: int, dtype: torch.dtype) -> dict[str, Any]:
+    """Tile sizes and dot precision of the persistent kernels.
+
+    tl.dot needs tiles of at least 16. float32 products use three TF32 passes (`tf32x3`), which keeps
+    float32 accuracy on tensor cores; the interpreter and float64 use plain IEEE products.
+    """
+    exact = dtype == torch.float64 or interpreting()
+    return {
+        "BLOCK_B": 16,
+        "BLOCK_H": max(16, min(64, 1 << (H - 1).bit_length())),
+        "BLOCK_K": 32,
+        "PRECISION": "ieee" if exact else "tf32x3",
+        "num_warps": 4,
+        "num_stages": 1,
+    }
+
+
+def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
+    k = kernels()
+    assert k is not None and tape.c_buf is not None and tape.gates_buf is not None
+    proj = step.proj_size  # type: ignore[attr-defined]
+    fgr = step.variant.gate_recurrence  # type: ignore[attr-defined]
+    if persistent(step):
+        T, B, _ = gx.shape
+        H = tape.hidden_size
+        blocks = _blocks(H, gx.dtype)
+        w = [p.get(name, gx) for name in ("weight_ci", "weight_cf", "weight_co")]
+        k.lstm_forward_sweep[(triton_cdiv(B, blocks["BLOCK_B"]),)](
+            gx,
+            p["weight_hh"].contiguous(),
+            *w,
+            tape.h_buf,
+            tape.c_buf,
+            tape.gates_buf,
+            T,
+            B,
+            H,
+            **_lstm_constants(step),
+            REVERSE=tape.reverse,
+            **blocks,
+        )
+        return
+    B, H = gx.shape[1], tape.hidden_size
+    n = B * H
+    W_hh = p["weight_hh"]
+    R = _gate_recurrence_matrix(p["weight_gg"], H) if fgr else None
+    w_ci, w_cf, w_co = (p.get(name, gx) for name in ("weight_ci", "weight_cf", "weight_co"))
+    m = tape.extras["m"] if proj else tape.h  # m_t = h_t without a projection
+    gh = gx.new_empty(gx.shape[1:])  # (B, G·H), reused every step
+    consts = _lstm_constants(step)
+    launch = _launch(k.lstm_forward_step, n)
+    for t in tape.order:
+        torch.mm(tape.h_prev[t], W_hh.T, out=gh)  # gh_t = W_hh h_{t−1}
+        if R is not None:
+            gh.addmm_(tape.gates_prev[t], R.T)  # FGR: + R_g [i, f, o]_{t−1}
+        launch(
+            gx[t],
+            gh,
+            tape.c_prev[t],
+            w_ci,
+            w_cf,
+            w_co,
+            tape.gates[t],
+            tape.c[t],
+            m[t],
+            n,
+            H,
+            **consts,
+            BLOCK=k.BLOCK,
+        )
+        if proj:
+            torch.mm(m[t], p["weight_hr"].T, out=tape.h[t])  # h_t = W_hr m_t
+
+
+def lstm_backward_sweep(
+    step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
+) -> tuple[Tensor, Carry]:
+    k = kernels()
+    assert k is not None and tape.dgx is not None and tape.dc is not None and tape.dh is not None
+    proj = step.proj_size  # type: ignore[attr-defined]
+    fgr = step.variant.gate_recurrence  # type: ignore[attr-defined]
+    B, H = grad_out.shape[1], tape.hidden_size
+    n = B * H
+    W_hh = p["weight_hh"]
+    if persistent(step):
+        T = grad_out.shape[0]
+        blocks = _blocks(H, grad_out.dtype)
+        dh_next = dh_n.clone()  # ∂L/∂h_t via step t+1, in place; at the end ∂L/∂h_0
+        dc_carry = (dc_n if dc_n is not None else grad_out.new_zeros((B, H))).clone()
+        w = [p.get(name, grad_out) for name in ("weight_ci", "weight_cf", "weight_co")]
+        k.lstm_backward_sweep[(triton_cdiv(B, blocks["BLOCK_B"]),)](
+            grad_out,
+            dh_next,
+            dc_carry,
+            W_hh.contiguous(),
+            *w,
+            tape.c_buf,
+            tape.gates_buf,
+            tape.dh,
+            tape.dc,
+            tape.dgx,
+            T,
+            B,
+            H,
+            **_lstm_constants(step),
+            REVERSE=tape.reverse,
+            **blocks,
+        )
+        return dh_next, (dc_carry,)
+    R = _gate_recurrence_matrix(p["weight_gg"], H) if fgr else None
+    w_ci, w_cf, w_co = (p.get(name, grad_out) for name in ("weight_ci", "weight_cf", "weight_co"))
+    dh_next = dh_n.clone()  # ∂L/∂h_t via step t+1; at the last step, ∂L/∂h_n
+    dc = (dc_n if dc_n is not None else grad_out.new_zeros((B, H))).clone()  # the carry ∂L/∂c, in place
+    da = grad_out.new_zeros((B, 4 * H)) if fgr else grad_out  # FGR: ∂L/∂[i, f, g, o]_t via step t+1
+    dm = grad_out.new_empty((B, H)) if proj else grad_out
+    consts = _lstm_constants(step)
+    launch = _launch(k.lstm_backward_step, n)
+    for t in reversed(tape.order):
+        if proj:
+            dh = torch.add(grad_out[t], dh_next, out=tape.dh[t])  # ∂L/∂h_t = ∂ℓ/∂h_t + via step t+1
+            torch.mm(dh, p["weight_hr"], out=dm)  # ∂L/∂m_t = W_hrᵀ ∂L/∂h_t
+        launch(
+            grad_out[t],
+            dh_next,
+            dm,
+            tape.dh[t],
+            tape.gates[t],
+            tape.c[t],
+            tape.c_prev[t],
+            dc,
+            da,
+            w_ci,
+            w_cf,
+            w_co,
+            tape.dgx[t],
+            tape.dc[t],
+            dc,
+            n,
+            H,
+            **consts,
+            GATE_RECURRENCE=fgr,
+            PROJECTION=bool(proj),
+            BLOCK=k.BLOCK,
+        )
+        torch.mm(tape.dgx[t], W_hh, out=dh_next)  # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t
+        if R is not None:
+            torch.mm(tape.dgx[t], R, out=da)  # ∂L/∂[i, f, o]_{t−1} = R_gᵀ ∂L/∂z_{i,f,o}
+    if R is not None:
+        return dh_next, (dc, torch.cat([da[:, : 2 * H], da[:, 3 * H :]], dim=-1))
+    return dh_next, (dc,)
+
+
+# -- GRU and Elman RNN -------------------------------------------------------------------------------
+
+
+def gru_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
+    k = kernels()
+    assert k is not None
+    B, H = gx.shape[1], tape.hidden_size
+    W_hh, b_hh = p["weight_hh"], p.get("bias_hh")
+    gh = gx.new_empty(gx.shape[1:])  # (B, 3H)
+    launch = _launch(k.gru_forward_step, B * H)
+    for t in tape.order:
+        # gh_t = W_hh h_{t−1} + b_hh (b_hn stays inside r_t ⊙ (·))
+        if b_hh is None:
+            torch.mm(tape.h_prev[t], W_hh.T, out=gh)
+        else:
+            torch.addmm(b_hh, tape.h_prev[t], W_hh.T, out=gh)
+        launch(
+            gx[t],
+            gh,
+            tape.h_prev[t],
+            tape.gates[t],
+            tape.extras["ghn"][t],
+            tape.h[t],
+            B * H,
+            H,
+            BLOCK=k.BLOCK,
+        )
+
+
+def gru_backward_sweep(
+    step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
+) -> tuple[Tensor, Carry]:
+    k = kernels()
+    assert k is not None and tape.dgx is not None and tape.dgh is not None and tape.dh is not None
+    B, H = grad_out.shape[1], tape.hidden_size
+    W_hh = p["weight_hh"]
+    dh_next = dh_n.clone()
+    direct = torch.empty_like(dh_next)  # z_t ⊙ ∂L/∂h_t
+    launch = _launch(k.gru_backward_step, B * H)
+    for t in reversed(tape.order):
+        launch(
+            grad_out[t],
+            dh_next,
+            tape.h_prev[t],
+            tape.gates[t],
+            tape.extras["ghn"][t],
+            tape.dh[t],
+            tape.dgx[t],
+            tape.dgh[t],
+            direct,
+            B * H,
+            H,
+            BLOCK=k.BLOCK,
+        )
+        # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t + z_t ⊙ ∂L/∂h_t
+        torch.addmm(direct, tape.dgh[t], W_hh, out=dh_next)
+    return dh_next, ()
+
+
+def rnn_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
+    k = kernels()
+    assert k is not None
+    B, H = gx.shape[1], tape.hidden_size
+    W_hh = p["weight_hh"]
+    act = ACTIVATIONS[step.nonlinearity]  # type: ignore[attr-defined]
+    gh = gx.new_empty(gx.shape[1:])
+    launch = _launch(k.rnn_forward_step, B * H)
+    for t in tape.order:
+        torch.mm(tape.h_prev[t], W_hh.T, out=gh)  # gh_t = W_hh h_{t−1}
+        launch(gx[t], gh, tape.h[t], B * H, ACT=act, BLOCK=k.BLOCK)
+
+
+def rnn_backward_sweep(
+    step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
+) -> tuple[Tensor, Carry]:
+    k = kernels()
+    assert k is not None and tape.dgx is not None and tape.dh is not None
+    B, H = grad_out.shape[1], tape.hidden_size
+    W_hh = p["weight_hh"]
+    act = ACTIVATIONS[step.nonlinearity]  # type: ignore[attr-defined]
+    dh_next = dh_n.clone()
+    launch = _launch(k.rnn_backward_step, B * H)
+    for t in reversed(tape.order):
+        launch(grad_out[t], dh_next, tape.h[t], tape.dh[t], tape.dgx[t], B * H, ACT=act, BLOCK=k.BLOCK)
+        torch.mm(tape.dgx[t], W_hh, out=dh_next)  # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂z_t
+    return dh_next, ()
+
+
+# -- the sweeps, with engine/sweep.py's signatures --------------------------------------------------
+
+
+def _sweeps(step: Step) -> tuple[Callable[..., None], Callable[..., tuple[Tensor, Carry]]]:
+    """The forward and backward sweep for this exact step type."""
+    from ..cells.gru import GRUStep
+    from ..cells.lstm import LSTMStep
+    from ..cells.rnn import ElmanStep
+
+    return {
+        ElmanStep: (rnn_forward_sweep, rnn_backward_sweep),
+        GRUStep: (gru_forward_sweep, gru_backward_sweep),
+        LSTMStep: (lstm_forward_sweep, lstm_backward_sweep),
+    }[type(step)]
+
+
+def forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
+    with _on(gx):
+        _sweeps(step)[0](step, tape, gx.contiguous(), p)
+
+
+def backward_sweep(
+    step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
+) -> tuple[Tensor, Carry]:
+    allocate_grads(step, tape, grad_out)
+    with _on(grad_out):
+        return _sweeps(step)[1](
+            step,
+            tape,
+            grad_out.contiguous(),
+            dh_n.contiguous(),
+            None if dc_n is None else dc_n.contiguous(),
+            p,
+        )
