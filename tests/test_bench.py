@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from bptt import bench, cli
+from bptt._checks import InputError
 
 
 def test_bench_measures_every_part_on_tiny_shapes(tmp_path) -> None:
@@ -76,10 +77,13 @@ def test_bench_flags_are_checked(argv, message, capsys) -> None:
 
 
 @pytest.mark.parametrize("device", ["foo", "cuda:x", "gpu", "cpu:0"])
-def test_an_unknown_device_is_one_line(device: str, capsys) -> None:
-    assert cli.main(["bench", "--device", device]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == f"bptt bench: error: expected --device cpu, cuda or cuda:N, got {device!r}"
+def test_an_unknown_device_is_a_clear_error(device: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", "--device", device])
+    assert exit_info.value.code == 2
+    assert f"expected cpu, cuda or cuda:N, got {device!r}" in capsys.readouterr().err
+    with pytest.raises(InputError, match=f"expected --device cpu, cuda or cuda:N, got {device!r}"):
+        bench.check_device(device)  # the library checks where the setting enters, too
 
 
 def test_a_shape_with_layers_builds_that_many_layers(tmp_path) -> None:
