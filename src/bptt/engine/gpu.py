@@ -199,19 +199,28 @@ def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
     gh = gx.new_empty(gx.shape[1:])  # (B, G·H), reused every step
     consts = _lstm_constants(step)
     launch = _launch(k.lstm_forward_step, n)
+    # views of the tape by time position t, taken once
+    c, c_prev, gates, gates_prev, h, h_prev = (
+        tape.c,
+        tape.c_prev,
+        tape.gates,
+        tape.gates_prev,
+        tape.h,
+        tape.h_prev,
+    )
     for t in tape.order:
-        torch.mm(tape.h_prev[t], W_hh.T, out=gh)  # gh_t = W_hh h_{t−1}
+        torch.mm(h_prev[t], W_hh.T, out=gh)  # gh_t = W_hh h_{t−1}
         if R is not None:
-            gh.addmm_(tape.gates_prev[t], R.T)  # FGR: + R_g [i, f, o]_{t−1}
+            gh.addmm_(gates_prev[t], R.T)  # FGR: + R_g [i, f, o]_{t−1}
         launch(
             gx[t],
             gh,
-            tape.c_prev[t],
+            c_prev[t],
             w_ci,
             w_cf,
             w_co,
-            tape.gates[t],
-            tape.c[t],
+            gates[t],
+            c[t],
             m[t],
             n,
             H,
@@ -219,7 +228,7 @@ def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
             BLOCK=k.BLOCK,
         )
         if proj:
-            torch.mm(m[t], p["weight_hr"].T, out=tape.h[t])  # h_t = W_hr m_t
+            torch.mm(m[t], p["weight_hr"].T, out=h[t])  # h_t = W_hr m_t
 
 
 def lstm_backward_sweep(
@@ -260,31 +269,33 @@ def lstm_backward_sweep(
     R = _gate_recurrence_matrix(p["weight_gg"], H) if fgr else None
     w_ci, w_cf, w_co = (p.get(name, grad_out) for name in ("weight_ci", "weight_cf", "weight_co"))
     dh_next = dh_n.clone()  # ∂L/∂h_t via step t+1; at the last step, ∂L/∂h_n
-    dc = (dc_n if dc_n is not None else grad_out.new_zeros((B, H))).clone()  # the carry ∂L/∂c, in place
+    dc_carry = (dc_n if dc_n is not None else grad_out.new_zeros((B, H))).clone()  # ∂L/∂c, in place
     da = grad_out.new_zeros((B, 4 * H)) if fgr else grad_out  # FGR: ∂L/∂[i, f, g, o]_t via step t+1
     dm = grad_out.new_empty((B, H)) if proj else grad_out
     consts = _lstm_constants(step)
     launch = _launch(k.lstm_backward_step, n)
+    # views of the tape by time position t, taken once
+    c, c_prev, dc, dgx, dh, gates = tape.c, tape.c_prev, tape.dc, tape.dgx, tape.dh, tape.gates
     for t in reversed(tape.order):
         if proj:
-            dh = torch.add(grad_out[t], dh_next, out=tape.dh[t])  # ∂L/∂h_t = ∂ℓ/∂h_t + via step t+1
-            torch.mm(dh, p["weight_hr"], out=dm)  # ∂L/∂m_t = W_hrᵀ ∂L/∂h_t
+            dh_t = torch.add(grad_out[t], dh_next, out=dh[t])  # ∂L/∂h_t = ∂ℓ/∂h_t + via step t+1
+            torch.mm(dh_t, p["weight_hr"], out=dm)  # ∂L/∂m_t = W_hrᵀ ∂L/∂h_t
         launch(
             grad_out[t],
             dh_next,
             dm,
-            tape.dh[t],
-            tape.gates[t],
-            tape.c[t],
-            tape.c_prev[t],
-            dc,
+            dh[t],
+            gates[t],
+            c[t],
+            c_prev[t],
+            dc_carry,
             da,
             w_ci,
             w_cf,
             w_co,
-            tape.dgx[t],
-            tape.dc[t],
-            dc,
+            dgx[t],
+            dc[t],
+            dc_carry,
             n,
             H,
             **consts,
@@ -292,12 +303,12 @@ def lstm_backward_sweep(
             PROJECTION=bool(proj),
             BLOCK=k.BLOCK,
         )
-        torch.mm(tape.dgx[t], W_hh, out=dh_next)  # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t
+        torch.mm(dgx[t], W_hh, out=dh_next)  # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t
         if R is not None:
-            torch.mm(tape.dgx[t], R, out=da)  # ∂L/∂[i, f, o]_{t−1} = R_gᵀ ∂L/∂z_{i,f,o}
+            torch.mm(dgx[t], R, out=da)  # ∂L/∂[i, f, o]_{t−1} = R_gᵀ ∂L/∂z_{i,f,o}
     if R is not None:
-        return dh_next, (dc, torch.cat([da[:, : 2 * H], da[:, 3 * H :]], dim=-1))
-    return dh_next, (dc,)
+        return dh_next, (dc_carry, torch.cat([da[:, : 2 * H], da[:, 3 * H :]], dim=-1))
+    return dh_next, (dc_carry,)
 
 
 # -- GRU and Elman RNN -------------------------------------------------------------------------------
@@ -310,19 +321,21 @@ def gru_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
     W_hh, b_hh = p["weight_hh"], p.get("bias_hh")
     gh = gx.new_empty(gx.shape[1:])  # (B, 3H)
     launch = _launch(k.gru_forward_step, B * H)
+    # views of the tape by time position t, taken once
+    gates, h, h_prev, ghn = tape.gates, tape.h, tape.h_prev, tape.extras["ghn"]
     for t in tape.order:
         # gh_t = W_hh h_{t−1} + b_hh (b_hn stays inside r_t ⊙ (·))
         if b_hh is None:
-            torch.mm(tape.h_prev[t], W_hh.T, out=gh)
+            torch.mm(h_prev[t], W_hh.T, out=gh)
         else:
-            torch.addmm(b_hh, tape.h_prev[t], W_hh.T, out=gh)
+            torch.addmm(b_hh, h_prev[t], W_hh.T, out=gh)
         launch(
             gx[t],
             gh,
-            tape.h_prev[t],
-            tape.gates[t],
-            tape.extras["ghn"][t],
-            tape.h[t],
+            h_prev[t],
+            gates[t],
+            ghn[t],
+            h[t],
             B * H,
             H,
             BLOCK=k.BLOCK,
@@ -339,23 +352,32 @@ def gru_backward_sweep(
     dh_next = dh_n.clone()
     direct = torch.empty_like(dh_next)  # z_t ⊙ ∂L/∂h_t
     launch = _launch(k.gru_backward_step, B * H)
+    # views of the tape by time position t, taken once
+    dgh, dgx, dh, gates, h_prev, ghn = (
+        tape.dgh,
+        tape.dgx,
+        tape.dh,
+        tape.gates,
+        tape.h_prev,
+        tape.extras["ghn"],
+    )
     for t in reversed(tape.order):
         launch(
             grad_out[t],
             dh_next,
-            tape.h_prev[t],
-            tape.gates[t],
-            tape.extras["ghn"][t],
-            tape.dh[t],
-            tape.dgx[t],
-            tape.dgh[t],
+            h_prev[t],
+            gates[t],
+            ghn[t],
+            dh[t],
+            dgx[t],
+            dgh[t],
             direct,
             B * H,
             H,
             BLOCK=k.BLOCK,
         )
         # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t + z_t ⊙ ∂L/∂h_t
-        torch.addmm(direct, tape.dgh[t], W_hh, out=dh_next)
+        torch.addmm(direct, dgh[t], W_hh, out=dh_next)
     return dh_next, ()
 
 
@@ -367,9 +389,11 @@ def rnn_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
     act = ACTIVATIONS[step.nonlinearity]  # type: ignore[attr-defined]
     gh = gx.new_empty(gx.shape[1:])
     launch = _launch(k.rnn_forward_step, B * H)
+    # views of the tape by time position t, taken once
+    h, h_prev = tape.h, tape.h_prev
     for t in tape.order:
-        torch.mm(tape.h_prev[t], W_hh.T, out=gh)  # gh_t = W_hh h_{t−1}
-        launch(gx[t], gh, tape.h[t], B * H, ACT=act, BLOCK=k.BLOCK)
+        torch.mm(h_prev[t], W_hh.T, out=gh)  # gh_t = W_hh h_{t−1}
+        launch(gx[t], gh, h[t], B * H, ACT=act, BLOCK=k.BLOCK)
 
 
 def rnn_backward_sweep(
@@ -382,9 +406,11 @@ def rnn_backward_sweep(
     act = ACTIVATIONS[step.nonlinearity]  # type: ignore[attr-defined]
     dh_next = dh_n.clone()
     launch = _launch(k.rnn_backward_step, B * H)
+    # views of the tape by time position t, taken once
+    dgx, dh, h = tape.dgx, tape.dh, tape.h
     for t in reversed(tape.order):
-        launch(grad_out[t], dh_next, tape.h[t], tape.dh[t], tape.dgx[t], B * H, ACT=act, BLOCK=k.BLOCK)
-        torch.mm(tape.dgx[t], W_hh, out=dh_next)  # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂z_t
+        launch(grad_out[t], dh_next, h[t], dh[t], dgx[t], B * H, ACT=act, BLOCK=k.BLOCK)
+        torch.mm(dgx[t], W_hh, out=dh_next)  # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂z_t
     return dh_next, ()
 
 
