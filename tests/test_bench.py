@@ -119,3 +119,22 @@ def test_bench_times_the_diagnostics_at_several_lengths() -> None:
     for row in result.diagnostics["rows"]:
         assert row["total_s"] >= sum(row[p] for p in result.diagnostics["parts"])
     assert any("diagnostics time" in str(item) for item in bench.render(result))
+
+
+def test_a_row_that_fails_is_shown_and_the_others_still_run(monkeypatch, tmp_path, capsys) -> None:
+    measure = bench.bench_cell
+
+    def flaky(cell, shape, cfg, device):
+        if cell == "gru":
+            raise RuntimeError("no kernel for this device")
+        return measure(cell, shape, cfg, device)
+
+    monkeypatch.setattr(bench, "bench_cell", flaky)
+    path = tmp_path / "out.json"
+    argv = ["bench", "--cells", "rnn,gru", "--shapes", "2x3x2x4", "--repeats", "1", "--warmup", "0"]
+    code = cli.main([*argv, "--no-trace", "--no-contributions", "--json", str(path)])
+    assert code == 1  # a failed row is never a silent success
+    rows = json.loads(path.read_text())["rows"]
+    assert rows[0]["cell"] == "rnn" and rows[0]["error"] == "" and rows[0]["ratio"] > 0
+    assert rows[1]["error"] == "RuntimeError: no kernel for this device" and rows[1]["ratio"] is None
+    assert "failed: gru at (2, 3, 2, 4): RuntimeError: no kernel for this device" in capsys.readouterr().out

@@ -28,11 +28,11 @@ CELLS = (
 
 
 def with_loops(cells: list[tuple[str, dict]]) -> list:
-    """Each cell once, and the LSTMs without FGR or projection in both of the GPU's time loops."""
+    """Each cell in both of the GPU's time loops; the LSTM's FGR and projections have only the per-step one."""
     out = []
     for kind, cfg in cells:
         ident = f"{kind}-{'-'.join(str(v) for v in cfg.values())}".rstrip("-")
-        both = kind == "lstm" and not cfg.get("proj_size") and cfg.get("variant") != "fgr"
+        both = not cfg.get("proj_size") and cfg.get("variant") != "fgr"
         for loop in gpu.LOOPS if both else ("per-step",):
             out.append(pytest.param(kind, cfg, loop, id=f"{ident}-{loop}"))
     return out
@@ -97,7 +97,7 @@ def interpreted(model, x: torch.Tensor, dtype: torch.dtype) -> None:
 @needs_triton
 @pytest.mark.parametrize(("kind", "cfg", "loop"), CELL_LOOPS)
 def test_triton_kernels_equal_the_python_steps(kind: str, cfg: dict, loop: str) -> None:
-    """float64, both directions, the whole tape and every gradient; the LSTM in both time loops."""
+    """float64, both directions, the whole tape and every gradient, in both time loops."""
     use_loop(loop)
     model = make(kind, cfg, torch.float64, num_layers=1)
     interpreted(model, torch.randn(3, 2, 3, dtype=torch.float64), torch.float64)

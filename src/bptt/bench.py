@@ -81,6 +81,7 @@ class Row:
     check: str  # the float64 truth the float32 numbers were checked against
     max_rel_err: float  # ours in float32 against the float64 truth
     reference_rel_err: float  # the reference's own float32 result against the same truth
+    error: str = ""  # why the row could not be measured (its numbers are then NaN)
 
 
 @dataclass
@@ -271,6 +272,17 @@ def bench_cell(cell: str, shape: Shape, cfg: BenchConfig, device: torch.device) 
     )
 
 
+def _failed_row(cell: str, shape: Shape, err: Exception) -> Row:
+    nan = float("nan")
+    return Row(cell, "", shape, nan, nan, nan, nan, nan, None, "", nan, nan, f"{type(err).__name__}: {err}")
+
+
+def failures(result: BenchResult) -> list[str]:
+    """What could not be measured, one line each."""
+    rows = [f"{r.cell} at {r.shape}: {r.error}" for r in result.rows if r.error]
+    return rows + [f"trace at {t['shape']}: {t['error']}" for t in result.traces if "error" in t]
+
+
 def bench_trace(shape: Shape, cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
     """A full trace of the vanilla LSTM (with every contribution norm) against torch.nn.LSTM forward +
     backward, and against bptt's own forward + backward (the trace's overhead)."""
@@ -432,10 +444,18 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> Benc
     for shape in cfg.shapes:
         for cell in cfg.cells:
             say(f"{cell} at (B, T, I, H[, L]) = {shape}")
-            result.rows.append(bench_cell(cell, shape, cfg, device))
+            try:
+                result.rows.append(bench_cell(cell, shape, cfg, device))
+            except Exception as err:  # one failed row must not hide the others; it is shown as failed
+                result.rows.append(_failed_row(cell, shape, err))
         if cfg.trace:
             say(f"trace at {shape}")
-            result.traces.append(bench_trace(shape, cfg, device))
+            try:
+                result.traces.append(bench_trace(shape, cfg, device))
+            except Exception as err:
+                result.traces.append(
+                    {"cell": "lstm", "shape": shape, "error": f"{type(err).__name__}: {err}"}
+                )
     if cfg.contributions:
         say(f"contribution norms against {cfg.contributions_steps} autograd backward passes")
         result.contributions = bench_contributions(cfg, device)
@@ -521,6 +541,8 @@ def render(result: BenchResult) -> list[Any]:
         ):
             t2.add_column(col, justify="right")
         for t in result.traces:
+            if "error" in t:
+                continue
             t2.add_row(
                 ", ".join(map(str, t["shape"])),
                 _fmt(t["torch_fwd_bwd_ms"]),
@@ -555,6 +577,7 @@ def render(result: BenchResult) -> list[Any]:
         out.append(
             f"diagnostics time ∝ T^{dgn['exponent']:.2f} (log-log fit over T = {', '.join(str(r['T']) for r in dgn['rows'])})"
         )
+    out.extend(f"[red]failed[/]: {line}" for line in failures(result))
     m = result.machine
     others = ", ".join(f"{name} {version}" for name, version in m["others"].items())
     out.append(f"engine: {m['engine']}; triton {m['triton'] or 'not installed'}; {others}")

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         bench.write_json(result, args.json)
         out.print(f"wrote {args.json}")
-    return 0
+    return 1 if bench.failures(result) else 0
 
 
 COMMAND = Command(

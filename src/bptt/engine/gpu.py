@@ -38,7 +38,7 @@ from .tape import Tape
 ACTIVATIONS = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3}  # the Elman kernels' ACT constant
 
 LOOPS = ("persistent", "per-step")
-# The LSTM's time loop on the GPU: one launch per sweep (persistent) or two per step (per-step).
+# The time loop on the GPU: one launch per sweep (persistent) or two per step (per-step).
 LOOP = os.environ.get("BPTT_TRITON_LOOP", "persistent")
 
 _kernels: ModuleType | None = None
@@ -143,21 +143,31 @@ def _gate_recurrence_matrix(W_gg: Tensor, H: int) -> Tensor:
     return R
 
 
-def persistent(step: Step) -> bool:
-    """Whether this LSTM step runs the persistent kernels: all variants but FGR and projections."""
-    return LOOP == "persistent" and not step.proj_size and not step.variant.gate_recurrence  # type: ignore[attr-defined]
+def persistent(step: Any) -> bool:
+    """Whether this step runs the persistent kernels: every cell but the LSTM's FGR and projections."""
+    if LOOP != "persistent":
+        return False
+    return not getattr(step, "proj_size", 0) and not (
+        hasattr(step, "variant") and step.variant.gate_recurrence
+    )
+
+
+def _persistent_grid(B: int, blocks: dict[str, Any]) -> tuple[int]:
+    return (triton_cdiv(B, blocks["BLOCK_B"]),)
 
 
 def _blocks(H: int, dtype: torch.dtype) -> dict[str, Any]:
     """Tile sizes and dot precision of the persistent kernels.
 
-    tl.dot needs tiles of at least 16. float32 products use three TF32 passes (`tf32x3`), which keeps
-    float32 accuracy on tensor cores; the interpreter and float64 use plain IEEE products.
+    tl.dot needs tiles of at least 16. Chunks of 32 along the product's inner dimension keep the
+    forward kernel's shared memory near 20 KB (at 128 it needs 276 KB, more than an H100 has).
+    float32 products use three TF32 passes (`tf32x3`), which keeps float32 accuracy on tensor cores;
+    the interpreter and float64 use plain IEEE products.
     """
     exact = dtype == torch.float64 or interpreting()
     return {
         "BLOCK_B": 16,
-        "BLOCK_H": max(16, min(64, 1 << (H - 1).bit_length())),
+        "BLOCK_H": min(64, max(16, 1 << (H - 1).bit_length())),
         "BLOCK_K": 32,
         "PRECISION": "ieee" if exact else "tf32x3",
         "num_warps": 4,
@@ -175,7 +185,7 @@ def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
         H = tape.hidden_size
         blocks = _blocks(H, gx.dtype)
         w = [p.get(name, gx) for name in ("weight_ci", "weight_cf", "weight_co")]
-        k.lstm_forward_sweep[(triton_cdiv(B, blocks["BLOCK_B"]),)](
+        k.lstm_forward_sweep[_persistent_grid(B, blocks)](
             gx,
             p["weight_hh"].contiguous(),
             *w,
@@ -247,7 +257,7 @@ def lstm_backward_sweep(
         dh_next = dh_n.clone()  # ∂L/∂h_t via step t+1, in place; at the end ∂L/∂h_0
         dc_carry = (dc_n if dc_n is not None else grad_out.new_zeros((B, H))).clone()
         w = [p.get(name, grad_out) for name in ("weight_ci", "weight_cf", "weight_co")]
-        k.lstm_backward_sweep[(triton_cdiv(B, blocks["BLOCK_B"]),)](
+        k.lstm_backward_sweep[_persistent_grid(B, blocks)](
             grad_out,
             dh_next,
             dc_carry,
@@ -319,6 +329,23 @@ def gru_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
     assert k is not None
     B, H = gx.shape[1], tape.hidden_size
     W_hh, b_hh = p["weight_hh"], p.get("bias_hh")
+    if persistent(step):
+        blocks = _blocks(H, gx.dtype)
+        k.gru_forward_sweep[_persistent_grid(B, blocks)](
+            gx,
+            W_hh.contiguous(),
+            gx if b_hh is None else b_hh,
+            tape.h_buf,
+            tape.gates_buf,
+            tape.extras["ghn"],
+            gx.shape[0],
+            B,
+            H,
+            HAS_BIAS=b_hh is not None,
+            REVERSE=tape.reverse,
+            **blocks,
+        )
+        return
     gh = gx.new_empty(gx.shape[1:])  # (B, 3H)
     launch = _launch(k.gru_forward_step, B * H)
     # views of the tape by time position t, taken once
@@ -349,8 +376,28 @@ def gru_backward_sweep(
     assert k is not None and tape.dgx is not None and tape.dgh is not None and tape.dh is not None
     B, H = grad_out.shape[1], tape.hidden_size
     W_hh = p["weight_hh"]
-    dh_next = dh_n.clone()
+    dh_next = dh_n.clone()  # ∂L/∂h_t via step t+1; at the end ∂L/∂h_0
     direct = torch.empty_like(dh_next)  # z_t ⊙ ∂L/∂h_t
+    if persistent(step):
+        blocks = _blocks(H, grad_out.dtype)
+        k.gru_backward_sweep[_persistent_grid(B, blocks)](
+            grad_out,
+            dh_next,
+            direct,
+            W_hh.contiguous(),
+            tape.h_buf,
+            tape.gates_buf,
+            tape.extras["ghn"],
+            tape.dh,
+            tape.dgx,
+            tape.dgh,
+            grad_out.shape[0],
+            B,
+            H,
+            REVERSE=tape.reverse,
+            **blocks,
+        )
+        return dh_next, ()
     launch = _launch(k.gru_backward_step, B * H)
     # views of the tape by time position t, taken once
     dgh, dgx, dh, gates, h_prev, ghn = (
@@ -387,6 +434,12 @@ def rnn_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
     B, H = gx.shape[1], tape.hidden_size
     W_hh = p["weight_hh"]
     act = ACTIVATIONS[step.nonlinearity]  # type: ignore[attr-defined]
+    if persistent(step):
+        blocks = _blocks(H, gx.dtype)
+        k.rnn_forward_sweep[_persistent_grid(B, blocks)](
+            gx, W_hh.contiguous(), tape.h_buf, gx.shape[0], B, H, ACT=act, REVERSE=tape.reverse, **blocks
+        )
+        return
     gh = gx.new_empty(gx.shape[1:])
     launch = _launch(k.rnn_forward_step, B * H)
     # views of the tape by time position t, taken once
@@ -405,6 +458,23 @@ def rnn_backward_sweep(
     W_hh = p["weight_hh"]
     act = ACTIVATIONS[step.nonlinearity]  # type: ignore[attr-defined]
     dh_next = dh_n.clone()
+    if persistent(step):
+        blocks = _blocks(H, grad_out.dtype)
+        k.rnn_backward_sweep[_persistent_grid(B, blocks)](
+            grad_out,
+            dh_next,
+            W_hh.contiguous(),
+            tape.h_buf,
+            tape.dh,
+            tape.dgx,
+            grad_out.shape[0],
+            B,
+            H,
+            ACT=act,
+            REVERSE=tape.reverse,
+            **blocks,
+        )
+        return dh_next, ()
     launch = _launch(k.rnn_backward_step, B * H)
     # views of the tape by time position t, taken once
     dgx, dh, h = tape.dgx, tape.dh, tape.h

@@ -93,24 +93,44 @@ def rnn_backward_step(grad_out, dh_next, h, dh, dgx, n, ACT: tl.constexpr, BLOCK
 
 
 @triton.jit
+def _gru_cell(gx_r, gx_z, gx_n, gh_r, gh_z, gh_n, hp):
+    """One GRU step from the input and recurrent products (b_hh inside gh): (r, z, n, h_t)."""
+    r = _sigmoid(gx_r + gh_r)  # r_t = σ(W_ir x_t + b_ir + W_hr h_{t−1} + b_hr)
+    z = _sigmoid(gx_z + gh_z)  # z_t = σ(W_iz x_t + b_iz + W_hz h_{t−1} + b_hz)
+    nn = _tanh(gx_n + r * gh_n)  # n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t−1} + b_hn))
+    return r, z, nn, nn + z * (hp - nn)  # h_t = n_t + z_t ⊙ (h_{t−1} − n_t)
+
+
+@triton.jit
+def _gru_cell_backward(d, r, z, nn, hp, gh_n):
+    """One GRU step back from ∂L/∂h_t: (∂L/∂z_r, ∂L/∂z_z, ∂L/∂z_n)."""
+    dz_z = d * (hp - nn) * z * (1.0 - z)  # ∂L/∂z_z = ∂L/∂h_t ⊙ (h_{t−1} − n_t) ⊙ σ'
+    dz_n = d * (1.0 - z) * (1.0 - nn * nn)  # ∂L/∂z_n = ∂L/∂h_t ⊙ (1 − z_t) ⊙ tanh'
+    dz_r = dz_n * gh_n * r * (1.0 - r)  # ∂L/∂z_r = ∂L/∂z_n ⊙ (W_hn h_{t−1} + b_hn) ⊙ σ'
+    return dz_r, dz_z, dz_n
+
+
+@triton.jit
 def gru_forward_step(gx, gh, h_prev, gates, ghn, h, n, H, BLOCK: tl.constexpr):
     e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = e < n
     b, j = e // H, e % H
     r_at, z_at, n_at = b * 3 * H + j, b * 3 * H + H + j, b * 3 * H + 2 * H + j
-    # r_t = σ(W_ir x_t + b_ir + W_hr h_{t−1} + b_hr)
-    r = _sigmoid(tl.load(gx + r_at, mask=mask) + tl.load(gh + r_at, mask=mask))
-    # z_t = σ(W_iz x_t + b_iz + W_hz h_{t−1} + b_hz)
-    z = _sigmoid(tl.load(gx + z_at, mask=mask) + tl.load(gh + z_at, mask=mask))
     gh_n = tl.load(gh + n_at, mask=mask)  # W_hn h_{t−1} + b_hn
-    # n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t−1} + b_hn))
-    nn = _tanh(tl.load(gx + n_at, mask=mask) + r * gh_n)
-    hp = tl.load(h_prev + e, mask=mask)
+    r, z, nn, hh = _gru_cell(
+        tl.load(gx + r_at, mask=mask),
+        tl.load(gx + z_at, mask=mask),
+        tl.load(gx + n_at, mask=mask),
+        tl.load(gh + r_at, mask=mask),
+        tl.load(gh + z_at, mask=mask),
+        gh_n,
+        tl.load(h_prev + e, mask=mask),
+    )
     tl.store(gates + r_at, r, mask=mask)
     tl.store(gates + z_at, z, mask=mask)
     tl.store(gates + n_at, nn, mask=mask)
     tl.store(ghn + e, gh_n, mask=mask)
-    tl.store(h + e, nn + z * (hp - nn), mask=mask)  # h_t = n_t + z_t ⊙ (h_{t−1} − n_t)
+    tl.store(h + e, hh, mask=mask)
 
 
 @triton.jit
@@ -124,12 +144,9 @@ def gru_backward_step(grad_out, dh_next, h_prev, gates, ghn, dh, dgx, dgh, direc
     tl.store(dh + e, d, mask=mask)
     r = tl.load(gates + r_at, mask=mask)
     z = tl.load(gates + z_at, mask=mask)
-    nn = tl.load(gates + n_at, mask=mask)
-    hp = tl.load(h_prev + e, mask=mask)
-    dz_z = d * (hp - nn) * z * (1.0 - z)  # ∂L/∂z_z = ∂L/∂h_t ⊙ (h_{t−1} − n_t) ⊙ σ'
-    dz_n = d * (1.0 - z) * (1.0 - nn * nn)  # ∂L/∂z_n = ∂L/∂h_t ⊙ (1 − z_t) ⊙ tanh'
-    # ∂L/∂z_r = ∂L/∂z_n ⊙ (W_hn h_{t−1} + b_hn) ⊙ σ'
-    dz_r = dz_n * tl.load(ghn + e, mask=mask) * r * (1.0 - r)
+    dz_r, dz_z, dz_n = _gru_cell_backward(
+        d, r, z, tl.load(gates + n_at, mask=mask), tl.load(h_prev + e, mask=mask), tl.load(ghn + e, mask=mask)
+    )
     tl.store(dgx + r_at, dz_r, mask=mask)
     tl.store(dgx + z_at, dz_z, mask=mask)
     tl.store(dgx + n_at, dz_n, mask=mask)
@@ -431,7 +448,7 @@ def grid(n: int) -> tuple[int]:
     return (triton.cdiv(n, BLOCK),)
 
 
-# -- persistent LSTM sweeps: the whole time loop in one launch -----------------------------------------
+# -- persistent sweeps: the whole time loop in one launch -----------------------------------------
 #
 # The design of FlashRNN (Pöppel et al., 2024) cut to what Triton expresses without grid-wide
 # synchronisation: each program owns BLOCK_B rows of the batch for all T steps, and rows never talk to
@@ -480,6 +497,38 @@ def _gate_product(
             )
             acc += tl.dot(hp, w, input_precision=PRECISION)
     return acc
+
+
+@triton.jit
+def _back_product(
+    src,
+    rows,
+    row_ok,
+    w_hh,
+    add,
+    dst,
+    KW: tl.constexpr,
+    H: tl.constexpr,
+    ADD: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    """∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t (+ `add`): dst[rows] = src[rows] (·, KW) · W_hh (KW, H), tile by tile."""
+    for j0 in range(0, H, BLOCK_H):
+        cols = j0 + tl.arange(0, BLOCK_H)
+        col_ok = cols < H
+        acc = tl.zeros((BLOCK_B, BLOCK_H), dtype=dst.dtype.element_ty)
+        for k0 in range(0, KW, BLOCK_K):
+            ks = k0 + tl.arange(0, BLOCK_K)
+            k_ok = ks < KW
+            a = _rows_cols(src, rows, ks, KW, row_ok, k_ok)
+            w = _rows_cols(w_hh, ks, cols, H, k_ok, col_ok)  # W_hh[k, j]
+            acc += tl.dot(a, w, input_precision=PRECISION)
+        if ADD:
+            acc += _rows_cols(add, rows, cols, H, row_ok, col_ok)
+        tl.store(dst + rows[:, None] * H + cols[None, :], acc, mask=row_ok[:, None] & col_ok[None, :])
 
 
 @triton.jit
@@ -659,18 +708,286 @@ def lstm_backward_sweep(
             tl.store(dc + t * B * H + here, d, mask=ok)
             tl.store(dc_carry + here, d_prev, mask=ok)
         tl.debug_barrier()  # ∂L/∂gx_t is complete before the product reads it
-        # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t: (BLOCK_B, G·H) · (G·H, H), tile by tile
-        dgx_t = dgx + t * B * G * H
+        _back_product(
+            dgx + t * B * G * H,
+            rows,
+            row_ok,
+            w_hh,
+            dh_next,
+            dh_next,
+            G * H,
+            H,
+            False,
+            BLOCK_B,
+            BLOCK_H,
+            BLOCK_K,
+            PRECISION,
+        )
+        tl.debug_barrier()  # ∂L/∂h_{t−1} is complete before step t−1 reads it
+        s += 1
+
+
+# -- persistent GRU and Elman RNN sweeps ----------------------------------------------------------------
+
+
+@triton.jit
+def gru_forward_sweep(
+    gx,
+    w_hh,
+    b_hh,
+    h_buf,
+    gates_buf,
+    ghn_buf,
+    T,
+    B,
+    H: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    REVERSE: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_ok = rows < B
+    s = T * 0
+    while s < T:
+        if REVERSE:
+            t = T - 1 - s
+            prev, now = t + 1, t
+        else:
+            t = s
+            prev, now = t, t + 1
+        h_prev = h_buf + prev * B * H
         for j0 in range(0, H, BLOCK_H):
             cols = j0 + tl.arange(0, BLOCK_H)
             col_ok = cols < H
-            acc = tl.zeros((BLOCK_B, BLOCK_H), dtype=dh_next.dtype.element_ty)
-            for k0 in range(0, G * H, BLOCK_K):
-                ks = k0 + tl.arange(0, BLOCK_K)
-                k_ok = ks < G * H
-                a = _rows_cols(dgx_t, rows, ks, G * H, row_ok, k_ok)
-                w = _rows_cols(w_hh, ks, cols, H, k_ok, col_ok)  # W_hh[k, j]
-                acc += tl.dot(a, w, input_precision=PRECISION)
-            tl.store(dh_next + rows[:, None] * H + cols[None, :], acc, mask=row_ok[:, None] & col_ok[None, :])
+            ok = row_ok[:, None] & col_ok[None, :]
+            here = rows[:, None] * H + cols[None, :]
+            at = rows[:, None] * 3 * H + cols[None, :]
+            # gh_t = W_hh h_{t−1} + b_hh, gate by gate (b_hn stays inside r_t ⊙ (·))
+            gh_r = _gate_product(
+                h_prev, w_hh, rows, row_ok, cols, col_ok, 0, H, H, BLOCK_B, BLOCK_H, BLOCK_K, PRECISION
+            )
+            gh_z = _gate_product(
+                h_prev, w_hh, rows, row_ok, cols, col_ok, 1, H, H, BLOCK_B, BLOCK_H, BLOCK_K, PRECISION
+            )
+            gh_n = _gate_product(
+                h_prev, w_hh, rows, row_ok, cols, col_ok, 2, H, H, BLOCK_B, BLOCK_H, BLOCK_K, PRECISION
+            )
+            if HAS_BIAS:
+                gh_r += tl.load(b_hh + cols, mask=col_ok, other=0.0)[None, :]
+                gh_z += tl.load(b_hh + H + cols, mask=col_ok, other=0.0)[None, :]
+                gh_n += tl.load(b_hh + 2 * H + cols, mask=col_ok, other=0.0)[None, :]
+            gx_t = gx + t * B * 3 * H
+            r, z, nn, hh = _gru_cell(
+                tl.load(gx_t + at, mask=ok, other=0.0),
+                tl.load(gx_t + at + H, mask=ok, other=0.0),
+                tl.load(gx_t + at + 2 * H, mask=ok, other=0.0),
+                gh_r,
+                gh_z,
+                gh_n,
+                tl.load(h_prev + here, mask=ok, other=0.0),
+            )
+            gates_t = gates_buf + now * B * 3 * H
+            tl.store(gates_t + at, r, mask=ok)
+            tl.store(gates_t + at + H, z, mask=ok)
+            tl.store(gates_t + at + 2 * H, nn, mask=ok)
+            tl.store(ghn_buf + t * B * H + here, gh_n, mask=ok)
+            tl.store(h_buf + now * B * H + here, hh, mask=ok)
+        tl.debug_barrier()  # h_t is complete before step t+1 reads it
+        s += 1
+
+
+@triton.jit
+def gru_backward_sweep(
+    grad_out,
+    dh_next,
+    direct,
+    w_hh,
+    h_buf,
+    gates_buf,
+    ghn_buf,
+    dh,
+    dgx,
+    dgh,
+    T,
+    B,
+    H: tl.constexpr,
+    REVERSE: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_ok = rows < B
+    s = T * 0
+    while s < T:
+        if REVERSE:
+            t = s
+            prev, now = t + 1, t
+        else:
+            t = T - 1 - s
+            prev, now = t, t + 1
+        for j0 in range(0, H, BLOCK_H):
+            cols = j0 + tl.arange(0, BLOCK_H)
+            col_ok = cols < H
+            ok = row_ok[:, None] & col_ok[None, :]
+            here = rows[:, None] * H + cols[None, :]
+            at = rows[:, None] * 3 * H + cols[None, :]
+            # ∂L/∂h_t = ∂ℓ/∂h_t + ∂L/∂h_t via step t+1
+            d = tl.load(grad_out + t * B * H + here, mask=ok, other=0.0) + tl.load(
+                dh_next + here, mask=ok, other=0.0
+            )
+            tl.store(dh + t * B * H + here, d, mask=ok)
+            gates_t = gates_buf + now * B * 3 * H
+            r = tl.load(gates_t + at, mask=ok, other=0.0)
+            z = tl.load(gates_t + at + H, mask=ok, other=0.0)
+            dz_r, dz_z, dz_n = _gru_cell_backward(
+                d,
+                r,
+                z,
+                tl.load(gates_t + at + 2 * H, mask=ok, other=0.0),
+                tl.load(h_buf + prev * B * H + here, mask=ok, other=0.0),
+                tl.load(ghn_buf + t * B * H + here, mask=ok, other=0.0),
+            )
+            dgx_t, dgh_t = dgx + t * B * 3 * H, dgh + t * B * 3 * H
+            tl.store(dgx_t + at, dz_r, mask=ok)
+            tl.store(dgx_t + at + H, dz_z, mask=ok)
+            tl.store(dgx_t + at + 2 * H, dz_n, mask=ok)
+            tl.store(dgh_t + at, dz_r, mask=ok)
+            tl.store(dgh_t + at + H, dz_z, mask=ok)
+            tl.store(dgh_t + at + 2 * H, dz_n * r, mask=ok)  # ∂L/∂(W_hn h_{t−1} + b_hn) = ∂L/∂z_n ⊙ r_t
+            tl.store(direct + here, d * z, mask=ok)  # the direct path: ∂h_t/∂h_{t−1} ⊃ diag(z_t)
+        tl.debug_barrier()  # ∂L/∂gh_t and the direct path are complete before the product reads them
+        # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t + z_t ⊙ ∂L/∂h_t
+        _back_product(
+            dgh + t * B * 3 * H,
+            rows,
+            row_ok,
+            w_hh,
+            direct,
+            dh_next,
+            3 * H,
+            H,
+            True,
+            BLOCK_B,
+            BLOCK_H,
+            BLOCK_K,
+            PRECISION,
+        )
+        tl.debug_barrier()  # ∂L/∂h_{t−1} is complete before step t−1 reads it
+        s += 1
+
+
+@triton.jit
+def rnn_forward_sweep(
+    gx,
+    w_hh,
+    h_buf,
+    T,
+    B,
+    H: tl.constexpr,
+    ACT: tl.constexpr,
+    REVERSE: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_ok = rows < B
+    s = T * 0
+    while s < T:
+        if REVERSE:
+            t = T - 1 - s
+            prev, now = t + 1, t
+        else:
+            t = s
+            prev, now = t, t + 1
+        for j0 in range(0, H, BLOCK_H):
+            cols = j0 + tl.arange(0, BLOCK_H)
+            col_ok = cols < H
+            ok = row_ok[:, None] & col_ok[None, :]
+            here = rows[:, None] * H + cols[None, :]
+            # z_t = W_ih x_t + b + W_hh h_{t−1}
+            z = _gate_product(
+                h_buf + prev * B * H,
+                w_hh,
+                rows,
+                row_ok,
+                cols,
+                col_ok,
+                0,
+                H,
+                H,
+                BLOCK_B,
+                BLOCK_H,
+                BLOCK_K,
+                PRECISION,
+            )
+            z += tl.load(gx + t * B * H + here, mask=ok, other=0.0)
+            tl.store(h_buf + now * B * H + here, _activate(z, ACT), mask=ok)  # h_t = a(z_t)
+        tl.debug_barrier()  # h_t is complete before step t+1 reads it
+        s += 1
+
+
+@triton.jit
+def rnn_backward_sweep(
+    grad_out,
+    dh_next,
+    w_hh,
+    h_buf,
+    dh,
+    dgx,
+    T,
+    B,
+    H: tl.constexpr,
+    ACT: tl.constexpr,
+    REVERSE: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_ok = rows < B
+    s = T * 0
+    while s < T:
+        if REVERSE:
+            t = s
+            now = t
+        else:
+            t = T - 1 - s
+            now = t + 1
+        for j0 in range(0, H, BLOCK_H):
+            cols = j0 + tl.arange(0, BLOCK_H)
+            col_ok = cols < H
+            ok = row_ok[:, None] & col_ok[None, :]
+            here = rows[:, None] * H + cols[None, :]
+            # ∂L/∂h_t = ∂ℓ/∂h_t + ∂L/∂h_t via step t+1
+            d = tl.load(grad_out + t * B * H + here, mask=ok, other=0.0) + tl.load(
+                dh_next + here, mask=ok, other=0.0
+            )
+            tl.store(dh + t * B * H + here, d, mask=ok)
+            a_grad = _activation_grad(tl.load(h_buf + now * B * H + here, mask=ok, other=0.0), ACT)
+            tl.store(dgx + t * B * H + here, d * a_grad, mask=ok)  # ∂L/∂z_t = ∂L/∂h_t ⊙ a'(z_t)
+        tl.debug_barrier()  # ∂L/∂z_t is complete before the product reads it
+        _back_product(
+            dgx + t * B * H,
+            rows,
+            row_ok,
+            w_hh,
+            dh_next,
+            dh_next,
+            H,
+            H,
+            False,
+            BLOCK_B,
+            BLOCK_H,
+            BLOCK_K,
+            PRECISION,
+        )
         tl.debug_barrier()  # ∂L/∂h_{t−1} is complete before step t−1 reads it
         s += 1
