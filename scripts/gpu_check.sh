@@ -64,9 +64,9 @@ part "cuda tests" 120 "$PY" -m pytest tests/test_gpu.py -q -rfEs -W default -p n
 # The cells with a torch.nn twin at every default shape (the word-LM shape included), the trace.
 part "bench: lstm, gru, rnn" 120 "${BPTT[@]}" bench --device cuda --cells lstm,gru,rnn --repeats 10 --warmup 3 \
     --json "$OUT/bench_cuda.json"
-# The LSTM in the per-step loop (one matmul and one kernel per step) instead of the persistent kernels.
-part "bench: lstm per step" 60 env BPTT_TRITON_LOOP=per-step "${BPTT[@]}" bench --device cuda --cells lstm \
-    --repeats 5 --warmup 2 --no-trace --no-contributions --json "$OUT/bench_cuda_lstm_per_step.json"
+# The per-step loop (one matmul and one kernel per step) instead of the persistent kernels.
+part "bench: per step" 60 env BPTT_TRITON_LOOP=per-step "${BPTT[@]}" bench --device cuda --cells lstm,gru,rnn \
+    --repeats 3 --warmup 1 --no-trace --no-contributions --json "$OUT/bench_cuda_per_step.json"
 # The LSTM variants against torch.nn.LSTM, checked against their own float64 PyTorch loop.
 part "bench: variants" 90 "${BPTT[@]}" bench --device cuda --cells peephole,original,nig,nfg,nog,niaf,noaf,cifg,fgr \
     --repeats 5 --warmup 2 --no-trace --no-contributions --json "$OUT/bench_cuda_variants.json"
