@@ -14,7 +14,7 @@ import torch
 
 import bptt
 from bptt.cells.lstm import LSTMStep
-from bptt.engine import function, gpu, native, sweep
+from bptt.engine import dispatch, gpu, native
 
 from helpers import TOL, rel_err, weighted_loss
 from reference import LSTM_VARIANTS
@@ -89,7 +89,7 @@ def interpreted(model, x: torch.Tensor, dtype: torch.dtype) -> None:
     if isinstance(model, bptt.LSTM):
         hx = (hx, torch.randn(LD, B, model.hidden_size, dtype=dtype))
     with native.use_engine("triton"):
-        assert function.sweeps_for(model.step, x) is gpu
+        assert dispatch.select(model.step, x).name == "triton"
     assert_same_trace(traced(model, x, "triton", hx), traced(model, x, "python", hx), TOL[dtype])
 
 
@@ -142,26 +142,29 @@ def test_dispatch_is_by_exact_step_type_dtype_device_and_engine(monkeypatch) -> 
     lstm = bptt.LSTM(2, 3)
     x = torch.zeros(2, 1, 2)
     with native.use_engine("python"):
-        assert function.sweeps_for(lstm.step, x) is sweep
+        assert dispatch.select(lstm.step, x).name == "python"
     with native.use_engine("auto"):  # CPU tensors: the native sweeps, never Triton
-        assert function.sweeps_for(lstm.step, x) is (native if native.build().ok else sweep)
-        assert not gpu.usable(lstm.step, x)
+        assert dispatch.select(lstm.step, x).name == ("native" if native.build().ok else "python")
 
     @dataclasses.dataclass(frozen=True)
     class MyStep(LSTMStep):  # a subclass may change the equations: no kernel for it
         pass
 
     mine = MyStep(lstm.step.variant)
-    assert gpu.has_kernel(lstm.step) and not gpu.has_kernel(mine)
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     with native.use_engine("triton"):
-        assert not gpu.usable(mine, x)
-        assert not gpu.usable(lstm.step, x.half())
+        assert dispatch.select(mine, x).name == "python"
+        assert dispatch.select(lstm.step, x.half()).name == "python"
         if gpu.kernels() is not None:
-            assert function.sweeps_for(lstm.step, x) is gpu
+            assert dispatch.select(lstm.step, x).name == "triton"
+            assert dispatch.select(bptt.GRU(2, 3).step, x).name == "triton"
+            assert dispatch.select(bptt.RNN(2, 3, nonlinearity="relu").step, x).name == "triton"
+        monkeypatch.setattr(gpu, "LOOP", "sometimes")
+        with pytest.raises(ValueError, match="expected BPTT_TRITON_LOOP to be one of persistent, per-step"):
+            dispatch.select(lstm.step, x)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with native.use_engine("triton"):  # CPU tensors without the interpreter: the PyTorch loop
-        assert function.sweeps_for(lstm.step, x) is sweep
+        assert dispatch.select(lstm.step, x).name == "python"
 
 
 def test_forcing_triton_without_it_is_a_clear_error(monkeypatch) -> None:
@@ -201,7 +204,7 @@ def test_cuda_equals_the_float64_reference(kind: str, cfg: dict, loop: str) -> N
     model.load_state_dict(truth.state_dict())
     x = torch.randn(7, 4, 3, dtype=torch.float64)
     with native.use_engine("auto"):
-        assert function.sweeps_for(model.step, x.float().cuda()) is gpu
+        assert dispatch.select(model.step, x.float().cuda()).name == "triton"
     fast = traced(model, x.float().cuda(), "auto")
     slow = traced(truth, x, "python")
     assert_same_trace(fast, slow, 1e-4)

@@ -35,9 +35,9 @@ from torch import Tensor, nn
 
 from . import _io
 from ._checks import InputError
-from .cells import LSTM, RecurrentBase
+from .cells import LSTM, RecurrentBase, registry
 from .convert import from_torch
-from .engine import gpu, native
+from .engine import dispatch, gpu, native
 from .trace import trace
 
 Shape = tuple[int, ...]  # (B, T, I, H) for one layer, (B, T, I, H, L) for L layers
@@ -45,16 +45,18 @@ Shape = tuple[int, ...]  # (B, T, I, H) for one layer, (B, T, I, H, L) for L lay
 WORD_LM: Shape = (20, 35, 200, 200, 2)  # the word-level language model of pytorch/examples
 DEFAULT_SHAPES: tuple[Shape, ...] = ((32, 200, 2, 128), (64, 100, 64, 256), (16, 1000, 2, 64), WORD_LM)
 OTHERS = ("flashrnn", "haste_pytorch")  # other fused RNN libraries, timed where installed
-TWINS = ("lstm", "gru", "rnn")  # bptt cells with a torch.nn twin
-VARIANTS = ("peephole", "original", "nig", "nfg", "nog", "niaf", "noaf", "cifg", "fgr")
-CELLS = TWINS + VARIANTS
+
+
+def cells() -> tuple[str, ...]:
+    """Every registered cell and alias (the LSTM variants by name): the rows `bptt bench` can time."""
+    return tuple(registry.configurations())
 
 
 @dataclass(frozen=True)
 class BenchConfig:
     """What `bptt bench` measures; the defaults are the issue's grid."""
 
-    cells: tuple[str, ...] = CELLS
+    cells: tuple[str, ...] = field(default_factory=cells)
     shapes: tuple[Shape, ...] = DEFAULT_SHAPES
     repeats: int = 10
     warmup: int = 3
@@ -211,15 +213,19 @@ def _check(reference: nn.Module, ours: nn.Module, x: Tensor, grad: Tensor) -> tu
 
 
 def _models(cell: str, shape: Shape, device: torch.device) -> tuple[nn.Module, RecurrentBase, nn.Module, str]:
-    """(torch.nn module to time against, bptt module, reference for the check, what the check is)."""
+    """(torch.nn module to time against, bptt module, reference for the check, what the check is).
+
+    A cell with a torch.nn twin for its options is timed and checked against the twin; any other
+    is timed against torch.nn.LSTM, the common yardstick, and checked against its own PyTorch loop.
+    """
     I, H, L = shape[2], shape[3], layers(shape)
-    if cell in TWINS:
-        ref = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell](I, H, num_layers=L).to(device)
-        ours = from_torch(ref)
-        return ref, ours, ref, "torch.nn float64"
-    ref = nn.LSTM(I, H, num_layers=L).to(device)
-    ours = LSTM(I, H, num_layers=L, variant=cell).to(device)
-    return ref, ours, ours, "pytorch loop float64"
+    spec, options = registry.configurations()[cell]
+    twin = spec.build_twin(I, H, L, options)
+    if twin is not None:
+        twin = twin.to(device)
+        return twin, from_torch(twin), twin, "torch.nn float64"
+    ours = spec.build(I, H, L, options).to(device)
+    return nn.LSTM(I, H, num_layers=L).to(device), ours, ours, "pytorch loop float64"
 
 
 def _floor_ms(ours: RecurrentBase, shape: Shape, device: torch.device, repeats: int) -> float | None:
@@ -419,8 +425,8 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> Benc
         info = native.BuildInfo(False, None, 0.0, False, "not used on a GPU")
         probe = torch.zeros(1, 1, 1, device=device)
         engine = (
-            "triton"
-            if gpu.usable(LSTM(1, 1).step, probe)
+            f"triton ({gpu.LOOP})"
+            if dispatch.select(LSTM(1, 1).step, probe).name == "triton"
             else f"python ({gpu.import_error() or native.engine()})"
         )
     result = BenchResult(

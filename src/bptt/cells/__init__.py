@@ -1,8 +1,11 @@
-"""Recurrent cells: each file holds one family's step equations, forward and backward, and its module."""
+"""Recurrent cells: each file holds one family's step equations, forward and backward, its module and
+its `CellSpec` (registry.py); the registration order here is the order of `registry.names()`."""
 
+from . import registry
 from .base import RecurrentBase
 from .gru import GRU, GRUStep
 from .lstm import LSTM, VARIANTS, LSTMStep, LSTMVariant
+from .registry import CellSpec, register
 from .rnn import NONLINEARITIES, RNN, ElmanStep
 
 __all__ = [
@@ -11,9 +14,12 @@ __all__ = [
     "NONLINEARITIES",
     "RNN",
     "VARIANTS",
+    "CellSpec",
     "ElmanStep",
     "GRUStep",
     "LSTMStep",
     "LSTMVariant",
     "RecurrentBase",
+    "register",
+    "registry",
 ]

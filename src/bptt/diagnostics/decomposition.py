@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from .._checks import InputError
+from ..cells import registry
 from ..engine.sweep import state_vjp
 from .jacobian import sigma_max, state_layout
 
@@ -56,7 +57,10 @@ def forget_split(
     layout = state_layout(step, tape)
     B, T, H = tape.x.shape[1], tape.steps, tape.hidden_size
     dtype, device = tape.h.dtype, tape.h.device
-    f_all = step.gates(tape).get("f")  # type: ignore[attr-defined]
+    spec = registry.spec_of(step)
+    if spec is None:
+        raise InputError(f"the forget-gate split needs a registered cell; {type(step).__name__} is not one")
+    f_all = step.gates(tape).get(spec.carry_gate) if spec.carry_gate else None  # type: ignore[attr-defined]
     eye = torch.eye(H, dtype=dtype, device=device)[:, None, :].expand(H, B, H)
     zero = {
         n: torch.zeros(H, B, size, dtype=dtype, device=device)

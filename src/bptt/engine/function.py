@@ -8,14 +8,13 @@ T·B rows (engine/terms.py). `loss.backward()` on anything computed from a bptt 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from . import gpu, native, sweep
+from . import dispatch
 from .matmul import linear, matmul
 from .sweep import Params, Step
 from .tape import Tape
@@ -41,15 +40,6 @@ def input_projection(step: Step, x: Tensor, p: Params) -> Tensor:
     return linear(x.reshape(T * B, I), p["weight_ih"], b).view(T, B, -1)
 
 
-def sweeps_for(step: Step, x: Tensor) -> ModuleType:
-    """The time loop for this step on this input: native (CPU), Triton (CUDA) or the PyTorch loop."""
-    if native.usable(x):
-        return native
-    if gpu.usable(step, x):
-        return gpu
-    return sweep
-
-
 class LayerSweep(torch.autograd.Function):
     """Autograd node for one layer-direction: inputs (plan, recorder, x, h0, c0, *weights)."""
 
@@ -66,11 +56,11 @@ class LayerSweep(torch.autograd.Function):
         step = plan.step
         p = dict(zip(plan.suffixes, weights, strict=True))
         tape = step.new_tape(x.detach(), h0, c0, plan.reverse, p)  # the tape holds data, never graph
-        sweeps = sweeps_for(step, x)
-        sweeps.forward_sweep(step, tape, input_projection(step, x, p), p)
+        kernel = dispatch.select(step, x)  # by the step's exact type and settings, else the Python loop
+        kernel.forward_sweep(step, tape, input_projection(step, x, p), p)
         if recorder is not None:
             recorder.append(tape)
-        ctx.plan, ctx.tape, ctx.sweeps = plan, tape, sweeps
+        ctx.plan, ctx.tape, ctx.kernel = plan, tape, kernel
         # Saved so that PyTorch catches an in-place change of the input before backward; the tape
         # keeps the data. The outputs are copies, so changing them in place cannot corrupt the tape.
         ctx.save_for_backward(x, *weights)
@@ -88,7 +78,7 @@ class LayerSweep(torch.autograd.Function):
         step = plan.step
         x, *weights = ctx.saved_tensors
         p = dict(zip(plan.suffixes, weights, strict=True))
-        dh0, carry = ctx.sweeps.backward_sweep(
+        dh0, carry = ctx.kernel.backward_sweep(
             step, tape, grad_out, grad_hn, grad_cn[0] if grad_cn else None, p
         )
         needs = ctx.needs_input_grad

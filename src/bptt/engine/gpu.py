@@ -7,10 +7,10 @@ gate activations, c_t and h_t straight into the tape. Per step backward: the ker
 ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t through torch.mm. The tape ends up exactly as the PyTorch loop leaves
 it, so `bptt.trace`, the gradient terms and every diagnostic read it unchanged.
 
-Dispatch is by the exact step type, its settings, dtype and device: `usable(step, x)` is true for
-`ElmanStep`, `GRUStep` and `LSTMStep` (every nonlinearity and variant, with or without projection)
-on float32/float64 CUDA tensors when Triton imports. A subclass of a step, another dtype or a
-missing Triton leaves the PyTorch loop in charge, which computes the same numbers exactly.
+The cells register these sweeps with engine/dispatch.py for their exact step types, `ElmanStep`,
+`GRUStep` and `LSTMStep` (every nonlinearity and variant, with or without projection), on
+float32/float64 CUDA tensors when Triton imports. A subclass of a step, another dtype or a missing
+Triton leaves the PyTorch loop in charge, which computes the same numbers exactly.
 
 `BPTT_ENGINE=triton` (or `use_engine("triton")`) forces these sweeps; without a GPU that needs
 `TRITON_INTERPRET=1`, which runs the kernels in Triton's interpreter on CPU tensors (the tests do
@@ -31,8 +31,8 @@ import torch
 from torch import Tensor
 
 from .._checks import InputError
-from . import native
-from .sweep import Carry, Params, Step, allocate_grads
+from . import dispatch, native
+from .sweep import Carry, Params, Step, allocate_step_grads
 from .tape import Tape
 
 ACTIVATIONS = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3}  # the Elman kernels' ACT constant
@@ -69,34 +69,38 @@ def import_error() -> str | None:
     return _import_error
 
 
-def _step_types() -> tuple[type, ...]:
-    from ..cells.gru import GRUStep
-    from ..cells.lstm import LSTMStep
-    from ..cells.rnn import ElmanStep
-
-    return (ElmanStep, GRUStep, LSTMStep)
-
-
-def has_kernel(step: Step) -> bool:
-    """Whether a Triton kernel computes this exact step type (a subclass may change the equations)."""
-    return type(step) in _step_types()
-
-
-def usable(step: Step, x: Tensor) -> bool:
-    """Whether the Triton sweeps run this layer: engine, step type, dtype and device all fit."""
+def available(x: Tensor) -> bool:
+    """Whether the Triton sweeps can run for this layer input now: engine setting, dtype, Triton."""
     engine = native.engine()
-    if engine not in ("auto", "triton"):
+    if engine not in ("auto", "triton") or x.dtype not in (torch.float32, torch.float64):
         return False
     if LOOP not in LOOPS:
         raise InputError(f"expected BPTT_TRITON_LOOP to be one of {', '.join(LOOPS)}, got {LOOP!r}")
-    on_device = x.device.type == "cuda" or (engine == "triton" and x.device.type == "cpu" and interpreting())
-    if not on_device or x.dtype not in (torch.float32, torch.float64) or not has_kernel(step):
-        return False
     if kernels() is None:
         if engine == "triton":
             raise RuntimeError(f"BPTT_ENGINE=triton, but the Triton sweeps are unavailable: {_import_error}")
         return False
     return True
+
+
+def available_interpreted(x: Tensor) -> bool:
+    """CPU tensors run the kernels only when asked for (BPTT_ENGINE=triton) in Triton's interpreter."""
+    return native.engine() == "triton" and interpreting() and available(x)
+
+
+def accepts(step: Any) -> bool:
+    """The kernels implement the cells' own settings: an LSTM variant of exactly `LSTMVariant`."""
+    from ..cells.lstm import LSTMVariant
+
+    return not hasattr(step, "variant") or type(step.variant) is LSTMVariant
+
+
+def register(step_type: type) -> None:
+    """Register the Triton sweeps for one exact step type: on CUDA, and on the CPU in the interpreter."""
+    for device, can_run in (("cpu", available_interpreted), ("cuda", available)):
+        dispatch.register(
+            dispatch.Kernel("triton", step_type, device, forward_sweep, backward_sweep, accepts, can_run)
+        )
 
 
 def triton_cdiv(a: int, b: int) -> int:
@@ -508,7 +512,7 @@ def forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
 def backward_sweep(
     step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
 ) -> tuple[Tensor, Carry]:
-    allocate_grads(step, tape, grad_out)
+    allocate_step_grads(step, tape, grad_out)
     with _on(grad_out):
         return _sweeps(step)[1](
             step,
