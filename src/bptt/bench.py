@@ -425,7 +425,7 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> Benc
         info = native.BuildInfo(False, None, 0.0, False, "not used on a GPU")
         probe = torch.zeros(1, 1, 1, device=device)
         engine = (
-            f"triton ({gpu.LOOP})"
+            f"triton ({gpu.LOOP}, forward chunk {gpu.CHUNK or 'default'})"
             if dispatch.select(LSTM(1, 1).step, probe).name == "triton"
             else f"python ({gpu.import_error() or native.engine()})"
         )

@@ -53,9 +53,10 @@ def specs(full: bool = True, dtype: str | None = None) -> Iterator[Spec]:
                 )
             if not fgr:
                 for H in (128,):
-                    blocks = gpu._blocks(H, {"fp32": torch.float32, "fp64": torch.float64}[dtype])
-                    blocks = {k: v for k, v in blocks.items() if k.isupper()}
                     for kernel in ("lstm_forward_sweep", "lstm_backward_sweep"):
+                        blocks = gpu._blocks(
+                            H, {"fp32": torch.float32, "fp64": torch.float64}[dtype], "backward" in kernel
+                        )
                         for reverse in (False,):
                             yield Spec(
                                 kernel,
@@ -63,18 +64,19 @@ def specs(full: bool = True, dtype: str | None = None) -> Iterator[Spec]:
                                 {**c, "H": H, "REVERSE": reverse, **blocks},
                                 f"lstm {name} H={H}",
                             )
-        blocks = gpu._blocks(128, {"fp32": torch.float32, "fp64": torch.float64}[dtype])
-        sweep = {"H": 128, "REVERSE": False, **{k: v for k, v in blocks.items() if k.isupper()}}
+        torch_dtype = {"fp32": torch.float32, "fp64": torch.float64}[dtype]
+        sweep = {"H": 128, "REVERSE": False, **gpu._blocks(128, torch_dtype)}
+        back = {"H": 128, "REVERSE": False, **gpu._blocks(128, torch_dtype, backward=True)}
         yield Spec("gru_forward_step", dtype, dict(block), "gru")
         yield Spec("gru_backward_step", dtype, dict(block), "gru")
         for bias in (True, False) if full else (True,):
             yield Spec("gru_forward_sweep", dtype, {**sweep, "HAS_BIAS": bias}, f"gru H=128 bias={bias}")
-        yield Spec("gru_backward_sweep", dtype, dict(sweep), "gru H=128")
+        yield Spec("gru_backward_sweep", dtype, dict(back), "gru H=128")
         for act_name, act in gpu.ACTIVATIONS.items() if full else [("tanh", 0)]:
             yield Spec("rnn_forward_step", dtype, {"ACT": act, **block}, f"rnn {act_name}")
             yield Spec("rnn_backward_step", dtype, {"ACT": act, **block}, f"rnn {act_name}")
             yield Spec("rnn_forward_sweep", dtype, {**sweep, "ACT": act}, f"rnn {act_name} H=128")
-            yield Spec("rnn_backward_sweep", dtype, {**sweep, "ACT": act}, f"rnn {act_name} H=128")
+            yield Spec("rnn_backward_sweep", dtype, {**back, "ACT": act}, f"rnn {act_name} H=128")
 
 
 def _signature(fn: Any, spec: Spec) -> dict[str, str]:

@@ -41,6 +41,8 @@ LOOPS = ("persistent", "per-step")
 # The time loop on the GPU: one launch per sweep (persistent) or two per step (per-step).
 LOOP = os.environ.get("BPTT_TRITON_LOOP", "persistent")
 
+CHUNK = int(os.environ.get("BPTT_TRITON_CHUNK", "0"))  # the forward's chunk; 0: the default
+
 _kernels: ModuleType | None = None
 _import_error: str | None = None
 
@@ -76,6 +78,8 @@ def available(x: Tensor) -> bool:
         return False
     if LOOP not in LOOPS:
         raise InputError(f"expected BPTT_TRITON_LOOP to be one of {', '.join(LOOPS)}, got {LOOP!r}")
+    if CHUNK and CHUNK not in (16, 32, 64, 128):
+        raise InputError(f"expected BPTT_TRITON_CHUNK to be 16, 32, 64 or 128, got {CHUNK}")
     if kernels() is None:
         if engine == "triton":
             raise RuntimeError(f"BPTT_ENGINE=triton, but the Triton sweeps are unavailable: {_import_error}")
@@ -160,19 +164,24 @@ def _persistent_grid(B: int, blocks: dict[str, Any]) -> tuple[int]:
     return (triton_cdiv(B, blocks["BLOCK_B"]),)
 
 
-def _blocks(H: int, dtype: torch.dtype) -> dict[str, Any]:
+def _blocks(H: int, dtype: torch.dtype, backward: bool = False) -> dict[str, Any]:
     """Tile sizes and dot precision of the persistent kernels.
 
-    tl.dot needs tiles of at least 16. Chunks of 32 along the product's inner dimension keep the
-    forward kernel's shared memory near 20 KB (at 128 it needs 276 KB, more than an H100 has).
+    tl.dot needs tiles of at least 16. The forward takes all gates of 64 units in one product, the
+    backward's ∂L/∂gh_t W_hh runs over G·H; both in chunks of 128 along the inner dimension (64 in
+    float64), 128 KB of shared memory for the forward's (an H100 has 228 KB; compile_check.py prints
+    each kernel's). BPTT_TRITON_CHUNK sets the forward's chunk (16 to 128) to measure others.
     float32 products use three TF32 passes (`tf32x3`), which keeps float32 accuracy on tensor cores;
     the interpreter and float64 use plain IEEE products.
     """
     exact = dtype == torch.float64 or interpreting()
+    chunk = 64 if dtype == torch.float64 else 128
+    if not backward and CHUNK:
+        chunk = min(chunk, CHUNK)
     return {
         "BLOCK_B": 16,
         "BLOCK_H": min(64, max(16, 1 << (H - 1).bit_length())),
-        "BLOCK_K": 32,
+        "BLOCK_K": 32 if interpreting() else chunk,
         "PRECISION": "ieee" if exact else "tf32x3",
         "num_warps": 4,
         "num_stages": 1,
@@ -257,7 +266,7 @@ def lstm_backward_sweep(
     W_hh = p["weight_hh"]
     if persistent(step):
         T = grad_out.shape[0]
-        blocks = _blocks(H, grad_out.dtype)
+        blocks = _blocks(H, grad_out.dtype, backward=True)
         dh_next = dh_n.clone()  # ∂L/∂h_t via step t+1, in place; at the end ∂L/∂h_0
         dc_carry = (dc_n if dc_n is not None else grad_out.new_zeros((B, H))).clone()
         w = [p.get(name, grad_out) for name in ("weight_ci", "weight_cf", "weight_co")]
@@ -383,7 +392,7 @@ def gru_backward_sweep(
     dh_next = dh_n.clone()  # ∂L/∂h_t via step t+1; at the end ∂L/∂h_0
     direct = torch.empty_like(dh_next)  # z_t ⊙ ∂L/∂h_t
     if persistent(step):
-        blocks = _blocks(H, grad_out.dtype)
+        blocks = _blocks(H, grad_out.dtype, backward=True)
         k.gru_backward_sweep[_persistent_grid(B, blocks)](
             grad_out,
             dh_next,
@@ -463,7 +472,7 @@ def rnn_backward_sweep(
     act = ACTIVATIONS[step.nonlinearity]  # type: ignore[attr-defined]
     dh_next = dh_n.clone()
     if persistent(step):
-        blocks = _blocks(H, grad_out.dtype)
+        blocks = _blocks(H, grad_out.dtype, backward=True)
         k.rnn_backward_sweep[_persistent_grid(B, blocks)](
             grad_out,
             dh_next,

@@ -500,6 +500,59 @@ def _gate_product(
 
 
 @triton.jit
+def _gates_product(
+    h_prev,
+    w_hh,
+    rows,
+    row_ok,
+    j0,
+    G: tl.constexpr,
+    H: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    """W_hh h_{t−1} at units j0 … j0 + BLOCK_H of every gate block (up to 4), as one product.
+
+    Column c = 4·j + k of the (BLOCK_B, 4·BLOCK_H) product is unit j0 + j of gate block k, so one
+    tl.dot per chunk of h_{t−1} serves all gates; blocks k ≥ G come back as zeros.
+    """
+    c = tl.arange(0, 4 * BLOCK_H)
+    unit, k = j0 + c // 4, c % 4
+    c_ok = (unit < H) & (k < G)
+    acc = tl.zeros((BLOCK_B, 4 * BLOCK_H), dtype=h_prev.dtype.element_ty)
+    for k0 in range(0, H, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        k_ok = ks < H
+        hp = _rows_cols(h_prev, rows, ks, H, row_ok, k_ok)  # (BLOCK_B, BLOCK_K)
+        # W_hhᵀ (BLOCK_K, 4·BLOCK_H): element [κ, c] = W_hh[k·H + unit, κ]
+        w = tl.load(
+            w_hh + (k * H + unit)[None, :] * H + ks[:, None], mask=k_ok[:, None] & c_ok[None, :], other=0.0
+        )
+        acc += tl.dot(hp, w, input_precision=PRECISION)
+    # (BLOCK_B, BLOCK_H, a, b) with k = 2a + b: split b, then a
+    even, odd = tl.split(tl.reshape(acc, (BLOCK_B, BLOCK_H, 2, 2)))
+    z0, z2 = tl.split(even)
+    z1, z3 = tl.split(odd)
+    return z0, z1, z2, z3
+
+
+@triton.jit
+def _pick(z0, z1, z2, z3, K: tl.constexpr):
+    """Gate block K of `_gates_product`'s four (a placeholder for K < 0, never stored)."""
+    if K == 0:
+        v = z0
+    elif K == 1:
+        v = z1
+    elif K == 2:
+        v = z2
+    else:
+        v = z3
+    return v
+
+
+@triton.jit
 def _back_product(
     src,
     rows,
@@ -576,19 +629,14 @@ def lstm_forward_sweep(
             ok = row_ok[:, None] & col_ok[None, :]
             at = rows[:, None] * G * H + cols[None, :]  # gate block 0 of each (row, unit)
             h_prev = h_buf + prev * B * H
-            # z_t = W_ih x_t + b + W_hh h_{t−1}, gate by gate
-            zi = _gate_product(
-                h_prev, w_hh, rows, row_ok, cols, col_ok, K_I, H, H, BLOCK_B, BLOCK_H, BLOCK_K, PRECISION
+            # z_t = W_ih x_t + b + W_hh h_{t−1}, all gates in one product
+            z0, z1, z2, z3 = _gates_product(
+                h_prev, w_hh, rows, row_ok, j0, G, H, BLOCK_B, BLOCK_H, BLOCK_K, PRECISION
             )
-            zf = _gate_product(
-                h_prev, w_hh, rows, row_ok, cols, col_ok, K_F, H, H, BLOCK_B, BLOCK_H, BLOCK_K, PRECISION
-            )
-            zg = _gate_product(
-                h_prev, w_hh, rows, row_ok, cols, col_ok, K_G, H, H, BLOCK_B, BLOCK_H, BLOCK_K, PRECISION
-            )
-            zo = _gate_product(
-                h_prev, w_hh, rows, row_ok, cols, col_ok, K_O, H, H, BLOCK_B, BLOCK_H, BLOCK_K, PRECISION
-            )
+            zi = _pick(z0, z1, z2, z3, K_I)
+            zf = _pick(z0, z1, z2, z3, K_F)
+            zg = _pick(z0, z1, z2, z3, K_G)
+            zo = _pick(z0, z1, z2, z3, K_O)
             gx_t = gx + t * B * G * H
             zi += _load_gate(gx_t, at, K_I, H, ok)
             zf += _load_gate(gx_t, at, K_F, H, ok)
@@ -765,15 +813,9 @@ def gru_forward_sweep(
             ok = row_ok[:, None] & col_ok[None, :]
             here = rows[:, None] * H + cols[None, :]
             at = rows[:, None] * 3 * H + cols[None, :]
-            # gh_t = W_hh h_{t−1} + b_hh, gate by gate (b_hn stays inside r_t ⊙ (·))
-            gh_r = _gate_product(
-                h_prev, w_hh, rows, row_ok, cols, col_ok, 0, H, H, BLOCK_B, BLOCK_H, BLOCK_K, PRECISION
-            )
-            gh_z = _gate_product(
-                h_prev, w_hh, rows, row_ok, cols, col_ok, 1, H, H, BLOCK_B, BLOCK_H, BLOCK_K, PRECISION
-            )
-            gh_n = _gate_product(
-                h_prev, w_hh, rows, row_ok, cols, col_ok, 2, H, H, BLOCK_B, BLOCK_H, BLOCK_K, PRECISION
+            # gh_t = W_hh h_{t−1} + b_hh (b_hn stays inside r_t ⊙ (·)), all gates in one product
+            gh_r, gh_z, gh_n, _ = _gates_product(
+                h_prev, w_hh, rows, row_ok, j0, 3, H, BLOCK_B, BLOCK_H, BLOCK_K, PRECISION
             )
             if HAS_BIAS:
                 gh_r += tl.load(b_hh + cols, mask=col_ok, other=0.0)[None, :]
