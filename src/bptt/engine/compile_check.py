@@ -75,7 +75,8 @@ def specs(full: bool = True, dtype: str | None = None) -> Iterator[Spec]:
         for act_name, act in gpu.ACTIVATIONS.items() if full else [("tanh", 0)]:
             yield Spec("rnn_forward_step", dtype, {"ACT": act, **block}, f"rnn {act_name}")
             yield Spec("rnn_backward_step", dtype, {"ACT": act, **block}, f"rnn {act_name}")
-            yield Spec("rnn_forward_sweep", dtype, {**sweep, "ACT": act}, f"rnn {act_name} H=128")
+            one = {"H": 128, "REVERSE": False, **gpu._blocks(128, torch_dtype, gates=False)}
+            yield Spec("rnn_forward_sweep", dtype, {**one, "ACT": act}, f"rnn {act_name} H=128")
             yield Spec("rnn_backward_sweep", dtype, {**back, "ACT": act}, f"rnn {act_name} H=128")
 
 
