@@ -10,6 +10,7 @@ from .cells import GRU, LSTM, NONLINEARITIES, RNN, VARIANTS
 from .convert import from_torch
 from .diagnostics import Monitor
 from .trace import Trace, trace
+from .watch import Watch, watch
 
 __version__ = "0.1.0"
 
@@ -26,9 +27,11 @@ __all__ = [
     "RNN",
     "Monitor",
     "Trace",
+    "Watch",
     "diagnostics",
     "from_torch",
     "lstm_variants",
     "theory",
     "trace",
+    "watch",
 ]
