@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from bptt import bench, cli
+from bptt._checks import InputError
 
 
 def test_bench_measures_every_part_on_tiny_shapes(tmp_path) -> None:
@@ -76,6 +77,7 @@ def test_bench_command_writes_json(tmp_path, capsys) -> None:
     [
         (["bench", "--cells", "lstm,tree"], "unknown tree; expected some of"),
         (["bench", "--shapes", "32x200"], "expected a shape BxTxIxH"),
+        (["bench", "--shapes", "1x2x3x4x5x6"], "expected a shape BxTxIxH"),
     ],
 )
 def test_bench_flags_are_checked(argv, message, capsys) -> None:
@@ -83,6 +85,31 @@ def test_bench_flags_are_checked(argv, message, capsys) -> None:
         cli.main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device", ["foo", "cuda:x", "gpu", "cpu:0"])
+def test_an_unknown_device_is_a_clear_error(device: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", "--device", device])
+    assert exit_info.value.code == 2
+    assert f"expected cpu, cuda or cuda:N, got {device!r}" in capsys.readouterr().err
+    with pytest.raises(InputError, match=f"expected --device cpu, cuda or cuda:N, got {device!r}"):
+        bench.check_device(device)  # the library checks where the setting enters, too
+
+
+def test_a_shape_with_layers_builds_that_many_layers(tmp_path) -> None:
+    """BxTxIxHxL: the word-LM shape's two layers, timed and checked like one."""
+    cfg = bench.BenchConfig(
+        cells=("lstm", "peephole"), shapes=((2, 3, 4, 5, 2),), repeats=1, warmup=0, contributions=False
+    )
+    result = bench.run(cfg)
+    assert [r.shape for r in result.rows] == [(2, 3, 4, 5, 2)] * 2
+    for row in result.rows:
+        assert row.max_rel_err < 1e-5 and row.reference_rel_err < 1e-5
+    assert result.traces[0]["overhead"] > 0 and result.traces[0]["bptt_fwd_bwd_ms"] > 0
+    ref, ours, _, _ = bench._models("lstm", (2, 3, 4, 5, 2), torch.device("cpu"))
+    assert ref.num_layers == ours.num_layers == 2
+    assert bench.WORD_LM in bench.DEFAULT_SHAPES and bench.layers(bench.WORD_LM) == 2
 
 
 def test_cuda_without_a_gpu_is_one_line(capsys) -> None:
@@ -106,3 +133,22 @@ def test_bench_times_the_diagnostics_at_several_lengths() -> None:
     slope = math.log(rows[1]["total_s"] / rows[0]["total_s"]) / math.log(6 / 3)
     assert result.diagnostics["exponent"] == pytest.approx(slope, rel=1e-9)
     assert any(f"T^{slope:.2f}" in str(item) for item in bench.render(result))
+
+
+def test_a_row_that_fails_is_shown_and_the_others_still_run(monkeypatch, tmp_path, capsys) -> None:
+    measure = bench.bench_cell
+
+    def flaky(cell, shape, cfg, device):
+        if cell == "gru":
+            raise RuntimeError("no kernel for this device")
+        return measure(cell, shape, cfg, device)
+
+    monkeypatch.setattr(bench, "bench_cell", flaky)
+    path = tmp_path / "out.json"
+    argv = ["bench", "--cells", "rnn,gru", "--shapes", "2x3x2x4", "--repeats", "1", "--warmup", "0"]
+    code = cli.main([*argv, "--no-trace", "--no-contributions", "--json", str(path)])
+    assert code == 1  # a failed row is never a silent success
+    rows = json.loads(path.read_text())["rows"]
+    assert rows[0]["cell"] == "rnn" and rows[0]["error"] == "" and rows[0]["ratio"] > 0
+    assert rows[1]["error"] == "RuntimeError: no kernel for this device" and rows[1]["ratio"] is None
+    assert "failed: gru at (2, 3, 2, 4): RuntimeError: no kernel for this device" in capsys.readouterr().out

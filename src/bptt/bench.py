@@ -6,6 +6,11 @@ the same process, interleaved with ours (the order alternates each repeat) so th
 affects both sides alike. Each row also checks the numbers against the reference and shows the
 floor: the T sequential recurrent products of the forward and backward sweeps alone.
 
+On a GPU (`--device cuda`) the times come from CUDA events around each forward and backward, the
+engine runs the Triton sweeps (engine/gpu.py) and the reference is cuDNN behind torch.nn; both run
+with PyTorch's default precision settings (cuDNN may use TF32 for float32, which its error column
+shows). FlashRNN and haste are timed only where they are installed; the JSON says which were not.
+
 Besides the cell rows, the bench measures a full `bptt.trace` (states, gates, ∂L/∂h_t, ∂L/∂c_t and
 every step's contribution norm) against torch.nn's forward and backward, the contribution norms
 against T separate autograd backward passes, the native library's build time, and the watched
@@ -16,8 +21,11 @@ a word-level language model.
 from __future__ import annotations
 
 import copy
+import importlib.util
+import itertools
 import math
 import platform
+import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -28,14 +36,17 @@ import torch
 from torch import Tensor, nn
 
 from . import _io
+from ._checks import InputError
 from .cells import LSTM, RecurrentBase, registry
 from .convert import from_torch
-from .engine import native
+from .engine import dispatch, gpu, native
 from .trace import trace
 
-Shape = tuple[int, int, int, int]  # (B, T, I, H)
+Shape = tuple[int, ...]  # (B, T, I, H) for one layer, (B, T, I, H, L) for L layers
 
-DEFAULT_SHAPES: tuple[Shape, ...] = ((32, 200, 2, 128), (64, 100, 64, 256), (16, 1000, 2, 64))
+WORD_LM: Shape = (20, 35, 200, 200, 2)  # the word-level language model of pytorch/examples
+DEFAULT_SHAPES: tuple[Shape, ...] = ((32, 200, 2, 128), (64, 100, 64, 256), (16, 1000, 2, 64), WORD_LM)
+OTHERS = ("flashrnn", "haste_pytorch")  # other fused RNN libraries, timed where installed
 
 
 def cells() -> tuple[str, ...]:
@@ -78,6 +89,7 @@ class Row:
     check: str  # the float64 truth the float32 numbers were checked against
     max_rel_err: float  # ours in float32 against the float64 truth
     reference_rel_err: float  # the reference's own float32 result against the same truth
+    error: str = ""  # why the row could not be measured (its numbers are then NaN)
 
 
 @dataclass
@@ -90,6 +102,25 @@ class BenchResult:
     contributions: dict[str, Any] | None = None
     diagnostics: dict[str, Any] | None = None
     watch: list[dict[str, Any]] = field(default_factory=list)
+
+
+def layers(shape: Shape) -> int:
+    return shape[4] if len(shape) > 4 else 1
+
+
+def check_device(name: str) -> torch.device:
+    """The device `bptt bench` runs on: `cpu`, `cuda` or `cuda:N`, and only a GPU that is present."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise InputError(f"expected --device cpu, cuda or cuda:N, got {name!r}")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {name} asked for, but no CUDA device is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError(
+                f"--device {name} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
+    return device
 
 
 def _sync(device: torch.device) -> None:
@@ -109,20 +140,40 @@ def _timer(device: torch.device) -> Callable[[], float]:
     return now
 
 
+def _spans(device: torch.device, parts: Sequence[Callable[[], None]]) -> list[float]:
+    """Run the parts in order; the seconds each took: CUDA events on a GPU, the wall clock otherwise."""
+    if device.type == "cuda":
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(len(parts) + 1)]
+        events[0].record()
+        for part, end in zip(parts, events[1:], strict=True):
+            part()
+            end.record()
+        events[-1].synchronize()
+        return [a.elapsed_time(b) / 1e3 for a, b in itertools.pairwise(events)]
+    now = _timer(device)
+    times = [now()]
+    for part in parts:
+        part()
+        times.append(now())
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
 def _fwd_bwd(model: nn.Module, x: Tensor, grad: Tensor) -> Callable[[], tuple[float, float]]:
     """One forward and one backward of `model`, timed separately: (forward s, backward s)."""
-    now = _timer(x.device)
     params = list(model.parameters())
+    out: list[Tensor] = []
+
+    def forward() -> None:
+        out.append(model(x)[0])
+
+    def backward() -> None:
+        out.pop().backward(grad)
 
     def once() -> tuple[float, float]:
         for p in params:
             p.grad = None
-        t0 = now()
-        out = model(x)[0]
-        t1 = now()
-        out.backward(grad)
-        t2 = now()
-        return t1 - t0, t2 - t1
+        f, b = _spans(x.device, [forward, backward])
+        return f, b
 
     return once
 
@@ -174,44 +225,43 @@ def _models(cell: str, shape: Shape, device: torch.device) -> tuple[nn.Module, R
     A cell with a torch.nn twin for its options is timed and checked against the twin; any other
     is timed against torch.nn.LSTM, the common yardstick, and checked against its own PyTorch loop.
     """
-    _, _, I, H = shape
+    I, H, L = shape[2], shape[3], layers(shape)
     spec, options = registry.configurations()[cell]
-    twin = spec.build_twin(I, H, 1, options)
+    twin = spec.build_twin(I, H, L, options)
     if twin is not None:
         twin = twin.to(device)
         return twin, from_torch(twin), twin, "torch.nn float64"
-    ours = spec.build(I, H, 1, options).to(device)
-    return nn.LSTM(I, H).to(device), ours, ours, "pytorch loop float64"
+    ours = spec.build(I, H, L, options).to(device)
+    return nn.LSTM(I, H, num_layers=L).to(device), ours, ours, "pytorch loop float64"
 
 
 def _floor_ms(ours: RecurrentBase, shape: Shape, device: torch.device, repeats: int) -> float | None:
-    B, T, _, _ = shape
+    B, T = shape[:2]
     W = ours.get_parameter("weight_hh_l0").detach()
     h = torch.randn(B, W.shape[1], device=device)
-    y, d = torch.empty(B, W.shape[0], device=device), torch.empty(B, W.shape[1], device=device)
-    use_native = device.type == "cpu" and native.usable(h[None])
+    if device.type == "cpu" and native.usable(h[None]):
+        one_layer = lambda: native.recurrent_floor(h, W, T)  # noqa: E731
+    else:
+        y, d = torch.empty(B, W.shape[0], device=device), torch.empty(B, W.shape[1], device=device)
+
+        def one_layer() -> None:
+            for _ in range(T):
+                torch.mm(h, W.T, out=y)
+            for _ in range(T):
+                torch.mm(y, W, out=d)
 
     def run() -> None:
-        if use_native:
-            native.recurrent_floor(h, W, T)
-            return
-        for _ in range(T):
-            torch.mm(h, W.T, out=y)
-        for _ in range(T):
-            torch.mm(y, W, out=d)
-
-    now = _timer(device)
+        for _ in range(layers(shape)):
+            one_layer()
 
     def once() -> float:
-        t0 = now()
-        run()
-        return now() - t0
+        return _spans(device, [run])[0]
 
     return _median_ms(_interleaved([once], 1, repeats)[0])
 
 
 def bench_cell(cell: str, shape: Shape, cfg: BenchConfig, device: torch.device) -> Row:
-    B, T, I, _ = shape
+    B, T, I = shape[:3]
     torch.manual_seed(cfg.seed)
     ref, ours, check_ref, check = _models(cell, shape, device)
     x = torch.randn(T, B, I, device=device)
@@ -238,30 +288,44 @@ def bench_cell(cell: str, shape: Shape, cfg: BenchConfig, device: torch.device) 
     )
 
 
+def _failed_row(cell: str, shape: Shape, err: Exception) -> Row:
+    nan = float("nan")
+    return Row(cell, "", shape, nan, nan, nan, nan, nan, None, "", nan, nan, f"{type(err).__name__}: {err}")
+
+
+def failures(result: BenchResult) -> list[str]:
+    """What could not be measured, one line each."""
+    rows = [f"{r.cell} at {r.shape}: {r.error}" for r in result.rows if r.error]
+    return rows + [f"trace at {t['shape']}: {t['error']}" for t in result.traces if "error" in t]
+
+
 def bench_trace(shape: Shape, cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
-    """A full trace of the vanilla LSTM (with every contribution norm) against torch.nn.LSTM forward + backward."""
-    B, T, I, H = shape
+    """A full trace of the vanilla LSTM (with every contribution norm) against torch.nn.LSTM forward +
+    backward, and against bptt's own forward + backward (the trace's overhead)."""
+    B, T, I, H = shape[:4]
     torch.manual_seed(cfg.seed)
-    ref = nn.LSTM(I, H).to(device)
+    ref = nn.LSTM(I, H, num_layers=layers(shape)).to(device)
     ours = from_torch(ref)
     x = torch.randn(T, B, I, device=device)
     grad = torch.randn(T, B, H, device=device)
-    now = _timer(device)
 
-    def traced() -> float:
-        t0 = now()
-        tr = trace(ours, x, lambda out, state: (out * grad).sum())
-        tr.contribution_norms()
-        return now() - t0
+    def run_trace() -> None:
+        trace(ours, x, lambda out, state: (out * grad).sum()).contribution_norms()
 
-    fb = _fwd_bwd(ref, x, grad)
-    t_ref, t_trace = _interleaved([lambda: sum(fb()), traced], cfg.warmup, cfg.repeats)
+    fb_ref, fb_ours = _fwd_bwd(ref, x, grad), _fwd_bwd(ours, x, grad)
+    t_ref, t_ours, t_trace = _interleaved(
+        [lambda: sum(fb_ref()), lambda: sum(fb_ours()), lambda: _spans(device, [run_trace])[0]],
+        cfg.warmup,
+        cfg.repeats,
+    )
     return {
         "cell": "lstm",
         "shape": shape,
         "torch_fwd_bwd_ms": _median_ms(t_ref),
+        "bptt_fwd_bwd_ms": _median_ms(t_ours),
         "trace_ms": _median_ms(t_trace),
         "ratio": statistics.median(t_trace) / statistics.median(t_ref),
+        "overhead": statistics.median(t_trace) / statistics.median(t_ours),
     }
 
 
@@ -434,10 +498,20 @@ def _watch_row(cfg: BenchConfig, device: torch.device, vocab: int) -> dict[str, 
 
 def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> BenchResult:
     """Measure everything in `cfg`; `progress` is told what is being measured."""
-    device = torch.device(cfg.device)
+    device = check_device(cfg.device)
     say = progress or (lambda _: None)
-    say("building the native sweeps")
-    info = native.build()
+    if device.type == "cpu":
+        say("building the native sweeps")
+        info = native.build()
+        engine = native.engine()
+    else:  # the native sweeps are CPU-only: never built for a GPU run
+        info = native.BuildInfo(False, None, 0.0, False, "not used on a GPU")
+        probe = torch.zeros(1, 1, 1, device=device)
+        engine = (
+            f"triton ({gpu.LOOP}, forward chunk {gpu.CHUNK or 'default'})"
+            if dispatch.select(LSTM(1, 1).step, probe).name == "triton"
+            else f"python ({gpu.import_error() or native.engine()})"
+        )
     result = BenchResult(
         config=asdict(cfg),
         machine={
@@ -445,7 +519,9 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> Benc
             "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
             "threads": torch.get_num_threads(),
             "processor": platform.processor() or platform.machine(),
-            "engine": native.engine() if device.type == "cpu" else "python (the native sweeps are CPU-only)",
+            "engine": engine,
+            "triton": _version("triton"),
+            "others": {name: _version(name) or "not installed" for name in OTHERS},
         },
         build={
             "ok": info.ok,
@@ -456,11 +532,19 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> Benc
     )
     for shape in cfg.shapes:
         for cell in cfg.cells:
-            say(f"{cell} at (B, T, I, H) = {shape}")
-            result.rows.append(bench_cell(cell, shape, cfg, device))
+            say(f"{cell} at (B, T, I, H[, L]) = {shape}")
+            try:
+                result.rows.append(bench_cell(cell, shape, cfg, device))
+            except Exception as err:  # one failed row must not hide the others; it is shown as failed
+                result.rows.append(_failed_row(cell, shape, err))
         if cfg.trace:
             say(f"trace at {shape}")
-            result.traces.append(bench_trace(shape, cfg, device))
+            try:
+                result.traces.append(bench_trace(shape, cfg, device))
+            except Exception as err:
+                result.traces.append(
+                    {"cell": "lstm", "shape": shape, "error": f"{type(err).__name__}: {err}"}
+                )
     if cfg.contributions:
         say(f"contribution norms against {cfg.contributions_steps} autograd backward passes")
         result.contributions = bench_contributions(cfg, device)
@@ -470,6 +554,18 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> Benc
         say(f"the watched training step at (B, T, I, H) = {cfg.watch_shape}")
         result.watch = bench_watch(cfg, device)
     return result
+
+
+def _version(package: str) -> str | None:
+    """The installed version of a package, or None."""
+    if importlib.util.find_spec(package) is None:
+        return None
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package.replace("_", "-"))
+    except PackageNotFoundError:
+        return "installed"
 
 
 def to_json(result: BenchResult) -> dict[str, Any]:
@@ -495,7 +591,7 @@ def render(result: BenchResult) -> list[Any]:
     )
     for col in (
         "cell",
-        "B, T, I, H",
+        "B, T, I, H[, L]",
         "torch.nn fwd",
         "bwd",
         "bptt fwd",
@@ -506,7 +602,7 @@ def render(result: BenchResult) -> list[Any]:
         "bptt",
         "reference",
     ):
-        table.add_column(col, justify="left" if col in ("cell", "B, T, I, H", "check") else "right")
+        table.add_column(col, justify="left" if col in ("cell", "B, T, I, H[, L]", "check") else "right")
     for r in result.rows:
         ratio = f"[{'green' if r.ratio <= 1.2 else 'yellow' if r.ratio <= 1.5 else 'red'}]{r.ratio:.2f}×[/]"
         table.add_row(
@@ -527,14 +623,25 @@ def render(result: BenchResult) -> list[Any]:
         t2 = Table(
             title="full trace (states, gates, ∂L/∂h_t, ∂L/∂c_t, contribution norms) vs torch.nn.LSTM fwd+bwd"
         )
-        for col in ("B, T, I, H", "torch.nn fwd+bwd ms", "trace ms", "ratio"):
+        for col in (
+            "B, T, I, H[, L]",
+            "torch.nn fwd+bwd ms",
+            "bptt fwd+bwd ms",
+            "trace ms",
+            "ratio",
+            "overhead",
+        ):
             t2.add_column(col, justify="right")
         for t in result.traces:
+            if "error" in t:
+                continue
             t2.add_row(
                 ", ".join(map(str, t["shape"])),
                 _fmt(t["torch_fwd_bwd_ms"]),
+                _fmt(t["bptt_fwd_bwd_ms"]),
                 _fmt(t["trace_ms"]),
                 f"{t['ratio']:.2f}×",
+                f"{t['overhead']:.2f}×",
             )
         out.append(t2)
     if result.contributions:
@@ -589,8 +696,14 @@ def render(result: BenchResult) -> list[Any]:
         out.append(
             f"diagnostics time ∝ T^{dgn['exponent']:.2f} (log-log fit over T = {', '.join(str(r['T']) for r in dgn['rows'])})"
         )
+    out.extend(f"[red]failed[/]: {line}" for line in failures(result))
+    m = result.machine
+    others = ", ".join(f"{name} {version}" for name, version in m["others"].items())
+    out.append(f"engine: {m['engine']}; triton {m['triton'] or 'not installed'}; {others}")
     b = result.build
-    if b["ok"]:
+    if not b["ok"] and b["error"] == "not used on a GPU":
+        pass
+    elif b["ok"]:
         first = f"{b['first_build_s']:.1f} s" if b["first_build_s"] is not None else "unknown"
         out.append(
             f"native sweeps: first build took {first}"
@@ -600,6 +713,7 @@ def render(result: BenchResult) -> list[Any]:
         out.append(f"native sweeps unavailable ({b['error']}); the PyTorch loop ran")
     out.append(
         "times are medians in ms; ratio = bptt (fwd + bwd) / torch.nn (fwd + bwd), measured interleaved in this run; "
+        "trace overhead = a full trace / bptt (fwd + bwd); "
         "floor = the sweeps' sequential recurrent products alone; errors: max |Δ| / max |truth| over output and gradients, "
         "float32 against the float64 truth, for bptt and for the reference itself"
     )

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from .._checks import InputError
-from ..engine import dispatch, native
+from ..engine import dispatch, gpu, native
 from ..engine.sweep import Carry, Params, StepGrads
 from ..engine.tape import Tape, state_buffer
 from ..engine.terms import Term, projection_terms
@@ -169,3 +169,5 @@ dispatch.register(
         "native", GRUStep, "cpu", native.gru_forward_sweep, native.gru_backward_sweep, available=native.usable
     )
 )
+
+gpu.register(GRUStep)  # the Triton sweeps on CUDA (engine/gpu.py)

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from .. import _checks
-from ..engine import dispatch, native
+from ..engine import dispatch, gpu, native
 from ..engine.sweep import Carry, Params, StepGrads
 from ..engine.tape import Tape, state_buffer
 from ..engine.terms import Outer, Sum, Term, projection_terms
@@ -446,3 +446,5 @@ dispatch.register(
         available=native.usable,
     )
 )
+
+gpu.register(LSTMStep)  # the Triton sweeps on CUDA (engine/gpu.py)

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .. import _checks
 from .._checks import InputError
-from ..engine import dispatch, native
+from ..engine import dispatch, gpu, native
 from ..engine.sweep import Carry, Params, StepGrads
 from ..engine.tape import Tape, state_buffer
 from ..engine.terms import Term, projection_terms
@@ -227,3 +227,5 @@ dispatch.register(
         available=native.usable,
     )
 )
+
+gpu.register(ElmanStep)  # the Triton sweeps on CUDA (engine/gpu.py)

@@ -83,15 +83,17 @@ def pair(lo: int = 1) -> Callable[[str], tuple[int, int]]:
     return parse
 
 
-def shape(text: str) -> tuple[int, int, int, int]:
-    """A benchmark shape BxTxIxH, every size ≥ 1."""
+def shape(text: str) -> tuple[int, ...]:
+    """A benchmark shape BxTxIxH, or BxTxIxHxL with L layers, every size ≥ 1."""
     try:
-        B, T, I, H = (int(v) for v in text.lower().split("x"))
+        sizes = tuple(int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise Bad(f"expected a shape BxTxIxH such as 32x200x2x128, got {text!r}") from None
-    if min(B, T, I, H) < 1:
+        sizes = ()
+    if len(sizes) not in (4, 5):
+        raise Bad(f"expected a shape BxTxIxH such as 32x200x2x128 (or BxTxIxHxL with L layers), got {text!r}")
+    if min(sizes) < 1:
         raise Bad(f"expected sizes ≥ 1 in {text!r}")
-    return B, T, I, H
+    return sizes
 
 
 def some_of(valid: Sequence[str]) -> Callable[[str], tuple[str, ...]]:

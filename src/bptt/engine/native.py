@@ -48,7 +48,7 @@ from .sweep import Carry, Params, allocate_grads
 from .tape import Tape
 
 SOURCE = Path(__file__).parent / "csrc" / "sweeps.cpp"
-ENGINES = ("auto", "native", "python")
+ENGINES = ("auto", "native", "python", "triton")
 
 
 @dataclass
@@ -190,7 +190,8 @@ def engine() -> str:
 
 
 def set_engine(name: str) -> None:
-    """`auto` (native where possible), `native` (error if it cannot build) or `python`."""
+    """`auto` (native on CPU, Triton on CUDA, where possible), `native` or `triton` (error if it cannot
+    run), or `python` (the PyTorch loop everywhere)."""
     global _engine
     if name not in ENGINES:
         raise InputError(f"unknown engine {name!r}; expected one of {', '.join(map(repr, ENGINES))}")
@@ -210,7 +211,11 @@ def use_engine(name: str) -> Iterator[None]:
 
 def usable(x: Tensor) -> bool:
     """Whether the native sweeps will run for this layer input."""
-    if _engine == "python" or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+    if (
+        _engine in ("python", "triton")
+        or x.device.type != "cpu"
+        or x.dtype not in (torch.float32, torch.float64)
+    ):
         return False
     info = build()
     if not info.ok and _engine == "native":

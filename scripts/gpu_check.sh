@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The GPU check: the CUDA tests and `bptt bench --device cuda`, run from a copy of the repository on a
+# machine with an NVIDIA GPU, Python, a CUDA build of torch and triton installed (no network, nothing
+# to install, the native C++ sweeps not needed). Everything goes to $OUT/gpu.log; the bench results
+# to $OUT/bench_cuda*.json. OUT defaults to runs/gpu. Each part has its own time limit, the whole
+# well under five minutes.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-runs/gpu}"
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+PY="${PYTHON:-python3}"
+exec > >(tee "$OUT/gpu.log") 2>&1
+
+BUDGET=${BUDGET:-230}  # seconds for the whole script; a part gets at most what is left
+status=0
+part() {
+    local name=$1 limit=$2
+    shift 2
+    if [ $((BUDGET - SECONDS)) -lt "$limit" ]; then limit=$((BUDGET - SECONDS)); fi
+    if [ "$limit" -le 5 ]; then
+        echo "== $name: skipped, the time budget of $BUDGET s is spent"
+        status=1
+        return
+    fi
+    echo "== $name (limit ${limit} s)"
+    local start=$SECONDS
+    timeout --kill-after=10 "$limit" "$@"
+    local rc=$?
+    echo "== $name: exit $rc after $((SECONDS - start)) s"
+    [ "$rc" -eq 0 ] || status=1
+}
+BPTT=("$PY" -c 'import sys; from bptt.cli import main; sys.exit(main(sys.argv[1:]))')
+
+part "devices" 20 nvidia-smi -L
+part "versions" 60 "$PY" -c "
+import torch, triton
+print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)
+print(torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0))"
+
+# One LSTM through the Triton sweeps against the PyTorch loop: a first signal even if pytest cannot run.
+part "smoke" 60 "$PY" -c "
+import time, torch, bptt
+from bptt.engine import dispatch, gpu, native
+torch.manual_seed(0)
+m = bptt.LSTM(3, 16, num_layers=2).cuda()
+x = torch.randn(20, 4, 3, device='cuda')
+assert dispatch.select(m.step, x).name == 'triton', gpu.import_error()
+t0 = time.perf_counter()
+out, _ = m(x)
+g = torch.autograd.grad(out.square().sum(), list(m.parameters()))
+torch.cuda.synchronize()
+print(f'first triton forward + backward (compiles): {time.perf_counter() - t0:.1f} s')
+with native.use_engine('python'):
+    out_r, _ = m(x)
+    g_r = torch.autograd.grad(out_r.square().sum(), list(m.parameters()))
+err = max(float((a - b).abs().max() / b.abs().max()) for a, b in zip([out.detach(), *g], [out_r.detach(), *g_r]))
+print(f'triton against the PyTorch loop: max rel err {err:.2e}')
+assert err < 1e-5"
+
+# Every cell and variant on CUDA against the float64 PyTorch loop on the CPU, and against cuDNN.
+part "cuda tests" 120 "$PY" -m pytest tests/test_gpu.py -q -rfEs -W default -p no:cacheprovider
+
+# The cells with a torch.nn twin at every default shape (the word-LM shape included), the trace.
+part "bench: lstm, gru, rnn" 90 "${BPTT[@]}" bench --device cuda --cells lstm,gru,rnn --repeats 10 --warmup 3 \
+    --json "$OUT/bench_cuda.json"
+# The persistent LSTM with the forward's product in chunks of 64 instead of 32.
+part "bench: lstm, chunks of 64" 40 env BPTT_TRITON_CHUNK=64 "${BPTT[@]}" bench --device cuda --cells lstm \
+    --repeats 5 --warmup 2 --no-trace --no-contributions --json "$OUT/bench_cuda_chunk64.json"
+# The per-step loop (one matmul and one kernel per step) instead of the persistent kernels.
+part "bench: per step" 40 env BPTT_TRITON_LOOP=per-step "${BPTT[@]}" bench --device cuda --cells lstm,gru,rnn \
+    --repeats 3 --warmup 1 --no-trace --no-contributions --json "$OUT/bench_cuda_per_step.json"
+# The LSTM variants against torch.nn.LSTM, checked against their own float64 PyTorch loop.
+part "bench: variants" 60 "${BPTT[@]}" bench --device cuda --cells peephole,original,nig,nfg,nog,niaf,noaf,cifg,fgr \
+    --repeats 3 --warmup 1 --no-trace --no-contributions --json "$OUT/bench_cuda_variants.json"
+
+echo "== done, status $status"
+exit $status

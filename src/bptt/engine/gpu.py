@@ -1,0 +1,534 @@
+"""The sweeps on CUDA: per step one cuBLAS matmul and one fused Triton kernel (engine/kernels.py).
+
+With engine/sweep.py's signatures, so `LayerSweep` runs them in place of the PyTorch loop. Per step
+forward: gh = W_hh h_{t−1} (+ b_hh) through torch.mm, then the step's pointwise kernel writes the
+gate activations, c_t and h_t straight into the tape. Per step backward: the kernel reads the tape,
+∂ℓ/∂h_t and the carry, and writes ∂L/∂h_t, ∂L/∂c_t, ∂L/∂gx_t (∂L/∂gh_t) and ∂L/∂c_{t−1}; then
+∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t through torch.mm. The tape ends up exactly as the PyTorch loop leaves
+it, so `bptt.trace`, the gradient terms and every diagnostic read it unchanged.
+
+The cells register these sweeps with engine/dispatch.py for their exact step types, `ElmanStep`,
+`GRUStep` and `LSTMStep` (every nonlinearity and variant, with or without projection), on
+float32/float64 CUDA tensors when Triton imports. A subclass of a step, another dtype or a missing
+Triton leaves the PyTorch loop in charge, which computes the same numbers exactly.
+
+`BPTT_ENGINE=triton` (or `use_engine("triton")`) forces these sweeps; without a GPU that needs
+`TRITON_INTERPRET=1`, which runs the kernels in Triton's interpreter on CPU tensors (the tests do
+this at tiny sizes against the Python steps).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import os
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._checks import InputError
+from . import dispatch, native
+from .sweep import Carry, Params, Step, allocate_step_grads
+from .tape import Tape
+
+ACTIVATIONS = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3}  # the Elman kernels' ACT constant
+
+LOOPS = ("persistent", "per-step")
+# The time loop on the GPU: one launch per sweep (persistent) or two per step (per-step).
+LOOP = os.environ.get("BPTT_TRITON_LOOP", "persistent")
+
+CHUNK = int(os.environ.get("BPTT_TRITON_CHUNK", "0"))  # the forward's chunk; 0: the default
+
+_kernels: ModuleType | None = None
+_import_error: str | None = None
+
+
+def interpreting() -> bool:
+    """Whether Triton runs kernels in its interpreter (TRITON_INTERPRET=1), on CPU tensors."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def kernels() -> ModuleType | None:
+    """engine/kernels.py, imported once; None (with the reason in `import_error()`) without Triton."""
+    global _kernels, _import_error
+    if _kernels is None and _import_error is None:
+        if importlib.util.find_spec("triton") is None:
+            _import_error = "Triton is not installed (pip install 'bptt[gpu]')"
+        else:
+            try:
+                _kernels = importlib.import_module(".kernels", __package__)
+            except Exception as err:  # a broken Triton install leaves the PyTorch loop in charge
+                _import_error = f"Triton failed to import: {err}"
+    return _kernels
+
+
+def import_error() -> str | None:
+    kernels()
+    return _import_error
+
+
+def available(x: Tensor) -> bool:
+    """Whether the Triton sweeps can run for this layer input now: engine setting, dtype, Triton."""
+    engine = native.engine()
+    if engine not in ("auto", "triton") or x.dtype not in (torch.float32, torch.float64):
+        return False
+    if LOOP not in LOOPS:
+        raise InputError(f"expected BPTT_TRITON_LOOP to be one of {', '.join(LOOPS)}, got {LOOP!r}")
+    if CHUNK and CHUNK not in (16, 32, 64, 128):
+        raise InputError(f"expected BPTT_TRITON_CHUNK to be 16, 32, 64 or 128, got {CHUNK}")
+    if kernels() is None:
+        if engine == "triton":
+            raise RuntimeError(f"BPTT_ENGINE=triton, but the Triton sweeps are unavailable: {_import_error}")
+        return False
+    return True
+
+
+def available_interpreted(x: Tensor) -> bool:
+    """CPU tensors run the kernels only when asked for (BPTT_ENGINE=triton) in Triton's interpreter."""
+    return native.engine() == "triton" and interpreting() and available(x)
+
+
+def accepts(step: Any) -> bool:
+    """The kernels implement the cells' own settings: an LSTM variant of exactly `LSTMVariant`."""
+    from ..cells.lstm import LSTMVariant
+
+    return not hasattr(step, "variant") or type(step.variant) is LSTMVariant
+
+
+def register(step_type: type) -> None:
+    """Register the Triton sweeps for one exact step type: on CUDA, and on the CPU in the interpreter."""
+    for device, can_run in (("cpu", available_interpreted), ("cuda", available)):
+        dispatch.register(
+            dispatch.Kernel("triton", step_type, device, forward_sweep, backward_sweep, accepts, can_run)
+        )
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _on(x: Tensor) -> contextlib.AbstractContextManager[Any]:
+    """Launch on the tensors' own GPU (Triton launches on the current device)."""
+    return torch.cuda.device(x.device) if x.device.type == "cuda" else contextlib.nullcontext()
+
+
+def _launch(kernel: Any, n: int) -> Callable[..., Any]:
+    k = kernels()
+    assert k is not None
+    return kernel[k.grid(n)]  # type: ignore[no-any-return]
+
+
+# -- LSTM settings as the kernels' compile-time constants -------------------------------------------
+
+
+def _lstm_constants(step: Any) -> dict[str, Any]:
+    v = step.variant
+    names = step.gate_names
+    k = {f"K_{gate.upper()}": names.index(gate) if gate in names else -1 for gate in "ifgo"}
+    return {
+        "G": len(names),
+        **k,
+        "PEEPHOLE": v.peephole,
+        "COUPLED": v.coupled,
+        "INPUT_ACT": v.input_activation,
+        "OUTPUT_ACT": v.output_activation,
+    }
+
+
+def _gate_recurrence_matrix(W_gg: Tensor, H: int) -> Tensor:
+    """R_g (3H × 3H, rows and columns i, f, o) spread over the 4H gate columns, zero for g: (4H, 4H).
+
+    With it the gate recurrence is one matmul on the (B, 4H) tape row: z += a_{t−1} R̃ᵀ forward and
+    ∂L/∂a_{t−1} = ∂L/∂z R̃ backward, the g block contributing and receiving exact zeros.
+    """
+    ifo = torch.cat([torch.arange(k * H, (k + 1) * H, device=W_gg.device) for k in (0, 1, 3)])
+    R = W_gg.new_zeros((4 * H, 4 * H))
+    R[ifo[:, None], ifo[None, :]] = W_gg
+    return R
+
+
+def persistent(step: Any) -> bool:
+    """Whether this step runs the persistent kernels: every cell but the LSTM's FGR and projections."""
+    if LOOP != "persistent":
+        return False
+    return not getattr(step, "proj_size", 0) and not (
+        hasattr(step, "variant") and step.variant.gate_recurrence
+    )
+
+
+def _persistent_grid(B: int, blocks: dict[str, Any]) -> tuple[int]:
+    return (triton_cdiv(B, blocks["BLOCK_B"]),)
+
+
+def _blocks(H: int, dtype: torch.dtype, backward: bool = False, gates: bool = True) -> dict[str, Any]:
+    """Tile sizes and dot precision of the persistent kernels.
+
+    tl.dot needs tiles of at least 16. The LSTM's and GRU's forward take all gates of 64 units in one
+    product, in chunks of 32 along h_{t−1}; the Elman forward (one gate) and every backward product
+    (∂L/∂gh_t W_hh, over G·H) in chunks of 128 (64 in float64). Measured on an H200 at B = 32,
+    T = 200, H = 128: the LSTM forward takes 3.4 ms in chunks of 32 and 39.8 ms in chunks of 128
+    (a 128 KB tile per step); the Elman forward 1.1 ms in chunks of 128. BPTT_TRITON_CHUNK sets the
+    forward's chunk (16 to 128) to measure others. float32 products use three TF32 passes (`tf32x3`),
+    which keeps float32 accuracy on tensor cores; the interpreter and float64 use plain IEEE products.
+    """
+    exact = dtype == torch.float64 or interpreting()
+    chunk = 32 if gates and not backward else 64 if dtype == torch.float64 else 128
+    if not backward and CHUNK:
+        chunk = CHUNK
+    return {
+        "BLOCK_B": 16,
+        "BLOCK_H": min(64, max(16, 1 << (H - 1).bit_length())),
+        "BLOCK_K": 32 if interpreting() else chunk,
+        "PRECISION": "ieee" if exact else "tf32x3",
+        "num_warps": 4,
+        "num_stages": 1,
+    }
+
+
+def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
+    k = kernels()
+    assert k is not None and tape.c_buf is not None and tape.gates_buf is not None
+    proj = step.proj_size  # type: ignore[attr-defined]
+    fgr = step.variant.gate_recurrence  # type: ignore[attr-defined]
+    if persistent(step):
+        T, B, _ = gx.shape
+        H = tape.hidden_size
+        blocks = _blocks(H, gx.dtype)
+        w = [p.get(name, gx) for name in ("weight_ci", "weight_cf", "weight_co")]
+        k.lstm_forward_sweep[_persistent_grid(B, blocks)](
+            gx,
+            p["weight_hh"].contiguous(),
+            *w,
+            tape.h_buf,
+            tape.c_buf,
+            tape.gates_buf,
+            T,
+            B,
+            H,
+            **_lstm_constants(step),
+            REVERSE=tape.reverse,
+            **blocks,
+        )
+        return
+    B, H = gx.shape[1], tape.hidden_size
+    n = B * H
+    W_hh = p["weight_hh"]
+    R = _gate_recurrence_matrix(p["weight_gg"], H) if fgr else None
+    w_ci, w_cf, w_co = (p.get(name, gx) for name in ("weight_ci", "weight_cf", "weight_co"))
+    m = tape.extras["m"] if proj else tape.h  # m_t = h_t without a projection
+    gh = gx.new_empty(gx.shape[1:])  # (B, G·H), reused every step
+    consts = _lstm_constants(step)
+    launch = _launch(k.lstm_forward_step, n)
+    # views of the tape by time position t, taken once
+    c, c_prev, gates, gates_prev, h, h_prev = (
+        tape.c,
+        tape.c_prev,
+        tape.gates,
+        tape.gates_prev,
+        tape.h,
+        tape.h_prev,
+    )
+    for t in tape.order:
+        torch.mm(h_prev[t], W_hh.T, out=gh)  # gh_t = W_hh h_{t−1}
+        if R is not None:
+            gh.addmm_(gates_prev[t], R.T)  # FGR: + R_g [i, f, o]_{t−1}
+        launch(
+            gx[t],
+            gh,
+            c_prev[t],
+            w_ci,
+            w_cf,
+            w_co,
+            gates[t],
+            c[t],
+            m[t],
+            n,
+            H,
+            **consts,
+            BLOCK=k.BLOCK,
+        )
+        if proj:
+            torch.mm(m[t], p["weight_hr"].T, out=h[t])  # h_t = W_hr m_t
+
+
+def lstm_backward_sweep(
+    step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
+) -> tuple[Tensor, Carry]:
+    k = kernels()
+    assert k is not None and tape.dgx is not None and tape.dc is not None and tape.dh is not None
+    proj = step.proj_size  # type: ignore[attr-defined]
+    fgr = step.variant.gate_recurrence  # type: ignore[attr-defined]
+    B, H = grad_out.shape[1], tape.hidden_size
+    n = B * H
+    W_hh = p["weight_hh"]
+    if persistent(step):
+        T = grad_out.shape[0]
+        blocks = _blocks(H, grad_out.dtype, backward=True)
+        dh_next = dh_n.clone()  # ∂L/∂h_t via step t+1, in place; at the end ∂L/∂h_0
+        dc_carry = (dc_n if dc_n is not None else grad_out.new_zeros((B, H))).clone()
+        w = [p.get(name, grad_out) for name in ("weight_ci", "weight_cf", "weight_co")]
+        k.lstm_backward_sweep[_persistent_grid(B, blocks)](
+            grad_out,
+            dh_next,
+            dc_carry,
+            W_hh.contiguous(),
+            *w,
+            tape.c_buf,
+            tape.gates_buf,
+            tape.dh,
+            tape.dc,
+            tape.dgx,
+            T,
+            B,
+            H,
+            **_lstm_constants(step),
+            REVERSE=tape.reverse,
+            **blocks,
+        )
+        return dh_next, (dc_carry,)
+    R = _gate_recurrence_matrix(p["weight_gg"], H) if fgr else None
+    w_ci, w_cf, w_co = (p.get(name, grad_out) for name in ("weight_ci", "weight_cf", "weight_co"))
+    dh_next = dh_n.clone()  # ∂L/∂h_t via step t+1; at the last step, ∂L/∂h_n
+    dc_carry = (dc_n if dc_n is not None else grad_out.new_zeros((B, H))).clone()  # ∂L/∂c, in place
+    da = grad_out.new_zeros((B, 4 * H)) if fgr else grad_out  # FGR: ∂L/∂[i, f, g, o]_t via step t+1
+    dm = grad_out.new_empty((B, H)) if proj else grad_out
+    consts = _lstm_constants(step)
+    launch = _launch(k.lstm_backward_step, n)
+    # views of the tape by time position t, taken once
+    c, c_prev, dc, dgx, dh, gates = tape.c, tape.c_prev, tape.dc, tape.dgx, tape.dh, tape.gates
+    for t in reversed(tape.order):
+        if proj:
+            dh_t = torch.add(grad_out[t], dh_next, out=dh[t])  # ∂L/∂h_t = ∂ℓ/∂h_t + via step t+1
+            torch.mm(dh_t, p["weight_hr"], out=dm)  # ∂L/∂m_t = W_hrᵀ ∂L/∂h_t
+        launch(
+            grad_out[t],
+            dh_next,
+            dm,
+            dh[t],
+            gates[t],
+            c[t],
+            c_prev[t],
+            dc_carry,
+            da,
+            w_ci,
+            w_cf,
+            w_co,
+            dgx[t],
+            dc[t],
+            dc_carry,
+            n,
+            H,
+            **consts,
+            GATE_RECURRENCE=fgr,
+            PROJECTION=bool(proj),
+            BLOCK=k.BLOCK,
+        )
+        torch.mm(dgx[t], W_hh, out=dh_next)  # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t
+        if R is not None:
+            torch.mm(dgx[t], R, out=da)  # ∂L/∂[i, f, o]_{t−1} = R_gᵀ ∂L/∂z_{i,f,o}
+    if R is not None:
+        return dh_next, (dc_carry, torch.cat([da[:, : 2 * H], da[:, 3 * H :]], dim=-1))
+    return dh_next, (dc_carry,)
+
+
+# -- GRU and Elman RNN -------------------------------------------------------------------------------
+
+
+def gru_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
+    k = kernels()
+    assert k is not None
+    B, H = gx.shape[1], tape.hidden_size
+    W_hh, b_hh = p["weight_hh"], p.get("bias_hh")
+    if persistent(step):
+        blocks = _blocks(H, gx.dtype)
+        k.gru_forward_sweep[_persistent_grid(B, blocks)](
+            gx,
+            W_hh.contiguous(),
+            gx if b_hh is None else b_hh,
+            tape.h_buf,
+            tape.gates_buf,
+            tape.extras["ghn"],
+            gx.shape[0],
+            B,
+            H,
+            HAS_BIAS=b_hh is not None,
+            REVERSE=tape.reverse,
+            **blocks,
+        )
+        return
+    gh = gx.new_empty(gx.shape[1:])  # (B, 3H)
+    launch = _launch(k.gru_forward_step, B * H)
+    # views of the tape by time position t, taken once
+    gates, h, h_prev, ghn = tape.gates, tape.h, tape.h_prev, tape.extras["ghn"]
+    for t in tape.order:
+        # gh_t = W_hh h_{t−1} + b_hh (b_hn stays inside r_t ⊙ (·))
+        if b_hh is None:
+            torch.mm(h_prev[t], W_hh.T, out=gh)
+        else:
+            torch.addmm(b_hh, h_prev[t], W_hh.T, out=gh)
+        launch(
+            gx[t],
+            gh,
+            h_prev[t],
+            gates[t],
+            ghn[t],
+            h[t],
+            B * H,
+            H,
+            BLOCK=k.BLOCK,
+        )
+
+
+def gru_backward_sweep(
+    step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
+) -> tuple[Tensor, Carry]:
+    k = kernels()
+    assert k is not None and tape.dgx is not None and tape.dgh is not None and tape.dh is not None
+    B, H = grad_out.shape[1], tape.hidden_size
+    W_hh = p["weight_hh"]
+    dh_next = dh_n.clone()  # ∂L/∂h_t via step t+1; at the end ∂L/∂h_0
+    direct = torch.empty_like(dh_next)  # z_t ⊙ ∂L/∂h_t
+    if persistent(step):
+        blocks = _blocks(H, grad_out.dtype, backward=True)
+        k.gru_backward_sweep[_persistent_grid(B, blocks)](
+            grad_out,
+            dh_next,
+            direct,
+            W_hh.contiguous(),
+            tape.h_buf,
+            tape.gates_buf,
+            tape.extras["ghn"],
+            tape.dh,
+            tape.dgx,
+            tape.dgh,
+            grad_out.shape[0],
+            B,
+            H,
+            REVERSE=tape.reverse,
+            **blocks,
+        )
+        return dh_next, ()
+    launch = _launch(k.gru_backward_step, B * H)
+    # views of the tape by time position t, taken once
+    dgh, dgx, dh, gates, h_prev, ghn = (
+        tape.dgh,
+        tape.dgx,
+        tape.dh,
+        tape.gates,
+        tape.h_prev,
+        tape.extras["ghn"],
+    )
+    for t in reversed(tape.order):
+        launch(
+            grad_out[t],
+            dh_next,
+            h_prev[t],
+            gates[t],
+            ghn[t],
+            dh[t],
+            dgx[t],
+            dgh[t],
+            direct,
+            B * H,
+            H,
+            BLOCK=k.BLOCK,
+        )
+        # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t + z_t ⊙ ∂L/∂h_t
+        torch.addmm(direct, dgh[t], W_hh, out=dh_next)
+    return dh_next, ()
+
+
+def rnn_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
+    k = kernels()
+    assert k is not None
+    B, H = gx.shape[1], tape.hidden_size
+    W_hh = p["weight_hh"]
+    act = ACTIVATIONS[step.nonlinearity]  # type: ignore[attr-defined]
+    if persistent(step):
+        blocks = _blocks(H, gx.dtype, gates=False)
+        k.rnn_forward_sweep[_persistent_grid(B, blocks)](
+            gx, W_hh.contiguous(), tape.h_buf, gx.shape[0], B, H, ACT=act, REVERSE=tape.reverse, **blocks
+        )
+        return
+    gh = gx.new_empty(gx.shape[1:])
+    launch = _launch(k.rnn_forward_step, B * H)
+    # views of the tape by time position t, taken once
+    h, h_prev = tape.h, tape.h_prev
+    for t in tape.order:
+        torch.mm(h_prev[t], W_hh.T, out=gh)  # gh_t = W_hh h_{t−1}
+        launch(gx[t], gh, h[t], B * H, ACT=act, BLOCK=k.BLOCK)
+
+
+def rnn_backward_sweep(
+    step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
+) -> tuple[Tensor, Carry]:
+    k = kernels()
+    assert k is not None and tape.dgx is not None and tape.dh is not None
+    B, H = grad_out.shape[1], tape.hidden_size
+    W_hh = p["weight_hh"]
+    act = ACTIVATIONS[step.nonlinearity]  # type: ignore[attr-defined]
+    dh_next = dh_n.clone()
+    if persistent(step):
+        blocks = _blocks(H, grad_out.dtype, backward=True)
+        k.rnn_backward_sweep[_persistent_grid(B, blocks)](
+            grad_out,
+            dh_next,
+            W_hh.contiguous(),
+            tape.h_buf,
+            tape.dh,
+            tape.dgx,
+            grad_out.shape[0],
+            B,
+            H,
+            ACT=act,
+            REVERSE=tape.reverse,
+            **blocks,
+        )
+        return dh_next, ()
+    launch = _launch(k.rnn_backward_step, B * H)
+    # views of the tape by time position t, taken once
+    dgx, dh, h = tape.dgx, tape.dh, tape.h
+    for t in reversed(tape.order):
+        launch(grad_out[t], dh_next, h[t], dh[t], dgx[t], B * H, ACT=act, BLOCK=k.BLOCK)
+        torch.mm(dgx[t], W_hh, out=dh_next)  # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂z_t
+    return dh_next, ()
+
+
+# -- the sweeps, with engine/sweep.py's signatures --------------------------------------------------
+
+
+def _sweeps(step: Step) -> tuple[Callable[..., None], Callable[..., tuple[Tensor, Carry]]]:
+    """The forward and backward sweep for this exact step type."""
+    from ..cells.gru import GRUStep
+    from ..cells.lstm import LSTMStep
+    from ..cells.rnn import ElmanStep
+
+    return {
+        ElmanStep: (rnn_forward_sweep, rnn_backward_sweep),
+        GRUStep: (gru_forward_sweep, gru_backward_sweep),
+        LSTMStep: (lstm_forward_sweep, lstm_backward_sweep),
+    }[type(step)]
+
+
+def forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
+    with _on(gx):
+        _sweeps(step)[0](step, tape, gx.contiguous(), p)
+
+
+def backward_sweep(
+    step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
+) -> tuple[Tensor, Carry]:
+    allocate_step_grads(step, tape, grad_out)
+    with _on(grad_out):
+        return _sweeps(step)[1](
+            step,
+            tape,
+            grad_out.contiguous(),
+            dh_n.contiguous(),
+            None if dc_n is None else dc_n.contiguous(),
+            p,
+        )

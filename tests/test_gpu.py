@@ -1,0 +1,279 @@
+"""The Triton sweeps: every cell and variant against the PyTorch loop, in Triton's interpreter and on CUDA.
+
+`gpu_interpret` tests run the kernels under TRITON_INTERPRET=1 (set by conftest.py when no GPU is
+present) on CPU tensors at tiny sizes; `cuda` tests run them on a GPU against the float64 PyTorch
+loop on the CPU and skip without one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+import bptt
+from bptt.cells.lstm import LSTMStep
+from bptt.engine import dispatch, gpu, native
+
+from helpers import TOL, rel_err, weighted_loss
+from reference import LSTM_VARIANTS
+
+CELLS = (
+    [("rnn", {"nonlinearity": n}) for n in bptt.NONLINEARITIES]
+    + [("gru", {}), ("gru", {"bias": False})]
+    + [("lstm", {"variant": v}) for v in LSTM_VARIANTS]
+    + [("lstm", {"variant": v, "proj_size": 3}) for v in ("vanilla", "peephole", "fgr")]
+)
+
+
+def with_loops(cells: list[tuple[str, dict]], persistent: set[str] | None = None) -> list:
+    """Each cell in both of the GPU's time loops (the LSTM's FGR and projections have only the
+    per-step one); with `persistent`, only the cells of those ids in the persistent loop."""
+    out = []
+    for kind, cfg in cells:
+        ident = f"{kind}-{'-'.join(str(v) for v in cfg.values())}".rstrip("-")
+        both = not cfg.get("proj_size") and cfg.get("variant") != "fgr"
+        both = both and (persistent is None or ident in persistent)
+        for loop in gpu.LOOPS if both else ("per-step",):
+            out.append(pytest.param(kind, cfg, loop, id=f"{ident}-{loop}"))
+    return out
+
+
+CELL_LOOPS = with_loops(CELLS)
+# In the interpreter, which is slow, the persistent kernels run for the cells whose indexing differs
+# (G = 1, 3, 4 gate blocks, a missing output gate, CIFG's coupling); the equations are shared with
+# the per-step kernels, which run for every cell.
+INTERPRETED_LOOPS = with_loops(
+    CELLS, persistent={"rnn-relu", "gru", "lstm-vanilla", "lstm-original", "lstm-nog", "lstm-cifg"}
+)
+
+needs_triton = pytest.mark.skipif(gpu.kernels() is None, reason=f"{gpu.import_error()}")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+def make(kind: str, cfg: dict, dtype: torch.dtype, num_layers: int = 2, **kw):
+    cls = {"rnn": bptt.RNN, "gru": bptt.GRU, "lstm": bptt.LSTM}[kind]
+    torch.manual_seed(0)
+    return cls(3, 5, dtype=dtype, num_layers=num_layers, bidirectional=True, **cfg, **kw)
+
+
+@pytest.fixture(autouse=True)
+def _loop_setting(monkeypatch):
+    monkeypatch.setattr(gpu, "LOOP", gpu.LOOP)  # restored after each test
+
+
+def use_loop(loop: str) -> None:
+    """The LSTM's time loop on the GPU: one launch per sweep (persistent), or two per step."""
+    gpu.LOOP = loop
+
+
+def traced(model, x, engine: str, hx=None):
+    with native.use_engine(engine):
+        return bptt.trace(model, x, weighted_loss, hx=hx)
+
+
+def assert_same_trace(fast, slow, tol: float) -> None:
+    """Output, every gradient, the states, their gradients, the gates and the contribution norms."""
+    assert rel_err(fast.output, slow.output.to(fast.output)) < tol
+    for name, g in slow.grads.items():
+        assert rel_err(fast.grads[name], g.to(fast.grads[name])) < tol, name
+    for field in ("h", "dh", "c", "dc"):
+        if getattr(slow, field) is not None:
+            a, b = getattr(fast, field), getattr(slow, field)
+            assert rel_err(a, b.to(a)) < tol, field
+    for name, gate in slow.gates.items():
+        assert rel_err(fast.gates[name], gate.to(fast.gates[name])) < tol, name
+    norms = slow.contribution_norms()
+    assert rel_err(fast.contribution_norms(), norms.to(fast.output)) < tol
+
+
+def interpreted(model, x: torch.Tensor, dtype: torch.dtype) -> None:
+    """The Triton sweeps in the interpreter against the PyTorch loop, from a given initial state."""
+    if not gpu.interpreting():
+        pytest.skip("runs Triton's interpreter on CPU tensors (TRITON_INTERPRET=1)")
+    LD, B = model.num_layers * 2, x.shape[1]
+    hx = torch.randn(LD, B, model.proj_size or model.hidden_size, dtype=dtype)
+    if isinstance(model, bptt.LSTM):
+        hx = (hx, torch.randn(LD, B, model.hidden_size, dtype=dtype))
+    with native.use_engine("triton"):
+        assert dispatch.select(model.step, x).name == "triton"
+    assert_same_trace(traced(model, x, "triton", hx), traced(model, x, "python", hx), TOL[dtype])
+
+
+@pytest.mark.gpu_interpret
+@needs_triton
+@pytest.mark.parametrize(("kind", "cfg", "loop"), INTERPRETED_LOOPS)
+def test_triton_kernels_equal_the_python_steps(kind: str, cfg: dict, loop: str) -> None:
+    """float64, both directions, the whole tape and every gradient, in both time loops."""
+    use_loop(loop)
+    model = make(kind, cfg, torch.float64, num_layers=1)
+    interpreted(model, torch.randn(3, 2, 3, dtype=torch.float64), torch.float64)
+
+
+@pytest.mark.gpu_interpret
+@needs_triton
+@pytest.mark.parametrize(("kind", "cfg", "loop"), with_loops([("lstm", {}), ("gru", {}), ("rnn", {})]))
+def test_triton_kernels_in_float32_and_two_layers(kind: str, cfg: dict, loop: str) -> None:
+    use_loop(loop)
+    model = make(kind, {}, torch.float32)
+    interpreted(model, torch.randn(3, 2, 3), torch.float32)
+
+
+@pytest.mark.gpu_interpret
+@needs_triton
+def test_persistent_tiles_cover_batch_and_units_past_one_block() -> None:
+    """B = 17 and H = 65: two programs of 16 rows, two tiles of 64 units, three chunks of 32 in the products."""
+    use_loop("persistent")
+    torch.manual_seed(0)
+    model = bptt.LSTM(2, 65, variant="peephole", bidirectional=True, dtype=torch.float64)
+    interpreted(model, torch.randn(2, 17, 2, dtype=torch.float64), torch.float64)
+
+
+@pytest.mark.gpu_interpret
+@needs_triton
+def test_triton_keeps_nan_where_the_python_steps_do() -> None:
+    if not gpu.interpreting():
+        pytest.skip("runs Triton's interpreter on CPU tensors (TRITON_INTERPRET=1)")
+    for kind, cfg in [("rnn", {"nonlinearity": "relu"}), ("gru", {}), ("lstm", {})]:
+        torch.manual_seed(0)
+        model = {"rnn": bptt.RNN, "gru": bptt.GRU, "lstm": bptt.LSTM}[kind](3, 5, **cfg)
+        x = torch.randn(5, 3, 3)
+        x[2, 1, 0] = float("nan")
+        with native.use_engine("triton"):
+            out, _ = model(x)
+        assert torch.isnan(out[2:, 1]).all(), kind  # from the NaN's step on, that sequence is NaN
+        assert torch.isfinite(out[:2]).all() and torch.isfinite(out[:, [0, 2]]).all(), kind
+
+
+def test_dispatch_is_by_exact_step_type_dtype_device_and_engine(monkeypatch) -> None:
+    lstm = bptt.LSTM(2, 3)
+    x = torch.zeros(2, 1, 2)
+    with native.use_engine("python"):
+        assert dispatch.select(lstm.step, x).name == "python"
+    with native.use_engine("auto"):  # CPU tensors: the native sweeps, never Triton
+        assert dispatch.select(lstm.step, x).name == ("native" if native.build().ok else "python")
+
+    @dataclasses.dataclass(frozen=True)
+    class MyStep(LSTMStep):  # a subclass may change the equations: no kernel for it
+        pass
+
+    mine = MyStep(lstm.step.variant)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    with native.use_engine("triton"):
+        assert dispatch.select(mine, x).name == "python"
+        assert dispatch.select(lstm.step, x.half()).name == "python"
+        if gpu.kernels() is not None:
+            assert dispatch.select(lstm.step, x).name == "triton"
+            assert dispatch.select(bptt.GRU(2, 3).step, x).name == "triton"
+            assert dispatch.select(bptt.RNN(2, 3, nonlinearity="relu").step, x).name == "triton"
+        monkeypatch.setattr(gpu, "LOOP", "sometimes")
+        with pytest.raises(ValueError, match="expected BPTT_TRITON_LOOP to be one of persistent, per-step"):
+            dispatch.select(lstm.step, x)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with native.use_engine("triton"):  # CPU tensors without the interpreter: the PyTorch loop
+        assert dispatch.select(lstm.step, x).name == "python"
+
+
+def test_forcing_triton_without_it_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.setattr(gpu, "_kernels", None)
+    monkeypatch.setattr(gpu, "_import_error", "Triton is not installed (pip install 'bptt[gpu]')")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    x = torch.zeros(2, 1, 2)
+    with native.use_engine("triton"), pytest.raises(RuntimeError, match="Triton sweeps are unavailable"):
+        bptt.LSTM(2, 3)(x)
+    with native.use_engine("auto"):  # auto falls back quietly, with the same numbers
+        assert bptt.LSTM(2, 3)(x)[0].shape == (2, 1, 3)
+
+
+@pytest.mark.gpu_interpret
+@needs_triton
+def test_the_gate_recurrence_matrix_spreads_r_g_over_the_gate_columns() -> None:
+    H = 2
+    W = torch.arange(36.0).view(6, 6)
+    R = gpu._gate_recurrence_matrix(W, H)
+    ifo = [0, 1, 2, 3, 6, 7]
+    assert torch.equal(R[ifo][:, ifo], W)
+    assert R[4:6].abs().sum() == 0 and R[:, 4:6].abs().sum() == 0
+
+
+# -- on a GPU -------------------------------------------------------------------------------------
+
+
+@pytest.mark.cuda
+@needs_cuda
+@needs_triton
+@pytest.mark.parametrize(("kind", "cfg", "loop"), CELL_LOOPS)
+def test_cuda_equals_the_float64_reference(kind: str, cfg: dict, loop: str) -> None:
+    """float32 on the GPU through the Triton sweeps against float64 on the CPU through the PyTorch loop."""
+    use_loop(loop)
+    truth = make(kind, cfg, torch.float64)
+    model = make(kind, cfg, torch.float32, device="cuda")
+    model.load_state_dict(truth.state_dict())
+    x = torch.randn(7, 4, 3, dtype=torch.float64)
+    with native.use_engine("auto"):
+        assert dispatch.select(model.step, x.float().cuda()).name == "triton"
+    fast = traced(model, x.float().cuda(), "auto")
+    slow = traced(truth, x, "python")
+    assert_same_trace(fast, slow, 1e-4)
+
+
+@pytest.mark.cuda
+@needs_cuda
+@needs_triton
+@pytest.mark.parametrize(("kind", "cfg", "loop"), with_loops([("lstm", {}), ("gru", {}), ("rnn", {})]))
+def test_cuda_matches_cudnn(kind: str, cfg: dict, loop: str) -> None:
+    """A bench-sized layer against torch.nn's cuDNN module on the same GPU, output and gradients."""
+    use_loop(loop)
+    torch.manual_seed(0)
+    ref = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[kind](
+        16, 128, num_layers=2
+    ).cuda()
+    ours = bptt.from_torch(ref)
+    x = torch.randn(50, 32, 16, device="cuda")
+    results = []
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        for model in (ref, ours):
+            out, _state = model(x)
+            loss = out.pow(2).sum()
+            results.append((out, torch.autograd.grad(loss, list(model.parameters()))))
+    (out_r, g_r), (out, g) = results
+    assert rel_err(out, out_r) < 1e-4
+    for a, b in zip(g, g_r, strict=True):
+        assert rel_err(a, b) < 1e-4
+
+
+@pytest.mark.cuda
+@needs_cuda
+@needs_triton
+@pytest.mark.parametrize(
+    ("kind", "cfg", "loop"), with_loops([("lstm", {}), ("lstm", {"variant": "cifg"}), ("gru", {})])
+)
+def test_cuda_long_sequences_with_sizes_off_the_tiles(kind: str, cfg: dict, loop: str) -> None:
+    """T = 300, B = 40, H = 130 on the GPU against the float64 PyTorch loop on the CPU."""
+    use_loop(loop)
+    cls = {"gru": bptt.GRU, "lstm": bptt.LSTM}[kind]
+    torch.manual_seed(0)
+    truth = cls(7, 130, dtype=torch.float64, **cfg)
+    model = cls(7, 130, device="cuda", **cfg)
+    model.load_state_dict(truth.state_dict())
+    x = torch.randn(300, 40, 7, dtype=torch.float64)
+    fast = traced(model, x.float().cuda(), "auto")
+    slow = traced(truth, x, "python")
+    assert_same_trace(fast, slow, 1e-4)
+
+
+@pytest.mark.cuda
+@needs_cuda
+@needs_triton
+def test_cuda_on_a_second_device_or_batch_first_and_unbatched() -> None:
+    """batch_first and unbatched inputs run through the same sweeps and equal the PyTorch loop."""
+    torch.manual_seed(0)
+    model = bptt.LSTM(3, 8, batch_first=True, variant="peephole").cuda()
+    x = torch.randn(2, 9, 3, device="cuda")
+    out, _ = model(x)
+    with native.use_engine("python"):
+        ref, _ = model(x)
+    assert rel_err(out, ref) < 1e-5
+    out1, _ = model(x[0])
+    assert rel_err(out1, out[0]) < 1e-5
