@@ -25,6 +25,8 @@ class ShapeError(InputError, RuntimeError):
     """A tensor of the wrong size: a ValueError like bptt's other input errors, and a RuntimeError
     where `torch.nn`'s recurrent modules raise one, so `except RuntimeError` catches it as it would
     catch torch's."""
+
+
 class Notice(UserWarning):
     """Something the user should know that does not stop the work (e.g. a resume that fell back
     to the previous checkpoint). The CLI prints it as one line."""

@@ -137,6 +137,8 @@ def read_jsonl(path: Path | str) -> list[Any]:
                 break
             raise
     return out
+
+
 PICKLE_HELP = (
     "it holds pickled Python objects{what}, and loading them can run any code the file contains; "
     "save the weights instead with torch.save(model.state_dict(), PATH), or pass --trust-pickle "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from . import args as a
-from .base import Command, UsageError, config_from_args, console, memory_errors
+from .base import Command, config_from_args, console, memory_errors
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._checks import InputError
 from .._records import from_json
 from ..diagnostics.summary import Summary
-from .._checks import InputError
 
 
 @dataclass
