@@ -143,7 +143,7 @@ def _timer(device: torch.device) -> Callable[[], float]:
 def _spans(device: torch.device, parts: Sequence[Callable[[], None]]) -> list[float]:
     """Run the parts in order; the seconds each took: CUDA events on a GPU, the wall clock otherwise."""
     if device.type == "cuda":
-        events = [torch.cuda.Event(enable_timing=True) for _ in range(len(parts) + 1)]
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(len(parts) + 1)]  # type: ignore[no-untyped-call]  # torch.cuda.Event is unannotated
         events[0].record()
         for part, end in zip(parts, events[1:], strict=True):
             part()
@@ -167,7 +167,7 @@ def _fwd_bwd(model: nn.Module, x: Tensor, grad: Tensor) -> Callable[[], tuple[fl
         out.append(model(x)[0])
 
     def backward() -> None:
-        out.pop().backward(grad)
+        torch.autograd.backward(out.pop(), grad)
 
     def once() -> tuple[float, float]:
         for p in params:
@@ -240,7 +240,10 @@ def _floor_ms(ours: RecurrentBase, shape: Shape, device: torch.device, repeats: 
     W = ours.get_parameter("weight_hh_l0").detach()
     h = torch.randn(B, W.shape[1], device=device)
     if device.type == "cpu" and native.usable(h[None]):
-        one_layer = lambda: native.recurrent_floor(h, W, T)  # noqa: E731
+
+        def one_layer() -> None:
+            native.recurrent_floor(h, W, T)
+
     else:
         y, d = torch.empty(B, W.shape[0], device=device), torch.empty(B, W.shape[1], device=device)
 

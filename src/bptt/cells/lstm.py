@@ -209,7 +209,8 @@ class LSTMStep:
         zz = gx + gh  # z_t = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh
         z = {gate: zz[..., k * H : (k + 1) * H] for k, gate in enumerate(self.gate_names)}
         if v.gate_recurrence:
-            r_i, r_f, r_o = (state[2] @ p["weight_gg"].T).split(H, dim=-1)  # R_g [i, f, o]_{t−1}
+            rg: Tensor = state[2] @ p["weight_gg"].T
+            r_i, r_f, r_o = rg[..., :H], rg[..., H : 2 * H], rg[..., 2 * H :]  # R_g [i, f, o]_{t−1}
             z.update(i=z["i"] + r_i, f=z["f"] + r_f, o=z["o"] + r_o)
         i = f = o = None
         if "i" in z:

@@ -84,7 +84,7 @@ def library() -> ctypes.CDLL | None:
     return lib
 
 
-def _ptr(a: np.ndarray) -> ctypes._Pointer[ctypes.c_double]:  # type: ignore[type-arg]
+def _ptr(a: np.ndarray) -> ctypes._Pointer[ctypes.c_double]:
     assert a.dtype == np.float64 and a.flags["C_CONTIGUOUS"]
     return a.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
 
