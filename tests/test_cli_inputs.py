@@ -77,7 +77,10 @@ def cases(f: dict[str, Path]) -> dict[str, list[tuple[list[str], str]]]:
             ([*train, "--lr", "0"], "--lr: expected a finite number > 0"),
             ([*train, "--lr", "nan"], "--lr: expected a finite number > 0, got 'nan'"),
             ([*train, "--lr", "inf"], "got 'inf'"),
-            ([*train, "--clip-threshold", "2"], "--clip-threshold applies only with --clip norm or value"),
+            (
+                [*train, "--clip", "none", "--clip-threshold", "2"],
+                "--clip-threshold applies only with --clip norm or value",
+            ),
             ([*train, "--clip", "norm", "--clip-threshold", "0"], "expected a finite number > 0"),
             ([*train, "--symbols", "3"], "--symbols applies only with --task temporal_order"),
             ([*train, "--symbols", "4", "--task", "temporal_order"], "invalid choice: 4"),

@@ -63,15 +63,16 @@ def rows(run: Path) -> list[dict[str, str]]:
     ]
 
 
+def snapshots(run: Path) -> list[dict]:
+    """The Monitor's diagnostics snapshots (diagnostics.jsonl), one per line."""
+    path = run / "diagnostics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
 def assert_same_run(a: Path, b: Path) -> None:
     """Two run directories hold the same results (wall-clock times aside) and no temporary file."""
     assert rows(a) == rows(b)
-    snaps_a = sorted(p.name for p in (a / "diagnostics").iterdir())
-    assert snaps_a == sorted(p.name for p in (b / "diagnostics").iterdir())
-    for name in snaps_a:
-        assert json.loads((a / "diagnostics" / name).read_text()) == json.loads(
-            (b / "diagnostics" / name).read_text()
-        )
+    assert snapshots(a) == snapshots(b)
     wa = torch.load(a / "checkpoint.pt", weights_only=True)["model"]
     wb = torch.load(b / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(wa[n], wb[n]) for n in wa)
@@ -220,8 +221,7 @@ def test_leftovers_of_a_killed_run_are_cleaned_at_the_next_start(tmp_path) -> No
     names = [".checkpoint.pt.abc123.tmp", ".metrics.csv.x.tmp", ".summary.json.y.tmp"]
     for name in names:
         (tmp_path / name).write_bytes(b"half")
-    (tmp_path / "diagnostics").mkdir()
-    (tmp_path / "diagnostics" / ".step_00000000.json.z.tmp").write_bytes(b"half")
+    (tmp_path / ".diagnostics.jsonl.z.tmp").write_bytes(b"half")
     (tmp_path / "mine.tmp").write_text("not bptt's: left alone")
     train(TrainConfig(task="adding", seq_len=5, hidden_size=4, batch_size=2, steps=3, test_size=8), tmp_path)
     assert sorted(p.name for p in tmp_path.rglob("*.tmp")) == ["mine.tmp"]
@@ -243,5 +243,6 @@ def test_a_fresh_run_in_an_old_directory_forgets_the_old_run(tmp_path) -> None:
     assert (
         torch.load(tmp_path / ckpt.PREVIOUS, weights_only=True)["step"] == 6
     )  # this run's, not the old one's
-    assert not (tmp_path / "diagnostics").exists() or not list((tmp_path / "diagnostics").iterdir())
+    steps = [r["step"] for r in snapshots(tmp_path)]
+    assert all(step < 6 for step in steps) and len(steps) == len(set(steps))  # none of the old run's 8
     assert [int(r["step"]) for r in rows(tmp_path)] == list(range(6))

@@ -151,7 +151,7 @@ def test_a_trusted_pickled_model_is_diagnosed_and_its_modules_chosen(tmp_path, c
     direct = diagnose(tmp_path / "decoder.pt", tmp_path / "b", task="adding", seq_len=6)
     whole = json.loads((tmp_path / "a" / "final_diagnostics.json").read_text())
     assert whole == json.loads((tmp_path / "b" / "final_diagnostics.json").read_text())
-    assert direct["record"]["cell"] == whole["cell"]
+    assert direct["record"].cell == whole["cell"]
 
 
 @pytest.mark.parametrize("wrap", ["model", "lightning"])

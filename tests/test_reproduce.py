@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bptt.cli import main
+from bptt.cli.sweep import parse_train
 from bptt.reproduce import copy_chance, vanishing
-from bptt.sweep import parse_train
 
 
 def test_vanishing_quick_runs_its_grid_and_prints_the_table(tmp_path: Path) -> None:

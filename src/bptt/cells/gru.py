@@ -170,4 +170,4 @@ dispatch.register(
     )
 )
 
-gpu.register(GRUStep)  # the Triton sweeps on CUDA (engine/gpu.py)
+gpu.register(GRUStep, "gru")  # the Triton sweeps on CUDA (engine/gpu.py)

@@ -448,4 +448,5 @@ dispatch.register(
     )
 )
 
-gpu.register(LSTMStep)  # the Triton sweeps on CUDA (engine/gpu.py)
+# the Triton sweeps on CUDA (engine/gpu.py), for the variants of exactly `LSTMVariant`
+gpu.register(LSTMStep, "lstm", accepts=lambda step: type(step.variant) is LSTMVariant)

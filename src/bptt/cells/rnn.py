@@ -228,4 +228,4 @@ dispatch.register(
     )
 )
 
-gpu.register(ElmanStep)  # the Triton sweeps on CUDA (engine/gpu.py)
+gpu.register(ElmanStep, "rnn")  # the Triton sweeps on CUDA (engine/gpu.py)

@@ -86,30 +86,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..diagnose import diagnose
+    from ..diagnostics.summary import Summary
     from ..reports.html import far_over_near
 
     out_dir = args.out or Path(f"runs/diagnose-{Path(args.model).stem}")
     with console().status("tracing and drawing"):
         with memory_errors("--samples and --seq-len (or the --inputs file)"):
             result = diagnose(**{**kwargs_from_args(diagnose, args), "out": out_dir})
-    rec = result["record"]
+    rec: Summary = result["record"]
     distance, ratio = far_over_near(rec)
-    b = rec["bounds"][0]
+    b = rec.bounds[0]
     train = result["config"]["train"]
     out = console()
     out.print(
-        f"{train.get('source')}: {rec['cell']}, traced on {train['samples']} sequences of {rec['steps']} steps ({train['loss']} loss)"
+        f"{train.get('source')}: {rec.cell}, traced on {train['samples']} sequences of {rec.steps} steps ({train['loss']} loss)"
     )
     out.print(
-        f"• gradient at distance {distance}: {ratio:.3g} of its value at the loss; horizon {rec['horizon']} steps"
+        f"• gradient at distance {distance}: {ratio:.3g} of its value at the loss; horizon {rec.horizon} steps"
         if ratio is not None
         else "• the gradient vanished entirely"
     )
-    out.print(f"• {b['layer']}: λ1 = {b['lambda1']:.3g}; {b['verdict']}")
-    ly = rec.get("lyapunov") or {}
-    if ly.get("max") is not None:
-        slope = "–" if ly.get("slope") is None else f"{ly['slope']:.3f}"
-        out.print(f"• λ_max = {ly['max']:.3f} per step; measured decay slope {slope}")
+    out.print(f"• {b.layer}: λ1 = {b.lambda1:.3g}; {b.verdict}")
+    ly = rec.lyapunov
+    if ly is not None and ly.max is not None:
+        slope = "–" if ly.slope is None else f"{ly.slope:.3f}"
+        out.print(f"• λ_max = {ly.max:.3f} per step; measured decay slope {slope}")
     out.print(f"report: {result['report']}")
     return 0
 

@@ -92,21 +92,6 @@ def available_interpreted(x: Tensor) -> bool:
     return native.engine() == "triton" and interpreting() and available(x)
 
 
-def accepts(step: Any) -> bool:
-    """The kernels implement the cells' own settings: an LSTM variant of exactly `LSTMVariant`."""
-    from ..cells.lstm import LSTMVariant
-
-    return not hasattr(step, "variant") or type(step.variant) is LSTMVariant
-
-
-def register(step_type: type) -> None:
-    """Register the Triton sweeps for one exact step type: on CUDA, and on the CPU in the interpreter."""
-    for device, can_run in (("cpu", available_interpreted), ("cuda", available)):
-        dispatch.register(
-            dispatch.Kernel("triton", step_type, device, forward_sweep, backward_sweep, accepts, can_run)
-        )
-
-
 def triton_cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -500,18 +485,37 @@ def rnn_backward_sweep(
 
 # -- the sweeps, with engine/sweep.py's signatures --------------------------------------------------
 
+_SWEEPS: dict[type, tuple[Callable[..., None], Callable[..., tuple[Tensor, Carry]]]] = {}
+
+
+def register(step_type: type, kind: str, accepts: Callable[[Any], bool] | None = None) -> None:
+    """Register the Triton sweeps of `kind` ("rnn", "gru" or "lstm") for one exact step type.
+
+    On CUDA, and on the CPU in the interpreter. `accepts(step)` says which settings of the step the
+    kernels implement (default: all); a step it refuses runs on the PyTorch loop.
+    """
+    _SWEEPS[step_type] = {
+        "rnn": (rnn_forward_sweep, rnn_backward_sweep),
+        "gru": (gru_forward_sweep, gru_backward_sweep),
+        "lstm": (lstm_forward_sweep, lstm_backward_sweep),
+    }[kind]
+    for device, can_run in (("cpu", available_interpreted), ("cuda", available)):
+        dispatch.register(
+            dispatch.Kernel(
+                "triton",
+                step_type,
+                device,
+                forward_sweep,
+                backward_sweep,
+                accepts or (lambda step: True),
+                can_run,
+            )
+        )
+
 
 def _sweeps(step: Step) -> tuple[Callable[..., None], Callable[..., tuple[Tensor, Carry]]]:
-    """The forward and backward sweep for this exact step type."""
-    from ..cells.gru import GRUStep
-    from ..cells.lstm import LSTMStep
-    from ..cells.rnn import ElmanStep
-
-    return {
-        ElmanStep: (rnn_forward_sweep, rnn_backward_sweep),
-        GRUStep: (gru_forward_sweep, gru_backward_sweep),
-        LSTMStep: (lstm_forward_sweep, lstm_backward_sweep),
-    }[type(step)]
+    """The forward and backward sweep registered for this exact step type."""
+    return _SWEEPS[type(step)]
 
 
 def forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:

@@ -1,10 +1,9 @@
 """Sweeps that survive anything: a grid of `bptt train` runs, a SQLite ledger, process or Ray executors.
 
-`points(axes, parse_train)` is the grid; `run_sweep(grid, out, SweepOptions(...))` runs what is not
+`points(axes, parse)` is the grid (the command line's parser is `bptt.cli.sweep.parse_train`); `run_sweep(grid, out, SweepOptions(...))` runs what is not
 done yet; `write_sweep_report(out)` draws the curves against T. See `bptt sweep --help`.
 """
 
-from .cli import parse_train, status_rows
 from .driver import EXECUTORS, SweepOptions, run_sweep
 from .grid import (
     Axis,
@@ -16,7 +15,7 @@ from .grid import (
     config_key,
     points,
 )
-from .ledger import Ledger, open_existing
+from .ledger import Ledger, open_existing, status_rows
 from .report import curves, write_sweep_report
 from .runner import run_one
 
@@ -33,7 +32,6 @@ __all__ = [
     "config_key",
     "curves",
     "open_existing",
-    "parse_train",
     "points",
     "run_one",
     "run_sweep",

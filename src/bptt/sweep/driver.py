@@ -97,7 +97,8 @@ def run_sweep(
 
     Example:
         >>> import tempfile
-        >>> from bptt.sweep import parse_train, points, axes_from_flags
+        >>> from bptt.cli.sweep import parse_train
+        >>> from bptt.sweep import points, axes_from_flags
         >>> grid = points(axes_from_flags({"--task": "adding", "--seq-len": "5", "--steps": "2",
         ...     "--hidden-size": "4", "--test-size": "8", "--seed": "0,1"}), parse_train)
         >>> counts = run_sweep(grid, tempfile.mkdtemp(), SweepOptions(workers=1))

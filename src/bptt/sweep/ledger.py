@@ -220,3 +220,41 @@ def open_existing(out: str | Path) -> Ledger:
     if not (Path(out) / LEDGER).is_file():
         raise FileNotFoundError(f"no sweep in {out}: expected {Path(out) / LEDGER}")
     return Ledger(out)
+
+
+def status_rows(out: str | Path) -> list[dict[str, Any]]:
+    """Per run: name, config, status, attempts, run_dir, error and the summary's figures."""
+    ledger = open_existing(out)
+    try:
+        rows = ledger.rows()
+    finally:
+        ledger.close()
+    keep = (
+        "name",
+        "key",
+        "status",
+        "attempts",
+        "run_dir",
+        "step",
+        "test_loss",
+        "baseline_loss",
+        "test_error_rate",
+        "solved",
+        "steps",
+        "sequences",
+        "wall_s",
+        "stopped",
+        "heartbeat",
+        "started",
+        "ended",
+        "error",
+    )
+    result = []
+    for r in rows:
+        item = {k: r[k] for k in keep}
+        item["solved"] = None if r["solved"] is None else bool(r["solved"])
+        item["config"] = json.loads(r["config"])
+        summary = json.loads(r["summary"]) if r["summary"] else {}
+        item["seq_len"] = summary.get("seq_len", item["config"].get("seq_len"))
+        result.append(item)
+    return result

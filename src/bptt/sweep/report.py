@@ -281,7 +281,7 @@ def _fmt(v: Any) -> str:
 
 def write_sweep_report(out: str | Path, title: str | None = None) -> tuple[Path, Path]:
     """report.html, runs.csv and curves.csv in the sweep directory `out`; returns the HTML and runs.csv paths."""
-    from .cli import status_rows
+    from .ledger import status_rows
 
     out = Path(out)
     rows = status_rows(out)

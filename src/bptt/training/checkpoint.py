@@ -50,12 +50,16 @@ class CheckpointError(InputError):
 def clean(out: Path) -> list[Path]:
     """Remove the temporary files a killed write left in `out`; returns what was removed."""
     removed = []
-    written = (LATEST, PREVIOUS, "metrics.csv", "summary.json", "config.json", "nonfinite.json")
+    written = (
+        LATEST,
+        PREVIOUS,
+        "metrics.csv",
+        "summary.json",
+        "config.json",
+        "nonfinite.json",
+        "diagnostics.jsonl",
+    )
     for p in _io.leftovers(out, (*written, "final_diagnostics.json", "report.html")):
-        with contextlib.suppress(OSError):
-            p.unlink()
-            removed.append(p)
-    for p in (out / "diagnostics").glob(".step_*.json.*.tmp") if (out / "diagnostics").is_dir() else ():
         with contextlib.suppress(OSError):
             p.unlink()
             removed.append(p)

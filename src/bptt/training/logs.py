@@ -7,9 +7,9 @@ kill in the middle of its write is dropped too.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -66,17 +66,18 @@ class MetricsLog:
 
 
 def cut_snapshots(out: Path, keep_before: int | None) -> int:
-    """Remove the Monitor's snapshots of steps ≥ `keep_before` (all of them when None); returns how many."""
-    folder = out / "diagnostics"
-    removed = 0
-    if folder.is_dir():
-        for f in folder.glob("step_*.json"):
-            try:
-                step = int(f.stem.removeprefix("step_"))
-            except ValueError:
-                continue
-            if keep_before is None or step >= keep_before:
-                with contextlib.suppress(OSError):
-                    f.unlink()
-                    removed += 1
-    return removed
+    """Drop the Monitor's records (diagnostics.jsonl) of steps ≥ `keep_before` (all of them when None).
+
+    A resumed run goes on from its checkpoint's step, so the records a killed run wrote after that
+    step would otherwise appear twice; the file is rewritten atomically. Returns how many were dropped.
+    """
+    path = out / "diagnostics.jsonl"
+    if not path.is_file():
+        return 0
+    records = _io.read_jsonl(path)
+    kept = [] if keep_before is None else [r for r in records if int(r.get("step") or 0) < keep_before]
+    if not kept:
+        path.unlink()
+    elif len(kept) < len(records):
+        _io.write_text(path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
+    return len(records) - len(kept)

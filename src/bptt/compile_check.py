@@ -32,8 +32,8 @@ def specs(full: bool = True, dtype: str | None = None) -> Iterator[Spec]:
     """Every specialization the sweeps launch (`full`; the persistent ones at H = 128), or one of each kernel."""
     import torch
 
-    from ..cells.lstm import VARIANTS, LSTMStep
-    from . import gpu
+    from .cells.lstm import VARIANTS, LSTMStep
+    from .engine import gpu
 
     dtypes = (dtype,) if dtype else ("fp32", "fp64") if full else ("fp32",)
     names = [n for n in VARIANTS if n != "np"] if full else ["vanilla", "cifg", "fgr"]
@@ -101,7 +101,7 @@ def compile_all(arch: int = 90, full: bool = True, dtype: str | None = None) -> 
     from triton.compiler import ASTSource
     from triton.compiler import compile as triton_compile
 
-    from . import kernels
+    from .engine import kernels
 
     target = GPUTarget("cuda", arch, 32)
     out = []
