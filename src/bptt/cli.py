@@ -104,6 +104,9 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
         help="also time every diagnostic of an LSTM (H = 128) at T = 125…1000",
     )
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    from .bench_successors import add_arguments
+
+    add_arguments(p)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -115,6 +118,10 @@ def _bench(args: argparse.Namespace) -> int:
         raise UsageError("--device cuda asked for, but no CUDA device is available")
     if args.repeats < 1 or args.warmup < 0:
         raise UsageError(f"expected --repeats ≥ 1 and --warmup ≥ 0, got {args.repeats} and {args.warmup}")
+    if args.successors:
+        from . import bench_successors
+
+        return bench_successors.main(args, console())
     cfg = bench.BenchConfig(
         cells=tuple(args.cells),
         shapes=tuple(args.shapes),

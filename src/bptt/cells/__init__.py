@@ -2,18 +2,30 @@
 
 from .base import RecurrentBase
 from .gru import GRU, GRUStep
+from .lru import LRU, LRUStep
 from .lstm import LSTM, VARIANTS, LSTMStep, LSTMVariant
+from .minimal import MinGRU, MinGRUStep, MinLSTM, MinLSTMStep, parallel_scan
 from .rnn import NONLINEARITIES, RNN, ElmanStep
+from .slstm import SLSTMStep, sLSTM
 
 __all__ = [
     "GRU",
+    "LRU",
     "LSTM",
     "NONLINEARITIES",
     "RNN",
     "VARIANTS",
     "ElmanStep",
     "GRUStep",
+    "LRUStep",
     "LSTMStep",
     "LSTMVariant",
+    "MinGRU",
+    "MinGRUStep",
+    "MinLSTM",
+    "MinLSTMStep",
     "RecurrentBase",
+    "SLSTMStep",
+    "parallel_scan",
+    "sLSTM",
 ]

@@ -62,7 +62,7 @@ def state_layout(step: Step, tape: Tape) -> StateLayout:
         return StateLayout(("h",), (P,))
     if getattr(getattr(step, "variant", None), "gate_recurrence", False):
         return StateLayout(("h", "c", "a"), (P, H, 3 * H))
-    return StateLayout(("h", "c"), (P, H))
+    return StateLayout(("h", "c"), (P, tape.c.shape[-1]))  # c may be wider than H (sLSTM (c, n, m), LRU)
 
 
 def split_state(x: Tensor, layout: StateLayout) -> tuple[Tensor, ...]:
@@ -141,11 +141,16 @@ def _unit_rows(
 
 
 def _forget_product_norms(step: Step, tape: Tape) -> Tensor:
-    """‖∏_{i=k+1}^{T−1} diag(f_i)‖ = max_j ∏ f_ij for every k: the Constant Error Carousel alone."""
-    gates = step.gates(tape)  # type: ignore[attr-defined]
+    """‖∏_{i=k+1}^{T−1} diag(f_i)‖ = max_j ∏ f_ij for every k: the Constant Error Carousel alone.
+
+    A cell with a `carry_gate` gives its own carry factor instead of f: minGRU 1 − z, minLSTM f',
+    sLSTM 1 − i'/n (the normalised carry c/n), LRU |λ| (its carry rotates and scales by |λ|).
+    """
+    carry_gate = getattr(step, "carry_gate", None)
+    f = carry_gate(tape) if carry_gate is not None else step.gates(tape).get("f")  # type: ignore[attr-defined]
     T, B, H = tape.steps, tape.x.shape[1], tape.hidden_size
-    f = gates.get("f")
     log_f = torch.zeros(T, B, H, dtype=torch.float64, device=tape.x.device) if f is None else f.double().log()
+    H = log_f.shape[-1]
     order = list(tape.order)
     out = torch.empty(B, T, dtype=torch.float64, device=tape.x.device)
     acc = torch.zeros(B, H, dtype=torch.float64, device=tape.x.device)  # Σ log f over the steps after k
@@ -172,7 +177,8 @@ def jacobian_norms(
     Arguments:
         trace: a `bptt.Trace`.
         of: `"state"` (the whole state), `"h"` or `"c"` (the h→h or c→c block of the LSTM's product),
-            `"cec"` (the Constant Error Carousel ∏ diag(f_i) alone; f = 1 without a forget gate).
+            `"cec"` (the Constant Error Carousel ∏ diag(f_i) alone; f = 1 without a forget gate; the
+            cell's carry factor for minGRU, minLSTM, sLSTM and LRU).
         layer, direction: which layer-direction; "last step" is the last one that direction visits.
         method: `"exact"` or `"probes"` (see the module docstring for the estimator's error bound).
         probes: number of random cotangents for `method="probes"`.
@@ -191,7 +197,7 @@ def jacobian_norms(
     _checks.choice("method", method, METHODS)
     step, tape, p = trace.layer(layer, direction, samples)
     layout = state_layout(step, tape)
-    if of in ("c", "cec") and not step.has_cell:
+    if (of == "c" or (of == "cec" and not hasattr(step, "carry_gate"))) and not step.has_cell:
         raise InputError(f"of={of!r} needs an LSTM (a cell state c); this model's state is {layout.names}")
     if of == "cec":
         cec = _forget_product_norms(step, tape)

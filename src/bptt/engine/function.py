@@ -35,7 +35,7 @@ def input_projection(step: Step, x: Tensor, p: Params) -> Tensor:
     """gx_t = W_ih x_t + b_ih (+ b_hh where the cell allows), all steps in one matmul: (T, B, G·H)."""
     T, B, I = x.shape
     b = p.get("bias_ih")
-    if b is not None and step.fold_bias_hh:
+    if b is not None and step.fold_bias_hh and "bias_hh" in p:
         b = b + p["bias_hh"]
     return linear(x.reshape(T * B, I), p["weight_ih"], b).view(T, B, -1)
 
@@ -56,7 +56,7 @@ class LayerSweep(torch.autograd.Function):
         step = plan.step
         p = dict(zip(plan.suffixes, weights, strict=True))
         tape = step.new_tape(x.detach(), h0, c0, plan.reverse, p)  # the tape holds data, never graph
-        sweeps = native if native.usable(x) else sweep
+        sweeps = native if step.kind in native.KINDS and native.usable(x) else sweep
         sweeps.forward_sweep(step, tape, input_projection(step, x, p), p)
         if recorder is not None:
             recorder.append(tape)

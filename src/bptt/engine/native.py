@@ -46,6 +46,7 @@ from .tape import Tape
 
 SOURCE = Path(__file__).parent / "csrc" / "sweeps.cpp"
 ENGINES = ("auto", "native", "python")
+KINDS = ("rnn", "lstm", "gru")  # the cell families with a native sweep; every other runs the Python loop
 
 
 @dataclass

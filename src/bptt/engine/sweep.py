@@ -66,9 +66,14 @@ class Step(Protocol):
 
 def forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
     """Run the recurrence over all steps of `tape`, in its direction, given gx = W_ih x + b (T, B, G·H)."""
-    W_hh = p["weight_hh"]
+    W_hh = p.get("weight_hh")
     b_hh = None if step.fold_bias_hh else p.get("bias_hh")
     h_prev = tape.h_prev
+    if W_hh is None:  # a cell whose gates do not read h_{t−1} (minGRU, minLSTM, LRU): gh is (B, 0)
+        gh = gx.new_empty((gx.shape[1], 0))
+        for t in tape.order:
+            step.forward(t, gx[t], gh, tape, p)
+        return
     gh = gx.new_empty(gx.shape[1:])  # (B, G·H), reused every step
     for t in tape.order:
         # gh_t = W_hh h_{t−1} + b_hh
@@ -83,7 +88,9 @@ def allocate_grads(step: Step, tape: Tape, like: Tensor) -> None:
     """The buffers the backward sweep fills: dh, dgx, dgh (dgx itself unless separate) and dc."""
     T, B = tape.steps, tape.x.shape[1]
     tape.dh = torch.empty_like(tape.h)
-    tape.dgx = like.new_empty((T, B, len(step.gate_names) * tape.hidden_size))
+    width = getattr(step, "projection_width", None)  # a cell whose W_ih is not G blocks of H rows (LRU)
+    G_H = len(step.gate_names) * tape.hidden_size if width is None else int(width(tape.hidden_size))
+    tape.dgx = like.new_empty((T, B, G_H))
     tape.dgh = torch.empty_like(tape.dgx) if step.separate_dgh else tape.dgx
     if step.has_cell:
         tape.dc = torch.empty_like(tape.c)
@@ -93,7 +100,10 @@ def _back(step: Step, t: int, dh: Tensor, carry: Carry, tape: Tape, p: Params) -
     """One step back: the step's gradients and ∂L/∂h_{t−1} through it."""
     g = step.backward(t, dh, carry, tape, p)
     # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t (+ a direct path such as the GRU's z_t ⊙ ∂L/∂h_t)
-    dh_prev = g.dgh @ p["weight_hh"]
+    W_hh = p.get("weight_hh")
+    if W_hh is None:  # no recurrent weights: only the direct path (minGRU's (1 − z_t) ⊙ ∂L/∂h_t), if any
+        return g, (g.direct if g.direct is not None else torch.zeros_like(dh))
+    dh_prev = g.dgh @ W_hh
     return g, (dh_prev if g.direct is None else dh_prev + g.direct)
 
 

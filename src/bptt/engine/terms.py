@@ -88,11 +88,12 @@ def projection_terms(tape: Tape, p: Mapping[str, Tensor]) -> dict[str, Term]:
 
     ∂L/∂W_ih = Σ_k dgx_kᵀ x_k,  ∂L/∂W_hh = Σ_k dgh_kᵀ h_{k−1},  ∂L/∂b_ih = Σ_k dgx_k,  ∂L/∂b_hh = Σ_k dgh_k.
     """
-    terms: dict[str, Term] = {
-        "weight_ih": Outer(tape.dgx, tape.x),
-        "weight_hh": Outer(tape.dgh, tape.h_prev),
-    }
+    assert tape.dgx is not None and tape.dgh is not None
+    terms: dict[str, Term] = {"weight_ih": Outer(tape.dgx, tape.x)}
+    if "weight_hh" in p:
+        terms["weight_hh"] = Outer(tape.dgh, tape.h_prev)
     if "bias_ih" in p:
         terms["bias_ih"] = Sum(tape.dgx)
+    if "bias_hh" in p:
         terms["bias_hh"] = terms["bias_ih"] if tape.dgh is tape.dgx else Sum(tape.dgh)
     return terms
