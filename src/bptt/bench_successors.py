@@ -17,6 +17,7 @@ The input size equals the hidden size (mingru-pytorch maps dim → dim), the LRU
 from __future__ import annotations
 
 import argparse
+import importlib
 import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -24,12 +25,16 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .bench import _interleaved, _median_ms, _rel, _timer
 from .cells import LRU, MinGRU, MinLSTM, RecurrentBase, parallel_scan, sLSTM
 
-DEFAULT_SHAPES: tuple[tuple[int, int, int], ...] = ((32, 200, 64), (64, 100, 256), (16, 1000, 64))  # (B, T, H)
+DEFAULT_SHAPES: tuple[tuple[int, int, int], ...] = (
+    (32, 200, 64),
+    (64, 100, 256),
+    (16, 1000, 64),
+)  # (B, T, H)
 
 
 @dataclass
@@ -46,17 +51,38 @@ class SuccessorRow:
 Forward = Callable[[Tensor], Tensor]
 
 
+@dataclass(frozen=True)
+class Reference:
+    """A reference implementation: its name, its forward (T, B, H) → (T, B, H) and its parameters."""
+
+    name: str
+    forward: Forward
+    params: list[Tensor]
+
+
+def _weights(model: nn.Module) -> dict[str, Tensor]:
+    """The module's parameters by name, detached."""
+    return {name: p.detach() for name, p in model.named_parameters()}
+
+
+def _package(name: str) -> Any:
+    """An optional reference package's module, or None where it is not installed."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
 # -- references -----------------------------------------------------------------------------------
 
 
-def _xlstm_slstm(ours: sLSTM) -> tuple[str, Forward] | None:
+def _xlstm_slstm(ours: sLSTM) -> Reference | None:
     """xLSTM's vanilla sLSTM cell after the same input projection, weights copied (one head)."""
-    try:
-        from xlstm.blocks.slstm.cell import sLSTMCell, sLSTMCellConfig
-    except ImportError:
+    pkg = _package("xlstm.blocks.slstm.cell")
+    if pkg is None:
         return None
     H = ours.hidden_size
-    cfg = sLSTMCellConfig(
+    cfg = pkg.sLSTMCellConfig(
         hidden_size=H,
         num_heads=1,
         backend="vanilla",
@@ -65,21 +91,23 @@ def _xlstm_slstm(ours: sLSTM) -> tuple[str, Forward] | None:
         output_shape="SBH",
         enable_automatic_mixed_precision=False,
     )
-    cell = sLSTMCell(cfg)
-    W_ih = ours.weight_ih_l0.detach().clone().requires_grad_(True)
+    cell: Any = pkg.sLSTMCell(cfg)
+    p = _weights(ours)
+    W_ih = p["weight_ih_l0"].clone().requires_grad_(True)
+    W_hh, b = p["weight_hh_l0"], p["bias_ih_l0"] + p["bias_hh_l0"]
     with torch.no_grad():
         for g in range(4):
-            cell.recurrent_kernel[0, :, g, :] = ours.weight_hh_l0[g * H : (g + 1) * H].T
-        cell.bias[0] = (ours.bias_ih_l0 + ours.bias_hh_l0).view(4, H)
+            cell.recurrent_kernel[0, :, g, :] = W_hh[g * H : (g + 1) * H].T
+        cell.bias[0] = b.view(4, H)
 
     def forward(x: Tensor) -> Tensor:
-        return cell(x @ W_ih.T)[0]
+        out: Tensor = cell(x @ W_ih.T)[0]
+        return out
 
-    forward.params = [W_ih, *cell.parameters()]  # type: ignore[attr-defined]
-    return "xlstm sLSTM (vanilla backend)", forward
+    return Reference("xlstm sLSTM (vanilla backend)", forward, [W_ih, *cell.parameters()])
 
 
-def _slstm_loop(ours: sLSTM) -> tuple[str, Forward]:
+def _slstm_loop(ours: sLSTM) -> Reference:
     P = {n[:-3]: p.detach().clone().requires_grad_(True) for n, p in ours.named_parameters()}
     H = ours.hidden_size
 
@@ -101,36 +129,33 @@ def _slstm_loop(ours: sLSTM) -> tuple[str, Forward]:
             outs.append(h)
         return torch.stack(outs)
 
-    forward.params = list(P.values())  # type: ignore[attr-defined]
-    return "autograd loop", forward
+    return Reference("autograd loop", forward, list(P.values()))
 
 
-def _mingru_package(ours: MinGRU | MinLSTM) -> tuple[str, Forward] | None:
+def _mingru_package(ours: MinGRU | MinLSTM) -> Reference | None:
     """mingru-pytorch's minGRU/minLSTM (its parallel log-space scan), weights copied."""
     H = ours.hidden_size
-    try:
-        if isinstance(ours, MinGRU):
-            from minGRU_pytorch.minGRU import minGRU as Ref
-        else:
-            from minGRU_pytorch.minLSTM import minLSTM as Ref
-    except ImportError:
+    name = "minGRU" if isinstance(ours, MinGRU) else "minLSTM"
+    pkg = _package(f"minGRU_pytorch.{name}")
+    if pkg is None:
         return None
-    ref = Ref(H)
+    ref: nn.Module = getattr(pkg, name)(H)
     with torch.no_grad():  # theirs: rows [hidden; gates]; ours: [gates; n]
-        W = ours.weight_ih_l0
+        W = _weights(ours)["weight_ih_l0"]
         next(ref.parameters()).copy_(torch.cat([W[-H:], W[:-H]]))
 
     def forward(x: Tensor) -> Tensor:
-        return ref(x.transpose(0, 1)).transpose(0, 1)
+        out: Tensor = ref(x.transpose(0, 1))
+        return out.transpose(0, 1)
 
-    forward.params = list(ref.parameters())  # type: ignore[attr-defined]
-    return f"mingru-pytorch {type(ref).__name__} (parallel log-space scan)", forward
+    return Reference(f"mingru-pytorch {name} (parallel log-space scan)", forward, list(ref.parameters()))
 
 
-def _minimal_scan(ours: MinGRU | MinLSTM) -> tuple[str, Forward]:
+def _minimal_scan(ours: MinGRU | MinLSTM) -> Reference:
     """Our `parallel_scan` of h_t = a_t h_{t−1} + b_t, autograd through it."""
-    W = ours.weight_ih_l0.detach().clone().requires_grad_(True)
-    b_ih = ours.bias_ih_l0.detach().clone().requires_grad_(True)
+    p = _weights(ours)
+    W = p["weight_ih_l0"].clone().requires_grad_(True)
+    b_ih = p["bias_ih_l0"].clone().requires_grad_(True)
     H = ours.hidden_size
     mingru = isinstance(ours, MinGRU)
 
@@ -142,11 +167,10 @@ def _minimal_scan(ours: MinGRU | MinLSTM) -> tuple[str, Forward]:
         f, i = torch.sigmoid(a[..., :H]), torch.sigmoid(a[..., H : 2 * H])
         return parallel_scan(torch.log(f / (f + i)), i / (f + i) * a[..., 2 * H :])
 
-    forward.params = [W, b_ih]  # type: ignore[attr-defined]
-    return "parallel scan (bptt.cells.parallel_scan, autograd)", forward
+    return Reference("parallel scan (bptt.cells.parallel_scan, autograd)", forward, [W, b_ih])
 
 
-def _lru_reference(ours: LRU, parallel: bool) -> tuple[str, Forward]:
+def _lru_reference(ours: LRU, parallel: bool) -> Reference:
     P = {n[:-3]: p.detach().clone().requires_grad_(True) for n, p in ours.named_parameters()}
     N = ours.state_size
 
@@ -165,17 +189,16 @@ def _lru_reference(ours: LRU, parallel: bool) -> tuple[str, Forward]:
             x = torch.stack(xs)
         return (x @ C.T).real + u @ W[2 * N :].T
 
-    forward.params = list(P.values())  # type: ignore[attr-defined]
-    return ("parallel scan (complex log-space, autograd)" if parallel else "autograd loop (complex)"), forward
+    name = "parallel scan (complex log-space, autograd)" if parallel else "autograd loop (complex)"
+    return Reference(name, forward, list(P.values()))
 
 
-def _pairs(cell: str, H: int) -> list[tuple[RecurrentBase, tuple[str, Forward]]]:
-    """(our module, (reference name, reference forward)) for each row of a cell."""
-    out: list[tuple[RecurrentBase, tuple[str, Forward]]] = []
+def _pairs(cell: str, H: int) -> list[tuple[RecurrentBase, Reference]]:
+    """(our module, its reference) for each row of a cell."""
+    out: list[tuple[RecurrentBase, Reference]] = []
     if cell == "slstm":
         ours_s = sLSTM(H, H)
-        ref = _xlstm_slstm(ours_s)
-        out.append((ours_s, ref if ref is not None else _slstm_loop(ours_s)))
+        out.append((ours_s, _xlstm_slstm(ours_s) or _slstm_loop(ours_s)))
     elif cell in ("mingru", "minlstm"):
         cls = MinGRU if cell == "mingru" else MinLSTM
         ours_g = cls(H, H, bias=False, candidate="g")  # the package's form: no bias, h̃ = g(·)
@@ -192,6 +215,14 @@ def _pairs(cell: str, H: int) -> list[tuple[RecurrentBase, tuple[str, Forward]]]
 
 
 CELLS = ("slstm", "mingru", "minlstm", "lru")
+
+
+def _output_of(model: RecurrentBase) -> Forward:
+    def forward(x: Tensor) -> Tensor:
+        out: Tensor = model(x)[0]
+        return out
+
+    return forward
 
 
 def _timed(fn: Forward, params: list[Tensor], x: Tensor, grad: Tensor) -> Callable[[], float]:
@@ -212,18 +243,18 @@ def bench_successor(
     B, T, H = shape
     torch.manual_seed(seed)
     rows = []
-    for ours, (name, ref) in _pairs(cell, H):
+    for ours, ref in _pairs(cell, H):
         x = torch.randn(T, B, H)
         grad = torch.randn(T, B, H)
-        time_ours = _timed(lambda v, m=ours: m(v)[0], list(ours.parameters()), x, grad)
-        time_ref = _timed(ref, ref.params, x, grad)  # type: ignore[attr-defined]
+        time_ours = _timed(_output_of(ours), list(ours.parameters()), x, grad)
+        time_ref = _timed(ref.forward, ref.params, x, grad)
         with torch.no_grad():
-            err = _rel(ours(x)[0], ref(x))
+            err = _rel(ours(x)[0], ref.forward(x))
         t_ref, t_ours = _interleaved([time_ref, time_ours], warmup, repeats)
         rows.append(
             SuccessorRow(
                 cell=cell,
-                reference=name,
+                reference=ref.name,
                 shape=shape,
                 reference_ms=_median_ms(t_ref),
                 ours_ms=_median_ms(t_ours),

@@ -71,15 +71,10 @@ class LRUStep:
     def new_tape(self, x: Tensor, h0: Tensor, c0: Tensor | None, reverse: bool, params: Params) -> Tape:
         assert c0 is not None
         T = x.shape[0]
-        tape = Tape(
-            x=x,
-            reverse=reverse,
-            hidden_size=h0.shape[-1],
-            h_buf=state_buffer(h0, T),
-            c_buf=state_buffer(c0, T),
-        )
+        c_buf = state_buffer(c0, T)
+        tape = Tape(x=x, reverse=reverse, hidden_size=h0.shape[-1], h_buf=state_buffer(h0, T), c_buf=c_buf)
         start = tape.initial_slot()
-        tape.h_buf[start], tape.c_buf[start] = h0, c0
+        tape.h_buf[start], c_buf[start] = h0, c0
         modulus = torch.exp(-torch.exp(params["nu_log"].detach()))
         tape.extras["modulus"] = modulus.expand(T, x.shape[1], self.state_size)  # |λ|, a view
         return tape
@@ -89,8 +84,8 @@ class LRUStep:
         lam_re, lam_im = self.eigenvalues(p)
         gamma = torch.exp(p["gamma_log"])
         bu_re, bu_im, du = gx[..., :N], gx[..., N : 2 * N], gx[..., 2 * N :]  # B u_t = bu_re + i·bu_im, D u_t
-        x_re, x_im = tape.c_prev[t].split(N, dim=-1)
-        new_re, new_im = tape.c[t].split(N, dim=-1)
+        x_re, x_im = torch.split(tape.c_prev[t], N, dim=-1)
+        new_re, new_im = torch.split(tape.c[t], N, dim=-1)
         # x_t = λ x_{t−1} + γ B u_t, in real and imaginary parts
         torch.addcmul(gamma * bu_re, lam_re, x_re, out=new_re).addcmul_(lam_im, x_im, value=-1)
         torch.addcmul(gamma * bu_im, lam_re, x_im, out=new_im).addcmul_(lam_im, x_re)
@@ -106,7 +101,7 @@ class LRUStep:
         gamma = torch.exp(p["gamma_log"])
         # ∂L/∂x_t = ∂L/∂x_t via t+1 + [C_re; −C_im]ᵀ ∂L/∂y_t   (y_t = C_re Re x_t − C_im Im x_t + D u_t)
         dx = carry[0] + dh @ (p["weight_hc"] * _signs(N, dh))
-        dx_re, dx_im = dx.split(N, dim=-1)
+        dx_re, dx_im = torch.split(dx, N, dim=-1)
         # ∂L/∂(B u_t) = γ ⊙ ∂L/∂x_t;  ∂L/∂(D u_t) = ∂L/∂y_t
         dgx = torch.cat([gamma * dx_re, gamma * dx_im, dh], dim=-1)
         # ∂L/∂x_{t−1} = λ̄ ⊙ ∂L/∂x_t  (the transpose of the rotation-scaling)
@@ -119,8 +114,8 @@ class LRUStep:
         terms = projection_terms(tape, p)
         lam_re, lam_im = self.eigenvalues(p)
         gamma = torch.exp(p["gamma_log"])
-        dx_re, dx_im = tape.dc.split(N, dim=-1)  # ∂L/∂x_t, total
-        x_re, x_im = tape.c_prev.split(N, dim=-1)  # x_{t−1}
+        dx_re, dx_im = torch.split(tape.dc, N, dim=-1)  # ∂L/∂x_t, total
+        x_re, x_im = torch.split(tape.c_prev, N, dim=-1)  # x_{t−1}
         # ∂L/∂Re λ = Σ dx_re x_re' + dx_im x_im';  ∂L/∂Im λ = Σ dx_im x_re' − dx_re x_im'
         d_lre = dx_re * x_re + dx_im * x_im
         d_lim = dx_im * x_re - dx_re * x_im

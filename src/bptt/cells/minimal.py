@@ -68,15 +68,10 @@ class _MinimalStep:
     def new_tape(self, x: Tensor, h0: Tensor, c0: Tensor | None, reverse: bool, params: Params) -> Tape:
         T, B = x.shape[:2]
         H = h0.shape[-1]
-        tape = Tape(
-            x=x,
-            reverse=reverse,
-            hidden_size=H,
-            h_buf=state_buffer(h0, T),
-            gates_buf=x.new_empty((T + 1, B, self.blocks * H)),
-        )
+        gates_buf = x.new_empty((T + 1, B, self.blocks * H))
+        tape = Tape(x=x, reverse=reverse, hidden_size=H, h_buf=state_buffer(h0, T), gates_buf=gates_buf)
         tape.h_buf[tape.initial_slot()] = h0
-        tape.gates_buf[tape.initial_slot()] = 0
+        gates_buf[tape.initial_slot()] = 0
         return tape
 
     def initial_carry(self, tape: Tape, dc_n: Tensor | None) -> Carry:

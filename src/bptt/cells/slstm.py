@@ -60,26 +60,27 @@ class SLSTMStep:
         assert c0 is not None
         T, B = x.shape[:2]
         H = h0.shape[-1]
+        c_buf, gates_buf = state_buffer(c0, T), x.new_empty((T + 1, B, 4 * H))  # gates: i', f', g, o
         tape = Tape(
             x=x,
             reverse=reverse,
             hidden_size=H,
             h_buf=state_buffer(h0, T),
-            c_buf=state_buffer(c0, T),
-            gates_buf=x.new_empty((T + 1, B, 4 * H)),  # i', f', g, o
+            c_buf=c_buf,
+            gates_buf=gates_buf,
             extras={
                 "log_f": x.new_empty((T, B, H)),  # log f_t, for ∂L/∂f̃
                 "i_wins": x.new_empty((T, B, H)),  # 1 where m_t = ĩ_t, 0 where m_t = log f_t + m_{t−1}
             },
         )
         start = tape.initial_slot()
-        tape.h_buf[start], tape.c_buf[start] = h0, c0
-        tape.gates_buf[start] = 0
+        tape.h_buf[start], c_buf[start] = h0, c0
+        gates_buf[start] = 0
         return tape
 
     def forward(self, t: int, gx: Tensor, gh: Tensor, tape: Tape, p: Params) -> None:
         H = tape.hidden_size
-        c_prev, n_prev, m_prev = tape.c_prev[t].split(H, dim=-1)
+        c_prev, n_prev, m_prev = torch.split(tape.c_prev[t], H, dim=-1)
         pre = gx + gh  # ĩ, f̃, g̃, õ = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh
         i_pre, f_pre, g_pre, o_pre = pre.chunk(4, dim=-1)
         log_f = F.logsigmoid(f_pre) if self.forget_gate == "sigmoid" else f_pre  # log f_t
@@ -93,7 +94,7 @@ class SLSTMStep:
         f.masked_fill_(empty, 0.0)  # an empty normaliser carries nothing
         torch.tanh(g_pre, out=g)  # g_t = tanh(g̃)
         torch.sigmoid(o_pre, out=o)  # o_t = σ(õ)
-        c_new, n_new, m_new = tape.c[t].split(H, dim=-1)
+        c_new, n_new, m_new = torch.split(tape.c[t], H, dim=-1)
         torch.addcmul(i * g, f, c_prev, out=c_new)  # c_t = f'_t c_{t−1} + i'_t g_t
         torch.addcmul(i, f, n_prev, out=n_new)  # n_t = f'_t n_{t−1} + i'_t
         m_new.copy_(m)
@@ -106,10 +107,10 @@ class SLSTMStep:
 
     def backward(self, t: int, dh: Tensor, carry: Carry, tape: Tape, p: Params) -> StepGrads:
         H = tape.hidden_size
-        dc_next, dn_next, dm_next = carry[0].split(H, dim=-1)  # ∂L/∂(c_t, n_t, m_t) through step t+1
+        dc_next, dn_next, dm_next = torch.split(carry[0], H, dim=-1)  # ∂L/∂(c_t, n_t, m_t) through step t+1
         i, f, g, o = tape.gates[t].chunk(4, dim=-1)
-        c, n, _ = tape.c[t].split(H, dim=-1)
-        c_prev, n_prev, _ = tape.c_prev[t].split(H, dim=-1)
+        c, n, _ = torch.split(tape.c[t], H, dim=-1)
+        c_prev, n_prev, _ = torch.split(tape.c_prev[t], H, dim=-1)
         w = tape.extras["i_wins"][t]
         c_hat = c / n
         dz_o = dh * c_hat * o * (1 - o)  # ∂L/∂õ = ∂L/∂h_t ⊙ c_t/n_t ⊙ σ'
@@ -147,7 +148,7 @@ class SLSTMStep:
         """
         H = tape.hidden_size
         i, f, g, _ = tape.gates[t].chunk(4, dim=-1)
-        c_prev, n_prev, _ = tape.c_prev[t].split(H, dim=-1)
+        c_prev, n_prev, _ = torch.split(tape.c_prev[t], H, dim=-1)
         w = tape.extras["i_wins"][t]
         zero = torch.zeros_like(f)
         dc_dm = (1 - w) * (-i * g) + w * f * c_prev
