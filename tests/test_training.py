@@ -111,24 +111,21 @@ def test_the_guard_names_parameter_and_step_and_never_applies_the_bad_step(tmp_p
     assert report["time_step"] == first_bad
     assert report["parameter"] == next(n for n, _ in model.named_parameters())  # core.weight_ih_l0 is first
     assert "born in the forward pass" in str(info.value) and f"time step {first_bad}" in str(info.value)
-    saved = (
-        torch.load(tmp_path / "checkpoint.pt", weights_only=False)
-        if (tmp_path / "checkpoint.pt").exists()
-        else None
-    )
-    assert saved is None  # nothing was applied, nothing checkpointed
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert saved["finished"] and saved["step"] == 0  # the run ended at step 0, nothing applied
     # the weights the run ends with are the initial ones: rebuild and run it skipping instead
     assert json.loads((tmp_path / "nonfinite.json").read_text())["time_step"] == first_bad
     assert load_summary(tmp_path)["stopped"] == "nonfinite"
     _, again = build(cfg)
     assert all(torch.equal(p, before[n]) for n, p in again.named_parameters())
+    assert all(torch.equal(saved["model"][n], before[n]) for n in before)
 
 
 def test_the_skip_policy_skips_and_counts(tmp_path) -> None:
     cfg = explosive("skip", steps=4)
     summary = train(cfg, tmp_path)
     assert summary["skipped_steps"] == 4 and summary["steps"] == 4
-    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     _, fresh = build(cfg)
     assert all(torch.equal(ck["model"][n], p) for n, p in fresh.state_dict().items())  # never updated
     assert all(r["skipped"] == 1.0 for r in load_metrics(tmp_path))
@@ -210,8 +207,8 @@ def test_resume_gives_the_numbers_of_an_uninterrupted_run(tmp_path, stop_at: int
             rb["test_loss"],
         )
     assert resumed["test_loss"] == full["test_loss"]
-    wa = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["model"]
-    wb = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["model"]
+    wa = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
+    wb = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(wa[n], wb[n]) for n in wa)
     snaps = sorted(p.name for p in (tmp_path / "cut" / "diagnostics").iterdir())
     assert snaps == [f"step_{s:08d}.json" for s in (0, 5, 10, 15, 20)]
@@ -222,8 +219,10 @@ def test_resume_refuses_changed_settings(tmp_path) -> None:
     train(cfg, tmp_path)
     with pytest.raises(ValueError, match="these differ: lr"):
         train(dataclasses.replace(cfg, lr=0.5), tmp_path, resume=True)
-    with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):
-        train(cfg, tmp_path / "empty", resume=True)
+    with pytest.warns(UserWarning, match="no checkpoint in .* yet: starting from step 0"):
+        summary = train(cfg, tmp_path / "empty", resume=True)
+    first = load_summary(tmp_path)
+    assert summary["steps"] == 4 and summary["test_loss"] == first["test_loss"]
 
 
 def test_an_interrupted_checkpoint_write_leaves_the_previous_one_intact(tmp_path, monkeypatch) -> None:
@@ -241,7 +240,7 @@ def test_an_interrupted_checkpoint_write_leaves_the_previous_one_intact(tmp_path
         _io.torch_save(tmp_path / "checkpoint.pt", {"step": 99})
     monkeypatch.setattr(_io.torch, "save", real_save)
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
-    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 4
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 4
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 

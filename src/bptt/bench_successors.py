@@ -318,6 +318,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--successors",
         action="store_true",
+        default=False,
         help="time sLSTM, minGRU, minLSTM and LRU against xlstm, mingru-pytorch and the parallel-scan "
         "forms instead (shapes BxTxIxH are read with I = H; default: "
         + " ".join("x".join(map(str, (B, T, H, H))) for B, T, H in DEFAULT_SHAPES)
@@ -330,13 +331,14 @@ def main(args: argparse.Namespace, out: Any) -> int:
     from . import _io
     from .bench import DEFAULT_SHAPES as TORCH_SHAPES
 
-    given = tuple(args.shapes)
+    given = tuple(getattr(args, "shapes", TORCH_SHAPES))
     shapes = DEFAULT_SHAPES if given == tuple(TORCH_SHAPES) else tuple((B, T, H) for B, T, _, H in given)
+    repeats, warmup = getattr(args, "repeats", 10), getattr(args, "warmup", 3)
     with out.status("measuring") as status:
-        rows = run(shapes, repeats=args.repeats, warmup=args.warmup, progress=lambda w: status.update(w))
+        rows = run(shapes, repeats=repeats, warmup=warmup, progress=lambda w: status.update(w))
     for item in render(rows):
         out.print(item)
-    if args.json:
+    if getattr(args, "json", None):
         _io.write_json(args.json, {"successors": to_json(rows)})
         out.print(f"wrote {args.json}")
     return 0

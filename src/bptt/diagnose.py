@@ -61,7 +61,9 @@ def infer_from_state_dict(
     proj = sd["weight_hr_l0"].shape[0] if "weight_hr_l0" in sd else 0
     H = sd["weight_hr_l0"].shape[1] if proj else sd["weight_hh_l0"].shape[1]
     G, I = sd["weight_ih_l0"].shape[0] // H, sd["weight_ih_l0"].shape[1]
-    kw = dict(num_layers=layers, bias=bias, bidirectional=bidirectional, dtype=sd["weight_ih_l0"].dtype)
+    kw: dict[str, Any] = dict(
+        num_layers=layers, bias=bias, bidirectional=bidirectional, dtype=sd["weight_ih_l0"].dtype
+    )
     if G == 1:
         model: RecurrentBase = RNN(I, H, nonlinearity=nonlinearity, **kw)
     elif G == 3 and variant == "vanilla":
@@ -77,58 +79,199 @@ def infer_from_state_dict(
     return model
 
 
-def load_subject(path: str | Path, nonlinearity: str = "tanh", variant: str = "vanilla") -> Subject:
+PICKLE_HELP = (
+    "it holds pickled Python objects (a whole saved model, or classes of its own), and loading them "
+    "can run any code the file contains; save the weights instead with torch.save(model.state_dict(), PATH), "
+    "or pass --trust-pickle (trust_pickle=True) if you trust this file and where it came from"
+)
+
+
+def read_file(path: Path, trust_pickle: bool = False) -> Any:
+    """`torch.load` of a model file: tensors and plain data only, unless `trust_pickle`.
+
+    Without `trust_pickle` nothing in the file can run code (`weights_only=True`); a file that needs
+    pickle is refused with an error that explains the choices.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        refused = "weights only load failed" in str(err).lower()
+        if refused and trust_pickle:
+            try:
+                return torch.load(path, map_location="cpu", weights_only=False)
+            except Exception as again:
+                err = again
+                refused = False
+        if refused:
+            raise InputError(f"{path} is not loaded: {PICKLE_HELP}") from None
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise InputError(f"cannot read {path} as a saved model or state dict: {first}") from None
+
+
+_DIRECT = re.compile(r"[^.]+")  # a parameter of the module itself, not of a submodule
+
+
+def recurrent_prefixes(sd: dict[str, Tensor]) -> list[str]:
+    """The prefixes ("" or "rnn.", "encoder.lstm.", …) under which a state dict holds recurrent weights.
+
+    Example:
+        >>> sd = {"embed.weight": 0, "rnn.weight_ih_l0": 0, "rnn.weight_hh_l0": 0, "head.weight": 0}
+        >>> recurrent_prefixes(sd)
+        ['rnn.']
+    """
+    return sorted(
+        k[: -len("weight_ih_l0")]
+        for k in sd
+        if k.endswith("weight_ih_l0") and k[: -len("weight_ih_l0")] + "weight_hh_l0" in sd
+    )
+
+
+def _choose(names: list[str], module: str | None, path: Path) -> str:
+    """The one recurrent module of a file, or the one `--module` names."""
+    shown = ", ".join(n or "(the top level)" for n in names)
+    if not names:
+        raise InputError(
+            f"{path} holds no torch.nn RNN/LSTM/GRU weights (no keys ending in weight_ih_l0 and weight_hh_l0)"
+        )
+    if module is not None:
+        if module not in names:
+            raise InputError(f"--module {module!r} is not a recurrent module of {path}; it has {shown}")
+        return module
+    if len(names) > 1:
+        raise InputError(f"{path} holds several recurrent modules: {shown}; choose one with --module NAME")
+    return names[0]
+
+
+def _state_dict_subject(
+    sd: dict[str, Tensor],
+    path: Path,
+    source: str,
+    nonlinearity: str | None,
+    variant: str | None,
+    module: str | None,
+) -> Subject:
+    prefixes = recurrent_prefixes(sd)
+    name = _choose([p.removesuffix(".") for p in prefixes], module, path)
+    prefix = name + "." if name else ""
+    own = {
+        k[len(prefix) :]: v
+        for k, v in sd.items()
+        if k.startswith(prefix) and _DIRECT.fullmatch(k[len(prefix) :])
+    }
+    model = infer_from_state_dict(own, nonlinearity or "tanh", variant or "vanilla")
+    if nonlinearity is not None and not isinstance(model, RNN):
+        raise InputError(
+            f"--nonlinearity is for an Elman RNN's state dict; {path} holds a {type(model).__name__}'s"
+        )
+    if variant is not None and not isinstance(model, LSTM):
+        raise InputError(f"--variant is for an LSTM's state dict; {path} holds a {type(model).__name__}'s")
+    desc = {"source": source, "path": str(path), "inferred": f"{type(model).__name__}({model.extra_repr()})"}
+    if name:
+        desc["module"] = name
+    return Subject(model.eval(), desc)
+
+
+def load_subject(
+    path: str | Path,
+    nonlinearity: str | None = None,
+    variant: str | None = None,
+    module: str | None = None,
+    trust_pickle: bool = False,
+) -> Subject:
+    """What a model file holds, ready to diagnose; every file is read without running code from it.
+
+    It may be a torch.nn RNN/LSTM/GRU state dict, a whole model's state dict (the recurrent weights
+    are found under any prefix; `module` chooses among several), a Lightning-style checkpoint
+    (`{"state_dict": …}`), a bptt checkpoint or run directory, or — only with `trust_pickle` — a
+    whole saved module. `nonlinearity` and `variant` are for state dicts, whose weights do not tell them.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoint.pt"
     if not path.exists():
         raise FileNotFoundError(f"no model file at {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # a corrupt or foreign file is the user's to fix
-        raise InputError(f"cannot read {path} as a saved model: {err}") from None
+    obj = read_file(path, trust_pickle)
     if isinstance(obj, dict) and "config" in obj and "model" in obj:
-        from .training.trainer import TrainConfig, build
-
-        cfg = TrainConfig(
-            **{
-                **obj["config"],
-                "tbptt": tuple(obj["config"]["tbptt"]) if obj["config"].get("tbptt") else None,
-            }
+        for flag, value in (("--nonlinearity", nonlinearity), ("--variant", variant), ("--module", module)):
+            if value is not None:
+                raise InputError(
+                    f"{flag} does not apply to a bptt checkpoint, which records its own settings"
+                )
+        return _checkpoint_subject(obj, path)
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        return _state_dict_subject(
+            obj["state_dict"], path, "Lightning checkpoint", nonlinearity, variant, module
         )
-        task, model = build(cfg)
-        model.load_state_dict(obj["model"])
-        model.eval()
-        desc = {"source": "bptt checkpoint", "path": str(path), "train": obj["config"], "step": obj["step"]}
-        return Subject(model.core, desc, model, cfg, task)
-    if isinstance(obj, (RecurrentBase, *TORCH_RECURRENT)):
-        return Subject(
-            obj.eval(),
-            {"source": f"saved module {type(obj).__module__}.{type(obj).__name__}", "path": str(path)},
-        )
-    if isinstance(obj, dict) and all(isinstance(v, Tensor) for v in obj.values()):
-        model = infer_from_state_dict(obj, nonlinearity, variant)
+    if isinstance(obj, dict) and obj and all(isinstance(v, Tensor) for v in obj.values()):
+        return _state_dict_subject(obj, path, "state dict", nonlinearity, variant, module)
+    if isinstance(obj, nn.Module):
+        for flag, value in (("--nonlinearity", nonlinearity), ("--variant", variant)):
+            if value is not None:
+                raise InputError(f"{flag} is for a state dict; {path} holds a whole {type(obj).__name__}")
+        found = {n: m for n, m in obj.named_modules() if isinstance(m, (RecurrentBase, *TORCH_RECURRENT))}
+        name = _choose(sorted(found), module, path)
+        chosen = found[name]
         desc = {
-            "source": "state dict",
+            "source": f"saved module {type(chosen).__module__}.{type(chosen).__name__}",
             "path": str(path),
-            "inferred": f"{type(model).__name__}({model.extra_repr()})",
         }
-        return Subject(model.eval(), desc)
+        if name:
+            desc["module"] = name
+        return Subject(chosen.eval(), desc)
     raise InputError(
-        f"{path} holds a {type(obj).__name__}; expected a torch.nn RNN/LSTM/GRU, its state dict or a bptt checkpoint"
+        f"{path} holds a {type(obj).__name__}; expected a torch.nn RNN/LSTM/GRU, its state dict, a model's state dict, "
+        "a Lightning checkpoint or a bptt checkpoint"
     )
 
 
+def _checkpoint_subject(obj: dict[str, Any], path: Path) -> Subject:
+    from .training.trainer import TrainConfig, build
+
+    try:
+        config = dict(obj["config"])
+        if config.get("tbptt"):
+            config["tbptt"] = tuple(config["tbptt"])
+        cfg = TrainConfig(**config).validate()
+        task, model = build(cfg)
+        model.load_state_dict(obj["model"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise InputError(
+            f"{path} looks like a bptt checkpoint but does not fit this version of bptt: {first}"
+        ) from None
+    model.eval()
+    desc = {"source": "bptt checkpoint", "path": str(path), "train": obj["config"], "step": obj.get("step")}
+    return Subject(model.core, desc, model, cfg, task)
+
+
 def load_inputs(path: str | Path, batch_first: bool = False) -> Tensor:
+    """The input sequences of a tensor file (T, B, features), or a dict holding one under "x"; no code runs."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no input file at {path}")
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    if path.is_dir():
+        raise InputError(f"--inputs expects a file, got the directory {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        if "weights only load failed" in str(err).lower():
+            raise InputError(
+                f"{path} is not loaded: it holds pickled Python objects, which can run code; save a plain tensor"
+            ) from None
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise InputError(f"cannot read {path} as a tensor file: {first}") from None
     x = obj.get("x") if isinstance(obj, dict) else obj
-    if not isinstance(x, Tensor) or x.dim() not in (2, 3):
+    if not isinstance(x, Tensor) or x.dim() not in (2, 3) or x.numel() == 0:
+        got = f"a {x.dim()}-d tensor of shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
         raise InputError(
-            f"expected {path} to hold a tensor (T, B, features) or a dict with one under 'x', got {type(x).__name__}"
+            f"expected {path} to hold a non-empty tensor (T, B, features) or a dict with one under 'x', got {got}"
         )
+    if not x.is_floating_point():
+        raise InputError(
+            f"expected {path} to hold floating-point inputs, got {x.dtype} (token ids? embed them first)"
+        )
+    if not bool(torch.isfinite(x).all()):
+        raise InputError(f"expected finite inputs in {path}; it holds NaN or infinite values")
     x = x.unsqueeze(1) if x.dim() == 2 else x
     return x.transpose(0, 1) if batch_first else x
 
@@ -142,17 +285,29 @@ def diagnose(
     inputs: str | Path | None = None,
     samples: int = 4,
     loss: str = "auto",
-    nonlinearity: str = "tanh",
-    variant: str = "vanilla",
+    nonlinearity: str | None = None,
+    variant: str | None = None,
     batch_first: bool = False,
     seed: int = 0,
+    module: str | None = None,
+    trust_pickle: bool = False,
 ) -> dict[str, Any]:
-    """Trace the model on the inputs, write final_diagnostics.json, config.json and report.html to `out`."""
+    """Trace the model on the inputs, write final_diagnostics.json, config.json and report.html to `out`.
+
+    `nonlinearity` and `variant` are for a state dict (tanh and vanilla when None), `module` chooses
+    among several recurrent modules, and `trust_pickle` allows a whole pickled model (see `load_subject`).
+    """
     from .reports import write_report
     from .tasks import make_task
     from .training.trainer import final_diagnostics
 
-    subject = load_subject(model, nonlinearity, variant)
+    if inputs is not None and seq_len is not None:
+        raise InputError("--seq-len is for --task's sequences; the --inputs file sets its own length")
+    if batch_first and inputs is None:
+        raise InputError("--batch-first describes an --inputs file; there is none")
+    if protocol is not None and task is None:
+        raise InputError("--protocol is a task's protocol; give --task too")
+    subject = load_subject(model, nonlinearity, variant, module, trust_pickle)
     core = subject.core
     core_m = core if isinstance(core, RecurrentBase) else from_torch(core)
     if loss == "auto":
@@ -181,14 +336,16 @@ def diagnose(
                 f"the inputs have {x.shape[-1]} features but the model takes {core_m.input_size}"
             )
         x = x.to(next(core_m.parameters()).dtype)
-        width = core_m.hidden_size if not core_m.proj_size else core_m.proj_size
+        proj: int = getattr(core_m, "proj_size", 0)
+        width = proj or core_m.hidden_size
         r = torch.randn(
             width * core_m.num_directions, generator=torch.Generator().manual_seed(seed), dtype=x.dtype
         )
         r = r / r.norm()
 
         def loss_fn(o: Tensor, s: Any) -> Tensor:
-            return (o[-1] * r).sum()  # ∂L/∂h_{T−1} = r, the same unit direction for every model
+            loss: Tensor = (o[-1] * r).sum()
+            return loss  # ∂L/∂h_{T−1} = r, the same unit direction for every model
 
         record = summarize(trace(core_m, x, loss_fn), samples=samples, full=True)
         steps, sequences = x.shape[0], x.shape[1]

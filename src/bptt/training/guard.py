@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._checks import first_non_finite
+
 POLICIES = ("stop", "skip")
 
 
@@ -36,6 +38,12 @@ def first_nonfinite_parameter(model: nn.Module) -> str | None:
     return None
 
 
+def first_nonfinite_value(x: Tensor) -> tuple[tuple[int, ...], float] | None:
+    """The index and value of the first non-finite entry of `x` (row-major), or None."""
+    index = first_non_finite(x)
+    return None if index is None else (index, float(x[index]))
+
+
 def _first_bad_step(values: Tensor, order: list[int]) -> tuple[int, int] | None:
     """(layer, time step) of the first non-finite entry of a (L·D, T, B, ·) tensor, visiting steps in `order`."""
     bad = ~torch.isfinite(values).flatten(2).all(-1)  # (L·D, T)
@@ -46,8 +54,18 @@ def _first_bad_step(values: Tensor, order: list[int]) -> tuple[int, int] | None:
     return None
 
 
-def locate(core: nn.Module, x: Tensor, loss_fn: Callable[[Tensor, Any], Tensor]) -> dict[str, Any]:
-    """Trace the batch and find the first non-finite state (forward) or state gradient (backward)."""
+def locate(
+    core: nn.Module,
+    x: Tensor,
+    loss_fn: Callable[[Tensor, Any], Tensor],
+    head: Callable[[Tensor], Tensor] | None = None,
+) -> dict[str, Any]:
+    """Trace the batch and find the first non-finite state (forward), readout or state gradient (backward).
+
+    Each finding names the quantity, the layer or the readout, the time step and the value there.
+    `head` is the readout applied to the core's output (T, B, ·), giving (T, B, O) for a readout at
+    every step or (B, O) for one at the last step.
+    """
     from ..trace import trace
 
     if not bool(torch.isfinite(x).all()):
@@ -58,31 +76,65 @@ def locate(core: nn.Module, x: Tensor, loss_fn: Callable[[Tensor, Any], Tensor])
     forward, backward = list(range(T)), list(range(T - 1, -1, -1))
     for name, values in (("h", tr.h), ("c", tr.c)):
         if values is not None and (hit := _first_bad_step(values, forward)):
-            return {"where": "forward", "quantity": name, "layer": hit[0], "time_step": hit[1]}
+            return {"where": "forward", "quantity": name, "layer": hit[0], "time_step": hit[1]} | _value(
+                values[hit[0], hit[1]]
+            )
+    if head is not None:
+        with torch.no_grad():
+            y = head(tr.output)
+        if not bool(torch.isfinite(y).all()):
+            t = _first_bad_step(y.unsqueeze(0), forward)[1] if y.dim() == 3 else T - 1  # type: ignore[index]
+            return {"where": "readout", "time_step": t} | _value(y[t] if y.dim() == 3 else y)
     if not math.isfinite(float(tr.loss)):
         return {"where": "loss", "loss": float(tr.loss)}
     for name, values in (("dh", tr.dh), ("dc", tr.dc)):
         if values is not None and (hit := _first_bad_step(values, backward)):
-            return {"where": "backward", "quantity": name, "layer": hit[0], "time_step": hit[1]}
-    return {
-        "where": "readout",
-        "note": "every state and state gradient is finite: the readout or loss produced it",
-    }
+            return {"where": "backward", "quantity": name, "layer": hit[0], "time_step": hit[1]} | _value(
+                values[hit[0], hit[1]]
+            )
+    return {"where": "elsewhere", "note": "every state, the readout and every state gradient are finite"}
+
+
+def _value(x: Tensor) -> dict[str, Any]:
+    hit = first_nonfinite_value(x)
+    return {} if hit is None else {"value": str(hit[1])}
 
 
 def describe(report: dict[str, Any]) -> str:
-    where = report.get("where")
-    param = report.get("parameter")
+    """The guard's report as one line: what went non-finite, where, at which time step, with what value."""
+    step, where, param = report.get("step"), report.get("where"), report.get("parameter")
+    at = f" at index {tuple(report['index'])}" if "index" in report else ""
+    rolled = report.get("rolled_back")
+    if report.get("cause") == "update":
+        return (
+            f"the update of training step {step} (gradient norm {report.get('grad_norm', 0.0):.3g}) made "
+            f"{param} non-finite ({report.get('value')}{at}); it was rolled back"
+        )
     if param:
-        head = f"non-finite gradient at training step {report.get('step')}, first in {param}"
+        head = (
+            f"non-finite gradient at training step {step}, first in {param} ({report.get('grad_value')}{at})"
+        )
     else:
-        head = f"non-finite loss ({report.get('loss')}) at training step {report.get('step')}"
+        head = f"non-finite loss ({report.get('loss')}) at training step {step}"
+    value = f" ({report['value']})" if "value" in report else ""
     if where == "input":
-        return f"{head}: the input is not finite at time step {report['time_step']} (batch index {report['batch_index']})"
-    if where in ("forward", "backward"):
+        body = f"the input is not finite at time step {report['time_step']} (batch index {report['batch_index']})"
+    elif where == "forward":
         q = report["quantity"]
-        what = f"the state {q}_t" if where == "forward" else f"∂L/∂{q[1]}_t"
-        return f"{head}: born in the {where} pass, {what} of layer {report['layer']} first non-finite at time step {report['time_step']}"
-    if where == "loss":
-        return f"{head}: every state is finite, so the readout overflowed; the weights grew in the steps before (see grad_norm in metrics.csv)"
-    return f"{head}: {report.get('note', '')}"
+        state = "hidden state h_t" if q == "h" else "cell state c_t"
+        body = f"born in the forward pass: the {state} of layer {report['layer']} first non-finite at time step {report['time_step']}{value}"
+    elif where == "backward":
+        q = report["quantity"]
+        body = f"born in the backward pass: ∂L/∂{q[1]}_t of layer {report['layer']} first non-finite at time step {report['time_step']}{value}"
+    elif where == "readout":
+        body = f"every state is finite; the readout is first non-finite at time step {report['time_step']}{value}"
+    elif where == "loss":
+        body = "every state and the readout are finite; the loss itself overflowed"
+    else:
+        body = report.get("note", "")
+    if rolled:
+        body += (
+            f"; the update of step {rolled['step']} (gradient norm {rolled['grad_norm']:.3g}) that made it "
+            "non-finite was rolled back"
+        )
+    return f"{head}: {body}"

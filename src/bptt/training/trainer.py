@@ -20,6 +20,7 @@ import io
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,14 +34,14 @@ from .._checks import InputError
 from ..diagnostics.monitor import Monitor
 from ..engine import native
 from ..tasks import Batch, Task, make_task
-from .clip import clip_norm_, clip_value_, grad_norm
-from .guard import POLICIES, NonFiniteGradient, first_nonfinite_parameter, locate
+from . import checkpoint, logs
+from .guard import POLICIES, NonFiniteGradient, locate
 from .init import INITS, initialise
 from .model import CELLS, CORES, SequenceModel, make_core
+from .update import Guard, Outcome
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 CLIPS = ("none", "norm", "value")
-METRICS = ("step", "loss", "grad_norm", "clipped", "skipped", "lr", "wall_s", "test_loss", "test_error_rate")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class TrainConfig:
     clip: str = "none"
     clip_threshold: float = 1.0
     nonfinite: str = "stop"  # or "skip"
+    max_skipped: float = 0.1  # a run that skips more than this share of its steps has failed
     init: str = "default"
     init_scale: float = 1.0
     forget_bias: float | None = None
@@ -99,6 +101,8 @@ class TrainConfig:
             "test_size",
         ):
             _checks.positive_int(name, getattr(self, name))
+        if not 0 <= self.max_skipped <= 1:
+            raise InputError(f"expected max_skipped, a share of the steps, in [0, 1], got {self.max_skipped}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise InputError(f"expected a positive learning rate, got {self.lr}")
         if self.clip != "none" and not self.clip_threshold > 0:
@@ -169,16 +173,133 @@ def _losses(cfg: TrainConfig, task: Task, model: SequenceModel, batch: Batch) ->
             yield task.loss(model.readout(output[-1]), batch)
 
 
-def _metrics_csv(path: Path, keep_before: int | None) -> None:
-    """Start metrics.csv afresh, or keep the rows of the steps before `keep_before` (resume)."""
-    rows: list[dict[str, str]] = []
-    if keep_before is not None and path.exists():
-        rows = [r for r in csv.DictReader(io.StringIO(path.read_text())) if int(r["step"]) < keep_before]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=METRICS)
-    w.writeheader()
-    w.writerows(rows)
-    _io.write_text(path, buf.getvalue())
+class RunFinished(Exception):
+    """`resume` of a run that already ended: nothing is trained and nothing is written."""
+
+    def __init__(self, out: Path, summary: dict[str, Any]) -> None:
+        self.summary = summary
+        super().__init__(
+            f"the run in {out} already ended at step {summary.get('steps')} ({summary.get('stopped')}); "
+            "--resume changes nothing (start it afresh without --resume, or in another --out)"
+        )
+
+
+@dataclass
+class Progress:
+    """Where a run is: restored from a checkpoint on resume, saved with every checkpoint."""
+
+    step: int = 0
+    wall_s: float = 0.0
+    counters: dict[str, int] = field(default_factory=lambda: {"clipped": 0, "skipped": 0, "rolled_back": 0})
+    last_eval: dict[str, float] | None = None
+
+
+def _start(
+    cfg: TrainConfig,
+    out: Path,
+    resume: bool,
+    model: SequenceModel,
+    opt: torch.optim.Optimizer,
+    guard: Guard,
+    data: torch.Generator,
+) -> Progress:
+    """Restore the last checkpoint (resume) or clear what a previous run left in `out`."""
+    state = checkpoint.load(out) if resume else None
+    if state is None:
+        if resume:
+            warnings.warn(f"no checkpoint in {out} yet: starting from step 0", stacklevel=3)
+        for name in (checkpoint.LATEST, checkpoint.PREVIOUS, "summary.json", "nonfinite.json"):
+            (out / name).unlink(missing_ok=True)
+        logs.cut_snapshots(out, None)
+        return Progress()
+    if state["config"] != asdict(cfg):
+        changed = sorted(
+            k for k in {*state["config"], *asdict(cfg)} if state["config"].get(k) != asdict(cfg).get(k)
+        )
+        raise InputError(
+            f"--resume needs the settings of the interrupted run; these differ: {', '.join(changed)}"
+        )
+    if state["finished"]:
+        raise RunFinished(
+            out, load_summary(out) if (out / "summary.json").exists() else {"steps": state["step"]}
+        )
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    data.set_state(state["data_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    guard.undo = state["undo"]
+    logs.cut_snapshots(out, state["step"])
+    return Progress(state["step"], state["wall_s"], dict(state["counters"]), state["last_eval"])
+
+
+def _save(
+    out: Path,
+    cfg: TrainConfig,
+    model: SequenceModel,
+    opt: torch.optim.Optimizer,
+    guard: Guard,
+    data: torch.Generator,
+    run: Progress,
+    finished: bool = False,
+) -> None:
+    checkpoint.save(
+        out,
+        {
+            "format": checkpoint.FORMAT,
+            "config": asdict(cfg),
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "data_rng": data.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "step": run.step,
+            "wall_s": float(run.wall_s),
+            "counters": dict(run.counters),
+            "last_eval": run.last_eval,
+            "finished": finished,
+            "undo": guard.undo,
+        },
+    )
+
+
+def _write_config(cfg: TrainConfig, out: Path, task: Task, model: SequenceModel) -> None:
+    _io.write_json(
+        out / "config.json",
+        {
+            "train": asdict(cfg),
+            "task": task.describe(),
+            "model": {
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "core": type(model.core).__module__ + "." + type(model.core).__name__,
+            },
+            "versions": {"bptt": __version__, "torch": torch.__version__},
+            "engine": native.engine(),
+        },
+    )
+
+
+def _evaluate(task: Task, model: SequenceModel) -> dict[str, float]:
+    model.eval()
+    metrics = task.evaluate(lambda x: model(x)[0])
+    model.train()
+    return metrics
+
+
+def _row(
+    step: int, outcome: Outcome, lr: float, wall_s: float, last_eval: dict[str, float] | None
+) -> dict[str, Any]:
+    """The metrics.csv row of a step (a step with no applied update has loss and norm NaN)."""
+    return {
+        "step": step,
+        "loss": sum(outcome.losses) / len(outcome.losses) if outcome.losses else float("nan"),
+        "grad_norm": max(outcome.norms) if outcome.norms else float("nan"),
+        "clipped": int(outcome.clipped),
+        "skipped": int(outcome.skipped),
+        "rolled_back": int(outcome.rolled_back is not None),
+        "lr": lr,
+        "wall_s": wall_s,
+        "test_loss": last_eval["loss"] if last_eval else "",
+        "test_error_rate": last_eval["error_rate"] if last_eval else "",
+    }
 
 
 def train(
@@ -189,164 +310,93 @@ def train(
 ) -> dict[str, Any]:
     """Train as `cfg` says, writing the run to `out`; returns the summary (also in summary.json).
 
-    `progress` is called with every logged row. An interrupted run (Ctrl-C, a crash) resumes from
-    its last checkpoint with `resume=True`; the steps after it are run again, to the same numbers.
-    With the `stop` policy a non-finite gradient ends the run: summary.json says so and
-    `NonFiniteGradient` is raised with the guard's report.
+    `progress` is called with every logged row. An interrupted run (Ctrl-C, a crash, a kill) resumes
+    from its last checkpoint with `resume=True`, to the same numbers and the same log rows as an
+    uninterrupted run; with no checkpoint yet it starts from step 0, and a run that already ended
+    raises `RunFinished` and changes nothing. With the `stop` policy a non-finite gradient ends the
+    run: summary.json says so and `NonFiniteGradient` is raised with the guard's report.
     """
     cfg = cfg.validate()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    checkpoint.clean(out)
     task, model = build(cfg)
-    params = list(model.parameters())
-    opt = make_optimizer(cfg, params)
+    opt = make_optimizer(cfg, list(model.parameters()))
+    guard = Guard(model, opt, cfg.clip, cfg.clip_threshold)
     data = torch.Generator().manual_seed(cfg.seed + 1)  # the training stream
-    ckpt_path = out / "checkpoint.pt"
-    start, wall, counters, last_eval = 0, 0.0, {"clipped": 0, "skipped": 0}, None
-    if resume:
-        if not ckpt_path.exists():
-            raise FileNotFoundError(f"no checkpoint to resume from in {out}")
-        ck = torch.load(ckpt_path, weights_only=False)
-        if ck["config"] != asdict(cfg):
-            changed = sorted(k for k in ck["config"] if ck["config"][k] != asdict(cfg).get(k))
-            raise InputError(
-                f"--resume needs the settings of the interrupted run; these differ: {', '.join(changed)}"
-            )
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        data.set_state(ck["data_rng"])
-        torch.set_rng_state(ck["torch_rng"])
-        start, wall, counters, last_eval = ck["step"], ck["wall_s"], ck["counters"], ck["last_eval"]
-    else:
-        config = {
-            "train": asdict(cfg),
-            "task": task.describe(),
-            "model": {
-                "parameters": sum(p.numel() for p in params),
-                "core": type(model.core).__module__ + "." + type(model.core).__name__,
-            },
-            "versions": {"bptt": __version__, "torch": torch.__version__},
-            "engine": native.engine(),
-        }
-        _io.write_json(out / "config.json", config)
-    _metrics_csv(out / "metrics.csv", start if resume else None)
+    run = _start(cfg, out, resume, model, opt, guard, data)
+    if run.step == 0:
+        _write_config(cfg, out, task, model)
+    metrics = logs.MetricsLog(out / "metrics.csv", keep_before=run.step)
     monitor = Monitor(model.core, cfg.monitor_every, out, tensorboard=False) if cfg.monitor_every else None
     if monitor is not None:
-        monitor.calls = start
-
-    def checkpoint(step: int) -> None:
-        _io.torch_save(
-            ckpt_path,
-            {
-                "config": asdict(cfg),
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "data_rng": data.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "step": step,
-                "wall_s": wall,
-                "counters": counters,
-                "last_eval": last_eval,
-            },
-        )
-
-    def evaluate() -> dict[str, float]:
-        model.eval()
-        metrics = task.evaluate(lambda x: model(x)[0])
-        model.train()
-        return metrics
-
+        monitor.calls = run.step
     batches = task.batches(cfg.batch_size, data)
-    metrics_file = (out / "metrics.csv").open("a", newline="")
-    writer = csv.DictWriter(metrics_file, fieldnames=METRICS)
-    step, solved_early = start, False
-    t0 = time.perf_counter()
+    solved_early, t0 = False, time.perf_counter()
+
+    def clock() -> float:
+        return run.wall_s + time.perf_counter() - t0
+
     try:
-        for step in range(start, cfg.steps):
+        for step in range(run.step, cfg.steps):
             batch = next(batches)
 
             def traced_loss(o: Tensor, s: Any, b: Batch = batch) -> Tensor:  # the loss as a trace sees it
                 return task.loss(model.head(o), b)
 
-            losses, norms, clipped, skipped = [], [], False, False
-            for loss in _losses(cfg, task, model, batch):
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                value = loss.item()
-                bad = first_nonfinite_parameter(model)
-                if bad is not None or not math.isfinite(value):
-                    # the guard: this update is never applied
-                    report = {"step": step, "parameter": bad, "loss": value, "policy": cfg.nonfinite}
-                    report.update(locate(model.core, batch.x, traced_loss))
-                    _io.write_json(out / "nonfinite.json", report)
-                    opt.zero_grad(set_to_none=True)
-                    if cfg.nonfinite == "stop":
-                        raise NonFiniteGradient(report)
-                    skipped = True
-                    counters["skipped"] += 1
-                    continue
-                if cfg.clip == "norm":
-                    norm, fired = clip_norm_(params, cfg.clip_threshold)
-                elif cfg.clip == "value":
-                    norm, fired = clip_value_(params, cfg.clip_threshold)
-                else:
-                    norm, fired = grad_norm(params), False
-                opt.step()
-                losses.append(value)
-                norms.append(norm)
-                clipped |= fired
-            counters["clipped"] += int(clipped)
+            def where(b: Batch = batch) -> dict[str, Any]:
+                return locate(model.core, b.x, traced_loss, model.head)
+
+            outcome = guard.step(step, _losses(cfg, task, model, batch), where)
+            if outcome.report is not None:  # the guard fired: this update is never applied
+                report = {**outcome.report, "policy": cfg.nonfinite}
+                _io.write_json(out / "nonfinite.json", report)
+                run.counters["rolled_back"] += int(outcome.rolled_back is not None)
+                if cfg.nonfinite == "stop":
+                    run.step = step
+                    raise NonFiniteGradient(report)
+                run.counters["skipped"] += 1
+            run.counters["clipped"] += int(outcome.clipped)
             if monitor is not None:
                 monitor.step(batch.x, traced_loss)
             done = step + 1
             evaluated = done % cfg.eval_every == 0 or done == cfg.steps
             if evaluated:
-                last_eval = evaluate()
-            if done % cfg.log_every == 0 or evaluated or step == start:
-                row = {
-                    "step": step,
-                    "loss": sum(losses) / len(losses) if losses else float("nan"),
-                    "grad_norm": max(norms) if norms else float("nan"),
-                    "clipped": int(clipped),
-                    "skipped": int(skipped),
-                    "lr": opt.param_groups[0]["lr"],
-                    "wall_s": wall + time.perf_counter() - t0,
-                    "test_loss": last_eval["loss"] if evaluated and last_eval else "",
-                    "test_error_rate": last_eval["error_rate"] if evaluated and last_eval else "",
-                }
-                writer.writerow(row)
-                metrics_file.flush()
+                run.last_eval = _evaluate(task, model)
+            if done % cfg.log_every == 0 or evaluated or step == 0:
+                row = _row(
+                    step, outcome, opt.param_groups[0]["lr"], clock(), run.last_eval if evaluated else None
+                )
+                metrics.write(row)
                 if progress is not None:
                     progress(row)
+            run.step = done
             if done % cfg.checkpoint_every == 0:
-                wall += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                checkpoint(done)
-            if evaluated and cfg.early_stop and last_eval and last_eval["solved"]:
+                run.wall_s, t0 = clock(), time.perf_counter()
+                _save(out, cfg, model, opt, guard, data, run)
+            if evaluated and cfg.early_stop and run.last_eval and run.last_eval["solved"]:
                 solved_early = done < cfg.steps
-                step = done
                 break
-        else:
-            step = cfg.steps
     except NonFiniteGradient:
-        wall += time.perf_counter() - t0
-        _io.write_json(
-            out / "summary.json",
-            _summary(cfg, task, step, last_eval, False, counters, wall, stopped="nonfinite"),
+        run.wall_s, t0 = clock(), time.perf_counter()
+        summary = _summary(
+            cfg, task, run.step, run.last_eval, False, run.counters, run.wall_s, stopped="nonfinite"
         )
+        _io.write_json(out / "summary.json", summary)
+        _save(out, cfg, model, opt, guard, data, run, finished=True)
         raise
     finally:
-        if not metrics_file.closed:
-            metrics_file.close()
+        metrics.close()
         if monitor is not None:
             monitor.close()
-    wall += time.perf_counter() - t0
-    checkpoint(step)
-    fresh = last_eval is not None and (step == cfg.steps or solved_early)
-    summary = _summary(cfg, task, step, last_eval if fresh else evaluate(), solved_early, counters, wall)
+    run.wall_s = clock()
+    fresh = run.last_eval is not None and (run.step == cfg.steps or solved_early)
+    final = run.last_eval if fresh else _evaluate(task, model)
+    summary = _summary(cfg, task, run.step, final, solved_early, run.counters, run.wall_s)
     if cfg.final_diagnostics:
         _io.write_json(out / "final_diagnostics.json", final_diagnostics(cfg, task, model))
     _io.write_json(out / "summary.json", summary)
+    _save(out, cfg, model, opt, guard, data, run, finished=True)
     return summary
 
 
@@ -404,6 +454,9 @@ def _summary(
         "stopped": stopped or ("solved" if stopped_early else "steps"),
         "clipped_steps": counters["clipped"],
         "skipped_steps": counters["skipped"],
+        "rolled_back_updates": counters.get("rolled_back", 0),
+        "max_skipped": cfg.max_skipped,
+        "too_many_skipped": counters["skipped"] > cfg.max_skipped * max(steps, 1),
         "wall_s": wall,
     }
 
@@ -418,4 +471,5 @@ def load_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def load_summary(run_dir: str | Path) -> dict[str, Any]:
-    return json.loads((Path(run_dir) / "summary.json").read_text())
+    summary: dict[str, Any] = json.loads((Path(run_dir) / "summary.json").read_text())
+    return summary

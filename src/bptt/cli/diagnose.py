@@ -1,0 +1,122 @@
+"""`bptt diagnose`: the report of a model someone already trained."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import args as a
+from .base import Command, console, kwargs_from_args
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..cells import NONLINEARITIES, VARIANTS
+    from ..diagnose import LOSSES
+    from ..tasks import TASKS
+
+    S = argparse.SUPPRESS
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        type=a.existing,
+        help="a saved torch.nn RNN/LSTM/GRU state dict or module, or a bptt checkpoint or run directory",
+    )
+    p.add_argument(
+        "--task", default=S, choices=list(TASKS), help="draw the inputs from this task's held-out sequences"
+    )
+    p.add_argument(
+        "--protocol", type=a.text, default=S, help="with --task: the task's protocol (default: its first)"
+    )
+    p.add_argument("--seq-len", type=a.count(1), default=S, help="the task's sequence length T")
+    p.add_argument(
+        "--inputs",
+        metavar="FILE",
+        type=a.existing_file,
+        default=S,
+        help="a torch.save'd tensor (T, B, features), or a dict with one under 'x'",
+    )
+    p.add_argument(
+        "--batch-first", action="store_true", default=S, help="the --inputs tensor is (B, T, features)"
+    )
+    p.add_argument("--samples", type=a.count(1), default=S, help="sequences to trace (default: 4)")
+    p.add_argument(
+        "--loss",
+        default=S,
+        choices=LOSSES,
+        help="the checkpoint's task loss, or a fixed random direction of the last output (default: task where there is one)",
+    )
+    p.add_argument(
+        "--nonlinearity",
+        default=S,
+        choices=NONLINEARITIES,
+        help="an Elman RNN state dict's nonlinearity, which its weights do not tell (default: tanh)",
+    )
+    p.add_argument(
+        "--variant",
+        default=S,
+        choices=list(VARIANTS),
+        help="a bptt LSTM state dict's variant (default: vanilla)",
+    )
+    p.add_argument(
+        "--module",
+        type=a.text,
+        default=S,
+        metavar="NAME",
+        help="the recurrent submodule to diagnose, e.g. encoder.rnn, where the file holds several",
+    )
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        default=S,
+        help="load a whole pickled model (torch.save(model, PATH)); this can run code from the file, so only for files you trust",
+    )
+    p.add_argument(
+        "--seed",
+        type=a.count(0, a.SEED_MAX),
+        default=S,
+        help="seed of the random loss direction (default: 0)",
+    )
+    p.add_argument(
+        "--out",
+        type=a.out_dir,
+        default=None,
+        help="where the diagnostics and report.html go (default: runs/diagnose-MODELNAME)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..diagnose import diagnose
+    from ..reports.html import far_over_near
+
+    out_dir = args.out or Path(f"runs/diagnose-{Path(args.model).stem}")
+    with console().status("tracing and drawing"):
+        result = diagnose(**{**kwargs_from_args(diagnose, args), "out": out_dir})
+    rec = result["record"]
+    distance, ratio = far_over_near(rec)
+    b = rec["bounds"][0]
+    train = result["config"]["train"]
+    out = console()
+    out.print(
+        f"{train.get('source')}: {rec['cell']}, traced on {train['samples']} sequences of {rec['steps']} steps ({train['loss']} loss)"
+    )
+    out.print(
+        f"• gradient at distance {distance}: {ratio:.3g} of its value at the loss; horizon {rec['horizon']} steps"
+        if ratio is not None
+        else "• the gradient vanished entirely"
+    )
+    out.print(f"• {b['layer']}: λ1 = {b['lambda1']:.3g}; {b['verdict']}")
+    if rec.get("lyapunov") and rec["lyapunov"]["max"] is not None:
+        out.print(
+            f"• λ_max = {rec['lyapunov']['max']:.3f} per step; measured decay slope {rec['lyapunov']['slope']:.3f}"
+        )
+    out.print(f"report: {result['report']}")
+    return 0
+
+
+COMMAND = Command(
+    "diagnose",
+    "the report of a model you trained: a torch.nn state dict or module, or a bptt checkpoint",
+    "bptt diagnose my_lstm.pt --task adding --seq-len 100 --out runs/my-lstm",
+    add_arguments,
+    run,
+)
