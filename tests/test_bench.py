@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -88,7 +89,10 @@ def test_bench_times_the_diagnostics_at_several_lengths() -> None:
     )
     result = bench.run(cfg)
     assert result.diagnostics is not None
-    assert [r["T"] for r in result.diagnostics["rows"]] == [3, 6]
-    for row in result.diagnostics["rows"]:
-        assert row["total_s"] >= sum(row[p] for p in result.diagnostics["parts"])
-    assert any("diagnostics time" in str(item) for item in bench.render(result))
+    rows, parts = result.diagnostics["rows"], result.diagnostics["parts"]
+    assert [r["T"] for r in rows] == [3, 6]
+    assert len(parts) == 6 and all(r[p] > 0 for r in rows for p in ["trace_s", *parts])
+    # the exponent is the slope of log(total) against log(T) through the two rows
+    slope = math.log(rows[1]["total_s"] / rows[0]["total_s"]) / math.log(6 / 3)
+    assert result.diagnostics["exponent"] == pytest.approx(slope, rel=1e-9)
+    assert any(f"T^{slope:.2f}" in str(item) for item in bench.render(result))

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import bptt
-from bptt.engine import matmul, native
+from bptt.engine import dispatch, matmul, native
 
 from helpers import TOL, rel_err, weighted_loss
 from reference import LSTM_VARIANTS
@@ -48,6 +48,7 @@ def test_the_native_library_builds_here() -> None:
 def test_native_equals_the_pytorch_loop(kind: str, cfg: dict, dtype: torch.dtype) -> None:
     model = make(kind, cfg, dtype)
     x = torch.randn(6, 4, 3, dtype=dtype)
+    assert dispatch.select(model.step, x).name == "native"  # the kernel this test binds to the equations
     fast, slow = run(model, x, "native"), run(model, x, "python")
     tol = TOL[dtype]
     assert rel_err(fast.output, slow.output) < tol

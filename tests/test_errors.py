@@ -172,7 +172,7 @@ def test_from_torch_names_what_it_got() -> None:
     with pytest.raises(
         TypeError,
         match=re.escape(
-            "expected a torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU, got torch.nn.modules.rnn.RNNCell"
+            "expected one of torch.nn.GRU, torch.nn.LSTM, torch.nn.RNN, got torch.nn.modules.rnn.RNNCell"
         ),
     ):
         bptt.from_torch(torch.nn.RNNCell(2, 3))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -28,14 +29,14 @@ def test_monitor_records_every_n_steps_of_a_torch_training_loop(tmp_path) -> Non
         loss = loss_fn(*lstm(x))
         loss.backward()
         grads = [p.grad.clone() for p in lstm.parameters()]
+        weights = [p.detach().clone() for p in lstm.parameters()]
         rec = monitor.step(x, loss_fn)
-        assert all(
-            torch.equal(p.grad, g) for p, g in zip(lstm.parameters(), grads, strict=True)
-        )  # .grad untouched
+        for p, g, w in zip(lstm.parameters(), grads, weights, strict=True):
+            assert torch.equal(p.grad, g) and torch.equal(p, w)  # .grad and the weights untouched
         opt.step()
     records = monitor_module.load(tmp_path)
     assert [r["step"] for r in records] == [0, 3, 6]
-    assert rec is records[-1] or rec["step"] == records[-1]["step"]
+    assert json.loads(json.dumps(rec)) == records[-1]  # the last call (step 6) returned what it wrote
     r = records[0]
     assert len(r["contribution"]) == 12 and len(r["jacobian_log_state"]) == 12
     assert r["jacobian_log_state"][-1] == pytest.approx(0.0)  # ‖∂s_{T−1}/∂s_{T−1}‖ = 1
@@ -57,10 +58,10 @@ def test_records_are_plain_json_with_no_infinities(tmp_path) -> None:
 def test_monitor_sends_scalars_to_tensorboard_when_it_can(tmp_path) -> None:
     class Writer:
         def __init__(self) -> None:
-            self.scalars: list[str] = []
+            self.scalars: list[tuple[str, float]] = []
 
         def add_scalar(self, tag, value, step) -> None:
-            self.scalars.append(tag)
+            self.scalars.append((tag, value))
 
         def flush(self) -> None: ...
 
@@ -68,8 +69,18 @@ def test_monitor_sends_scalars_to_tensorboard_when_it_can(tmp_path) -> None:
 
     mon = bptt.Monitor(torch.nn.GRU(2, 3), every=1, run_dir=tmp_path, tensorboard=False)
     mon.writer = Writer()
+    rec = mon.step(torch.randn(6, 2, 2), lambda out, h: out.sum())
+    sent = dict(mon.writer.scalars)
+    assert sent["bptt/loss"] == rec["loss"] and sent["bptt/horizon"] == rec["horizon"]
+    assert {f"bptt/saturation/{g}": v for g, v in rec["saturation"].items()}.items() <= sent.items()
+
+
+def test_monitor_without_tensorboard_still_records(tmp_path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # the import fails
+    mon = bptt.Monitor(torch.nn.GRU(2, 3), every=1, run_dir=tmp_path, tensorboard=True)
+    assert mon.writer is None
     mon.step(torch.randn(6, 2, 2), lambda out, h: out.sum())
-    assert {"bptt/loss", "bptt/horizon", "bptt/saturation/z"} <= set(mon.writer.scalars)
+    assert [r["step"] for r in monitor_module.load(tmp_path)] == [0]
 
 
 def test_monitor_refuses_a_whole_model() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -9,8 +10,11 @@ import torch
 from torch.autograd import gradcheck
 
 import bptt
+from bptt import cli
 from bptt.cells import parallel_scan
 from bptt.diagnostics import jacobian_norms, lyapunov
+from bptt.tasks import TASKS
+from bptt.training import load_summary
 
 from helpers import rel_err, weighted_loss
 from reference import unroll_successor
@@ -332,7 +336,7 @@ def test_lru_equals_lru_pytorch() -> None:
 
 
 def test_bench_successors_rows_agree_with_their_references(tmp_path) -> None:
-    from bptt import bench_successors, cli
+    from bptt import bench_successors
 
     rows = bench_successors.run(shapes=((2, 6, 4),), repeats=1, warmup=0)
     assert {r.cell for r in rows} == {"slstm", "mingru", "minlstm", "lru"}
@@ -373,3 +377,16 @@ def test_theory_has_the_successors_closed_forms() -> None:
         assert claims[name].holds, name
     slstm = [c for c in claims.values() if c.name.startswith("sLSTM: the normalised carry")]
     assert len(slstm) == 1 and slstm[0].holds and 0 < slstm[0].closed_form < 1
+
+
+# -- training on every task -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", ["slstm", "mingru", "minlstm", "lru"])
+@pytest.mark.parametrize("task", list(TASKS))
+def test_dry_run_of_every_task(task: str, cell: str, tmp_path) -> None:
+    assert cli.main(["train", "--dry-run", "--task", task, "--cell", cell, "--out", str(tmp_path)]) == 0
+    summary = load_summary(tmp_path)
+    assert summary["task"] == task and summary["steps"] == 2 and math.isfinite(summary["test_loss"])
+    final = json.loads((tmp_path / "final_diagnostics.json").read_text())
+    assert final  # the final trace and its diagnostics ran on the new cell

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from . import _io
-from .cells import LSTM, RecurrentBase
+from .cells import LSTM, RecurrentBase, registry
 from .convert import from_torch
 from .engine import native
 from .trace import trace
@@ -34,16 +34,18 @@ from .trace import trace
 Shape = tuple[int, int, int, int]  # (B, T, I, H)
 
 DEFAULT_SHAPES: tuple[Shape, ...] = ((32, 200, 2, 128), (64, 100, 64, 256), (16, 1000, 2, 64))
-TWINS = ("lstm", "gru", "rnn")  # bptt cells with a torch.nn twin
-VARIANTS = ("peephole", "original", "nig", "nfg", "nog", "niaf", "noaf", "cifg", "fgr")
-CELLS = TWINS + VARIANTS
+
+
+def cells() -> tuple[str, ...]:
+    """Every registered cell and alias (the LSTM variants by name): the rows `bptt bench` can time."""
+    return tuple(registry.configurations())
 
 
 @dataclass(frozen=True)
 class BenchConfig:
     """What `bptt bench` measures; the defaults are the issue's grid."""
 
-    cells: tuple[str, ...] = CELLS
+    cells: tuple[str, ...] = field(default_factory=cells)
     shapes: tuple[Shape, ...] = DEFAULT_SHAPES
     repeats: int = 10
     warmup: int = 3
@@ -160,20 +162,27 @@ def _check(reference: nn.Module, ours: nn.Module, x: Tensor, grad: Tensor) -> tu
 
 
 def _models(cell: str, shape: Shape, device: torch.device) -> tuple[nn.Module, RecurrentBase, nn.Module, str]:
-    """(torch.nn module to time against, bptt module, reference for the check, what the check is)."""
+    """(torch.nn module to time against, bptt module, reference for the check, what the check is).
+
+    A cell with a torch.nn twin for its options is timed and checked against the twin; any other
+    is timed against torch.nn.LSTM, the common yardstick, and checked against its own PyTorch loop.
+    """
     _, _, I, H = shape
-    if cell in TWINS:
-        ref = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell](I, H).to(device)
-        ours = from_torch(ref)
-        return ref, ours, ref, "torch.nn float64"
-    ref = nn.LSTM(I, H).to(device)
-    ours = LSTM(I, H, variant=cell).to(device)
-    return ref, ours, ours, "pytorch loop float64"
+    spec, options = registry.configurations()[cell]
+    twin = spec.build_twin(I, H, 1, options)
+    if twin is not None:
+        twin = twin.to(device)
+        return twin, from_torch(twin), twin, "torch.nn float64"
+    ours = spec.build(I, H, 1, options).to(device)
+    return nn.LSTM(I, H).to(device), ours, ours, "pytorch loop float64"
 
 
 def _floor_ms(ours: RecurrentBase, shape: Shape, device: torch.device, repeats: int) -> float | None:
     B, T, _, _ = shape
-    W = ours.weight_hh_l0.detach()
+    params = dict(ours.named_parameters())
+    if "weight_hh_l0" not in params:
+        return None  # no recurrent product to measure (minGRU, minLSTM, LRU)
+    W = params["weight_hh_l0"].detach()
     h = torch.randn(B, W.shape[1], device=device)
     if device.type == "cpu" and native.usable(h[None]):
         run = lambda: native.recurrent_floor(h, W, T)  # noqa: E731

@@ -5,19 +5,21 @@ from __future__ import annotations
 from torch import nn
 
 from ._checks import InputTypeError
+from .cells import registry
 from .cells.base import RecurrentBase
-from .cells.gru import GRU
-from .cells.lstm import LSTM
-from .cells.rnn import RNN
 
-TORCH_RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
+
+def torch_recurrent() -> tuple[type[nn.Module], ...]:
+    """The torch.nn modules that registered cells are twins of (`torch.nn.RNN`, `LSTM`, `GRU`)."""
+    return tuple(s.torch_twin for s in registry.specs() if s.torch_twin is not None)
 
 
 def from_torch(module: nn.Module) -> RecurrentBase:
     """The bptt module equivalent to a `torch.nn.RNN`, `LSTM` or `GRU`, with its weights copied.
 
     Same configuration (layers, directions, bias, batch_first, dropout, proj_size), device, dtype
-    and training mode; parameter names are identical, so gradients line up name by name.
+    and training mode; parameter names are identical, so gradients line up name by name. The twin
+    is the registered cell whose `CellSpec.torch_twin` the module is.
 
     Example:
         >>> import torch, bptt
@@ -27,12 +29,16 @@ def from_torch(module: nn.Module) -> RecurrentBase:
         >>> torch.allclose(twin(x)[0], lstm(x)[0], atol=1e-6)
         True
     """
-    if not isinstance(module, TORCH_RECURRENT):
+    spec = registry.spec_of(module) if isinstance(module, nn.Module) else None
+    if spec is None or spec.torch_twin is None or not isinstance(module, spec.torch_twin):
+        names = ", ".join(f"torch.nn.{t.__name__}" for t in torch_recurrent())
         raise InputTypeError(
-            f"expected a torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU, got {type(module).__module__}.{type(module).__name__}"
+            f"expected one of {names}, got {type(module).__module__}.{type(module).__name__}"
         )
     weight = next(module.parameters())
-    common = dict(
+    twin = spec.module(
+        module.input_size,
+        module.hidden_size,
         num_layers=module.num_layers,
         bias=module.bias,
         batch_first=module.batch_first,
@@ -40,14 +46,9 @@ def from_torch(module: nn.Module) -> RecurrentBase:
         bidirectional=module.bidirectional,
         device=weight.device,
         dtype=weight.dtype,
+        **(spec.twin_options(module) if spec.twin_options is not None else {}),
     )
-    twin: RecurrentBase
-    if isinstance(module, nn.LSTM):
-        twin = LSTM(module.input_size, module.hidden_size, proj_size=module.proj_size, **common)
-    elif isinstance(module, nn.GRU):
-        twin = GRU(module.input_size, module.hidden_size, **common)
-    else:
-        twin = RNN(module.input_size, module.hidden_size, nonlinearity=module.nonlinearity, **common)
+    assert isinstance(twin, RecurrentBase)
     twin.load_state_dict(module.state_dict())
     twin.train(module.training)
     return twin

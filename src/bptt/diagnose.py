@@ -26,8 +26,8 @@ from torch import Tensor, nn
 
 from . import _io
 from ._checks import InputError
-from .cells import GRU, LSTM, RNN, RecurrentBase
-from .convert import TORCH_RECURRENT, from_torch
+from .cells import RecurrentBase, registry
+from .convert import from_torch, torch_recurrent
 from .diagnostics.summary import summarize
 from .trace import trace
 
@@ -64,12 +64,9 @@ def infer_from_state_dict(
     kw: dict[str, Any] = dict(
         num_layers=layers, bias=bias, bidirectional=bidirectional, dtype=sd["weight_ih_l0"].dtype
     )
-    if G == 1:
-        model: RecurrentBase = RNN(I, H, nonlinearity=nonlinearity, **kw)
-    elif G == 3 and variant == "vanilla":
-        model = GRU(I, H, **kw)
-    else:
-        model = LSTM(I, H, proj_size=proj, variant=variant, **kw)
+    spec = _state_dict_cell(G, nonlinearity, variant)
+    options = spec.check_options({"nonlinearity": nonlinearity, "variant": variant})
+    model = spec.module(I, H, **kw, **({"proj_size": proj} if proj else {}), **options)
     try:
         model.load_state_dict(sd)
     except RuntimeError as err:
@@ -77,6 +74,28 @@ def infer_from_state_dict(
             f"the state dict does not fit a {type(model).__name__}({I}, {H}) with variant {variant!r}: {err}"
         ) from None
     return model
+
+
+def _state_dict_cell(G: int, nonlinearity: str, variant: str) -> registry.CellSpec:
+    """The registered cell with a torch.nn twin whose module with these options has G gate blocks.
+
+    Where several fit (a GRU and a 3-gate LSTM variant), the one a non-default option names wins.
+    """
+    given = {"nonlinearity": nonlinearity, "variant": variant}
+    fits = []
+    for spec in registry.specs():
+        if spec.torch_twin is None:
+            continue
+        options = {o: given[o] for o, choices in spec.options.items() if given.get(o) in choices}
+        if len(spec.build(1, 1, 1, options).step.gate_names) == G:
+            named = any(options[o] != spec.options[o][0] for o in options)
+            fits.append((not named, spec))
+    if not fits:
+        raise InputError(
+            f"expected a state dict of a cell in {', '.join(registry.names())} with these options, "
+            f"got {G} gate blocks (nonlinearity {nonlinearity!r}, variant {variant!r})"
+        )
+    return min(fits, key=lambda f: f[0])[1]
 
 
 PICKLE_HELP = (
@@ -159,12 +178,16 @@ def _state_dict_subject(
         if k.startswith(prefix) and _DIRECT.fullmatch(k[len(prefix) :])
     }
     model = infer_from_state_dict(own, nonlinearity or "tanh", variant or "vanilla")
-    if nonlinearity is not None and not isinstance(model, RNN):
-        raise InputError(
-            f"--nonlinearity is for an Elman RNN's state dict; {path} holds a {type(model).__name__}'s"
-        )
-    if variant is not None and not isinstance(model, LSTM):
-        raise InputError(f"--variant is for an LSTM's state dict; {path} holds a {type(model).__name__}'s")
+    spec = registry.spec_of(model)
+    for flag, option, value in (
+        ("--nonlinearity", "nonlinearity", nonlinearity),
+        ("--variant", "variant", variant),
+    ):
+        if value is not None and (spec is None or option not in spec.options):
+            takes = " or ".join(s.name for s in registry.specs() if option in s.options)
+            raise InputError(
+                f"{flag} applies to state dicts of the {takes} cell; {path} holds a {type(model).__name__}'s"
+            )
     desc = {"source": source, "path": str(path), "inferred": f"{type(model).__name__}({model.extra_repr()})"}
     if name:
         desc["module"] = name
@@ -208,7 +231,7 @@ def load_subject(
         for flag, value in (("--nonlinearity", nonlinearity), ("--variant", variant)):
             if value is not None:
                 raise InputError(f"{flag} is for a state dict; {path} holds a whole {type(obj).__name__}")
-        found = {n: m for n, m in obj.named_modules() if isinstance(m, (RecurrentBase, *TORCH_RECURRENT))}
+        found = {n: m for n, m in obj.named_modules() if isinstance(m, (RecurrentBase, *torch_recurrent()))}
         name = _choose(sorted(found), module, path)
         chosen = found[name]
         desc = {

@@ -20,9 +20,9 @@ from torch import Tensor, nn
 from . import _checks
 from ._checks import InputError, InputTypeError
 from .cells.base import RecurrentBase, State
-from .convert import TORCH_RECURRENT, from_torch
+from .convert import from_torch, torch_recurrent
 from .engine.function import LayerPlan
-from .engine.sweep import Step, allocate_grads
+from .engine.sweep import Step, allocate_step_grads
 from .engine.tape import Tape
 from .engine.terms import Term
 
@@ -156,7 +156,7 @@ def trace(model: nn.Module, input: Tensor, loss_fn: LossFn, hx: State | None = N
         >>> tr.contribution_norms().shape
         torch.Size([20])
     """
-    if isinstance(model, TORCH_RECURRENT):
+    if isinstance(model, torch_recurrent()):
         bmodel = from_torch(model)
     elif isinstance(model, RecurrentBase):
         bmodel = model
@@ -221,7 +221,7 @@ def trace(model: nn.Module, input: Tensor, loss_fn: LossFn, hx: State | None = N
 
 
 def _zero_fill(step: Step, tape: Tape) -> None:
-    allocate_grads(step, tape, tape.x)
+    allocate_step_grads(step, tape, tape.x)
     for t in (tape.dh, tape.dgx, tape.dgh, tape.dc):
         if t is not None:
             t.zero_()

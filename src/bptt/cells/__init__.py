@@ -1,10 +1,13 @@
-"""Recurrent cells: each file holds one family's step equations, forward and backward, and its module."""
+"""Recurrent cells: each file holds one family's step equations, forward and backward, its module and
+its `CellSpec` (registry.py); the registration order here is the order of `registry.names()`."""
 
+from . import registry
 from .base import RecurrentBase
 from .gru import GRU, GRUStep
 from .lru import LRU, LRUStep
 from .lstm import LSTM, VARIANTS, LSTMStep, LSTMVariant
 from .minimal import MinGRU, MinGRUStep, MinLSTM, MinLSTMStep, parallel_scan
+from .registry import CellSpec, register
 from .rnn import NONLINEARITIES, RNN, ElmanStep
 from .slstm import SLSTMStep, sLSTM
 
@@ -15,6 +18,7 @@ __all__ = [
     "NONLINEARITIES",
     "RNN",
     "VARIANTS",
+    "CellSpec",
     "ElmanStep",
     "GRUStep",
     "LRUStep",
@@ -27,5 +31,7 @@ __all__ = [
     "RecurrentBase",
     "SLSTMStep",
     "parallel_scan",
+    "register",
+    "registry",
     "sLSTM",
 ]

@@ -10,14 +10,17 @@ Because b_hn sits inside r_t ⊙ (·), the GRU keeps ∂L/∂gh_t apart from ∂
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from ..engine import dispatch, native
 from ..engine.sweep import Carry, Params, StepGrads
 from ..engine.tape import Tape, state_buffer
 from ..engine.terms import Term, projection_terms
+from . import registry
 from .base import RecurrentBase
 
 
@@ -26,7 +29,6 @@ class GRUStep:
     """One step of the GRU, forward and backward."""
 
     gate_names: tuple[str, ...] = ("r", "z", "n")
-    kind: str = "gru"
     fold_bias_hh: bool = False
     separate_dgh: bool = True
     has_cell: bool = False
@@ -119,3 +121,33 @@ class GRU(RecurrentBase):
             device=device,
             dtype=dtype,
         )
+
+
+def _ranges(step: GRUStep) -> dict[str, tuple[float, float] | None]:
+    return {"r": (0.0, 1.0), "z": (0.0, 1.0), "n": (-1.0, 1.0)}  # σ, σ, tanh
+
+
+def _twin_arguments(options: Mapping[str, str]) -> dict[str, object]:
+    return {}
+
+
+SPEC = registry.register(
+    registry.CellSpec(
+        name="gru",
+        summary="PyTorch's reset-after GRU",
+        step=GRUStep,
+        module=GRU,
+        roles={"reset": "r", "update": "z", "candidate": "n"},
+        gate_ranges=_ranges,
+        bound_note="the Elman bound does not apply (z_t mixes the old and new state)",
+        torch_twin=torch.nn.GRU,
+        twin_arguments=_twin_arguments,
+        twin_gates=3,
+    )
+)
+
+dispatch.register(
+    dispatch.Kernel(
+        "native", GRUStep, "cpu", native.gru_forward_sweep, native.gru_backward_sweep, available=native.usable
+    )
+)

@@ -31,6 +31,7 @@ from .._checks import InputError
 from ..engine.sweep import Carry, Params, StepGrads
 from ..engine.tape import Tape, state_buffer
 from ..engine.terms import Outer, Sum, Term, projection_terms
+from . import registry
 from .base import RecurrentBase
 
 
@@ -39,7 +40,6 @@ class LRUStep:
     """One step of the LRU, forward and backward; the cell state is [Re x | Im x]."""
 
     state_size: int
-    kind: str = "lru"
     gate_names: tuple[str, ...] = ()
     fold_bias_hh: bool = True
     separate_dgh: bool = False
@@ -150,7 +150,7 @@ class LRUStep:
         )
         return J.expand(tape.x.shape[1], *J.shape)
 
-    def carry_gate(self, tape: Tape) -> Tensor:
+    def carry_factor(self, tape: Tape) -> Tensor:
         """|λ_j| at every step: ∂x_t/∂x_{t−1} scales coordinate pair j by |λ_j| (and rotates it)."""
         return tape.extras["modulus"]
 
@@ -250,3 +250,20 @@ class LRU(RecurrentBase):
 def _signs(N: int, like: Tensor) -> Tensor:
     """[+1]·N followed by [−1]·N: Re(C x) = C_re x_re − C_im x_im."""
     return torch.cat([like.new_ones(N), -like.new_ones(N)])
+
+
+def _ranges(step: LRUStep) -> dict[str, tuple[float, float] | None]:
+    return {"h": None}  # no gates; y_t is unbounded
+
+
+SPEC = registry.register(
+    registry.CellSpec(
+        name="lru",
+        summary="Orvieto et al. 2023's Linear Recurrent Unit: x_t = λ ⊙ x_{t−1} + γ ⊙ B u_t, y_t = Re(C x_t) + D u_t",
+        step=LRUStep,
+        module=LRU,
+        gate_ranges=_ranges,
+        bound_note="a linear recurrence: ‖∂x_T/∂x_t‖ = max_j |λ_j|^(T−t) < 1 for every ν",
+        inits=("default",),
+    )
+)

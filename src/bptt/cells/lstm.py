@@ -29,15 +29,18 @@ FGR's gate-to-gate matrix `weight_gg_l{k}` (3H, 3H), rows i, f, o at t from colu
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from .. import _checks
+from ..engine import dispatch, native
 from ..engine.sweep import Carry, Params, StepGrads
 from ..engine.tape import Tape, state_buffer
 from ..engine.terms import Outer, Sum, Term, projection_terms
+from . import registry
 from .base import RecurrentBase
 
 
@@ -90,7 +93,6 @@ class LSTMStep:
 
     variant: LSTMVariant
     proj_size: int = 0
-    kind: str = "lstm"
     fold_bias_hh: bool = True
     separate_dgh: bool = False
     has_cell: bool = True
@@ -340,3 +342,66 @@ class LSTM(RecurrentBase):
     def extra_repr(self) -> str:
         s = super().extra_repr()
         return s + (f", variant={self.variant!r}" if self.variant != "vanilla" else "")
+
+
+def _label(step: LSTMStep) -> str:
+    return f"lstm ({step.variant.name})"
+
+
+def _ranges(step: LSTMStep) -> dict[str, tuple[float, float] | None]:
+    ranges: dict[str, tuple[float, float] | None] = {"i": (0.0, 1.0), "f": (0.0, 1.0), "o": (0.0, 1.0)}
+    ranges["g"] = (-1.0, 1.0) if step.variant.input_activation else None  # NIAF: g = z_g is not squashed
+    return {
+        gate: ranges[gate]
+        for gate in "ifgo"
+        if gate in step.gate_names or (gate == "f" and step.variant.coupled)
+    }
+
+
+def _twin_options(module: torch.nn.Module) -> dict[str, object]:
+    return {"proj_size": module.proj_size}
+
+
+def _twin_arguments(options: Mapping[str, str]) -> dict[str, object] | None:
+    return {} if options["variant"] in ("vanilla", "np") else None  # torch.nn.LSTM has no other variant
+
+
+SPEC = registry.register(
+    registry.CellSpec(
+        name="lstm",
+        summary="the LSTM: torch.nn.LSTM, the 1997 original and Greff et al.'s variants",
+        step=LSTMStep,
+        module=LSTM,
+        options={"variant": tuple(VARIANTS)},
+        aliases={name: {"variant": name} for name in VARIANTS if name not in ("vanilla", "np")},
+        roles={"input": "i", "forget": "f", "candidate": "g", "output": "o"},
+        carry_gate="f",
+        gate_ranges=_ranges,
+        label=_label,
+        bound_note="the Elman bound does not apply; the CEC path is bounded by the forget gate",
+        torch_twin=torch.nn.LSTM,
+        twin_options=_twin_options,
+        twin_arguments=_twin_arguments,
+        twin_gates=4,
+    )
+)
+
+
+def _native_accepts(step: LSTMStep) -> bool:
+    """Only variants of exactly `LSTMVariant` whose flags the library was compiled for."""
+    return (
+        type(step.variant) is LSTMVariant and native.lstm_flags(step.variant) in native.lstm_compiled_flags()
+    )
+
+
+dispatch.register(
+    dispatch.Kernel(
+        "native",
+        LSTMStep,
+        "cpu",
+        native.lstm_forward_sweep,
+        native.lstm_backward_sweep,
+        accepts=_native_accepts,
+        available=native.usable,
+    )
+)

@@ -29,6 +29,7 @@ from .. import _checks
 from ..engine.sweep import Carry, Params, StepGrads
 from ..engine.tape import Tape, state_buffer
 from ..engine.terms import Term, projection_terms
+from . import registry
 from .base import RecurrentBase
 
 CANDIDATES = ("linear", "g")
@@ -80,19 +81,18 @@ class _MinimalStep:
     def grad_terms(self, tape: Tape, p: Params) -> dict[str, Term]:
         return projection_terms(tape, p)
 
-    def carry_gate(self, tape: Tape) -> Tensor:
+    def carry_factor(self, tape: Tape) -> Tensor:
         raise NotImplementedError
 
     def carry_jacobian(self, tape: Tape, t: int, p: Params) -> Tensor:
         """∂h_t/∂h_{t−1} itself: the diagonal carry (no gate reads h_{t−1})."""
-        return torch.diag_embed(self.carry_gate(tape)[t])
+        return torch.diag_embed(self.carry_factor(tape)[t])
 
 
 @dataclass(frozen=True)
 class MinGRUStep(_MinimalStep):
     """One step of the minGRU, forward and backward; the tape keeps z_t and h̃_t."""
 
-    kind: str = "mingru"
     gate_names: tuple[str, ...] = ("z", "n")
 
     def forward(self, t: int, gx: Tensor, gh: Tensor, tape: Tape, p: Params) -> None:
@@ -113,7 +113,7 @@ class MinGRUStep(_MinimalStep):
     def gates(self, tape: Tape) -> dict[str, Tensor]:
         return {"z": tape.gates.chunk(2, dim=-1)[0]}
 
-    def carry_gate(self, tape: Tape) -> Tensor:
+    def carry_factor(self, tape: Tape) -> Tensor:
         """1 − z_t: ∂h_t/∂h_{t−1} = diag(1 − z_t)."""
         return 1 - tape.gates.chunk(2, dim=-1)[0]
 
@@ -122,7 +122,6 @@ class MinGRUStep(_MinimalStep):
 class MinLSTMStep(_MinimalStep):
     """One step of the minLSTM, forward and backward; the tape keeps f_t, i_t and h̃_t."""
 
-    kind: str = "minlstm"
     gate_names: tuple[str, ...] = ("f", "i", "n")
 
     def forward(self, t: int, gx: Tensor, gh: Tensor, tape: Tape, p: Params) -> None:
@@ -150,7 +149,7 @@ class MinLSTMStep(_MinimalStep):
         f, i, _ = tape.gates.chunk(3, dim=-1)
         return {"f": f / (f + i), "i": i / (f + i)}
 
-    def carry_gate(self, tape: Tape) -> Tensor:
+    def carry_factor(self, tape: Tape) -> Tensor:
         """f'_t: ∂h_t/∂h_{t−1} = diag(f'_t)."""
         f, i, _ = tape.gates.chunk(3, dim=-1)
         return f / (f + i)
@@ -305,3 +304,50 @@ def parallel_scan(log_a: Tensor, b: Tensor, h0: Tensor | None = None) -> Tensor:
     h = (a_star + (values - a_star).logcumsumexp(0)).exp()
     h = h[1:] if h0 is not None else h
     return h if b.is_complex() else h.real.to(b.dtype)
+
+
+def _label(step: _MinimalStep) -> str:
+    name = "mingru" if isinstance(step, MinGRUStep) else "minlstm"
+    return name if step.candidate == "linear" else f"{name} (g candidate)"
+
+
+def _mingru_ranges(step: MinGRUStep) -> dict[str, tuple[float, float] | None]:
+    return {"z": (0.0, 1.0)}
+
+
+def _minlstm_ranges(step: MinLSTMStep) -> dict[str, tuple[float, float] | None]:
+    return {"f": (0.0, 1.0), "i": (0.0, 1.0)}  # f' and i', f' + i' = 1
+
+
+MINGRU_SPEC = registry.register(
+    registry.CellSpec(
+        name="mingru",
+        summary="Feng et al. 2024's minGRU: h_t = (1 − z_t) h_{t−1} + z_t h̃_t, gates from x_t alone",
+        step=MinGRUStep,
+        module=MinGRU,
+        options={"candidate": CANDIDATES},
+        aliases={"mingru-g": {"candidate": "g"}},
+        roles={"update": "z", "candidate": "n"},
+        gate_ranges=_mingru_ranges,
+        label=_label,
+        bound_note="no recurrent weights: ∂h_t/∂h_{t−1} = diag(1 − z_t) exactly",
+        inits=("default",),
+    )
+)
+
+MINLSTM_SPEC = registry.register(
+    registry.CellSpec(
+        name="minlstm",
+        summary="Feng et al. 2024's minLSTM: h_t = f'_t h_{t−1} + i'_t h̃_t, f' + i' = 1, gates from x_t alone",
+        step=MinLSTMStep,
+        module=MinLSTM,
+        options={"candidate": CANDIDATES},
+        aliases={"minlstm-g": {"candidate": "g"}},
+        roles={"forget": "f", "input": "i", "candidate": "n"},
+        carry_gate="f",
+        gate_ranges=_minlstm_ranges,
+        label=_label,
+        bound_note="no recurrent weights: ∂h_t/∂h_{t−1} = diag(f'_t) exactly",
+        inits=("default",),
+    )
+)

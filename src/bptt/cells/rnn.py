@@ -9,19 +9,28 @@ The step Jacobian the diagnostics study is ∂h_t/∂h_{t−1} = diag(a'(z_t)) W
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from .. import _checks
+from ..engine import dispatch, native
 from ..engine.sweep import Carry, Params, StepGrads
 from ..engine.tape import Tape, state_buffer
 from ..engine.terms import Term, projection_terms
+from . import registry
 from .base import RecurrentBase
 
 NONLINEARITIES = ("tanh", "relu", "sigmoid", "linear")
+GAMMA = {"tanh": 1.0, "sigmoid": 0.25, "relu": 1.0, "linear": 1.0}  # sup |a'(z)|
+RANGES: dict[str, tuple[float, float] | None] = {
+    "tanh": (-1.0, 1.0),
+    "sigmoid": (0.0, 1.0),
+    "relu": (0.0, float("inf")),  # saturated at 0 means dead
+    "linear": None,
+}
 
 # a(z) in place, and a'(z) from h = a(z): every activation here has a derivative expressible in its output.
 _ACTIVATE: dict[str, Callable[[Tensor], object]] = {
@@ -48,7 +57,6 @@ class ElmanStep:
     """One step of the Elman RNN, forward and backward."""
 
     nonlinearity: str = "tanh"
-    kind: str = "rnn"
     gate_names: tuple[str, ...] = ("h",)
     fold_bias_hh: bool = True
     separate_dgh: bool = False
@@ -137,3 +145,65 @@ class RNN(RecurrentBase):
     def extra_repr(self) -> str:
         s = super().extra_repr()
         return s + (f", nonlinearity={self.nonlinearity!r}" if self.nonlinearity != "tanh" else "")
+
+
+def _label(step: ElmanStep) -> str:
+    return f"rnn ({step.nonlinearity})"
+
+
+def _gamma(step: ElmanStep) -> float:
+    return GAMMA[step.nonlinearity]
+
+
+def _ranges(step: ElmanStep) -> dict[str, tuple[float, float] | None]:
+    return {"h": RANGES[step.nonlinearity]}  # the Elman RNN has no gates: its activation, as "h"
+
+
+def _activation_grad(step: ElmanStep, h: Tensor) -> Tensor:
+    return activation_grad(step.nonlinearity, h)
+
+
+def _twin_options(module: torch.nn.Module) -> dict[str, object]:
+    return {"nonlinearity": module.nonlinearity}
+
+
+def _twin_arguments(options: Mapping[str, str]) -> dict[str, object] | None:
+    nl = options["nonlinearity"]
+    return {"nonlinearity": nl} if nl in ("tanh", "relu") else None  # torch.nn.RNN has only these
+
+
+SPEC = registry.register(
+    registry.CellSpec(
+        name="rnn",
+        summary="the Elman RNN, h_t = a(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)",
+        step=ElmanStep,
+        module=RNN,
+        options={"nonlinearity": NONLINEARITIES},
+        gate_ranges=_ranges,
+        label=_label,
+        gamma=_gamma,
+        activation_grad=_activation_grad,
+        inits=("default", "orthogonal", "identity"),
+        torch_twin=torch.nn.RNN,
+        twin_options=_twin_options,
+        twin_arguments=_twin_arguments,
+        twin_gates=1,
+    )
+)
+
+
+def _native_accepts(step: ElmanStep) -> bool:
+    return step.nonlinearity in native.ACTIVATIONS
+
+
+dispatch.register(
+    dispatch.Kernel(
+        "native",
+        ElmanStep,
+        "cpu",
+        native.rnn_forward_sweep,
+        native.rnn_backward_sweep,
+        accepts=_native_accepts,
+        available=native.usable,
+    )
+)

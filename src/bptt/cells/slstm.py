@@ -37,6 +37,7 @@ from .. import _checks
 from ..engine.sweep import Carry, Params, StepGrads
 from ..engine.tape import Tape, state_buffer
 from ..engine.terms import Term, projection_terms
+from . import registry
 from .base import RecurrentBase
 
 FORGET_GATES = ("sigmoid", "exp")
@@ -47,7 +48,6 @@ class SLSTMStep:
     """One step of the sLSTM, forward and backward; the cell state is [c | n | m]."""
 
     forget_gate: str = "sigmoid"
-    kind: str = "slstm"
     gate_names: tuple[str, ...] = ("i", "f", "g", "o")
     fold_bias_hh: bool = True
     separate_dgh: bool = False
@@ -160,7 +160,7 @@ class SLSTMStep:
         ]
         return torch.cat(rows, dim=-2)
 
-    def carry_gate(self, tape: Tape) -> Tensor:
+    def carry_factor(self, tape: Tape) -> Tensor:
         """1 − κ_t = 1 − i'_t / n_t: the factor by which the normalised carry c/n keeps its past."""
         H = tape.hidden_size
         return 1 - tape.gates[..., :H] / tape.c[..., H : 2 * H]
@@ -216,3 +216,33 @@ class sLSTM(RecurrentBase):
     def extra_repr(self) -> str:
         s = super().extra_repr()
         return s + (f", forget_gate={self.forget_gate!r}" if self.forget_gate != "sigmoid" else "")
+
+
+def _ranges(step: SLSTMStep) -> dict[str, tuple[float, float] | None]:
+    return {
+        "i": (0.0, 1.0),
+        "f": (0.0, 1.0),
+        "g": (-1.0, 1.0),
+        "o": (0.0, 1.0),
+    }  # i', f' ≤ 1 by the stabiliser
+
+
+def _label(step: SLSTMStep) -> str:
+    return "slstm" if step.forget_gate == "sigmoid" else f"slstm ({step.forget_gate} forget gate)"
+
+
+SPEC = registry.register(
+    registry.CellSpec(
+        name="slstm",
+        summary="xLSTM's sLSTM (Beck et al. 2024): exponential input gate, normaliser n_t, stabiliser m_t",
+        step=SLSTMStep,
+        module=sLSTM,
+        options={"forget_gate": FORGET_GATES},
+        aliases={"slstm-exp": {"forget_gate": "exp"}},
+        roles={"input": "i", "forget": "f", "candidate": "g", "output": "o"},
+        carry_gate="f",
+        gate_ranges=_ranges,
+        label=_label,
+        bound_note="the Elman bound does not apply; the normalised carry c/n keeps 1 − i'/n of its past",
+    )
+)

@@ -9,15 +9,15 @@ from .base import Command, UsageError, config_from_args, console
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..bench import CELLS, DEFAULT_SHAPES, BenchConfig
+    from ..bench import DEFAULT_SHAPES, BenchConfig, cells
 
     d = BenchConfig()
     S = argparse.SUPPRESS
     p.add_argument(
         "--cells",
-        type=a.some_of(CELLS),
+        type=a.some_of(cells()),
         default=S,
-        help=f"cells to time, comma-separated (default: all: {','.join(CELLS)})",
+        help=f"cells to time, comma-separated (default: all: {','.join(cells())})",
     )
     p.add_argument(
         "--shapes",

@@ -10,7 +10,7 @@ from .base import Command, console, kwargs_from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..cells import NONLINEARITIES, VARIANTS
+    from ..cells import registry
     from ..diagnose import LOSSES
     from ..tasks import TASKS
 
@@ -48,13 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--nonlinearity",
         default=S,
-        choices=NONLINEARITIES,
+        choices=registry.option_choices("nonlinearity"),
         help="an Elman RNN state dict's nonlinearity, which its weights do not tell (default: tanh)",
     )
     p.add_argument(
         "--variant",
         default=S,
-        choices=list(VARIANTS),
+        choices=registry.option_choices("variant"),
         help="a bptt LSTM state dict's variant (default: vanilla)",
     )
     p.add_argument(

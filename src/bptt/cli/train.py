@@ -14,10 +14,10 @@ if TYPE_CHECKING:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..cells import NONLINEARITIES, VARIANTS
+    from ..cells import registry
     from ..tasks import TASKS
     from ..training.init import INITS
-    from ..training.model import CELLS, CORES
+    from ..training.model import CORES
     from ..training.trainer import CLIPS, OPTIMIZERS, TrainConfig
 
     d = TrainConfig()
@@ -44,15 +44,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--test-size", type=a.count(1), default=S, help=f"held-out test sequences (default: {d.test_size})"
     )
     g = p.add_argument_group("model")
-    g.add_argument("--cell", default=S, choices=CELLS, help=f"recurrent cell (default: {d.cell})")
+    g.add_argument("--cell", default=S, choices=registry.names(), help=f"recurrent cell (default: {d.cell})")
     g.add_argument(
-        "--variant", default=S, choices=list(VARIANTS), help=f"LSTM only: the variant (default: {d.variant})"
+        "--variant",
+        default=S,
+        choices=registry.option_choices("variant"),
+        help=f"the cell's variant, {registry.option_help('variant')} (default: {d.variant})",
     )
     g.add_argument(
         "--nonlinearity",
         default=S,
-        choices=NONLINEARITIES,
-        help=f"Elman RNN only: the nonlinearity (default: {d.nonlinearity})",
+        choices=registry.option_choices("nonlinearity"),
+        help=f"the cell's nonlinearity, {registry.option_help('nonlinearity')} (default: {d.nonlinearity})",
     )
     g.add_argument(
         "--hidden-size", type=a.count(1), default=S, help=f"hidden units (default: {d.hidden_size})"

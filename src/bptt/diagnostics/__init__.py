@@ -5,7 +5,8 @@ products ∂s_{T−1}/∂s_k), `decomposition` (diag(f) against the rest), `boun
 (the QR spectrum), `gates` (saturation), `monitor` (all of it in a user's own training loop).
 """
 
-from .bounds import GAMMA, LayerBound, bounds, verdict
+from ..cells.rnn import GAMMA
+from .bounds import LayerBound, bounds, verdict
 from .decomposition import ForgetSplit, forget_split
 from .distance import GradientProfile, gradient_profile, horizon
 from .gates import GateStats, forget_histogram, gate_stats

@@ -24,14 +24,12 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import InputTypeError
+from ..cells import registry
 from ..cells.base import RecurrentBase
-from ..cells.rnn import activation_grad
 from .jacobian import sigma_max, state_layout, step_jacobian
 
 if TYPE_CHECKING:
     from ..trace import Trace
-
-GAMMA = {"tanh": 1.0, "sigmoid": 0.25, "relu": 1.0, "linear": 1.0}
 
 
 def verdict(gamma: float, lam: float) -> str:
@@ -64,14 +62,6 @@ class LayerBound:
         return 1.0 / self.gamma if self.gamma else None
 
 
-def _cell_name(model: RecurrentBase) -> str:
-    if model.step.kind == "rnn":
-        return f"rnn ({model.step.nonlinearity})"  # type: ignore[attr-defined]
-    if model.step.kind == "lstm":
-        return f"lstm ({model.step.variant.name})"  # type: ignore[attr-defined]
-    return "gru"
-
-
 def bounds(model: nn.Module, trace: Trace | None = None, samples: slice | None = None) -> list[LayerBound]:
     """γ, λ1, ρ and the verdicts for every layer-direction; with a trace, also measured along it
     (for `samples` of its batch, all by default).
@@ -85,37 +75,44 @@ def bounds(model: nn.Module, trace: Trace | None = None, samples: slice | None =
         >>> bounds(rnn)[0].verdict
         'vanishing guaranteed (γ·λ = 0.975 < 1)'
     """
-    from ..convert import TORCH_RECURRENT, from_torch
+    from ..convert import from_torch, torch_recurrent
 
     if trace is not None:
         model = trace.model
-    elif isinstance(model, TORCH_RECURRENT):
+    elif isinstance(model, torch_recurrent()):
         model = from_torch(model)
     if not isinstance(model, RecurrentBase):
         raise InputTypeError(f"expected a bptt or torch.nn RNN/LSTM/GRU, got {type(model).__name__}")
     out = []
     for plan in model.plans:
-        W = getattr(model, plan.names[plan.suffixes.index("weight_hh")]).detach().double()
-        lam = float(torch.linalg.matrix_norm(W, ord=2))
-        rho = float(torch.linalg.eigvals(W).abs().max()) if W.shape[0] == W.shape[1] else None
+        if "weight_hh" in plan.suffixes:
+            W = getattr(model, plan.names[plan.suffixes.index("weight_hh")]).detach().double()
+            lam = float(torch.linalg.matrix_norm(W, ord=2))
+            rho = float(torch.linalg.eigvals(W).abs().max()) if W.shape[0] == W.shape[1] else None
+        else:  # no recurrent weights (minGRU, minLSTM, LRU): W_hh = 0; the cell's own note says what bounds it
+            lam, rho = 0.0, None
         name = plan.names[0].removeprefix("weight_ih_")
-        cell = _cell_name(model)
-        gamma = GAMMA[model.step.nonlinearity] if model.step.kind == "rnn" else None  # type: ignore[attr-defined]
+        cell = registry.label(model.step)
+        spec = registry.spec_of(model.step)
+        gamma = spec.gamma(model.step) if spec is not None else None
         if gamma is not None:
             v, ev = verdict(gamma, lam), verdict(gamma, rho) if rho is not None else None
-        elif model.step.kind == "lstm":
-            v, ev = "the Elman bound does not apply; the CEC path is bounded by the forget gate", None
         else:
-            v, ev = "the Elman bound does not apply (z_t mixes the old and new state)", None
+            v, ev = spec.bound_note if spec is not None else "no bound declared for this cell", None
         measured: dict[str, object] = {}
         if trace is not None:
-            measured = _measured(trace, plan.layer, int(plan.reverse), gamma, model, samples)
+            measured = _measured(trace, plan.layer, int(plan.reverse), gamma, spec, samples)
         out.append(LayerBound(name, cell, gamma, lam, rho, v, ev, **measured))  # type: ignore[arg-type]
     return out
 
 
 def _measured(
-    trace: Trace, layer: int, direction: int, gamma: float | None, model: RecurrentBase, samples: slice | None
+    trace: Trace,
+    layer: int,
+    direction: int,
+    gamma: float | None,
+    spec: registry.CellSpec | None,
+    samples: slice | None,
 ) -> dict[str, object]:
     step, tape, _ = trace.layer(layer, direction, samples)
     B, T = tape.x.shape[1], tape.steps
@@ -127,10 +124,10 @@ def _measured(
         J = step_jacobian(trace, t, layer, direction, samples)[:, h, h]
         norms[:, t] = sigma_max(J.double())
     out: dict[str, object] = {"step_norm": norms}
-    if gamma is not None:
-        act = activation_grad(model.step.nonlinearity, tape.h)  # type: ignore[attr-defined]
+    if gamma is not None and spec is not None and spec.activation_grad is not None:
+        act = spec.activation_grad(step, tape.h)  # a'(z_t)
         out["act_grad"] = act.abs().amax(-1).double().T  # (B, T)
-    f = step.gates(tape).get("f") if step.has_cell else None  # type: ignore[attr-defined]
-    if step.has_cell:
-        out["max_forget"] = float(f.max()) if f is not None else 1.0
+    if step.has_cell and spec is not None:
+        f = step.gates(tape).get(spec.carry_gate) if spec.carry_gate is not None else None  # type: ignore[attr-defined]
+        out["max_forget"] = float(f.max()) if f is not None else 1.0  # no forget gate: f = 1
     return out

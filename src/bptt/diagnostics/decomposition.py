@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from .._checks import InputError
+from ..cells import registry
 from ..engine.sweep import state_vjp
 from .jacobian import sigma_max, state_layout
 
@@ -63,7 +64,13 @@ def forget_split(
     carried = "c" if step.has_cell else "h"  # minGRU and minLSTM carry h itself
     B, T, S = tape.x.shape[1], tape.steps, layout.sizes[layout.names.index(carried)]
     dtype, device = tape.h.dtype, tape.h.device
-    f_all = step.gates(tape).get("f")  # type: ignore[attr-defined]
+    if carry_jacobian is None:  # the LSTMs: diag of the spec's carry gate (f = 1 without one)
+        spec = registry.spec_of(step)
+        if spec is None:
+            raise InputError(
+                f"the forget-gate split needs a registered cell; {type(step).__name__} is not one"
+            )
+        f_all = step.gates(tape).get(spec.carry_gate) if spec.carry_gate else None  # type: ignore[attr-defined]
     eye = torch.eye(S, dtype=dtype, device=device)[:, None, :].expand(S, B, S)
     zero = {
         n: torch.zeros(S, B, size, dtype=dtype, device=device)

@@ -2,7 +2,9 @@
 
 A sigmoid gate is saturated within ε of 0 or 1 (there σ' ≈ 0 and almost no gradient passes to its
 weights); tanh blocks (g, n) and the Elman RNN's activation within ε of ±1; a ReLU unit at 0 is
-dead. The Elman RNN has no gates; its activation h is reported under the name "h".
+dead. The Elman RNN has no gates; its activation h is reported under the name "h". Each gate's range
+comes from its cell's `CellSpec.gate_ranges`; a gate without one (unbounded, or a cell not
+registered) has NaN saturation.
 """
 
 from __future__ import annotations
@@ -14,11 +16,10 @@ import torch
 from torch import Tensor
 
 from .._checks import InputError
+from ..cells import registry
 
 if TYPE_CHECKING:
     from ..trace import Trace
-
-SIGMOID_GATES = {"i", "f", "o", "r", "z"}
 
 
 @dataclass(frozen=True)
@@ -35,18 +36,6 @@ class GateStats:
     overall_saturated: float
 
 
-def _range(name: str, trace: Trace) -> tuple[float, float] | None:
-    step = trace.model.step
-    if name in SIGMOID_GATES:
-        return 0.0, 1.0
-    if name == "g" and not getattr(getattr(step, "variant", None), "input_activation", True):
-        return None  # NIAF: g = z_g is not squashed
-    if name == "h":
-        nl = step.nonlinearity  # type: ignore[attr-defined]
-        return {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0), "relu": (0.0, float("inf"))}.get(nl)
-    return -1.0, 1.0  # g and n are tanh
-
-
 def gate_stats(trace: Trace, eps: float = 0.01) -> dict[str, GateStats]:
     """Saturation fractions, means and per-unit means of every gate (the activation for the Elman RNN).
 
@@ -60,9 +49,10 @@ def gate_stats(trace: Trace, eps: float = 0.01) -> dict[str, GateStats]:
     if not 0 < eps < 1:
         raise InputError(f"expected ε in (0, 1), got {eps}")
     gates = dict(trace.gates) if trace.gates else {"h": trace.h}
+    ranges = registry.gate_ranges(trace.model.step)  # from the cell's CellSpec; unknown: no saturation
     out = {}
     for name, a in gates.items():  # a: (L·D, T, B, H)
-        bounds = _range(name, trace)
+        bounds = ranges.get(name)
         if bounds is None:
             low = high = torch.full(a.shape[:2], float("nan"), dtype=torch.float64)
         else:
@@ -89,9 +79,15 @@ def gate_stats(trace: Trace, eps: float = 0.01) -> dict[str, GateStats]:
     return out
 
 
+def carry_gate(trace: Trace) -> Tensor | None:
+    """The recorded gate on the carry path (the LSTM's f), (L·D, T, B, H), as the cell's CellSpec names it."""
+    spec = registry.spec_of(trace.model.step)
+    return trace.gates.get(spec.carry_gate) if spec is not None and spec.carry_gate is not None else None
+
+
 def forget_histogram(trace: Trace, bins: int = 20, layer: int = 0) -> tuple[Tensor, Tensor]:
     """Counts of the forget-gate values of one layer over [0, 1] in `bins` bins, and the bin edges."""
-    f = trace.gates.get("f")
+    f = carry_gate(trace)
     if f is None:
         raise InputError("this model has no forget gate")
     edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64)

@@ -26,10 +26,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+from scipy.special import betainc  # type: ignore[import-untyped]  # scipy ships no annotations
 from torch import Tensor
 
 from .. import _checks
 from .._checks import InputError
+from ..cells import registry
 from ..engine.sweep import Step, state_vjp
 from ..engine.tape import Tape
 
@@ -57,12 +59,12 @@ class StateLayout:
 
 
 def state_layout(step: Step, tape: Tape) -> StateLayout:
-    P, H = tape.h.shape[-1], tape.hidden_size
-    if not step.has_cell:
-        return StateLayout(("h",), (P,))
-    if getattr(getattr(step, "variant", None), "gate_recurrence", False):
-        return StateLayout(("h", "c", "a"), (P, H, 3 * H))
-    return StateLayout(("h", "c"), (P, tape.c.shape[-1]))  # c may be wider than H (sLSTM (c, n, m), LRU)
+    """h, then what the step carries besides h (its `initial_carry`): c for a cell with a cell state,
+    and for FGR the gates a = [i, f, o] that also feed the next step."""
+    carry = step.initial_carry(tape, None)
+    names = ["h", "c"] if step.has_cell else ["h"]
+    names += ["a" if k == 0 else f"a{k}" for k in range(len(carry) + 1 - len(names))]
+    return StateLayout(tuple(names), (tape.h.shape[-1], *(int(c.shape[-1]) for c in carry)))
 
 
 def split_state(x: Tensor, layout: StateLayout) -> tuple[Tensor, ...]:
@@ -143,12 +145,20 @@ def _unit_rows(
 def _forget_product_norms(step: Step, tape: Tape) -> Tensor:
     """‖∏_{i=k+1}^{T−1} diag(f_i)‖ = max_j ∏ f_ij for every k: the Constant Error Carousel alone.
 
-    A cell with a `carry_gate` gives its own carry factor instead of f: minGRU 1 − z, minLSTM f',
+    A step with a `carry_factor` gives its own carry factor in place of f: minGRU 1 − z, minLSTM f',
     sLSTM 1 − i'/n (the normalised carry c/n), LRU |λ| (its carry rotates and scales by |λ|).
     """
-    carry_gate = getattr(step, "carry_gate", None)
-    f = carry_gate(tape) if carry_gate is not None else step.gates(tape).get("f")  # type: ignore[attr-defined]
     T, B, H = tape.steps, tape.x.shape[1], tape.hidden_size
+    carry_factor = getattr(step, "carry_factor", None)
+    if carry_factor is not None:
+        f = carry_factor(tape)
+    else:
+        spec = registry.spec_of(step)
+        if spec is None:
+            raise InputError(
+                f"the carousel needs a registered cell that names its carry gate; {type(step).__name__} is not one"
+            )
+        f = step.gates(tape).get(spec.carry_gate) if spec.carry_gate is not None else None  # type: ignore[attr-defined]
     log_f = torch.zeros(T, B, H, dtype=torch.float64, device=tape.x.device) if f is None else f.double().log()
     H = log_f.shape[-1]
     order = list(tape.order)
@@ -197,7 +207,7 @@ def jacobian_norms(
     _checks.choice("method", method, METHODS)
     step, tape, p = trace.layer(layer, direction, samples)
     layout = state_layout(step, tape)
-    if (of == "c" or (of == "cec" and not hasattr(step, "carry_gate"))) and not step.has_cell:
+    if (of == "c" or (of == "cec" and not hasattr(step, "carry_factor"))) and not step.has_cell:
         raise InputError(f"of={of!r} needs an LSTM (a cell state c); this model's state is {layout.names}")
     if of == "cec":
         cec = _forget_product_norms(step, tape)
@@ -234,34 +244,6 @@ def jacobian_norms(
     return out if log else out.exp()
 
 
-def _betainc(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta I_x(a, b), by its continued fraction (Lentz's method)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    if x > (a + 1) / (a + b + 2):  # the fraction converges fast on this side
-        return 1.0 - _betainc(b, a, 1.0 - x)
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 500):
-        for num in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1.0 + num * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    return math.exp(log_front) * h / a
-
-
 def probe_confidence(delta: float, probes: int, rows: int) -> float:
     """A lower bound on P(σ_max(Ωᵀ P) ≥ δ·σ_max(P)) for `probes` Haar-random orthonormal cotangents among `rows`.
 
@@ -274,7 +256,7 @@ def probe_confidence(delta: float, probes: int, rows: int) -> float:
     """
     if probes >= rows:
         return 1.0
-    return 1.0 - _betainc(probes / 2, (rows - probes) / 2, delta * delta)
+    return 1.0 - float(betainc(probes / 2, (rows - probes) / 2, delta * delta))
 
 
 def distances(tape: Tape) -> Tensor:

@@ -73,9 +73,9 @@ class Monitor:
         tensorboard: bool = True,
     ) -> None:
         from ..cells.base import RecurrentBase
-        from ..convert import TORCH_RECURRENT
+        from ..convert import torch_recurrent
 
-        if not isinstance(model, (RecurrentBase, *TORCH_RECURRENT)):
+        if not isinstance(model, (RecurrentBase, *torch_recurrent())):
             raise InputTypeError(
                 f"Monitor watches a recurrent module (torch.nn.RNN/LSTM/GRU or a bptt cell), got {type(model).__name__}; "
                 "pass the recurrent submodule and fold the rest of your model into loss_fn"

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from ..cells import registry
 from .bounds import bounds
 from .decomposition import forget_split
 from .distance import gradient_profile
-from .gates import gate_stats
+from .gates import carry_gate, gate_stats
 from .jacobian import decay_slope, jacobian_norms
 from .lyapunov import lyapunov
 
@@ -53,7 +54,7 @@ def summarize(
     prof = gradient_profile(trace, fraction)
     step = trace.model.step
     rec: dict[str, Any] = {
-        "cell": type(trace.model).__name__.lower() if step.kind != "rnn" else f"rnn-{step.nonlinearity}",  # type: ignore[attr-defined]
+        "cell": registry.label(step),
         "loss": float(trace.loss),
         "steps": trace.steps,
         "batch": trace.h.shape[2],
@@ -68,8 +69,8 @@ def summarize(
     rec["saturation"] = {name: finite(s.overall_saturated) for name, s in stats.items()}
     rec["saturation_steps"] = {name: finite(s.saturated[0]) for name, s in stats.items()}
     rec["gate_mean_steps"] = {name: finite(s.mean[0]) for name, s in stats.items()}
-    if "f" in trace.gates:
-        f = trace.gates["f"]
+    f = carry_gate(trace)
+    if f is not None:
         rec["forget_unit_mean"] = finite(f.double().mean((1, 2)))
         rec["forget_histogram"] = finite(torch.histc(f[0].double(), bins=20, min=0, max=1))
     sub = slice(0, samples)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from . import native, sweep
+from . import dispatch
 from .matmul import linear, matmul
 from .sweep import Params, Step
 from .tape import Tape
@@ -56,11 +56,11 @@ class LayerSweep(torch.autograd.Function):
         step = plan.step
         p = dict(zip(plan.suffixes, weights, strict=True))
         tape = step.new_tape(x.detach(), h0, c0, plan.reverse, p)  # the tape holds data, never graph
-        sweeps = native if step.kind in native.KINDS and native.usable(x) else sweep
-        sweeps.forward_sweep(step, tape, input_projection(step, x, p), p)
+        kernel = dispatch.select(step, x)  # by the step's exact type and settings, else the Python loop
+        kernel.forward_sweep(step, tape, input_projection(step, x, p), p)
         if recorder is not None:
             recorder.append(tape)
-        ctx.plan, ctx.tape, ctx.sweeps = plan, tape, sweeps
+        ctx.plan, ctx.tape, ctx.kernel = plan, tape, kernel
         # Saved so that PyTorch catches an in-place change of the input before backward; the tape
         # keeps the data. The outputs are copies, so changing them in place cannot corrupt the tape.
         ctx.save_for_backward(x, *weights)
@@ -78,7 +78,7 @@ class LayerSweep(torch.autograd.Function):
         step = plan.step
         x, *weights = ctx.saved_tensors
         p = dict(zip(plan.suffixes, weights, strict=True))
-        dh0, carry = ctx.sweeps.backward_sweep(
+        dh0, carry = ctx.kernel.backward_sweep(
             step, tape, grad_out, grad_hn, grad_cn[0] if grad_cn else None, p
         )
         needs = ctx.needs_input_grad

@@ -23,6 +23,7 @@ warning when it does not.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import platform
@@ -35,18 +36,18 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
 from .._checks import InputError
 from . import matmul
-from .sweep import Carry, Params, Step, allocate_grads
+from .sweep import Carry, Params, allocate_grads
 from .tape import Tape
 
 SOURCE = Path(__file__).parent / "csrc" / "sweeps.cpp"
 ENGINES = ("auto", "native", "python")
-KINDS = ("rnn", "lstm", "gru")  # the cell families with a native sweep; every other runs the Python loop
 
 
 @dataclass
@@ -216,17 +217,53 @@ def usable(x: Tensor) -> bool:
     return info.ok
 
 
-# -- the sweeps, with engine/sweep.py's signatures --------------------------------------------------
+# -- the sweeps, with engine/sweep.py's signatures ------------------------------------------------
+#
+# Each family's pair is registered for its exact step type by the family's module (cells/*.py); the
+# step types are duck-typed here so that the engine does not import the cells above it.
 
 _LSTM_FLAGS = {"i": 1, "f": 2, "o": 4}
-_ACT = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3}
+ACTIVATIONS = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3}  # the Elman activations rnn_* implement
 
 
-def _lstm_flags(step: Step) -> int:
-    v = step.variant  # type: ignore[attr-defined]
+class ElmanSettings(Protocol):
+    @property
+    def nonlinearity(self) -> str: ...
+
+
+class LSTMSettings(Protocol):
+    @property
+    def gates(self) -> str: ...
+    @property
+    def peephole(self) -> bool: ...
+    @property
+    def coupled(self) -> bool: ...
+    @property
+    def input_activation(self) -> bool: ...
+    @property
+    def output_activation(self) -> bool: ...
+    @property
+    def gate_recurrence(self) -> bool: ...
+
+
+class LSTMStepSettings(Protocol):
+    @property
+    def variant(self) -> LSTMSettings: ...
+
+
+def lstm_flags(v: LSTMSettings) -> int:
+    """The variant's bits, as csrc/sweeps.cpp's BPTT_LSTM_VARIANTS spells them."""
     flags = sum(bit for gate, bit in _LSTM_FLAGS.items() if gate in v.gates)
     flags |= 8 * v.peephole | 16 * v.coupled | 32 * v.input_activation | 64 * v.output_activation
     return flags | 128 * v.gate_recurrence
+
+
+@functools.cache
+def lstm_compiled_flags() -> frozenset[int]:
+    """The LSTM flag sets the library was compiled for (empty when it is not built)."""
+    if not build().ok:
+        return frozenset()
+    return frozenset(int(f) for f in torch.ops.bptt_native.lstm_variant_flags())
 
 
 def _onednn_steps(tape: Tape, G_H: int) -> bool:
@@ -247,80 +284,110 @@ def _lstm_extras(p: Params, like: Tensor) -> tuple[Tensor, ...]:
     )
 
 
-def forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
-    ops = torch.ops.bptt_native
-    gx = gx.contiguous()
+def rnn_forward_sweep(step: ElmanSettings, tape: Tape, gx: Tensor, p: Params) -> None:
     W_hh = p["weight_hh"].contiguous()
-    if step.kind == "lstm":
-        none = gx.new_empty(0)
-        ops.lstm_forward(
-            gx,
-            W_hh,
-            *_lstm_extras(p, gx),
-            tape.h_buf,
-            tape.c_buf,
-            tape.gates_buf,
-            tape.extras.get("m", none),
-            _lstm_flags(step),
-            _onednn_steps(tape, gx.shape[-1]),
-            tape.reverse,
-        )
-    elif step.kind == "gru":
-        ops.gru_forward(
-            gx, W_hh, _opt(p, "bias_hh", gx), tape.h_buf, tape.gates_buf, tape.extras["ghn"], tape.reverse
-        )
-    else:
-        ops.rnn_forward(gx, W_hh, tape.h_buf, _ACT[step.nonlinearity], tape.reverse)  # type: ignore[attr-defined]
+    torch.ops.bptt_native.rnn_forward(
+        gx.contiguous(), W_hh, tape.h_buf, ACTIVATIONS[step.nonlinearity], tape.reverse
+    )
 
 
-def backward_sweep(
-    step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
+def rnn_backward_sweep(
+    step: ElmanSettings, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
 ) -> tuple[Tensor, Carry]:
-    ops = torch.ops.bptt_native
     grad_out, dh_n = grad_out.contiguous(), dh_n.contiguous()
-    W_hh = p["weight_hh"].contiguous()
-    allocate_grads(step, tape, grad_out)
+    allocate_grads(tape, grad_out, gates=1, separate_dgh=False, has_cell=False)
     dh0 = torch.empty_like(dh_n)
-    if step.kind == "lstm":
-        assert dc_n is not None and tape.dgx is not None
-        dc0 = torch.empty_like(dc_n)
-        ops.lstm_backward(
-            grad_out,
-            dh_n,
-            dc_n.contiguous(),
-            W_hh,
-            *_lstm_extras(p, grad_out),
-            tape.c_buf,
-            tape.gates_buf,
-            tape.dh,
-            tape.dc,
-            tape.dgx,
-            dh0,
-            dc0,
-            _lstm_flags(step),
-            _onednn_steps(tape, tape.dgx.shape[-1]),
-            tape.reverse,
-        )
-        return dh0, (dc0,)
-    if step.kind == "gru":
-        ops.gru_backward(
-            grad_out,
-            dh_n,
-            W_hh,
-            tape.h_buf,
-            tape.gates_buf,
-            tape.extras["ghn"],
-            tape.dh,
-            tape.dgx,
-            tape.dgh,
-            dh0,
-            tape.reverse,
-        )
-    else:
-        ops.rnn_backward(
-            grad_out, dh_n, W_hh, tape.h_buf, tape.dh, tape.dgx, dh0, _ACT[step.nonlinearity], tape.reverse
-        )  # type: ignore[attr-defined]
+    torch.ops.bptt_native.rnn_backward(
+        grad_out,
+        dh_n,
+        p["weight_hh"].contiguous(),
+        tape.h_buf,
+        tape.dh,
+        tape.dgx,
+        dh0,
+        ACTIVATIONS[step.nonlinearity],
+        tape.reverse,
+    )
     return dh0, ()
+
+
+def gru_forward_sweep(step: object, tape: Tape, gx: Tensor, p: Params) -> None:
+    gx = gx.contiguous()
+    torch.ops.bptt_native.gru_forward(
+        gx,
+        p["weight_hh"].contiguous(),
+        _opt(p, "bias_hh", gx),
+        tape.h_buf,
+        tape.gates_buf,
+        tape.extras["ghn"],
+        tape.reverse,
+    )
+
+
+def gru_backward_sweep(
+    step: object, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
+) -> tuple[Tensor, Carry]:
+    grad_out, dh_n = grad_out.contiguous(), dh_n.contiguous()
+    allocate_grads(tape, grad_out, gates=3, separate_dgh=True, has_cell=False)
+    dh0 = torch.empty_like(dh_n)
+    torch.ops.bptt_native.gru_backward(
+        grad_out,
+        dh_n,
+        p["weight_hh"].contiguous(),
+        tape.h_buf,
+        tape.gates_buf,
+        tape.extras["ghn"],
+        tape.dh,
+        tape.dgx,
+        tape.dgh,
+        dh0,
+        tape.reverse,
+    )
+    return dh0, ()
+
+
+def lstm_forward_sweep(step: LSTMStepSettings, tape: Tape, gx: Tensor, p: Params) -> None:
+    gx = gx.contiguous()
+    torch.ops.bptt_native.lstm_forward(
+        gx,
+        p["weight_hh"].contiguous(),
+        *_lstm_extras(p, gx),
+        tape.h_buf,
+        tape.c_buf,
+        tape.gates_buf,
+        tape.extras.get("m", gx.new_empty(0)),
+        lstm_flags(step.variant),
+        _onednn_steps(tape, gx.shape[-1]),
+        tape.reverse,
+    )
+
+
+def lstm_backward_sweep(
+    step: LSTMStepSettings, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
+) -> tuple[Tensor, Carry]:
+    assert dc_n is not None
+    grad_out, dh_n = grad_out.contiguous(), dh_n.contiguous()
+    allocate_grads(tape, grad_out, gates=len(step.variant.gates), separate_dgh=False, has_cell=True)
+    assert tape.dgx is not None
+    dh0, dc0 = torch.empty_like(dh_n), torch.empty_like(dc_n)
+    torch.ops.bptt_native.lstm_backward(
+        grad_out,
+        dh_n,
+        dc_n.contiguous(),
+        p["weight_hh"].contiguous(),
+        *_lstm_extras(p, grad_out),
+        tape.c_buf,
+        tape.gates_buf,
+        tape.dh,
+        tape.dc,
+        tape.dgx,
+        dh0,
+        dc0,
+        lstm_flags(step.variant),
+        _onednn_steps(tape, tape.dgx.shape[-1]),
+        tape.reverse,
+    )
+    return dh0, (dc0,)
 
 
 def recurrent_floor(h: Tensor, W_hh: Tensor, steps: int) -> None:

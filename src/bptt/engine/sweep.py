@@ -42,12 +42,11 @@ class StepGrads(NamedTuple):
 class Step(Protocol):
     """One time step of a cell family: its equations forward and backward.
 
-    `kind` names the family. `gate_names` lists the G blocks of rows in `weight_ih`/`weight_hh`, in PyTorch's order.
+    `gate_names` lists the G blocks of rows in `weight_ih`/`weight_hh`, in PyTorch's order.
     `fold_bias_hh` says that b_hh may join b_ih in the input projection (not for the GRU, whose
     b_hn sits inside r ⊙ (W_hn h + b_hn)). `separate_dgh` says that ∂L/∂gh_t differs from ∂L/∂gx_t.
     """
 
-    kind: str  # "rnn", "lstm" or "gru": which native sweep runs it
     gate_names: tuple[str, ...]
     fold_bias_hh: bool
     separate_dgh: bool
@@ -84,16 +83,32 @@ def forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
         step.forward(t, gx[t], gh, tape, p)
 
 
-def allocate_grads(step: Step, tape: Tape, like: Tensor) -> None:
-    """The buffers the backward sweep fills: dh, dgx, dgh (dgx itself unless separate) and dc."""
+def allocate_grads(
+    tape: Tape, like: Tensor, gates: int, separate_dgh: bool, has_cell: bool, width: int | None = None
+) -> None:
+    """The buffers the backward sweep fills: dh, dgx, dgh (dgx itself unless separate) and dc.
+
+    dgx has `gates` blocks of H columns, or `width` columns for a cell whose W_ih is laid out otherwise.
+    """
     T, B = tape.steps, tape.x.shape[1]
     tape.dh = torch.empty_like(tape.h)
-    width = getattr(step, "projection_width", None)  # a cell whose W_ih is not G blocks of H rows (LRU)
-    G_H = len(step.gate_names) * tape.hidden_size if width is None else int(width(tape.hidden_size))
-    tape.dgx = like.new_empty((T, B, G_H))
-    tape.dgh = torch.empty_like(tape.dgx) if step.separate_dgh else tape.dgx
-    if step.has_cell:
+    tape.dgx = like.new_empty((T, B, gates * tape.hidden_size if width is None else width))
+    tape.dgh = torch.empty_like(tape.dgx) if separate_dgh else tape.dgx
+    if has_cell:
         tape.dc = torch.empty_like(tape.c)
+
+
+def allocate_step_grads(step: Step, tape: Tape, like: Tensor) -> None:
+    """`allocate_grads` for a step's gate count and layout (`projection_width` where the step has one: LRU)."""
+    width = getattr(step, "projection_width", None)
+    allocate_grads(
+        tape,
+        like,
+        len(step.gate_names),
+        step.separate_dgh,
+        step.has_cell,
+        None if width is None else int(width(tape.hidden_size)),
+    )
 
 
 def _back(step: Step, t: int, dh: Tensor, carry: Carry, tape: Tape, p: Params) -> tuple[StepGrads, Tensor]:
@@ -115,7 +130,7 @@ def backward_sweep(
     Fills tape.dh, tape.dc, tape.dgx, tape.dgh and returns ∂L/∂h_0 and the cell's carry at t = 0
     (∂L/∂c_0 first for the LSTM).
     """
-    allocate_grads(step, tape, grad_out)
+    allocate_step_grads(step, tape, grad_out)
     dh_next = dh_n  # ∂L/∂h_t through the steps after t; at the last step, ∂L/∂h_n
     carry = step.initial_carry(tape, dc_n)
     for t in reversed(tape.order):

@@ -6,6 +6,10 @@
 It keeps the direction of the gradient and bounds the step; clipping each parameter's gradient
 on its own would change the direction. `clip_value` clips every element to [−v, v] instead (the
 baselines of Arjovsky et al. 2016), which does change the direction.
+
+The clipping itself is PyTorch's (`torch.nn.utils.clip_grad_norm_`, `clip_grad_value_`, with
+`foreach` kernels); what is here is what the trainer logs around it: the norm before clipping and
+whether clipping fired.
 """
 
 from __future__ import annotations
@@ -21,19 +25,21 @@ def grad_norm(params: Iterable[nn.Parameter]) -> float:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return 0.0
-    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double()) for g in grads])))
+    return float(torch.nn.utils.get_total_norm(grads, foreach=True))
 
 
 @torch.no_grad()
 def clip_norm_(params: Iterable[nn.Parameter], threshold: float) -> tuple[float, bool]:
-    """Algorithm 1 in place; returns (the norm before clipping, whether it fired)."""
+    """Algorithm 1 in place; returns (the norm before clipping, whether it fired).
+
+    PyTorch scales by threshold / (‖ĝ‖ + 10⁻⁶) whenever that is below 1, so the gradient leaves
+    with a norm within 10⁻⁶ relative of the threshold.
+    """
     params = [p for p in params if p.grad is not None]
-    norm = grad_norm(params)
-    fired = norm >= threshold
-    if fired:
-        for p in params:
-            p.grad.mul_(threshold / norm)
-    return norm, fired
+    if not params:
+        return 0.0, False
+    norm = float(torch.nn.utils.clip_grad_norm_(params, threshold, foreach=True))
+    return norm, norm >= threshold
 
 
 @torch.no_grad()
@@ -41,7 +47,6 @@ def clip_value_(params: Iterable[nn.Parameter], value: float) -> tuple[float, bo
     """Clip every gradient element to [−value, value]; returns (the norm before, whether any was clipped)."""
     params = [p for p in params if p.grad is not None]
     norm = grad_norm(params)
-    fired = any(bool((p.grad.abs() > value).any()) for p in params)
-    for p in params:
-        p.grad.clamp_(-value, value)
+    fired = any(bool((p.grad.abs() > value).any()) for p in params if p.grad is not None)
+    torch.nn.utils.clip_grad_value_(params, value, foreach=True)
     return norm, fired

@@ -1,8 +1,11 @@
-"""Initialisations that matter for long time lags, on PyTorch-named parameters of any core.
+"""Initialisations that matter for long time lags, on PyTorch-named parameters of any registered core.
+
+Which block of gate rows is the forget or the input gate comes from the cell's `CellSpec.roles`.
 
 * `default`: PyTorch's U(−1/√H, 1/√H).
 * `orthogonal`: every gate block of W_hh orthogonal on its own (not the fused 4H×H matrix).
-* `identity`: IRNN (Le et al. 2015): W_hh = I, W_ih ~ N(0, 0.001²), biases 0 (use with ReLU).
+* `identity`: IRNN (Le et al. 2015): W_hh = I, W_ih ~ N(0, 0.001²), biases 0 (use with ReLU); only for
+  cells that list it in their `CellSpec.inits` (the Elman RNN).
 * `forget_bias`: b_f in one bias vector only (PyTorch keeps two, b_ih and b_hh; Jozefowicz et
   al. 2015, Keras' unit_forget_bias): b_ih[f] = value, b_hh[f] = 0.
 * `chrono` (Tallec & Ollivier 2018): b_f ~ log U[1, T_max − 1], b_i = −b_f (in b_ih; b_hh = 0).
@@ -19,18 +22,27 @@ import torch
 from torch import nn
 
 from .._checks import InputError
+from ..cells import RecurrentBase, registry
+from ..convert import from_torch
 
 INITS = ("default", "orthogonal", "identity")
 
 
-def _gates(core: nn.Module) -> str:
-    step = getattr(core, "step", None)
-    if step is not None:
-        return "".join(step.gate_names)
-    return {"LSTM": "ifgo", "GRU": "rzn", "RNN": "h"}[type(core).__name__]
+def _cell(core: nn.Module) -> tuple[registry.CellSpec, tuple[str, ...]]:
+    """The core's registered cell and its gate blocks (the rows of weight_ih/weight_hh, in order)."""
+    spec = registry.spec_of(core)
+    if spec is None:
+        raise InputError(
+            f"expected a registered cell (one of {', '.join(registry.names())}) or its torch.nn twin, "
+            f"got {type(core).__name__}"
+        )
+    twin = (
+        core if isinstance(core, RecurrentBase) else from_torch(core)
+    )  # a torch.nn twin: its bptt module's gates
+    return spec, tuple(twin.step.gate_names)
 
 
-def _block(t: torch.Tensor, gates: str, gate: str, H: int) -> torch.Tensor:
+def _block(t: torch.Tensor, gates: tuple[str, ...], gate: str, H: int) -> torch.Tensor:
     k = gates.index(gate)
     return t[k * H : (k + 1) * H]
 
@@ -56,11 +68,13 @@ def initialise(
     """
     if init not in INITS:
         raise InputError(f"unknown init {init!r}; expected one of {', '.join(map(repr, INITS))}")
-    gates, H = _gates(core), core.hidden_size
+    spec, gates = _cell(core)
+    H = core.hidden_size
     params = dict(core.named_parameters())
-    kind = "lstm" if "g" in gates else ("gru" if gates == "rzn" else "rnn")  # every LSTM variant keeps g
-    if init == "identity" and kind != "rnn":
-        raise InputError(f"the identity (IRNN) initialisation is for the Elman RNN, not the {kind}")
+    if init not in spec.inits:
+        raise InputError(
+            f"the {init} initialisation does not apply to the {spec.name}; it takes {', '.join(spec.inits)}"
+        )
     for name, p in params.items():
         if name.startswith("weight_hh"):
             if init == "orthogonal":
@@ -72,12 +86,17 @@ def initialise(
             p.normal_(0.0, 0.001, generator=generator)
         elif name.startswith("bias") and init == "identity":
             p.zero_()
-    for what, value, gate in (("forget_bias", forget_bias, "f"), ("input_bias", input_bias, "i")):
+    role_gate = {
+        role: gate for role, gate in spec.roles.items() if gate in gates
+    }  # the blocks this variant has
+    for what, value, role in (("forget_bias", forget_bias, "forget"), ("input_bias", input_bias, "input")):
         if value is None:
             continue
-        if gate not in gates:
+        gate = role_gate.get(role)
+        if gate is None:
+            article = "an" if role[0] in "aeiou" else "a"
             raise InputError(
-                f"{what} needs a cell with an {'forget' if gate == 'f' else 'input'} gate; this one has gates {gates!r}"
+                f"{what} needs a cell with {article} {role} gate; this one has gates {''.join(gates)!r}"
             )
         for name, p in params.items():
             if name.startswith("bias_ih"):
@@ -85,21 +104,24 @@ def initialise(
             elif name.startswith("bias_hh"):
                 _block(p, gates, gate, H).zero_()
     if chrono is not None:
-        if chrono < 3 or "f" not in gates or "i" not in gates:
+        if chrono < 3 or "forget" not in role_gate or "input" not in role_gate:
             raise InputError(
-                f"chrono needs T_max ≥ 3 and a cell with input and forget gates (gates {gates!r}, T_max {chrono})"
+                f"chrono needs T_max ≥ 3 and a cell with input and forget gates (gates {''.join(gates)!r}, T_max {chrono})"
             )
+        f, i = role_gate["forget"], role_gate["input"]
         for name, p in params.items():
             if name.startswith("bias_ih"):
                 bf = torch.log(torch.empty(H).uniform_(1.0, chrono - 1.0, generator=generator))
-                _block(p, gates, "f", H).copy_(bf)
-                _block(p, gates, "i", H).copy_(-bf)
+                _block(p, gates, f, H).copy_(bf)
+                _block(p, gates, i, H).copy_(-bf)
             elif name.startswith("bias_hh"):
-                _block(p, gates, "f", H).zero_()
-                _block(p, gates, "i", H).zero_()
+                _block(p, gates, f, H).zero_()
+                _block(p, gates, i, H).zero_()
     if init_scale != 1.0:
         if not math.isfinite(init_scale) or init_scale <= 0:
             raise InputError(f"expected a positive init_scale, got {init_scale}")
+        if not any(name.startswith("weight_hh") for name in params):
+            raise InputError(f"init_scale scales W_hh, and the {spec.name} has no recurrent weights")
         for name, p in params.items():
             if name.startswith("weight_hh"):
                 p.mul_(init_scale)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .._checks import InputError
-from ..cells import GRU, LSTM, RNN
+from ..cells import registry
 
-CELLS = ("rnn", "lstm", "gru")
 CORES = ("bptt", "torch")
 
 
@@ -20,21 +19,19 @@ def make_core(
     nonlinearity: str = "tanh",
     core: str = "bptt",
 ) -> nn.Module:
-    """A bptt cell, or (`core="torch"`) PyTorch's fused module where the cell is a standard one."""
-    if core == "torch":
-        if cell == "lstm" and variant in ("vanilla", "np"):
-            return nn.LSTM(input_size, hidden_size, num_layers)
-        if cell == "gru":
-            return nn.GRU(input_size, hidden_size, num_layers)
-        if cell == "rnn" and nonlinearity in ("tanh", "relu"):
-            return nn.RNN(input_size, hidden_size, num_layers, nonlinearity=nonlinearity)
-        what = f"lstm variant {variant!r}" if cell == "lstm" else f"rnn nonlinearity {nonlinearity!r}"
-        raise InputError(f"torch.nn has no {what}; use core='bptt'")
-    if cell == "lstm":
-        return LSTM(input_size, hidden_size, num_layers, variant=variant)
-    if cell == "gru":
-        return GRU(input_size, hidden_size, num_layers)
-    return RNN(input_size, hidden_size, num_layers, nonlinearity=nonlinearity)
+    """A registered bptt cell, or (`core="torch"`) its `torch.nn` twin where it has one for these options.
+
+    The cell takes those of `variant` and `nonlinearity` it declares as options (registry.CellSpec).
+    """
+    spec = registry.get(cell)
+    options = {"variant": variant, "nonlinearity": nonlinearity}
+    if core != "torch":
+        return spec.build(input_size, hidden_size, num_layers, options)
+    twin = spec.build_twin(input_size, hidden_size, num_layers, options)
+    if twin is None:
+        what = ", ".join(f"{k} {v!r}" for k, v in spec.check_options(options).items())
+        raise InputError(f"torch.nn has no {cell}{' with ' + what if what else ''}; use core='bptt'")
+    return twin
 
 
 class SequenceModel(nn.Module):

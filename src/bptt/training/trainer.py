@@ -31,13 +31,14 @@ from torch import Tensor, nn
 
 from .. import __version__, _checks, _io
 from .._checks import InputError
+from ..cells import registry
 from ..diagnostics.monitor import Monitor
 from ..engine import native
 from ..tasks import Batch, Task, make_task
 from . import checkpoint, logs
 from .guard import POLICIES, NonFiniteGradient, locate
 from .init import INITS, initialise
-from .model import CELLS, CORES, SequenceModel, make_core
+from .model import CORES, SequenceModel, make_core
 from .update import Guard, Outcome
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
@@ -84,7 +85,7 @@ class TrainConfig:
     seed: int = 0
 
     def validate(self) -> TrainConfig:
-        _checks.choice("cell", self.cell, CELLS)
+        _checks.choice("cell", self.cell, registry.names())
         _checks.choice("core", self.core, CORES)
         _checks.choice("optimizer", self.optimizer, OPTIMIZERS)
         _checks.choice("clip", self.clip, CLIPS)
@@ -427,6 +428,13 @@ def final_diagnostics(cfg: TrainConfig, task: Task, model: SequenceModel, sample
     )
 
 
+def cell_label(cfg: TrainConfig) -> str:
+    """The cell with its options as the registry declares them: "rnn (tanh)", "lstm (cifg)", "gru"."""
+    spec = registry.get(cfg.cell)
+    options = spec.check_options({"variant": cfg.variant, "nonlinearity": cfg.nonlinearity})
+    return f"{cfg.cell} ({', '.join(options.values())})" if options else cfg.cell
+
+
 def _summary(
     cfg: TrainConfig,
     task: Task,
@@ -441,8 +449,7 @@ def _summary(
     return {
         "task": task.name,
         "protocol": task.protocol,
-        "cell": cfg.cell if cfg.cell != "lstm" else f"lstm ({cfg.variant})",
-        "nonlinearity": cfg.nonlinearity if cfg.cell == "rnn" else None,
+        "cell": cell_label(cfg),
         "seq_len": task.seq_len,
         "steps": steps,
         "test_loss": final["loss"],

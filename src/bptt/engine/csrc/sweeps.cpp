@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 // The BLAS that PyTorch links (MKL in the x86 wheels) is called directly for the per-step products,
 // which are too small to pay ATen's dispatch every step. Weak symbols: where a build has no such
@@ -579,9 +580,19 @@ void recurrent_products(const Tensor& h, const Tensor& w_hh, i64 steps, bool one
   });
 }
 
+// The LSTM flag sets compiled above: the Python side runs only these natively.
+std::vector<i64> lstm_variant_flags() {
+  std::vector<i64> out;
+#define X(FL) out.push_back(FL);
+  BPTT_LSTM_VARIANTS(X)
+#undef X
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(bptt_native, m) {
+  m.def("lstm_variant_flags() -> int[]", &lstm_variant_flags);
   m.def(
       "lstm_forward(Tensor gx, Tensor w_hh, Tensor w_hr, Tensor w_gg, Tensor w_ci, Tensor w_cf, Tensor w_co, "
       "Tensor(a!) h_buf, Tensor(b!) c_buf, Tensor(c!) gates_buf, Tensor(d!) m_buf, int flags, bool onednn, "

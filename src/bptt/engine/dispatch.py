@@ -1,0 +1,83 @@
+"""Which sweeps run a layer: a kernel registered for the step's exact type and settings, or the Python loop.
+
+A kernel (the native C++ sweeps, a GPU kernel) implements the equations of one step type. It is
+chosen only when the step's type *is* that type — never a subclass, whose equations may differ —,
+its settings are ones the kernel implements (`accepts`), the input is on the kernel's device, and
+the kernel can run now (`available`: built, the dtype supported). Anything else runs the Python
+time loop of engine/sweep.py over the step's own `forward` and `backward`, which is exact for any
+step. So a kernel can be slower than it might be, never wrong.
+
+Example:
+    >>> import torch, bptt
+    >>> from bptt.engine import dispatch
+    >>> rnn = bptt.RNN(2, 3, dtype=torch.float64)
+    >>> k = dispatch.select(rnn.step, torch.zeros(1, 1, 2, dtype=torch.float64))
+    >>> k.name in ("native", "python")
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor
+
+from . import sweep
+from .sweep import Carry, Params
+from .tape import Tape
+
+
+def _always(_: Any) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """The forward and backward sweeps of one step type on one device, with engine/sweep.py's signatures.
+
+    Arguments:
+        name: shown in benches and errors (`"native"`, `"triton"`).
+        step: the exact step type it implements.
+        device: the device type of the inputs it takes (`"cpu"`, `"cuda"`).
+        forward_sweep: `(step, tape, gx, params) -> None`, filling the tape.
+        backward_sweep: `(step, tape, grad_out, dh_n, dc_n, params) -> (dh_0, carry_0)`.
+        accepts: whether it implements this step's settings (a variant, a nonlinearity).
+        available: whether it can run for this layer input now (built, dtype, engine setting).
+    """
+
+    name: str
+    step: type
+    device: str
+    forward_sweep: Callable[[Any, Tape, Tensor, Params], None]
+    backward_sweep: Callable[[Any, Tape, Tensor, Tensor, Tensor | None, Params], tuple[Tensor, Carry]]
+    accepts: Callable[[Any], bool] = _always
+    available: Callable[[Tensor], bool] = _always
+
+
+PYTHON = Kernel("python", object, "any", sweep.forward_sweep, sweep.backward_sweep)
+_KERNELS: list[Kernel] = []
+
+
+def register(kernel: Kernel) -> Kernel:
+    """Add a kernel; later registrations for the same step type and device are tried first."""
+    _KERNELS.insert(0, kernel)
+    return kernel
+
+
+def unregister(kernel: Kernel) -> None:
+    if kernel in _KERNELS:
+        _KERNELS.remove(kernel)
+
+
+def kernels() -> tuple[Kernel, ...]:
+    return tuple(_KERNELS)
+
+
+def select(step: object, x: Tensor) -> Kernel:
+    """The kernel for this step and layer input: an exact match, else the Python loop."""
+    for k in _KERNELS:
+        if type(step) is k.step and x.device.type == k.device and k.accepts(step) and k.available(x):
+            return k
+    return PYTHON
