@@ -390,3 +390,20 @@ def test_dry_run_of_every_task(task: str, cell: str, tmp_path) -> None:
     assert summary["task"] == task and summary["steps"] == 2 and math.isfinite(summary["test_loss"])
     final = json.loads((tmp_path / "final_diagnostics.json").read_text())
     assert final  # the final trace and its diagnostics ran on the new cell
+
+
+def test_the_torch_bench_has_rows_for_the_successors() -> None:
+    from bptt import bench
+
+    cfg = bench.BenchConfig(
+        cells=("slstm", "mingru", "lru"),
+        shapes=((2, 5, 3, 4),),
+        repeats=1,
+        warmup=0,
+        trace=False,
+        contributions=False,
+    )
+    rows = bench.run(cfg).rows
+    assert [r.cell for r in rows] == ["slstm", "mingru", "lru"]
+    assert rows[0].floor_ms is not None and rows[1].floor_ms is None and rows[2].floor_ms is None  # no W_hh
+    assert all(r.max_rel_err < 1e-4 and r.check == "pytorch loop float64" for r in rows)
