@@ -19,8 +19,8 @@ demo: $(STAMP)
 
 ## test: lint, then the whole suite (two workers)
 test: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
 	$(BIN)/python -m pytest -n 2
 
 ## bench: the engine against torch.nn's fused modules (a few minutes)

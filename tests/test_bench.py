@@ -13,7 +13,13 @@ from bptt import bench, cli
 
 def test_bench_measures_every_part_on_tiny_shapes(tmp_path) -> None:
     cfg = bench.BenchConfig(
-        cells=("lstm", "gru", "cifg"), shapes=((2, 5, 3, 4),), repeats=1, warmup=0, contributions_steps=6
+        cells=("lstm", "gru", "cifg"),
+        shapes=((2, 5, 3, 4),),
+        repeats=1,
+        warmup=0,
+        contributions_steps=6,
+        watch_shape=(2, 5, 3, 4),
+        watch_vocab=7,
     )
     result = bench.run(cfg)
     assert [r.cell for r in result.rows] == ["lstm", "gru", "cifg"]
@@ -24,6 +30,8 @@ def test_bench_measures_every_part_on_tiny_shapes(tmp_path) -> None:
     assert result.contributions is not None
     assert result.contributions["max_rel_err"] < 1e-5  # trace norms = the T autograd backward passes
     assert result.build["ok"]
+    assert [w["model"] for w in result.watch] == ["LSTM alone", "word LM, vocab 7"]
+    assert all(w["ratio"] > 0 and w["record_ratio"] > 0 for w in result.watch)
     bench.write_json(result, tmp_path / "bench.json")
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["rows"][0]["cell"] == "lstm" and saved["config"]["repeats"] == 1
@@ -35,7 +43,8 @@ def test_unrolled_baseline_norms_equal_the_trace() -> None:
     x, grad = torch.randn(7, 2, 2), torch.randn(7, 2, 3)
     norms, _ = bench._unrolled_contribution_norms(model, x, grad)
     traced = bench.trace(model, x, lambda out, state: (out * grad).sum()).contribution_norms()
-    assert torch.allclose(norms, traced, rtol=1e-5, atol=1e-7)
+    assert traced.dtype == torch.float64  # summed in float64 whatever the model's dtype
+    assert torch.allclose(norms.double(), traced, rtol=1e-5, atol=1e-7)
 
 
 def test_bench_command_writes_json(tmp_path, capsys) -> None:
@@ -52,6 +61,7 @@ def test_bench_command_writes_json(tmp_path, capsys) -> None:
             "--warmup",
             "0",
             "--no-contributions",
+            "--no-watch",
             "--json",
             str(path),
         ]

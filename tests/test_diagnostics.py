@@ -330,7 +330,7 @@ def test_without_recurrent_weights_the_remainder_vanishes() -> None:
 def test_gradient_profile_and_horizon() -> None:
     tr = bptt.trace(bptt.LSTM(2, 4, num_layers=2), torch.randn(10, 3, 2), lambda out, s: out[-1].sum())
     prof = gradient_profile(tr)
-    assert torch.allclose(prof.dh, tr.dh.norm(dim=-1).transpose(1, 2))
+    assert torch.allclose(prof.dh, tr.dh.double().norm(dim=-1).transpose(1, 2))
     assert prof.dc.shape == (2, 3, 10) and prof.dh_mean.shape == (2, 10)
     c = torch.tensor([1e-6, 2e-3, 1e-2, 1.0])  # positions 0..3, distances 3..0
     assert horizon(c, torch.tensor([3, 2, 1, 0])) == 2

@@ -1,47 +1,72 @@
-"""bptt.Monitor in a user's own training loop, and the summary it records."""
+"""bptt.Monitor in a user's own training loop, on top of bptt.watch, and the summary it records."""
 
 from __future__ import annotations
 
-import json
 import sys
 
 import pytest
 import torch
 
 import bptt
+from bptt import _io, cli
 from bptt.diagnostics import monitor as monitor_module
 from bptt.diagnostics import summarize
 
 
+class Regressor(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = torch.nn.LSTM(2, 6, batch_first=True)
+        self.head = torch.nn.Linear(6, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.lstm(x)[0][:, -1])
+
+
 def test_monitor_records_every_n_steps_of_a_torch_training_loop(tmp_path) -> None:
     torch.manual_seed(0)
-    lstm, head = torch.nn.LSTM(2, 6, batch_first=True), torch.nn.Linear(6, 1)
-    opt = torch.optim.SGD([*lstm.parameters(), *head.parameters()], lr=0.1)
-    monitor = bptt.Monitor(lstm, every=3, run_dir=tmp_path, tensorboard=False, samples=2)
-    before = [p.detach().clone() for p in lstm.parameters()]
+    model = Regressor()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    monitor = bptt.Monitor(model, every=3, run_dir=tmp_path, tensorboard=False, samples=2)
+    before = [p.detach().clone() for p in model.parameters()]
+    losses = []
     for _ in range(7):
         x, y = torch.randn(5, 12, 2), torch.randn(5, 1)
-
-        def loss_fn(out, state, y=y):
-            return torch.nn.functional.mse_loss(head(out[:, -1]), y)
-
         opt.zero_grad()
-        loss = loss_fn(*lstm(x))
-        loss.backward()
-        grads = [p.grad.clone() for p in lstm.parameters()]
-        weights = [p.detach().clone() for p in lstm.parameters()]
-        rec = monitor.step(x, loss_fn)
-        for p, g, w in zip(lstm.parameters(), grads, weights, strict=True):
-            assert torch.equal(p.grad, g) and torch.equal(p, w)  # .grad and the weights untouched
+        with monitor.step() as s:
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            s.loss = loss
+        losses.append(loss.item())
         opt.step()
     records = monitor_module.load(tmp_path)
-    assert [r["step"] for r in records] == [0, 3, 6]
-    assert json.loads(json.dumps(rec)) == records[-1]  # the last call (step 6) returned what it wrote
+    assert [(r["step"], r["module"]) for r in records] == [(0, "lstm"), (3, "lstm"), (6, "lstm")]
+    assert monitor.records == records[-1:]  # the last watched step (6) returned what it wrote
     r = records[0]
+    assert r["loss"] == pytest.approx(losses[0])  # the step's own loss, not a second pass
     assert len(r["contribution"]) == 12 and len(r["jacobian_log_state"]) == 12
     assert r["jacobian_log_state"][-1] == pytest.approx(0.0)  # ‖∂s_{T−1}/∂s_{T−1}‖ = 1
-    assert 0 <= r["horizon"] <= 11 and set(r["saturation"]) == set("ifgo")
-    assert not all(torch.equal(a, b) for a, b in zip(before, lstm.parameters(), strict=True))  # it trained
+    assert 0 <= r["horizon"] <= 11 and r["lag_sources"] == 1 and set(r["saturation"]) == set("ifgo")
+    assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))  # it trained
+
+
+def test_a_monitored_run_equals_the_unmonitored_run(tmp_path) -> None:
+    def run(every: int | None) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = Regressor()
+        model.lstm.dropout = 0.0
+        opt = torch.optim.Adam(model.parameters(), lr=0.05)
+        monitor = bptt.Monitor(model, every=every, run_dir=tmp_path, tensorboard=False) if every else None
+        for _ in range(5):
+            x, y = torch.randn(4, 9, 2), torch.randn(4, 1)
+            opt.zero_grad()
+            with monitor.step() if monitor else torch.enable_grad():
+                torch.nn.functional.mse_loss(model(torch.nn.functional.dropout(x, 0.3)), y).backward()
+            opt.step()
+        return [p.detach().clone() for p in model.parameters()]
+
+    for a, b in zip(run(None), run(2), strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_records_are_plain_json_with_no_infinities(tmp_path) -> None:
@@ -49,10 +74,19 @@ def test_records_are_plain_json_with_no_infinities(tmp_path) -> None:
     with torch.no_grad():
         model.weight_hh_l0.zero_()  # ∂s_{T−1}/∂s_k = 0 for k < T − 1: log 0 = −inf
     mon = bptt.Monitor(model, every=1, run_dir=tmp_path, tensorboard=False)
-    mon.record(torch.randn(4, 2, 1), lambda out, h: out.sum())
-    text = (tmp_path / "diagnostics" / "step_00000000.json").read_text()
+    with mon.step():
+        model(torch.randn(4, 2, 1))[0].sum().backward()
+    text = (tmp_path / "diagnostics.jsonl").read_text()
     assert "Infinity" not in text and "NaN" not in text
-    assert json.loads(text)["jacobian_log_state"][0] is None
+    rec = monitor_module.load(tmp_path)[0]
+    assert rec["jacobian_log_state"][0] is None and rec["loss"] is None and rec["module"] == ""
+
+
+def test_a_line_cut_short_by_an_interruption_is_left_out(tmp_path) -> None:
+    _io.append_jsonl(tmp_path / "diagnostics.jsonl", {"step": 0, "module": "rnn"})
+    with (tmp_path / "diagnostics.jsonl").open("a") as f:
+        f.write('{"step": 1, "mod')
+    assert monitor_module.load(tmp_path) == [{"step": 0, "module": "rnn"}]
 
 
 def test_monitor_sends_scalars_to_tensorboard_when_it_can(tmp_path) -> None:
@@ -67,25 +101,43 @@ def test_monitor_sends_scalars_to_tensorboard_when_it_can(tmp_path) -> None:
 
         def close(self) -> None: ...
 
-    mon = bptt.Monitor(torch.nn.GRU(2, 3), every=1, run_dir=tmp_path, tensorboard=False)
+    gru = torch.nn.GRU(2, 3)
+    mon = bptt.Monitor(gru, every=1, run_dir=tmp_path, tensorboard=False)
     mon.writer = Writer()
-    rec = mon.step(torch.randn(6, 2, 2), lambda out, h: out.sum())
+    with mon.step() as s:
+        s.loss = gru(torch.randn(6, 2, 2))[0].sum()
+        s.loss.backward()
+    (rec,) = mon.records
     sent = dict(mon.writer.scalars)
     assert sent["bptt/loss"] == rec["loss"] and sent["bptt/horizon"] == rec["horizon"]
+    assert sent["bptt/horizon_end"] == rec["horizon_end"]
     assert {f"bptt/saturation/{g}": v for g, v in rec["saturation"].items()}.items() <= sent.items()
 
 
 def test_monitor_without_tensorboard_still_records(tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # the import fails
-    mon = bptt.Monitor(torch.nn.GRU(2, 3), every=1, run_dir=tmp_path, tensorboard=True)
+    gru = torch.nn.GRU(2, 3)
+    mon = bptt.Monitor(gru, every=1, run_dir=tmp_path, tensorboard=True)
     assert mon.writer is None
-    mon.step(torch.randn(6, 2, 2), lambda out, h: out.sum())
+    with mon.step():
+        gru(torch.randn(6, 2, 2))[0].sum().backward()
     assert [r["step"] for r in monitor_module.load(tmp_path)] == [0]
 
 
-def test_monitor_refuses_a_whole_model() -> None:
-    with pytest.raises(TypeError, match="got Sequential; pass the recurrent submodule"):
+def test_monitor_needs_a_recurrent_module() -> None:
+    with pytest.raises(ValueError, match="found no recurrent module in Sequential"):
         bptt.Monitor(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+
+
+def test_bptt_report_renders_a_monitor_folder(tmp_path) -> None:
+    model = Regressor()
+    mon = bptt.Monitor(model, every=1, run_dir=tmp_path / "run", tensorboard=False, samples=2)
+    for _ in range(2):
+        with mon.step():
+            model(torch.randn(3, 8, 2)).sum().backward()
+    assert cli.main(["report", str(tmp_path / "run")]) == 0
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "<img" in html or "data:image" in html
 
 
 def test_samples_slice_the_batch_without_changing_the_numbers() -> None:

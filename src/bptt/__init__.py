@@ -11,6 +11,7 @@ from .cells import GRU, LRU, LSTM, NONLINEARITIES, RNN, VARIANTS, MinGRU, MinLST
 from .convert import from_torch
 from .diagnostics import Monitor
 from .trace import Trace, trace
+from .watch import Watch, watch
 
 __version__ = "0.1.0"
 
@@ -30,10 +31,12 @@ __all__ = [
     "MinLSTM",
     "Monitor",
     "Trace",
+    "Watch",
     "diagnostics",
     "from_torch",
     "lstm_variants",
     "sLSTM",
     "theory",
     "trace",
+    "watch",
 ]

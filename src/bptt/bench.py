@@ -8,7 +8,9 @@ floor: the T sequential recurrent products of the forward and backward sweeps al
 
 Besides the cell rows, the bench measures a full `bptt.trace` (states, gates, ∂L/∂h_t, ∂L/∂c_t and
 every step's contribution norm) against torch.nn's forward and backward, the contribution norms
-against T separate autograd backward passes, and the native library's build time.
+against T separate autograd backward passes, the native library's build time, and the watched
+training step (`bptt.watch`, and a `bptt.Monitor` record) against the unwatched one at the shape of
+a word-level language model.
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ class BenchConfig:
     contributions_steps: int = 200
     diagnostics: bool = False
     diagnostics_steps: tuple[int, ...] = (125, 250, 500, 1000)
+    watch: bool = True
+    watch_shape: Shape = (20, 35, 200, 200)  # (B, T, I, H) of the classic word-level LSTM language model
+    watch_layers: int = 2
+    watch_vocab: int = 10_000
     seed: int = 0
 
 
@@ -83,6 +89,7 @@ class BenchResult:
     traces: list[dict[str, Any]] = field(default_factory=list)
     contributions: dict[str, Any] | None = None
     diagnostics: dict[str, Any] | None = None
+    watch: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _sync(device: torch.device) -> None:
@@ -351,6 +358,78 @@ def bench_diagnostics(
     return {"shape": (B, None, I, H), "rows": rows, "parts": list(parts), "exponent": exponent}
 
 
+class _WordLM(nn.Module):
+    """embedding → LSTM (dropout between layers) → linear decoder; vocab 0: the LSTM alone, a loss at every step."""
+
+    def __init__(self, vocab: int, I: int, H: int, layers: int) -> None:
+        super().__init__()
+        self.vocab = vocab
+        self.embed = nn.Embedding(max(vocab, 1), I)
+        self.rnn = nn.LSTM(I, H, layers, dropout=0.2 if layers > 1 else 0.0)
+        self.decoder = nn.Linear(H, max(vocab, 1))
+
+    def loss(self, x: Tensor, y: Tensor) -> Tensor:
+        if not self.vocab:
+            return (self.rnn(x)[0] * y).sum()
+        logits = self.decoder(self.rnn(self.embed(x))[0])
+        return nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
+
+
+def bench_watch(cfg: BenchConfig, device: torch.device) -> list[dict[str, Any]]:
+    """A training step watched (`bptt.watch`, then also a Monitor record) against the same step unwatched.
+
+    Two rows at `cfg.watch_shape`: the LSTM alone with a loss at every step, and the whole word-level
+    language model (embedding, LSTM, decoder over `cfg.watch_vocab` words, cross-entropy). The
+    ratio is the watched step's median time over the unwatched step's, interleaved in this run.
+    """
+    return [_watch_row(cfg, device, vocab) for vocab in (0, cfg.watch_vocab)]
+
+
+def _watch_row(cfg: BenchConfig, device: torch.device, vocab: int) -> dict[str, Any]:
+    from .diagnostics.summary import summarize
+    from .watch import watch
+
+    B, T, I, H = cfg.watch_shape
+    torch.manual_seed(cfg.seed)
+    model = _WordLM(vocab, I, H, cfg.watch_layers).to(device)
+    if vocab:
+        x = torch.randint(vocab, (T, B), device=device)
+        y = torch.randint(vocab, (T, B), device=device)
+    else:
+        x, y = torch.randn(T, B, I, device=device), torch.randn(T, B, H, device=device)
+    now = _timer(device)
+
+    def plain() -> float:
+        model.zero_grad(set_to_none=True)
+        t0 = now()
+        model.loss(x, y).backward()
+        return now() - t0
+
+    def watched(record: bool = False) -> float:
+        model.zero_grad(set_to_none=True)
+        t0 = now()
+        with watch(model) as w:
+            model.loss(x, y).backward()
+        tr = w.traces["rnn"]
+        if record:
+            summarize(tr)  # what a Monitor record computes
+        return now() - t0
+
+    t_plain, t_watch, t_record = _interleaved(
+        [plain, watched, lambda: watched(record=True)], cfg.warmup, cfg.repeats
+    )
+    return {
+        "model": f"word LM, vocab {vocab}" if vocab else "LSTM alone",
+        "shape": cfg.watch_shape,
+        "layers": cfg.watch_layers,
+        "unwatched_ms": _median_ms(t_plain),
+        "watched_ms": _median_ms(t_watch),
+        "monitor_record_ms": _median_ms(t_record),
+        "ratio": statistics.median(t_watch) / statistics.median(t_plain),
+        "record_ratio": statistics.median(t_record) / statistics.median(t_plain),
+    }
+
+
 def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> BenchResult:
     """Measure everything in `cfg`; `progress` is told what is being measured."""
     device = torch.device(cfg.device)
@@ -385,6 +464,9 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> Benc
         result.contributions = bench_contributions(cfg, device)
     if cfg.diagnostics:
         result.diagnostics = bench_diagnostics(cfg, device, say)
+    if cfg.watch:
+        say(f"the watched training step at (B, T, I, H) = {cfg.watch_shape}")
+        result.watch = bench_watch(cfg, device)
     return result
 
 
@@ -460,6 +542,33 @@ def render(result: BenchResult) -> list[Any]:
             f"T autograd backward passes {c['autograd_T_backward_passes_ms']:.0f} ms — {c['speedup']:.0f}× faster "
             f"(norms agree to {c['max_rel_err']:.1e})"
         )
+    if result.watch:
+        t4 = Table(
+            title="a training step watched (bptt.watch; + a Monitor record) vs unwatched, torch.nn.LSTM"
+        )
+        for col in (
+            "model",
+            "B, T, I, H",
+            "layers",
+            "unwatched ms",
+            "watched ms",
+            "ratio",
+            "+ record ms",
+            "ratio",
+        ):
+            t4.add_column(col, justify="left" if col == "model" else "right")
+        for w in result.watch:
+            t4.add_row(
+                w["model"],
+                ", ".join(map(str, w["shape"])),
+                str(w["layers"]),
+                _fmt(w["unwatched_ms"]),
+                _fmt(w["watched_ms"]),
+                f"[{'green' if w['ratio'] <= 1.5 else 'red'}]{w['ratio']:.2f}×[/]",
+                _fmt(w["monitor_record_ms"]),
+                f"{w['record_ratio']:.2f}×",
+            )
+        out.append(t4)
     if result.diagnostics:
         dgn = result.diagnostics
         t3 = Table(title="diagnostics of an LSTM, B = 4, H = 128 (seconds)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ._checks import InputTypeError
@@ -19,7 +20,10 @@ def from_torch(module: nn.Module) -> RecurrentBase:
 
     Same configuration (layers, directions, bias, batch_first, dropout, proj_size), device, dtype
     and training mode; parameter names are identical, so gradients line up name by name. The twin
-    is the registered cell whose `CellSpec.torch_twin` the module is.
+    is the registered cell whose `CellSpec.torch_twin` the module is. It is built on the meta device
+    and its storage filled from `module` (parametrized weights as the module computes them), so the
+    global random number generator is not touched: looking at a model does not change its later
+    dropout masks or data order.
 
     Example:
         >>> import torch, bptt
@@ -44,11 +48,14 @@ def from_torch(module: nn.Module) -> RecurrentBase:
         batch_first=module.batch_first,
         dropout=module.dropout,
         bidirectional=module.bidirectional,
-        device=weight.device,
+        device="meta",  # no random initialisation: the weights come from `module`
         dtype=weight.dtype,
         **(spec.twin_options(module) if spec.twin_options is not None else {}),
     )
     assert isinstance(twin, RecurrentBase)
-    twin.load_state_dict(module.state_dict())
+    twin.to_empty(device=weight.device)
+    with torch.no_grad():
+        for name, p in twin.named_parameters():
+            p.copy_(getattr(module, name))
     twin.train(module.training)
     return twin

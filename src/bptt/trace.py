@@ -39,17 +39,19 @@ class Trace:
     Attributes:
         loss: the scalar loss.
         output, state: what the model returned (detached), in the model's own layout.
-        grads: ∂loss/∂θ for every parameter, keyed like `model.named_parameters()`.
+        grads: ∂loss/∂θ for every parameter, keyed like `model.named_parameters()` (computed from
+            the tapes on first use where the trace came from `bptt.watch`).
         h: h_t for every layer-direction and step; c: c_t (LSTM, else None).
         gates: gate activations by name (LSTM i, f, g, o; GRU r, z, n; none for the Elman RNN).
         dh, dc: the total ∂loss/∂h_t and ∂loss/∂c_t, through all later steps and the layers above.
         model: the bptt model that ran (a converted twin for a torch.nn module).
+        lengths: each sequence's own number of steps (B,), or None where every sequence has T;
+            the diagnostics count no step after a sequence's end.
     """
 
     loss: Tensor
     output: Tensor
     state: State
-    grads: dict[str, Tensor]
     h: Tensor
     c: Tensor | None
     gates: dict[str, Tensor]
@@ -58,6 +60,42 @@ class Trace:
     model: RecurrentBase
     tapes: list[Tape] = field(repr=False)
     params: dict[str, Tensor] = field(repr=False)
+    _grads: dict[str, Tensor] | None = field(default=None, repr=False)
+    lengths: Tensor | None = None  # (B,) each sequence's own number of steps, where they differ
+
+    @property
+    def grads(self) -> dict[str, Tensor]:
+        """∂loss/∂θ for every parameter: Σ_k ∂loss/∂θ|_k, one matmul per parameter over all T·B rows."""
+        if self._grads is None:
+            totals: dict[str, Tensor] = {}
+            with torch.no_grad():
+                for plan, terms in self._terms:
+                    for suffix, name in zip(plan.suffixes, plan.names, strict=True):
+                        totals[name] = terms[suffix].total().clone()  # b_ih and b_hh may share a term
+            self._grads = {name: totals[name] for name in self.params}
+        return self._grads
+
+    @cached_property
+    def dx(self) -> Tensor:
+        """(T, B, I) ∂loss/∂x_t, the gradient of the loss with respect to every input step ("which inputs matter").
+
+        ∂loss/∂x_t = Σ_directions W_ihᵀ ∂loss/∂gx_t of the first layer, time-major like `dh`.
+
+        Example:
+            >>> import torch, bptt
+            >>> tr = bptt.trace(bptt.GRU(3, 5), torch.randn(8, 2, 3), lambda out, h: out[-1].sum())
+            >>> tr.dx.shape, bool(tr.dx[-1].abs().sum() > 0)
+            (torch.Size([8, 2, 3]), True)
+        """
+        out = torch.zeros_like(self.tapes[0].x)
+        with torch.no_grad():
+            for plan, tape in zip(self.model.plans, self.tapes, strict=True):
+                if plan.layer == 0:
+                    assert tape.dgx is not None
+                    T, B, I = tape.x.shape
+                    w_ih = self.params[plan.names[plan.suffixes.index("weight_ih")]]
+                    out += (tape.dgx.reshape(T * B, -1) @ w_ih).view(T, B, I)  # ∂L/∂x_t = W_ihᵀ ∂L/∂gx_t
+        return out
 
     @property
     def steps(self) -> int:
@@ -120,11 +158,13 @@ class Trace:
         return {name: out[name] for name in self.grads}
 
     def contribution_norms(self) -> Tensor:
-        """(T,) L2 norm of every step's whole contribution vector (all parameters together).
+        """(T,) L2 norm of every step's whole contribution vector (all parameters together), in float64.
 
-        Computed from B×B Gram matrices per step, without forming T parameter-sized tensors.
+        Computed from B×B Gram matrices per step, without forming T parameter-sized tensors; the
+        squares are summed in float64 so that a float32 model's vanishing contributions (below
+        ~1e−19, whose squares float32 cannot hold) do not read 0.
         """
-        total = torch.zeros(self.steps, dtype=self.h.dtype, device=self.h.device)
+        total = torch.zeros(self.steps, dtype=torch.float64, device=self.h.device)
         with torch.no_grad():
             for _, terms in self._terms:
                 for term in terms.values():
@@ -196,27 +236,48 @@ def trace(model: nn.Module, input: Tensor, loss_fn: LossFn, hx: State | None = N
             )
         grads = torch.autograd.grad(loss.reshape(()), list(params.values()), allow_unused=True)
 
-    step = bmodel.step
+    return build(
+        bmodel,
+        tapes,
+        params,
+        loss.detach().reshape(()),
+        output,
+        state,
+        {
+            n: (g if g is not None else torch.zeros_like(params[n]))
+            for n, g in zip(params, grads, strict=True)
+        },
+    )
+
+
+def build(
+    model: RecurrentBase,
+    tapes: list[Tape],
+    params: dict[str, Tensor],
+    loss: Tensor,
+    output: Tensor,
+    state: State,
+    grads: dict[str, Tensor] | None = None,
+) -> Trace:
+    """A `Trace` from the tapes of one forward pass whose backward pass has run (`trace` and `bptt.watch`)."""
+    step = model.step
     for tape in tapes:  # a layer whose outputs the loss never reads gets no backward call
         if tape.dh is None:
             _zero_fill(step, tape)
     gate_names = list(step.gates(tapes[0]))
     return Trace(
-        loss=loss.detach().reshape(()),
+        loss=loss,
         output=output.detach(),
-        state=tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach(),
-        grads={
-            n: (g if g is not None else torch.zeros_like(params[n]))
-            for n, g in zip(params, grads, strict=True)
-        },
+        state=(state[0].detach(), state[1].detach()) if isinstance(state, tuple) else state.detach(),
         h=_stack([t.h for t in tapes]),
         c=_stack([t.c for t in tapes]) if step.has_cell else None,
         gates={name: _stack([step.gates(t)[name] for t in tapes]) for name in gate_names},
         dh=_stack([t.dh for t in tapes]),  # type: ignore[misc]
         dc=_stack([t.dc for t in tapes]) if step.has_cell else None,  # type: ignore[misc]
-        model=bmodel,
+        model=model,
         tapes=tapes,
         params=params,
+        _grads=grads,
     )
 
 

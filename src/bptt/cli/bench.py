@@ -52,6 +52,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=S,
         help="also time every diagnostic of an LSTM (H = 128) at T = 125…1000",
     )
+    p.add_argument(
+        "--no-watch",
+        dest="watch",
+        action="store_false",
+        default=S,
+        help="skip the watched training step against the unwatched one (word-LM shape 20x35x200x200, 2 layers)",
+    )
     p.add_argument("--json", type=a.out_file, metavar="PATH", help="also write the results as JSON to PATH")
     from ..bench_successors import add_arguments as successors_arguments
 

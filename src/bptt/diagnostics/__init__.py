@@ -8,7 +8,7 @@ products ∂s_{T−1}/∂s_k), `decomposition` (diag(f) against the rest), `boun
 from ..cells.rnn import GAMMA
 from .bounds import LayerBound, bounds, verdict
 from .decomposition import ForgetSplit, forget_split
-from .distance import GradientProfile, gradient_profile, horizon
+from .distance import GradientProfile, LagProfile, gradient_profile, horizon, lag_profile
 from .gates import GateStats, forget_histogram, gate_stats
 from .jacobian import decay_slope, distances, jacobian_norms, probe_confidence, step_jacobian
 from .lyapunov import LyapunovSpectrum, lyapunov
@@ -20,6 +20,7 @@ __all__ = [
     "ForgetSplit",
     "GateStats",
     "GradientProfile",
+    "LagProfile",
     "LayerBound",
     "LyapunovSpectrum",
     "Monitor",
@@ -33,6 +34,7 @@ __all__ = [
     "gradient_profile",
     "horizon",
     "jacobian_norms",
+    "lag_profile",
     "lyapunov",
     "probe_confidence",
     "step_jacobian",

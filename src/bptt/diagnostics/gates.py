@@ -52,29 +52,38 @@ def gate_stats(trace: Trace, eps: float = 0.01) -> dict[str, GateStats]:
     ranges = registry.gate_ranges(trace.model.step)  # from the cell's CellSpec; unknown: no saturation
     out = {}
     for name, a in gates.items():  # a: (L·D, T, B, H)
+        a = a.double()
+        LD, T, B, H = a.shape
+        # the steps of each sequence up to its own end (all of them where lengths are not given)
+        m = torch.ones(1, T, B, 1, dtype=torch.float64, device=a.device)
+        if trace.lengths is not None:
+            m = (torch.arange(T, device=a.device)[:, None] < trace.lengths.to(a.device)[None, :]).double()
+            m = m[None, :, :, None]
+        per_step = (m.sum((2, 3)) * H).clamp_min(1)  # (1, T) values averaged at each step
+        valid_steps = m.sum((0, 2, 3)) > 0  # (T,)
+
+        def over_batch(x: Tensor, m: Tensor = m, per_step: Tensor = per_step) -> Tensor:
+            return (x * m).sum((2, 3)) / per_step  # (L·D, T), NaN-free: empty steps read 0
+
         bounds = ranges.get(name)
         if bounds is None:
-            low = high = torch.full(a.shape[:2], float("nan"), dtype=torch.float64)
+            low = high = torch.full((LD, T), float("nan"), dtype=torch.float64)
         else:
             lo, hi = bounds
-            low = (
-                (a <= lo + eps).double().mean((2, 3))
-                if lo > -float("inf")
-                else torch.zeros(a.shape[:2], dtype=torch.float64)
-            )
-            high = (a >= hi - eps).double().mean((2, 3))
+            low = over_batch((a <= lo + eps).double()) if lo > -float("inf") else a.new_zeros((LD, T))
+            high = over_batch((a >= hi - eps).double())
         sat = low + high
+        mean = over_batch(a)
+        var = over_batch((a - mean[:, :, None, None]) ** 2) * per_step / (per_step - 1).clamp_min(1)
         out[name] = GateStats(
             name=name,
             low=low,
             high=high,
             saturated=sat,
-            mean=a.double().mean((2, 3)),
-            std=a.double().std((2, 3))
-            if a.shape[2] * a.shape[3] > 1
-            else torch.zeros(a.shape[:2], dtype=torch.float64),
-            unit_mean=a.double().mean((1, 2)),
-            overall_saturated=float(sat.mean()),
+            mean=mean,
+            std=var.sqrt() if B * H > 1 else a.new_zeros((LD, T)),
+            unit_mean=(a * m).sum((1, 2)) / m.sum((1, 2)).clamp_min(1),
+            overall_saturated=float(sat[:, valid_steps].mean()),
         )
     return out
 

@@ -1,24 +1,29 @@
-"""`bptt.Monitor`: the diagnostics inside a user's own training loop.
+"""`bptt.Monitor`: the diagnostics of a user's own training step, every N steps, on top of `bptt.watch`.
 
-Every `every` calls of `monitor.step(batch, loss_fn)` it traces the batch through the model (a
-`torch.nn.RNN/LSTM/GRU` or a bptt cell; its weights and `.grad` are left alone) and records
-`diagnostics.summary.summarize` of it: gradient against distance, horizon, Jacobian norms, gate
-saturation, bounds. Each record is a JSON file `diagnostics/step_00000100.json` in the run
-directory, written atomically, and goes to TensorBoard too when `tensorboard` is installed.
+Every `every`-th `with monitor.step():` block is a `bptt.watch` of the model: the traces come
+from that very forward and backward pass, so watching costs one traced step (the bptt engine in
+place of the fused kernels, plus `diagnostics.summary.summarize` of each trace) and changes
+nothing in the training. Each record (gradient against distance, the lag profile and horizon,
+Jacobian norms, gate saturation, bounds) is one line of `diagnostics.jsonl` in the run directory,
+per recurrent module, and goes to TensorBoard too when `tensorboard` is installed.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor, nn
+import torch
+from torch import nn
 
 from .. import _checks, _io
-from .._checks import InputTypeError
+from .._checks import InputError
 from .summary import summarize
+
+RECORDS = "diagnostics.jsonl"
 
 
 @dataclass(frozen=True)
@@ -26,9 +31,9 @@ class MonitorConfig:
     """How often and how much the Monitor measures."""
 
     every: int = 100
-    samples: int = 4  # sequences of each batch whose Jacobian products are measured
+    samples: int = 4  # sequences of each batch whose Jacobian products and lag profile are measured
     jacobian: bool = True
-    fraction: float = 1e-3  # of the largest contribution, for the horizon
+    fraction: float = 1e-3  # of the largest gradient, for the horizon
     tensorboard: bool = True
 
 
@@ -40,25 +45,36 @@ def _tensorboard_writer(run_dir: Path) -> Any:
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
+@dataclass
+class Skipped:
+    """What `Monitor.step()` yields on a step it does not watch: setting `loss` does nothing."""
+
+    loss: Any = None
+
+
 class Monitor:
-    """Diagnostics every N steps of your own training loop.
+    """Diagnostics every N steps of your own training loop, from the training step itself.
 
     Arguments:
-        model: the recurrent module to watch (`torch.nn.LSTM`, … or a bptt cell).
-        every: record at calls 0, N, 2N, … of `step`.
-        run_dir: where the records go (`run_dir/diagnostics/step_*.json`).
+        model: your model (any `nn.Module`); its torch.nn.RNN/LSTM/GRU and bptt submodules are watched.
+        every: watch steps 0, N, 2N, … (counted by calls of `step()`).
+        run_dir: where the records go (`run_dir/diagnostics.jsonl`).
         samples, jacobian, fraction, tensorboard: see `MonitorConfig`.
+        start: the count of the first `step()` (a resumed run's step).
 
     Example:
-        >>> import torch, bptt
-        >>> lstm, head = torch.nn.LSTM(2, 8), torch.nn.Linear(8, 1)
-        >>> import tempfile; run = tempfile.mkdtemp()
-        >>> monitor = bptt.Monitor(lstm, every=2, run_dir=run, tensorboard=False)
-        >>> for step in range(5):
-        ...     x, y = torch.randn(10, 4, 2), torch.randn(4, 1)
-        ...     rec = monitor.step(x, lambda out, state: torch.nn.functional.mse_loss(head(out[-1]), y))
-        >>> [r["step"] for r in bptt.diagnostics.monitor.load(run)]
-        [0, 2, 4]
+        >>> import torch, bptt, tempfile
+        >>> model = torch.nn.Sequential()
+        >>> model.rnn, run = torch.nn.LSTM(2, 8), tempfile.mkdtemp()
+        >>> monitor = bptt.Monitor(model, every=2, run_dir=run, tensorboard=False)
+        >>> for _ in range(5):
+        ...     x, y = torch.randn(10, 4, 2), torch.randn(4, 8)
+        ...     with monitor.step() as s:   # a bptt.watch on steps 0, 2, 4
+        ...         loss = torch.nn.functional.mse_loss(model(x)[0][-1], y)
+        ...         loss.backward()
+        ...         s.loss = loss           # optional: the loss value in the record
+        >>> [(r["step"], r["module"]) for r in bptt.diagnostics.monitor.load(run)]
+        [(0, 'rnn'), (2, 'rnn'), (4, 'rnn')]
     """
 
     def __init__(
@@ -71,16 +87,11 @@ class Monitor:
         jacobian: bool = True,
         fraction: float = 1e-3,
         tensorboard: bool = True,
+        start: int = 0,
     ) -> None:
-        from ..cells.base import RecurrentBase
-        from ..convert import torch_recurrent
+        from ..watch import Watch
 
-        if not isinstance(model, (RecurrentBase, *torch_recurrent())):
-            raise InputTypeError(
-                f"Monitor watches a recurrent module (torch.nn.RNN/LSTM/GRU or a bptt cell), got {type(model).__name__}; "
-                "pass the recurrent submodule and fold the rest of your model into loss_fn"
-            )
-        self.model = model
+        self.watcher = Watch(model)  # finds the recurrent modules now, so a wrong model fails here
         self.config = MonitorConfig(
             _checks.positive_int("every", every),
             _checks.positive_int("samples", samples),
@@ -89,39 +100,54 @@ class Monitor:
             tensorboard,
         )
         self.run_dir = Path(run_dir)
-        (self.run_dir / "diagnostics").mkdir(parents=True, exist_ok=True)
-        self.calls = 0
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.calls = start
         self.writer = _tensorboard_writer(self.run_dir) if tensorboard else None
 
-    def step(self, input: Tensor, loss_fn: Any, hx: Any = None) -> dict[str, Any] | None:
-        """Count one training step; on every N-th, trace `input` and record. Returns the record or None."""
+    @contextmanager
+    def step(self) -> Iterator[Any]:
+        """One training step: on every N-th, a `bptt.watch` of the block, recorded when the block ends.
+
+        Yields the `Watch` (or, on other steps, a `Skipped`); either takes `.loss = loss`. Only the
+        first call of each module in the block is recorded (truncated BPTT: the first window), and
+        nothing where the gradient is not finite.
+        """
         call = self.calls
         self.calls += 1
         if call % self.config.every:
-            return None
-        return self.record(input, loss_fn, hx, step=call)
+            yield Skipped()
+            return
+        with self.watcher as w:
+            yield w
+        self.records = self.record(w, call)
 
-    def record(self, input: Tensor, loss_fn: Any, hx: Any = None, step: int | None = None) -> dict[str, Any]:
-        """Trace and record now, whatever the count."""
-        from ..trace import trace
+    def record(self, w: Any, step: int) -> list[dict[str, Any]]:
+        """Summarize and record the first trace of each module of a finished `bptt.watch`; returns the records."""
+        from ..trace import Trace
 
+        traces: dict[str, Trace] = w.traces if not isinstance(w, Trace) else {"": w}
         c = self.config
-        rec = summarize(trace(self.model, input, loss_fn, hx), c.samples, c.fraction, c.jacobian)
-        rec["step"] = self.calls if step is None else step
-        _io.write_json(self.run_dir / "diagnostics" / f"step_{rec['step']:08d}.json", rec)
-        if self.writer is not None:
-            self._tensorboard(rec)
-        return rec
+        out = []
+        for name, tr in traces.items():
+            if "#" in name or not bool(torch.isfinite(tr.dh).all()):
+                continue  # later calls of a module; a step whose gradient is not finite
+            rec = summarize(tr, c.samples, c.fraction, c.jacobian)
+            rec["step"], rec["module"] = step, name
+            _io.append_jsonl(self.run_dir / RECORDS, rec)
+            if self.writer is not None:
+                self._tensorboard(rec, f"bptt/{name}/" if len(traces) > 1 and name else "bptt/")
+            out.append(rec)
+        return out
 
-    def _tensorboard(self, rec: dict[str, Any]) -> None:
+    def _tensorboard(self, rec: dict[str, Any], prefix: str) -> None:
+        assert self.writer is not None
         s = rec["step"]
-        self.writer.add_scalar("bptt/loss", rec["loss"], s)
-        self.writer.add_scalar("bptt/horizon", rec["horizon"], s)
-        if rec.get("decay_slope") is not None:
-            self.writer.add_scalar("bptt/decay_slope", rec["decay_slope"], s)
+        for key in ("loss", "horizon", "horizon_end", "decay_slope"):
+            if rec.get(key) is not None:
+                self.writer.add_scalar(prefix + key, rec[key], s)
         for name, value in rec["saturation"].items():
             if value is not None:
-                self.writer.add_scalar(f"bptt/saturation/{name}", value, s)
+                self.writer.add_scalar(f"{prefix}saturation/{name}", value, s)
         self.writer.flush()
 
     def close(self) -> None:
@@ -129,7 +155,16 @@ class Monitor:
             self.writer.close()
 
 
-def load(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Every record of a run directory, in step order."""
-    files = sorted((Path(run_dir) / "diagnostics").glob("step_*.json"))
-    return [json.loads(f.read_text()) for f in files]
+def load(run_dir: str | Path, module: str | None = None) -> list[dict[str, Any]]:
+    """Every record of a run directory in step order (one per step and module; the last one written
+    wins where a resumed run recorded a step again), of one module if given."""
+    path = Path(run_dir) / RECORDS
+    if not path.exists():
+        if not Path(run_dir).is_dir():
+            raise InputError(f"no run directory at {run_dir}")
+        return []
+    latest: dict[tuple[int, str], dict[str, Any]] = {}
+    for rec in _io.read_jsonl(path):
+        latest[(rec["step"], rec.get("module", ""))] = rec
+    records = [latest[k] for k in sorted(latest)]
+    return [r for r in records if module is None or r.get("module", "") == module]

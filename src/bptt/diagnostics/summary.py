@@ -11,7 +11,7 @@ from torch import Tensor
 from ..cells import registry
 from .bounds import bounds
 from .decomposition import forget_split
-from .distance import gradient_profile
+from .distance import gradient_profile, lag_profile
 from .gates import carry_gate, gate_stats
 from .jacobian import decay_slope, jacobian_norms
 from .lyapunov import lyapunov
@@ -37,8 +37,12 @@ def summarize(
     full: bool = False,
     exponents: int = 16,
 ) -> dict[str, Any]:
-    """Gradient against distance, horizon, contributions, gate saturation, bounds and (for the first
-    `samples` sequences, layer 0) the Jacobian products, as plain numbers and lists.
+    """Gradient against distance, the lag profile and horizons, contributions, gate saturation, bounds
+    and (for the first `samples` sequences, layer 0) the Jacobian products, as plain numbers and lists.
+
+    `horizon` is the lag horizon (`diagnostics.distance.lag_profile`, measured on the top layer for
+    the first `samples` sequences): how far back each loss term's gradient reaches. `horizon_end`
+    is the distance to the last step at which the contributions ‖∂L/∂θ|_k‖ still count.
 
     `full` adds what a final report shows: the forget-gate split (LSTM), the Lyapunov spectrum
     (`exponents` largest) compared with the decay slope, and the bounds measured along the trace.
@@ -52,15 +56,20 @@ def summarize(
         (['batch', 'bounds', 'cell', 'contribution', 'dc_mean'], 20)
     """
     prof = gradient_profile(trace, fraction)
+    sub = slice(0, samples)
+    lags = lag_profile(trace, samples=sub, fraction=fraction)
     step = trace.model.step
     rec: dict[str, Any] = {
         "cell": registry.label(step),
-        "loss": float(trace.loss),
+        "loss": finite(float(trace.loss)),
         "steps": trace.steps,
         "batch": trace.h.shape[2],
         "distance": finite(prof.distance),
         "contribution": finite(prof.contribution),
-        "horizon": prof.horizon,
+        "horizon": lags.horizon,
+        "lag_log_norm": finite(lags.log_norm),
+        "lag_sources": lags.sources,
+        "horizon_end": prof.horizon,
         "fraction": fraction,
         "dh_mean": finite(prof.dh_mean),
         "dc_mean": finite(prof.dc_mean) if prof.dc_mean is not None else None,
@@ -71,9 +80,16 @@ def summarize(
     rec["gate_mean_steps"] = {name: finite(s.mean[0]) for name, s in stats.items()}
     f = carry_gate(trace)
     if f is not None:
-        rec["forget_unit_mean"] = finite(f.double().mean((1, 2)))
-        rec["forget_histogram"] = finite(torch.histc(f[0].double(), bins=20, min=0, max=1))
-    sub = slice(0, samples)
+        f0 = f[0].double()  # (T, B, H) of layer 0
+        unit = f.double()
+        if trace.lengths is not None:  # only the steps before each sequence's end
+            valid = torch.arange(f0.shape[0])[:, None] < trace.lengths[None, :]
+            f0 = f0[valid]
+            unit = unit[:, valid]  # (L·D, steps, H)
+            rec["forget_unit_mean"] = finite(unit.mean(1))
+        else:
+            rec["forget_unit_mean"] = finite(unit.mean((1, 2)))
+        rec["forget_histogram"] = finite(torch.histc(f0, bins=20, min=0, max=1))
     if jacobian:
         log_state = jacobian_norms(trace, "state", log=True, samples=sub)
         rec["jacobian_log_state"] = finite(log_state.mean(0))

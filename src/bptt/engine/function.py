@@ -78,6 +78,8 @@ class LayerSweep(torch.autograd.Function):
         step = plan.step
         x, *weights = ctx.saved_tensors
         p = dict(zip(plan.suffixes, weights, strict=True))
+        tape.dout, tape.dh_n = grad_out, grad_hn  # what enters from outside, for the lag profile
+        tape.dc_n = grad_cn[0] if grad_cn else None
         dh0, carry = ctx.kernel.backward_sweep(
             step, tape, grad_out, grad_hn, grad_cn[0] if grad_cn else None, p
         )

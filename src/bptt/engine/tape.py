@@ -46,6 +46,11 @@ class Tape:
     dc: Tensor | None = None  # (T, B, H)
     dgx: Tensor | None = None  # (T, B, G·H)
     dgh: Tensor | None = None  # (T, B, G·H), the same tensor as dgx unless the cell separates them
+    # The gradient that enters from outside the recurrence, kept as the backward pass receives it:
+    # ∂L/∂out_t (from the loss or the layer above), ∂L/∂h_n and ∂L/∂c_n.
+    dout: Tensor | None = None  # (T, B, P)
+    dh_n: Tensor | None = None  # (B, P)
+    dc_n: Tensor | None = None  # (B, H), LSTM only
 
     @property
     def steps(self) -> int:
@@ -102,6 +107,9 @@ class Tape:
             dh=cut(self.dh),
             dc=cut(self.dc),
             dgx=cut(self.dgx),
+            dout=cut(self.dout),
+            dh_n=None if self.dh_n is None else self.dh_n[index],
+            dc_n=None if self.dc_n is None else self.dc_n[index],
         )
         out.dgh = out.dgx if self.dgh is self.dgx else cut(self.dgh)
         return out

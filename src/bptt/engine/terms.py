@@ -9,7 +9,7 @@ cells here each such term has one of two forms:
 
 One description gives three things, so each gradient formula is written once:
 `total()` (one matmul over all T·B rows after the sweep), `at(k)` (the step-k contribution) and
-`sq_norms()` (the (T,) squared Frobenius norms of every step's contribution, computed through
+`sq_norms()` (the (T,) squared Frobenius norms, in float64, of every step's contribution, computed through
 B×B Gram matrices: ‖uᵀv‖²_F = Σ_{b,b'} (u uᵀ)_{bb'} (v vᵀ)_{bb'}, never T parameter-sized tensors).
 """
 
@@ -47,13 +47,14 @@ class Outer:
     def sq_norms(self) -> Tensor:
         T, B, m = self.u.shape
         n = self.v.shape[-1]
-        out = self.u.new_empty(T)
+        # float64: the squares of small terms underflow float32
+        out = self.u.new_empty(T, dtype=torch.float64)
         # Gram form costs B²(m+n) per step, the direct form B·m·n; take the cheaper.
         gram = B * (m + n) <= m * n
         per_step = B * B if gram else m * n
         chunk = max(1, _CHUNK_ELEMENTS // max(per_step, 1))
         for s in range(0, T, chunk):
-            u, v = self.u[s : s + chunk], self.v[s : s + chunk]
+            u, v = self.u[s : s + chunk].double(), self.v[s : s + chunk].double()
             if gram:
                 # ‖uᵀv‖²_F = Σ (u uᵀ) ⊙ (v vᵀ)
                 out[s : s + chunk] = (torch.bmm(u, u.transpose(1, 2)) * torch.bmm(v, v.transpose(1, 2))).sum(
@@ -77,7 +78,7 @@ class Sum:
         return self.x[k].sum(0)
 
     def sq_norms(self) -> Tensor:
-        return self.x.sum(1).pow(2).flatten(1).sum(1)
+        return self.x.sum(1).double().pow(2).flatten(1).sum(1)
 
 
 Term = Outer | Sum

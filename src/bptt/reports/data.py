@@ -39,7 +39,8 @@ def _json(path: Path) -> Any:
 
 
 def load_run(path: str | Path, name: str | None = None) -> RunData:
-    """Read a run directory written by `bptt train`, `bptt demo` or `bptt diagnose`."""
+    """Read a run directory written by `bptt train`, `bptt demo`, `bptt diagnose` or a `bptt.Monitor`."""
+    from ..diagnostics import monitor
     from ..training.trainer import load_metrics
 
     path = Path(path)
@@ -52,9 +53,17 @@ def load_run(path: str | Path, name: str | None = None) -> RunData:
     run.nonfinite = _json(path / "nonfinite.json")
     if (path / "metrics.csv").exists():
         run.metrics = load_metrics(path)
-    diag = path / "diagnostics"
-    if diag.is_dir():
-        run.snapshots = [json.loads(f.read_text()) for f in sorted(diag.glob("step_*.json"))]
+    records = monitor.load(path)
+    if records:
+        # one module's records: the one named first (a model with several recurrent modules)
+        first = records[0].get("module", "")
+        run.snapshots = [r for r in records if r.get("module", "") == first]
+        if len({r.get("module", "") for r in records}) > 1:
+            run.name = f"{run.name} ({first})" if name is None else run.name
     if run.summary is None and run.final is None:
-        raise FileNotFoundError(f"{path} holds no run: expected summary.json or final_diagnostics.json")
+        if not run.snapshots:
+            raise FileNotFoundError(
+                f"{path} holds no run: expected summary.json, final_diagnostics.json or {monitor.RECORDS}"
+            )
+        run.final = run.snapshots[-1]  # a Monitor or watch folder: its latest record is the final word
     return run

@@ -4,7 +4,7 @@ A run lives in its own directory:
 
     config.json      the resolved settings (this config, the task's protocol, versions)
     metrics.csv      a row per logged step: loss, pre-clip gradient norm, whether clipping fired, …
-    diagnostics/     Monitor snapshots (gradient against distance, Jacobian norms, gates, …)
+    diagnostics.jsonl  Monitor records (gradient against distance, Jacobian norms, gates, …)
     checkpoint.pt    model, optimiser and random-number states, written atomically
     summary.json     task, protocol, cell, seq_len, steps, test_loss, baseline_loss, solved, wall_s, …
     nonfinite.json   where a non-finite gradient was born, if one was
@@ -15,6 +15,7 @@ with the same seed: every random draw comes from generators whose states the che
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -32,7 +33,7 @@ from torch import Tensor, nn
 from .. import __version__, _checks, _io
 from .._checks import InputError
 from ..cells import registry
-from ..diagnostics.monitor import Monitor
+from ..diagnostics.monitor import Monitor, Skipped
 from ..engine import native
 from ..tasks import Batch, Task, make_task
 from . import checkpoint, logs
@@ -140,6 +141,14 @@ def build(cfg: TrainConfig) -> tuple[Task, SequenceModel]:
 
 def _detach(state: Any) -> Any:
     return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+def _first_loss_to(watched: Any, losses: Iterator[Tensor]) -> Iterator[Tensor]:
+    """The losses, the first of them also set as the watched step's loss (the record's loss value)."""
+    for loss in losses:
+        if watched.loss is None:
+            watched.loss = loss
+        yield loss
 
 
 def _losses(cfg: TrainConfig, task: Task, model: SequenceModel, batch: Batch) -> Iterator[Tensor]:
@@ -329,9 +338,11 @@ def train(
     if run.step == 0:
         _write_config(cfg, out, task, model)
     metrics = logs.MetricsLog(out / "metrics.csv", keep_before=run.step)
-    monitor = Monitor(model.core, cfg.monitor_every, out, tensorboard=False) if cfg.monitor_every else None
-    if monitor is not None:
-        monitor.calls = run.step
+    monitor = (
+        Monitor(model, cfg.monitor_every, out, tensorboard=False, start=run.step)
+        if cfg.monitor_every
+        else None
+    )
     batches = task.batches(cfg.batch_size, data)
     solved_early, t0 = False, time.perf_counter()
 
@@ -348,7 +359,9 @@ def train(
             def where(b: Batch = batch) -> dict[str, Any]:
                 return locate(model.core, b.x, traced_loss, model.head)
 
-            outcome = guard.step(step, _losses(cfg, task, model, batch), where)
+            # every monitor_every-th step is watched: its diagnostics come from this very step
+            with monitor.step() if monitor is not None else contextlib.nullcontext(Skipped()) as watched:
+                outcome = guard.step(step, _first_loss_to(watched, _losses(cfg, task, model, batch)), where)
             if outcome.report is not None:  # the guard fired: this update is never applied
                 report = {**outcome.report, "policy": cfg.nonfinite}
                 _io.write_json(out / "nonfinite.json", report)
@@ -358,8 +371,6 @@ def train(
                     raise NonFiniteGradient(report)
                 run.counters["skipped"] += 1
             run.counters["clipped"] += int(outcome.clipped)
-            if monitor is not None:
-                monitor.step(batch.x, traced_loss)
             done = step + 1
             evaluated = done % cfg.eval_every == 0 or done == cfg.steps
             if evaluated:
