@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable ".[test,gpu]"
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable ".[test,gpu,references]"
 	touch $(STAMP)
 
 ## demo: the headline job: RNN against LSTM, exploding with and without clipping, runs/demo/report.html

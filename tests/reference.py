@@ -168,3 +168,109 @@ def hs97_unroll(
             y_outs.append(y_out)
         y_prev = torch.stack(y_cells + y_ins + y_outs)
     return torch.sigmoid(weight_out @ torch.cat([torch.stack(y_cells), x.new_ones(1)]))
+
+
+# -- the LSTM's successors, from Beck et al. 2024 (sLSTM), Feng et al. 2024 (minGRU, minLSTM) and
+# Orvieto et al. 2023 (LRU). The cell state is one tensor, as the modules keep it: sLSTM [c | n | m],
+# LRU [Re x | Im x].
+
+
+def slstm_step(P: dict, x: Tensor, state: tuple, forget_gate: str = "sigmoid") -> tuple:
+    h, cnm = state
+    H = h.shape[-1]
+    c, n, m = cnm[..., :H], cnm[..., H : 2 * H], cnm[..., 2 * H :]
+    pre = _lin(x, P["weight_ih"], P.get("bias_ih")) + _lin(h, P["weight_hh"], P.get("bias_hh"))
+    i_t, f_t, z_t, o_t = pre.split(H, dim=-1)
+    log_f = torch.nn.functional.logsigmoid(f_t) if forget_gate == "sigmoid" else f_t
+    empty = n == 0
+    m_new = torch.where(empty, i_t, torch.where(i_t >= log_f + m, i_t, log_f + m))
+    i = torch.exp(i_t - m_new)
+    f = torch.where(empty, torch.zeros_like(n), torch.exp(log_f + m - m_new))
+    z = torch.tanh(z_t)
+    o = torch.sigmoid(o_t)
+    cnm_new = torch.cat([f * c + i * z, f * n + i, m_new], -1)  # the state tensor h_t reads, as the next step
+    h_new = o * cnm_new[..., :H] / cnm_new[..., H : 2 * H]
+    return (h_new, cnm_new), {"i": i, "f": f, "g": z, "o": o}
+
+
+def _candidate(u: Tensor, candidate: str) -> Tensor:
+    return u if candidate == "linear" else torch.where(u >= 0, u + 0.5, torch.sigmoid(u))
+
+
+def mingru_step(P: dict, x: Tensor, state: tuple, candidate: str = "linear") -> tuple:
+    (h,) = state
+    H = h.shape[-1]
+    a = _lin(x, P["weight_ih"], P.get("bias_ih"))
+    z = torch.sigmoid(a[..., :H])
+    h_tilde = _candidate(a[..., H:], candidate)
+    return ((1 - z) * h + z * h_tilde,), {"z": z}
+
+
+def minlstm_step(P: dict, x: Tensor, state: tuple, candidate: str = "linear") -> tuple:
+    (h,) = state
+    H = h.shape[-1]
+    a = _lin(x, P["weight_ih"], P.get("bias_ih"))
+    f, i = torch.sigmoid(a[..., :H]), torch.sigmoid(a[..., H : 2 * H])
+    h_tilde = _candidate(a[..., 2 * H :], candidate)
+    f_prime, i_prime = f / (f + i), i / (f + i)
+    return (f_prime * h + i_prime * h_tilde,), {"f": f_prime, "i": i_prime}
+
+
+def lru_step(P: dict, u: Tensor, state: tuple) -> tuple:
+    """In complex arithmetic, as the paper writes it."""
+    _, x_ri = state
+    N = P["nu_log"].shape[0]
+    lam = torch.exp(-torch.exp(P["nu_log"]) + 1j * torch.exp(P["theta_log"]))
+    B = torch.complex(P["weight_ih"][:N], P["weight_ih"][N : 2 * N])
+    D = P["weight_ih"][2 * N :]
+    C = torch.complex(P["weight_hc"][:, :N], P["weight_hc"][:, N:])
+    x = torch.complex(x_ri[..., :N], x_ri[..., N:])
+    x = lam * x + torch.exp(P["gamma_log"]) * (u.to(B.dtype) @ B.T)
+    x_ri = torch.cat([x.real, x.imag], -1)  # the state tensor y_t reads, as the next step
+    y = (torch.complex(x_ri[..., :N], x_ri[..., N:]) @ C.T).real + u @ D.T
+    return (y, x_ri), {}
+
+
+SUCCESSOR_STEPS = {"slstm": slstm_step, "mingru": mingru_step, "minlstm": minlstm_step, "lru": lru_step}
+
+
+def unroll_successor(
+    kind: str, params: dict, x: Tensor, hx, num_layers: int, bidirectional: bool, **cfg
+) -> dict:
+    """As `unroll`, for the successors; hx is h_0 (minGRU, minLSTM) or (h_0, c_0) (sLSTM, LRU)."""
+    T = x.shape[0]
+    D = 2 if bidirectional else 1
+    has_cell = kind in ("slstm", "lru")
+    layer_in = x
+    h_n, c_n, hs, cs, gates = [], [], [], [], []
+    for layer in range(num_layers):
+        outs = []
+        for d in range(D):
+            k = layer * D + d
+            suffix = f"_l{layer}" + ("_reverse" if d else "")
+            P = {name[: -len(suffix)]: v for name, v in params.items() if name.endswith(suffix)}
+            state = (hx[0][k], hx[1][k]) if has_cell else (hx[k],)
+            h_t: list = [None] * T
+            c_t: list = [None] * T
+            g_t: list = [None] * T
+            for t in range(T - 1, -1, -1) if d else range(T):
+                state, g = SUCCESSOR_STEPS[kind](P, layer_in[t], state, **cfg)
+                h_t[t], g_t[t] = state[0], g
+                if has_cell:
+                    c_t[t] = state[1]
+            outs.append(torch.stack(h_t))
+            hs.append(h_t)
+            cs.append(c_t)
+            gates.append(g_t)
+            h_n.append(state[0])
+            if has_cell:
+                c_n.append(state[1])
+        layer_in = torch.cat(outs, -1)
+    return {
+        "output": layer_in,
+        "h_n": torch.stack(h_n),
+        "c_n": torch.stack(c_n) if c_n else None,
+        "h": hs,
+        "c": cs,
+        "gates": gates,
+    }

@@ -237,7 +237,10 @@ def _models(cell: str, shape: Shape, device: torch.device) -> tuple[nn.Module, R
 
 def _floor_ms(ours: RecurrentBase, shape: Shape, device: torch.device, repeats: int) -> float | None:
     B, T = shape[:2]
-    W = ours.get_parameter("weight_hh_l0").detach()
+    params = dict(ours.named_parameters())
+    if "weight_hh_l0" not in params:
+        return None  # no recurrent product to measure (minGRU, minLSTM, LRU)
+    W = params["weight_hh_l0"].detach()
     h = torch.randn(B, W.shape[1], device=device)
     if device.type == "cpu" and native.usable(h[None]):
 

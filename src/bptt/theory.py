@@ -12,6 +12,13 @@ for it (a trace, a Jacobian norm, a contribution sum), so a reader can see the t
 * BPTT as a sum over steps:            ∂L/∂θ = Σ_k ∂L/∂θ|_k                           (seed 001)
 * γ = sup |a'|:                        tanh 1, sigmoid 1/4, ReLU 1                    (seed 001)
 
+and the LSTM's successors (Orvieto et al. 2023; Feng et al. 2024; Beck et al. 2024):
+
+* LRU:                                 ‖∂x_T/∂x_t‖ = max_j |λ_j|^(T−t), |λ| = exp(−exp(ν))
+* minGRU:                              ∂h_T/∂h_t = ∏ (1 − z_s) = σ(−b_z)^(T−t) for a constant gate
+* sLSTM, the normalised carry c/n:     ∂ĉ_T/∂ĉ_t = ∏ (1 − i'_s/n_s) = σ^(T−t) (1 − σ^t)/(1 − σ^T),
+                                       σ = σ(b_f), for constant gates from the zero state
+
 The optima are found by golden-section search over the *measured* step Jacobian of a one-unit
 RNN, independently of the closed form, which comes from its stationarity condition.
 """
@@ -26,7 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from ._checks import InputError
-from .cells import LSTM, RNN
+from .cells import LRU, LSTM, RNN, MinGRU, sLSTM
 from .diagnostics.jacobian import jacobian_norms, step_jacobian
 from .trace import trace
 
@@ -263,6 +270,69 @@ def _gamma_claims() -> list[Claim]:
     return out
 
 
+def _lru_claims() -> list[Claim]:
+    torch.manual_seed(0)
+    lru = LRU(2, 4, state_size=6, r_min=0.9, r_max=0.999, dtype=F64)
+    T = 201
+    tr = trace(lru, torch.randn(T, 1, 2, dtype=F64), lambda out, s: out[-1].sum())
+    modulus = torch.exp(-torch.exp(lru.get_parameter("nu_log_l0").detach()))
+    return [
+        Claim(
+            "LRU: the state Jacobian over 200 steps",
+            "‖∂x_T/∂x_{T−200}‖ = max_j |λ_j|^200",
+            float(modulus.max()) ** (T - 1),
+            float(jacobian_norms(tr, of="c")[0, 0]),
+            "x→x Jacobian norm of a bptt.LRU (6 complex eigenvalues on the ring [0.9, 0.999]), by trace",
+            1e-10,
+        )
+    ]
+
+
+def _mingru_claims() -> list[Claim]:
+    b, T = 2.0, 101
+    cell = MinGRU(1, 1, dtype=F64)
+    with torch.no_grad():
+        cell.get_parameter("weight_ih_l0").zero_()
+        cell.get_parameter("bias_ih_l0").copy_(torch.tensor([b, 0.5]))  # z_t = σ(b) at every step; h̃ = 0.5
+    tr = trace(cell, torch.randn(T, 1, 1, dtype=F64), lambda out, s: out[-1].sum())
+    return [
+        Claim(
+            "minGRU: the carry over 100 steps",
+            "∂h_T/∂h_{T−100} = ∏ (1 − z_s) = σ(−2)^100",
+            _sigmoid(-b) ** (T - 1),
+            float(jacobian_norms(tr)[0, 0]),
+            "Jacobian norm of a one-unit bptt.MinGRU whose only parameters are b_z = 2, b_n = 0.5",
+            1e-10,
+        )
+    ]
+
+
+def _slstm_claims() -> list[Claim]:
+    b_f, T, k = 3.0, 60, 10
+    cell = sLSTM(1, 1, dtype=F64)
+    with torch.no_grad():
+        for p in cell.parameters():
+            p.zero_()
+        cell.get_parameter("bias_ih_l0").copy_(torch.tensor([0.5, b_f, 1.0, 0.0]))  # ĩ, f̃, g̃, õ constant; no W_hh
+    tr = trace(cell, torch.randn(T, 1, 1, dtype=F64), lambda out, s: out[-1].sum())
+    # h_T = o_T ĉ_T and n_k is held, so ∂ĉ_T/∂ĉ_k = ∂L/∂c_k · n_k / o_T
+    assert tr.c is not None and tr.dc is not None
+    n_k = float(tr.c[0, k, 0, 1])
+    measured = float(tr.dc[0, k, 0, 0]) * n_k / float(tr.gates["o"][0, -1, 0, 0])
+    sig = _sigmoid(b_f)
+    d = T - 1 - k
+    return [
+        Claim(
+            f"sLSTM: the normalised carry over {d} steps",
+            "∂ĉ_T/∂ĉ_t = ∏ (1 − i'_s/n_s) = σ(b_f)^(T−t) (1 − σ(b_f)^t)/(1 − σ(b_f)^T)",
+            sig**d * (1 - sig ** (k + 1)) / (1 - sig**T),
+            measured,
+            "∂L/∂c_k · n_k / o_T of a one-unit bptt.sLSTM with constant gates (b_f = 3) from the zero state",
+            1e-10,
+        )
+    ]
+
+
 def claims() -> list[Claim]:
     """Every claim, computed and measured now."""
     return (
@@ -272,4 +342,7 @@ def claims() -> list[Claim]:
         + _cec_claims()
         + _sum_claim()
         + _gamma_claims()
+        + _lru_claims()
+        + _mingru_claims()
+        + _slstm_claims()
     )

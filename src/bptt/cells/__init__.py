@@ -11,14 +11,18 @@ from ..engine.function import LayerPlan
 from . import registry
 from .base import RecurrentBase
 from .gru import GRU, GRUStep
+from .lru import LRU, LRUStep
 from .lstm import LSTM, VARIANTS, LSTMStep, LSTMVariant
+from .minimal import MinGRU, MinGRUStep, MinLSTM, MinLSTMStep, parallel_scan
 from .registry import CellSpec, register
 from .rnn import NONLINEARITIES, RNN, ElmanStep
+from .slstm import SLSTMStep, sLSTM
 
 torch.serialization.add_safe_globals([RNN, LSTM, GRU, ElmanStep, GRUStep, LSTMStep, LSTMVariant, LayerPlan])
 
 __all__ = [
     "GRU",
+    "LRU",
     "LSTM",
     "NONLINEARITIES",
     "RNN",
@@ -26,9 +30,17 @@ __all__ = [
     "CellSpec",
     "ElmanStep",
     "GRUStep",
+    "LRUStep",
     "LSTMStep",
     "LSTMVariant",
+    "MinGRU",
+    "MinGRUStep",
+    "MinLSTM",
+    "MinLSTMStep",
     "RecurrentBase",
+    "SLSTMStep",
+    "parallel_scan",
     "register",
     "registry",
+    "sLSTM",
 ]

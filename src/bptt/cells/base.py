@@ -85,14 +85,17 @@ class RecurrentBase(nn.Module):
         self._plans: list[LayerPlan] = []
         for layer in range(num_layers):
             for direction in range(D):
-                shapes: dict[str, tuple[int, ...]] = {
-                    "weight_ih": (G * H, input_size if layer == 0 else D * P),
-                    "weight_hh": (G * H, P),
-                }
-                if bias:
-                    shapes.update(bias_ih=(G * H,), bias_hh=(G * H,))
-                if proj_size:
-                    shapes["weight_hr"] = (P, H)
+                in_features = input_size if layer == 0 else D * P
+                layout = getattr(step, "parameter_shapes", None)
+                shapes: dict[str, tuple[int, ...]]
+                if layout is not None:  # a cell with a layout of its own (minGRU, minLSTM, LRU)
+                    shapes = layout(in_features, H, bias)
+                else:
+                    shapes = {"weight_ih": (G * H, in_features), "weight_hh": (G * H, P)}
+                    if bias:
+                        shapes.update(bias_ih=(G * H,), bias_hh=(G * H,))
+                    if proj_size:
+                        shapes["weight_hr"] = (P, H)
                 shapes.update(extra_params or {})
                 suffix = f"_l{layer}" + ("_reverse" if direction else "")
                 for name, shape in shapes.items():
@@ -107,6 +110,12 @@ class RecurrentBase(nn.Module):
         bound = 1.0 / math.sqrt(self.hidden_size)
         for weight in self.parameters():
             nn.init.uniform_(weight, -bound, bound)
+
+    @property
+    def cell_size(self) -> int:
+        """Features of the cell state c: hidden_size, or the cell's own (sLSTM (c, n, m): 3·H; LRU: 2·N)."""
+        size = getattr(self.step, "cell_size", None)
+        return self.hidden_size if size is None else int(size(self.hidden_size))
 
     @property
     def num_directions(self) -> int:
@@ -255,7 +264,8 @@ class RecurrentBase(nn.Module):
         self, hx: State | None, B: int, batched: bool, x: Tensor
     ) -> tuple[Tensor, Tensor | None]:
         """(h0, c0) as (L·D, B, ·) tensors; zeros where hx is None."""
-        LD, H, P = self.num_layers * self.num_directions, self.hidden_size, self.proj_size or self.hidden_size
+        LD, P = self.num_layers * self.num_directions, self.proj_size or self.hidden_size
+        H = self.cell_size
         has_cell = self.step.has_cell
         if hx is None:
             h0 = x.new_zeros(LD, B, P)
@@ -263,7 +273,7 @@ class RecurrentBase(nn.Module):
         if has_cell:
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                 raise InputTypeError(
-                    f"expected hx to be a tuple (h_0, c_0) for the LSTM, got {type(hx).__name__}"
+                    f"expected hx to be a tuple (h_0, c_0) for the {type(self).__name__}, got {type(hx).__name__}"
                 )
             pairs = [("h_0", hx[0], P), ("c_0", hx[1], H)]
         else:

@@ -16,8 +16,8 @@ family it derives from, and gets no label, roles or bounds it has not declared.
 
 Example:
     >>> from bptt.cells import registry
-    >>> registry.names()[:3]
-    ('gru', 'lstm', 'rnn')
+    >>> {"rnn", "lstm", "gru"} <= set(registry.names())
+    True
     >>> spec = registry.get("lstm")
     >>> spec.roles["forget"], spec.carry_gate
     ('f', 'f')

@@ -67,6 +67,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="skip the watched training step against the unwatched one (word-LM shape 20x35x200x200, 2 layers)",
     )
     p.add_argument("--json", type=a.out_file, metavar="PATH", help="also write the results as JSON to PATH")
+    from ..bench_successors import add_arguments as successors_arguments
+
+    successors_arguments(p)
 
 
 def _device(text: str) -> str:
@@ -78,6 +81,10 @@ def _device(text: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from .. import bench
 
+    if args.successors:
+        from .. import bench_successors
+
+        return bench_successors.main(args, console())
     cfg = config_from_args(bench.BenchConfig, args)
     bench.check_device(cfg.device)
     out = console()

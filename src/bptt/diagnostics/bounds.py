@@ -86,9 +86,12 @@ def bounds(model: nn.Module, trace: Trace | None = None, samples: slice | None =
         raise InputTypeError(f"expected a bptt or torch.nn RNN/LSTM/GRU, got {type(model).__name__}")
     out = []
     for plan in model.plans:
-        W = getattr(model, plan.names[plan.suffixes.index("weight_hh")]).detach().double()
-        lam = float(torch.linalg.matrix_norm(W, ord=2))
-        rho = float(torch.linalg.eigvals(W).abs().max()) if W.shape[0] == W.shape[1] else None
+        if "weight_hh" in plan.suffixes:
+            W = getattr(model, plan.names[plan.suffixes.index("weight_hh")]).detach().double()
+            lam = float(torch.linalg.matrix_norm(W, ord=2))
+            rho = float(torch.linalg.eigvals(W).abs().max()) if W.shape[0] == W.shape[1] else None
+        else:  # no recurrent weights (minGRU, minLSTM, LRU): W_hh = 0; the cell's own note says what bounds it
+            lam, rho = 0.0, None
         name = plan.names[0].removeprefix("weight_ih_")
         cell = registry.label(model.step)
         spec = registry.spec_of(model.step)

@@ -10,6 +10,11 @@ make the whole explode. Here both are measured per step and sample:
 
 (R_t also holds the peephole terms of ∂c_t/∂c_{t−1}|_h). Norms are spectral norms; ‖diag(f_t)‖ is
 max_j f_tj. At the first step h_{−1} is the given initial state, so the split starts at the second.
+
+The successors have their own carry path in place of diag(f_t) (`carry_jacobian` of the step):
+sLSTM diag(f'_t) on c and n (and on m where the forget branch sets the stabiliser), minGRU
+diag(1 − z_t) and minLSTM diag(f'_t) on h itself (their remainder is zero: no gate reads h_{t−1}),
+LRU the rotation-scaling by λ (remainder zero too).
 """
 
 from __future__ import annotations
@@ -52,18 +57,23 @@ def forget_split(
         True
     """
     step, tape, p = trace.layer(layer, direction, samples)
-    if not step.has_cell:
-        raise InputError("the forget-gate split needs an LSTM (a cell state c)")
+    carry_jacobian = getattr(step, "carry_jacobian", None)
+    if not step.has_cell and carry_jacobian is None:
+        raise InputError("the forget-gate split needs an LSTM (a cell state c) or a cell with a carry path")
     layout = state_layout(step, tape)
-    B, T, H = tape.x.shape[1], tape.steps, tape.hidden_size
+    carried = "c" if step.has_cell else "h"  # minGRU and minLSTM carry h itself
+    B, T, S = tape.x.shape[1], tape.steps, layout.sizes[layout.names.index(carried)]
     dtype, device = tape.h.dtype, tape.h.device
-    spec = registry.spec_of(step)
-    if spec is None:
-        raise InputError(f"the forget-gate split needs a registered cell; {type(step).__name__} is not one")
-    f_all = step.gates(tape).get(spec.carry_gate) if spec.carry_gate else None
-    eye = torch.eye(H, dtype=dtype, device=device)[:, None, :].expand(H, B, H)
+    if carry_jacobian is None:  # the LSTMs: diag of the spec's carry gate (f = 1 without one)
+        spec = registry.spec_of(step)
+        if spec is None:
+            raise InputError(
+                f"the forget-gate split needs a registered cell; {type(step).__name__} is not one"
+            )
+        f_all = step.gates(tape).get(spec.carry_gate) if spec.carry_gate else None
+    eye = torch.eye(S, dtype=dtype, device=device)[:, None, :].expand(S, B, S)
     zero = {
-        n: torch.zeros(H, B, size, dtype=dtype, device=device)
+        n: torch.zeros(S, B, size, dtype=dtype, device=device)
         for n, size in zip(layout.names, layout.sizes, strict=True)
     }
     nan = torch.full((B, T), float("nan"), dtype=torch.float64, device=device)
@@ -72,15 +82,22 @@ def forget_split(
     for idx in range(1, len(order)):
         t, t_prev = order[idx], order[idx - 1]
         # rows of [∂c_t/∂h_{t−1}, ∂c_t/∂c_{t−1}|_h] from unit cotangents on c_t
-        cot = tuple(eye if n == "c" else zero[n] for n in layout.names)
-        dh_prev, dc_direct, *_ = state_vjp(step, tape, t, p, cot)
-        # through h_{t−1} = o_{t−1} ⊙ tanh(c_{t−1}): step t−1's output map, backwards
-        via_h = step.backward(t_prev, dh_prev, tuple(zero[n] for n in layout.names[1:]), tape, p).dc
-        assert via_h is not None
-        J = (dc_direct + via_h).permute(1, 0, 2)  # (B, H, H): row i = ∂c_t[i]/∂c_{t−1}
-        f = f_all[t] if f_all is not None else torch.ones(B, H, dtype=dtype, device=device)
-        F = torch.diag_embed(f)
-        forget[:, t] = f.double().amax(-1)
+        cot = tuple(eye if n == carried else zero[n] for n in layout.names)
+        rows = state_vjp(step, tape, t, p, cot)
+        if step.has_cell:
+            dh_prev, dc_direct = rows[0], rows[1]
+            # through h_{t−1} = o_{t−1} ⊙ tanh(c_{t−1}): step t−1's output map, backwards
+            via_h = step.backward(t_prev, dh_prev, tuple(zero[n] for n in layout.names[1:]), tape, p).dc
+            assert via_h is not None
+            J = (dc_direct + via_h).permute(1, 0, 2)  # (B, S, S): row i = ∂c_t[i]/∂c_{t−1}
+        else:
+            J = rows[0].permute(1, 0, 2)  # (B, S, S): row i = ∂h_t[i]/∂h_{t−1}
+        if carry_jacobian is not None:
+            F = carry_jacobian(tape, t, p)
+        else:
+            f = f_all[t] if f_all is not None else torch.ones(B, S, dtype=dtype, device=device)
+            F = torch.diag_embed(f)
+        forget[:, t] = sigma_max(F.double())  # max_j f_tj for a diagonal carry
         remainder[:, t] = sigma_max((J - F).double())
         total[:, t] = sigma_max(J.double())
     return ForgetSplit(forget, remainder, total)

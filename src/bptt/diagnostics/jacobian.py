@@ -144,15 +144,24 @@ def _unit_rows(
 
 
 def _forget_product_norms(step: Step, tape: Tape) -> Tensor:
-    """‖∏_{i=k+1}^{T−1} diag(f_i)‖ = max_j ∏ f_ij for every k: the Constant Error Carousel alone."""
-    spec = registry.spec_of(step)
-    if spec is None:
-        raise InputError(
-            f"the carousel needs a registered cell that names its carry gate; {type(step).__name__} is not one"
-        )
+    """‖∏_{i=k+1}^{T−1} diag(f_i)‖ = max_j ∏ f_ij for every k: the Constant Error Carousel alone.
+
+    A step with a `carry_factor` gives its own carry factor in place of f: minGRU 1 − z, minLSTM f',
+    sLSTM 1 − i'/n (the normalised carry c/n), LRU |λ| (its carry rotates and scales by |λ|).
+    """
     T, B, H = tape.steps, tape.x.shape[1], tape.hidden_size
-    f = step.gates(tape).get(spec.carry_gate) if spec.carry_gate is not None else None
+    carry_factor = getattr(step, "carry_factor", None)
+    if carry_factor is not None:
+        f = carry_factor(tape)
+    else:
+        spec = registry.spec_of(step)
+        if spec is None:
+            raise InputError(
+                f"the carousel needs a registered cell that names its carry gate; {type(step).__name__} is not one"
+            )
+        f = step.gates(tape).get(spec.carry_gate) if spec.carry_gate is not None else None
     log_f = torch.zeros(T, B, H, dtype=torch.float64, device=tape.x.device) if f is None else f.double().log()
+    H = log_f.shape[-1]
     order = list(tape.order)
     out = torch.empty(B, T, dtype=torch.float64, device=tape.x.device)
     acc = torch.zeros(B, H, dtype=torch.float64, device=tape.x.device)  # Σ log f over the steps after k
@@ -179,7 +188,8 @@ def jacobian_norms(
     Arguments:
         trace: a `bptt.Trace`.
         of: `"state"` (the whole state), `"h"` or `"c"` (the h→h or c→c block of the LSTM's product),
-            `"cec"` (the Constant Error Carousel ∏ diag(f_i) alone; f = 1 without a forget gate).
+            `"cec"` (the Constant Error Carousel ∏ diag(f_i) alone; f = 1 without a forget gate; the
+            cell's carry factor for minGRU, minLSTM, sLSTM and LRU).
         layer, direction: which layer-direction; "last step" is the last one that direction visits.
         method: `"exact"` or `"probes"` (see the module docstring for the estimator's error bound).
         probes: number of random cotangents for `method="probes"`.
@@ -198,7 +208,7 @@ def jacobian_norms(
     _checks.choice("method", method, METHODS)
     step, tape, p = trace.layer(layer, direction, samples)
     layout = state_layout(step, tape)
-    if of in ("c", "cec") and not step.has_cell:
+    if (of == "c" or (of == "cec" and not hasattr(step, "carry_factor"))) and not step.has_cell:
         raise InputError(f"of={of!r} needs an LSTM (a cell state c); this model's state is {layout.names}")
     if of == "cec":
         cec = _forget_product_norms(step, tape)

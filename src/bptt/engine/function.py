@@ -34,7 +34,7 @@ def input_projection(step: Step, x: Tensor, p: Params) -> Tensor:
     """gx_t = W_ih x_t + b_ih (+ b_hh where the cell allows), all steps in one matmul: (T, B, G·H)."""
     T, B, I = x.shape
     b = p.get("bias_ih")
-    if b is not None and step.fold_bias_hh:
+    if b is not None and step.fold_bias_hh and "bias_hh" in p:
         b = b + p["bias_hh"]
     return linear(x.reshape(T * B, I), p["weight_ih"], b).view(T, B, p["weight_ih"].shape[0])
 

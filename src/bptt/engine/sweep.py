@@ -85,9 +85,14 @@ class Step(Protocol):
 
 def forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
     """Run the recurrence over all steps of `tape`, in its direction, given gx = W_ih x + b (T, B, G·H)."""
-    W_hh = p["weight_hh"]
+    W_hh = p.get("weight_hh")
     b_hh = None if step.fold_bias_hh else p.get("bias_hh")
     h_prev = tape.h_prev
+    if W_hh is None:  # a cell whose gates do not read h_{t−1} (minGRU, minLSTM, LRU): gh is (B, 0)
+        gh = gx.new_empty((gx.shape[1], 0))
+        for t in tape.order:
+            step.forward(t, gx[t], gh, tape, p)
+        return
     gh = gx.new_empty(gx.shape[1:])  # (B, G·H), reused every step
     for t in tape.order:
         # gh_t = W_hh h_{t−1} + b_hh
@@ -114,13 +119,16 @@ def _hold(tape: Tape, t: int) -> None:
 
 
 def allocate_grads(
-    tape: Tape, like: Tensor, gates: int, separate_dgh: bool, has_cell: bool
+    tape: Tape, like: Tensor, gates: int, separate_dgh: bool, has_cell: bool, width: int | None = None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
     """The buffers the backward sweep fills, set on the tape and returned: dh, dgx, dgh (dgx itself
-    unless separate) and dc (None without a cell state)."""
+    unless separate) and dc (None without a cell state).
+
+    dgx has `gates` blocks of H columns, or `width` columns for a cell whose W_ih is laid out otherwise.
+    """
     T, B = tape.steps, tape.x.shape[1]
     dh = torch.empty_like(tape.h)
-    dgx = like.new_empty((T, B, gates * tape.hidden_size))
+    dgx = like.new_empty((T, B, gates * tape.hidden_size if width is None else width))
     dgh = torch.empty_like(dgx) if separate_dgh else dgx
     dc = torch.empty_like(tape.c) if has_cell else None
     tape.dh, tape.dgx, tape.dgh, tape.dc = dh, dgx, dgh, dc
@@ -128,15 +136,26 @@ def allocate_grads(
 
 
 def allocate_step_grads(step: Step, tape: Tape, like: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-    """`allocate_grads` for a step's gate count and layout."""
-    return allocate_grads(tape, like, len(step.gate_names), step.separate_dgh, step.has_cell)
+    """`allocate_grads` for a step's gate count and layout (`projection_width` where the step has one: LRU)."""
+    width = getattr(step, "projection_width", None)
+    return allocate_grads(
+        tape,
+        like,
+        len(step.gate_names),
+        step.separate_dgh,
+        step.has_cell,
+        None if width is None else int(width(tape.hidden_size)),
+    )
 
 
 def _back(step: Step, t: int, dh: Tensor, carry: Carry, tape: Tape, p: Params) -> tuple[StepGrads, Tensor]:
     """One step back: the step's gradients and ∂L/∂h_{t−1} through it."""
     g = step.backward(t, dh, carry, tape, p)
     # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t (+ a direct path such as the GRU's z_t ⊙ ∂L/∂h_t)
-    dh_prev = g.dgh @ p["weight_hh"]
+    W_hh = p.get("weight_hh")
+    if W_hh is None:  # no recurrent weights: only the direct path (minGRU's (1 − z_t) ⊙ ∂L/∂h_t), if any
+        return g, (g.direct if g.direct is not None else torch.zeros_like(dh))
+    dh_prev = g.dgh @ W_hh
     return g, (dh_prev if g.direct is None else dh_prev + g.direct)
 
 

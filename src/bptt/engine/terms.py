@@ -92,8 +92,11 @@ def projection_terms(tape: Tape, p: Mapping[str, Tensor]) -> dict[str, Term]:
     dgx, dgh = tape.dgx, tape.dgh
     if dgx is None or dgh is None:
         raise RuntimeError("the gradient terms need a tape the backward sweep has filled")
-    terms: dict[str, Term] = {"weight_ih": Outer(dgx, tape.x), "weight_hh": Outer(dgh, tape.h_prev)}
+    terms: dict[str, Term] = {"weight_ih": Outer(dgx, tape.x)}
+    if "weight_hh" in p:
+        terms["weight_hh"] = Outer(dgh, tape.h_prev)
     if "bias_ih" in p:
         terms["bias_ih"] = Sum(dgx)
+    if "bias_hh" in p:
         terms["bias_hh"] = terms["bias_ih"] if dgh is dgx else Sum(dgh)
     return terms

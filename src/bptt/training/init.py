@@ -119,6 +119,8 @@ def initialise(
     if init_scale != 1.0:
         if not math.isfinite(init_scale) or init_scale <= 0:
             raise InputError(f"expected a positive init_scale, got {init_scale}")
+        if not any(name.startswith("weight_hh") for name in params):
+            raise InputError(f"init_scale scales W_hh, and the {spec.name} has no recurrent weights")
         for name, p in params.items():
             if name.startswith("weight_hh"):
                 p.mul_(init_scale)
