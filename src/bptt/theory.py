@@ -313,7 +313,8 @@ def _slstm_claims() -> list[Claim]:
     with torch.no_grad():
         for p in cell.parameters():
             p.zero_()
-        cell.get_parameter("bias_ih_l0").copy_(torch.tensor([0.5, b_f, 1.0, 0.0]))  # ĩ, f̃, g̃, õ constant; no W_hh
+        # ĩ, f̃, g̃, õ constant; no W_hh
+        cell.get_parameter("bias_ih_l0").copy_(torch.tensor([0.5, b_f, 1.0, 0.0]))
     tr = trace(cell, torch.randn(T, 1, 1, dtype=F64), lambda out, s: out[-1].sum())
     # h_T = o_T ĉ_T and n_k is held, so ∂ĉ_T/∂ĉ_k = ∂L/∂c_k · n_k / o_T
     assert tr.c is not None and tr.dc is not None
