@@ -15,6 +15,7 @@ for every model and the diagnostics show what the recurrence alone does to it.
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,15 +249,39 @@ def _checkpoint_subject(obj: dict[str, Any], path: Path) -> Subject:
     return Subject(model.core, desc, model, cfg, task)
 
 
-def load_inputs(path: str | Path, batch_first: bool = False) -> Tensor:
-    """The input sequences of a tensor file (T, B, features), or a dict holding one under "x"; no code runs."""
+def _read_tensor_file(path: Path, what: str) -> Any:
+    """`_io.torch_load` (weights_only) with a PackedSequence allowed: plain data, no code runs."""
+    from torch.nn.utils.rnn import PackedSequence
+
+    with torch.serialization.safe_globals([PackedSequence]):
+        return _io.torch_load(path, what)
+
+
+@dataclass
+class Inputs:
+    """Sequences to diagnose, time-major (T, B, features), and each one's own length where they differ."""
+
+    x: Tensor
+    lengths: Tensor | None = None
+
+
+def read_inputs(path: str | Path, batch_first: bool = False) -> Inputs:
+    """The input sequences of a file: a tensor (T, B, features); a dict with one under "x" and, for
+    sequences of different lengths, their "lengths" (B,) or a "mask" (T, B) that is true up to each
+    sequence's end; or a PackedSequence. No code runs from the file."""
+    from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
+
     path = Path(path)
-    obj = _io.torch_load(path, "an input tensor file")
+    obj = _read_tensor_file(path, "an input tensor file")
     x = obj.get("x") if isinstance(obj, dict) else obj
+    lengths: Tensor | None = None
+    if isinstance(x, PackedSequence):
+        x, lengths = pad_packed_sequence(x)  # (T, B, features), in the order the sequences were given
+        batch_first = False
     if not isinstance(x, Tensor) or x.dim() not in (2, 3) or x.numel() == 0:
         got = f"a {x.dim()}-d tensor of shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
         raise InputError(
-            f"expected {path} to hold a non-empty tensor (T, B, features) or a dict with one under 'x', got {got}"
+            f"expected {path} to hold a non-empty tensor (T, B, features), a PackedSequence or a dict with one under 'x', got {got}"
         )
     if not x.is_floating_point():
         raise InputError(
@@ -265,7 +290,66 @@ def load_inputs(path: str | Path, batch_first: bool = False) -> Tensor:
     if not bool(torch.isfinite(x).all()):
         raise InputError(f"expected finite inputs in {path}; it holds NaN or infinite values")
     x = x.unsqueeze(1) if x.dim() == 2 else x
-    return x.transpose(0, 1) if batch_first else x
+    x = x.transpose(0, 1) if batch_first else x
+    T, B = x.shape[:2]
+    if isinstance(obj, dict) and ("lengths" in obj or "mask" in obj):
+        if "lengths" in obj and "mask" in obj:
+            raise InputError(f"{path} holds both 'lengths' and 'mask'; give one")
+        if "mask" in obj:
+            mask = obj["mask"]
+            if not isinstance(mask, Tensor) or mask.dim() != 2:
+                raise InputError(
+                    f"expected the 'mask' in {path} to be a 2-d tensor, got {type(mask).__name__}"
+                )
+            mask = (mask.transpose(0, 1) if batch_first else mask).bool()
+            if tuple(mask.shape) != (T, B):
+                raise InputError(
+                    f"expected the 'mask' in {path} to have shape {(T, B)} like the inputs, got {tuple(mask.shape)}"
+                )
+            lengths = mask.sum(0)
+            if not torch.equal(mask, torch.arange(T)[:, None] < lengths[None, :]):
+                raise InputError(
+                    f"expected the 'mask' in {path} to be true up to each sequence's end and false after it"
+                )
+        else:
+            lengths = obj["lengths"]
+            if not isinstance(lengths, Tensor) or lengths.dim() != 1 or lengths.is_floating_point():
+                raise InputError(f"expected the 'lengths' in {path} to be a 1-d integer tensor (B,)")
+            if lengths.numel() != B:
+                raise InputError(f"expected {B} lengths in {path}, one per sequence, got {lengths.numel()}")
+    if lengths is not None:
+        lengths = lengths.long()
+        if bool((lengths < 1).any()) or bool((lengths > T).any()):
+            raise InputError(
+                f"expected every length in {path} in [1, {T}], got {lengths.min().item()} to {lengths.max().item()}"
+            )
+    return Inputs(x, lengths)
+
+
+def load_inputs(path: str | Path, batch_first: bool = False) -> Tensor:
+    """The input sequences of a tensor file (T, B, features), or a dict holding one under "x"; no code runs."""
+    return read_inputs(path, batch_first).x
+
+
+def read_state(path: str | Path, has_cell: bool) -> Any:
+    """An initial state file: h_0 as a tensor, or (h_0, c_0) as a tuple, list or dict with "h_0" and "c_0"."""
+    path = Path(path)
+    obj = _read_tensor_file(path, "hx")
+    if isinstance(obj, dict):
+        keys = [("h_0", "h0"), ("c_0", "c0")] if has_cell else [("h_0", "h0")]
+        found = [next((obj[k] for k in names if k in obj), None) for names in keys]
+        if any(v is None for v in found):
+            raise InputError(
+                f"expected {path} to hold {' and '.join(n for n, _ in keys)}, got keys {', '.join(map(str, obj))}"
+            )
+        obj = tuple(found) if has_cell else found[0]
+    if has_cell:
+        if not isinstance(obj, (tuple, list)) or len(obj) != 2 or not all(isinstance(v, Tensor) for v in obj):
+            raise InputError(f"expected {path} to hold the LSTM's (h_0, c_0), got {type(obj).__name__}")
+        return tuple(v.double() for v in obj)
+    if not isinstance(obj, Tensor):
+        raise InputError(f"expected {path} to hold a tensor h_0, got {type(obj).__name__}")
+    return obj.double()
 
 
 def diagnose(
@@ -283,11 +367,16 @@ def diagnose(
     seed: int = 0,
     module: str | None = None,
     trust_pickle: bool = False,
+    hx: str | Path | None = None,
 ) -> dict[str, Any]:
     """Trace the model on the inputs, write final_diagnostics.json, config.json and report.html to `out`.
 
     `nonlinearity` and `variant` are for a state dict (tanh and vanilla when None), `module` chooses
     among several recurrent modules, and `trust_pickle` allows a whole pickled model (see `load_subject`).
+    `hx` is a file with the initial state (see `read_state`). The trace runs on a float64 copy of
+    the model, and the random loss direction is drawn in float64, so a model saved in float32 or
+    in float64 gets the same diagnosis. Where the inputs carry lengths (or a mask, or are packed),
+    the loss sits at each sequence's own last step and no step after it is counted.
     """
     from .reports import write_report
     from .tasks import make_task
@@ -319,8 +408,13 @@ def diagnose(
     else:
         if (task is None) == (inputs is None) and subject.task is None:
             raise InputError("expected exactly one source of inputs: --task NAME or --inputs FILE")
+        lengths: Tensor | None = None
         if inputs is not None:
-            x = load_inputs(inputs, batch_first)[:, :samples]
+            given = read_inputs(inputs, batch_first)
+            x = given.x[:, :samples]
+            if given.lengths is not None:
+                lengths = given.lengths[:samples]
+                x = x[: int(lengths.max())]
         else:
             the_task = make_task(task, protocol, seq_len) if task is not None else subject.task
             x = next(the_task.batches(samples, torch.Generator().manual_seed(the_task.test_seed + 2))).x
@@ -328,19 +422,39 @@ def diagnose(
             raise InputError(
                 f"the inputs have {x.shape[-1]} features but the model takes {core_m.input_size}"
             )
-        x = x.to(next(core_m.parameters()).dtype)
-        proj: int = getattr(core_m, "proj_size", 0)
-        width = proj or core_m.hidden_size
+        m64 = copy.deepcopy(core_m).double().eval()  # float64: a vanished gradient stays measurable
+        m64.batch_first = False  # the inputs are time-major here
+        x = x.double()
+        state = None
+        if hx is not None:
+            state = read_state(hx, m64.step.has_cell)
+            state = (
+                tuple(s[:, : x.shape[1]] for s in state)
+                if isinstance(state, tuple)
+                else state[:, : x.shape[1]]
+            )
+        if lengths is not None and m64.bidirectional:
+            raise InputError(
+                "sequences of different lengths need the reverse direction to start at each sequence's own end; "
+                "a bidirectional model is diagnosed on sequences of one length (leave out lengths and mask)"
+            )
+        proj: int = getattr(m64, "proj_size", 0)
+        width = proj or m64.hidden_size
+        # drawn in float64 whatever the model's dtype: the same direction for a float32 or a float64 save
         r = torch.randn(
-            width * core_m.num_directions, generator=torch.Generator().manual_seed(seed), dtype=x.dtype
+            width * m64.num_directions, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
         )
         r = r / r.norm()
+        last = (lengths - 1) if lengths is not None else torch.full((x.shape[1],), x.shape[0] - 1)
+        batch = torch.arange(x.shape[1])
 
         def loss_fn(o: Tensor, s: Any) -> Tensor:
-            loss: Tensor = (o[-1] * r).sum()
-            return loss  # ∂L/∂h_{T−1} = r, the same unit direction for every model
+            loss: Tensor = (o[last, batch] * r).sum()
+            return loss  # ∂L/∂h at each sequence's last step = r, the same unit direction for every model
 
-        record = summarize(trace(core_m, x, loss_fn), samples=samples, full=True)
+        tr = trace(m64, x, loss_fn, state)
+        tr.lengths = lengths
+        record = summarize(tr, samples=samples, full=True)
         steps, sequences = x.shape[0], x.shape[1]
     out = Path(out)
     config = {
@@ -351,6 +465,7 @@ def diagnose(
             "seq_len": steps,
             "task": task or (the_task.name if the_task else None),
             "inputs": str(inputs) if inputs else None,
+            "hx": str(hx) if hx else None,
         }
     }
     _io.write_json(out / "config.json", config)

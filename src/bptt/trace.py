@@ -202,13 +202,30 @@ def trace(model: nn.Module, input: Tensor, loss_fn: LossFn, hx: State | None = N
         bmodel = model
     else:
         kind = f"{type(model).__module__}.{type(model).__name__}"
+        found = (
+            [n for n, m in model.named_modules() if isinstance(m, (RecurrentBase, *torch_recurrent()))]
+            if isinstance(model, nn.Module)
+            else []
+        )
+        hint = (
+            f"; it holds the recurrent submodules {', '.join(found)}: pass one of them (model.{found[0]}), "
+            "or watch the whole model in its own training step with bptt.watch(model)"
+            if found
+            else "; pass the recurrent submodule of a larger model"
+        )
         raise InputTypeError(
-            f"trace expects a bptt.RNN/LSTM/GRU or a torch.nn.RNN/LSTM/GRU, got {kind}; "
-            "pass the recurrent submodule of a larger model"
+            f"trace expects a bptt.RNN/LSTM/GRU or a torch.nn.RNN/LSTM/GRU, got {kind}{hint}"
         )
     if not callable(loss_fn):
         raise InputTypeError(
             f"expected loss_fn to be callable as loss_fn(output, state), got {type(loss_fn).__name__}"
+        )
+    if isinstance(input, Tensor) and not input.is_floating_point() and not input.is_complex():
+        raise InputTypeError(
+            f"expected a floating-point input (T, B, {bmodel.input_size}), got {input.dtype} of shape "
+            f"{_checks.shape_str(input.shape)}: token ids? embed them first (e.g. with the model's "
+            "torch.nn.Embedding) and trace the recurrent module on the embeddings, or watch the whole "
+            "model with bptt.watch(model)"
         )
     x, _ = bmodel._time_major(input)
     bad = _checks.first_non_finite(x)

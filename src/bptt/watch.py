@@ -55,8 +55,13 @@ class _Call:
     state: State
 
 
-def _detach(state: Any) -> Any:
-    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+def _detach(value: Any) -> Any:
+    """A tensor, a state tuple or a PackedSequence, detached."""
+    from torch.nn.utils.rnn import PackedSequence
+
+    if isinstance(value, PackedSequence):
+        return value._replace(data=value.data.detach())
+    return tuple(s.detach() for s in value) if isinstance(value, tuple) else value.detach()
 
 
 class Watch:
@@ -119,7 +124,7 @@ class Watch:
                 live = {n: getattr(module, n) for n, _ in bmodel.named_parameters()}
                 output, state = bmodel.run(input, hx, params=live, recorder=tapes)
                 params = {n: p.detach() for n, p in bmodel.named_parameters()}
-            self._calls.append(_Call(name, bmodel, tapes, params, output.detach(), _detach(state)))
+            self._calls.append(_Call(name, bmodel, tapes, params, _detach(output), _detach(state)))
             return output, state
 
         return forward

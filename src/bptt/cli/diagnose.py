@@ -33,7 +33,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         type=a.existing_file,
         default=S,
-        help="a torch.save'd tensor (T, B, features), or a dict with one under 'x'",
+        help="a torch.save'd tensor (T, B, features), a PackedSequence, or a dict with the tensor under 'x' "
+        "and, for sequences of different lengths, their 'lengths' (B,) or a 'mask' (T, B)",
+    )
+    p.add_argument(
+        "--hx",
+        metavar="FILE",
+        type=a.existing_file,
+        default=S,
+        help="the initial state: a torch.save'd h_0 (layers·directions, B, H), or (h_0, c_0) for an LSTM (default: zeros)",
     )
     p.add_argument(
         "--batch-first", action="store_true", default=S, help="the --inputs tensor is (B, T, features)"

@@ -21,6 +21,7 @@ Methods (`jacobian_norms(method=…)`):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -185,6 +186,9 @@ def jacobian_norms(
 ) -> Tensor:
     """(B, T) spectral norms ‖∂s_{T−1}/∂s_k‖₂ for every sample b and step k (float64; k = T−1 gives 1).
 
+    Where the trace has `lengths`, each sequence's products start at its own last step
+    (∂s_{len−1}/∂s_k) and read NaN after it.
+
     Arguments:
         trace: a `bptt.Trace`.
         of: `"state"` (the whole state), `"h"` or `"c"` (the h→h or c→c block of the LSTM's product),
@@ -210,9 +214,48 @@ def jacobian_norms(
     layout = state_layout(step, tape)
     if (of == "c" or (of == "cec" and not hasattr(step, "carry_factor"))) and not step.has_cell:
         raise InputError(f"of={of!r} needs an LSTM (a cell state c); this model's state is {layout.names}")
+    lengths = trace.lengths if trace.lengths is None or samples is None else trace.lengths[samples]
+    B, T = tape.x.shape[1], tape.steps
+    if lengths is None or bool((lengths == T).all()):
+        out = _tape_norms(step, tape, p, of, method, probes, seed)
+    else:  # each sequence's products start at its own last step; NaN after it
+        out = torch.full((B, T), math.nan, dtype=torch.float64, device=tape.h.device)
+        for L in sorted({int(n) for n in lengths.tolist()}):
+            index = torch.nonzero(lengths == L)[:, 0]
+            sub = _first_steps(tape.samples(index), L)  # type: ignore[arg-type]
+            out[index, :L] = _tape_norms(step, sub, p, of, method, probes, seed)
+    return out if log else out.exp()
+
+
+def _first_steps(tape: Tape, L: int) -> Tape:
+    """The tape of the first L time positions: views, no copies."""
+
+    def cut(x: Tensor | None, n: int) -> Tensor | None:
+        return None if x is None else x[:n]
+
+    out = dataclasses.replace(
+        tape,
+        x=tape.x[:L],
+        h_buf=tape.h_buf[: L + 1],
+        c_buf=cut(tape.c_buf, L + 1),
+        gates_buf=cut(tape.gates_buf, L + 1),
+        extras={k: v[:L] for k, v in tape.extras.items()},
+        dh=cut(tape.dh, L),
+        dc=cut(tape.dc, L),
+        dgx=cut(tape.dgx, L),
+        dout=cut(tape.dout, L),
+    )
+    out.dgh = out.dgx if tape.dgh is tape.dgx else cut(tape.dgh, L)
+    return out
+
+
+def _tape_norms(
+    step: Step, tape: Tape, p: dict[str, Tensor], of: str, method: str, probes: int, seed: int
+) -> Tensor:
+    """(B, T) log ‖∂s_last/∂s_k‖ of one tape (see `jacobian_norms`)."""
+    layout = state_layout(step, tape)
     if of == "cec":
-        cec = _forget_product_norms(step, tape)
-        return cec.log() if log else cec
+        return _forget_product_norms(step, tape).log()
     rows = layout.names if of == "state" else (of,)
     R = sum(layout.sizes[layout.names.index(n)] for n in rows)
     B, T = tape.x.shape[1], tape.steps
@@ -242,7 +285,7 @@ def jacobian_norms(
         M = torch.cat([cot[layout.names.index(n)] for n in rows], dim=-1).permute(1, 0, 2)  # (B, N, R)
         sigma, u = sigma_max_warm(M, u)
         out[:, order[idx - 1]] = sigma.log() + log_scale
-    return out if log else out.exp()
+    return out
 
 
 def probe_confidence(delta: float, probes: int, rows: int) -> float:
@@ -269,7 +312,7 @@ def distances(tape: Tape) -> Tensor:
 
 def decay_slope(log_norms: Tensor, distance: Tensor, min_distance: int = 5) -> float:
     """Least-squares slope of log ‖∂s_{T−1}/∂s_k‖ (`jacobian_norms(..., log=True)`, mean over samples) against distance."""
-    logs = log_norms.mean(0)
+    logs = log_norms.nanmean(0)
     keep = (distance >= min_distance) & torch.isfinite(logs)
     if int(keep.sum()) < 2:
         return float("nan")

@@ -7,10 +7,12 @@ finite), so a record reads the same from memory and from disk.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+from torch import Tensor
 
 from .._records import Series, Table, finite
 from ..cells import registry
@@ -74,7 +76,7 @@ class Summary:
     horizon: int  # the lag horizon: how far back each loss term's gradient reaches
     lag_log_norm: Series  # log r(τ) for lags τ = 0, 1, … (`distance.lag_profile`)
     lag_sources: int
-    horizon_end: int  # the distance to the last step at which the contributions still count
+    horizon_end: int | None  # the distance to the last step at which the contributions still count
     fraction: float
     dh_mean: Table
     dc_mean: Table | None
@@ -94,6 +96,29 @@ class Summary:
     module: str | None = None  # the watched module of a Monitor snapshot
 
 
+def right_aligned(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """(…, B, T) by time position → by distance to each sequence's own end: position T − 1 − d holds
+    what was at len_b − 1 − d, NaN before a short sequence's start. Without lengths, x itself."""
+    if lengths is None:
+        return x
+    T = x.shape[-1]
+    out = torch.full_like(x, math.nan)
+    for b, L in enumerate(lengths.tolist()):
+        out[..., b, T - L :] = x[..., b, :L]
+    return out
+
+
+def _by_distance(trace: Trace, x: Tensor) -> Tensor:
+    """(L·D, B, T) per-sample norms, the forward directions' right-aligned to each sequence's end
+    (the reverse ones end at position 0 already)."""
+    if trace.lengths is None:
+        return x
+    D = trace.model.num_directions
+    out = x.clone()
+    out[::D] = right_aligned(x[::D], trace.lengths)
+    return out
+
+
 def summarize(
     trace: Trace,
     samples: int = 4,
@@ -107,7 +132,9 @@ def summarize(
 
     `horizon` is the lag horizon (`diagnostics.distance.lag_profile`, measured on the top layer for
     the first `samples` sequences): how far back each loss term's gradient reaches. `horizon_end`
-    is the distance to the last step at which the contributions ‖∂L/∂θ|_k‖ still count.
+    is the distance to the last step at which the contributions ‖∂L/∂θ|_k‖ still count. Where the
+    trace has `lengths`, the series against distance (dh_mean, dc_mean, the Jacobian norms) count
+    each sequence from its own end, and `horizon_end` is None.
 
     `full` adds what a final report shows: the forget-gate split (LSTM), the Lyapunov spectrum
     (`exponents` largest) compared with the decay slope, and the bounds measured along the trace.
@@ -137,7 +164,12 @@ def summarize(
         else:
             forget_unit_mean = finite(unit.mean((1, 2)))
         forget_histogram = finite(torch.histc(f0, bins=20, min=0, max=1))
-    log_state = jacobian_norms(trace, "state", log=True, samples=sub) if jacobian else None
+    lengths = None if trace.lengths is None else trace.lengths[sub]
+
+    def logs(of: str) -> Tensor:  # (B, T) by distance to each sequence's own end
+        return right_aligned(jacobian_norms(trace, of, log=True, samples=sub), lengths)
+
+    log_state = logs("state") if jacobian else None
     with_cell = jacobian and step.has_cell
     measured = bounds(trace.model, trace, sub) if full else bounds(trace.model)
     split = forget_split(trace, samples=sub) if full and step.has_cell else None
@@ -152,10 +184,10 @@ def summarize(
         horizon=lags.horizon,
         lag_log_norm=finite(lags.log_norm),
         lag_sources=lags.sources,
-        horizon_end=prof.horizon,
+        horizon_end=prof.horizon if trace.lengths is None else None,  # the end differs per sequence
         fraction=fraction,
-        dh_mean=finite(prof.dh_mean),
-        dc_mean=finite(prof.dc_mean) if prof.dc_mean is not None else None,
+        dh_mean=finite(_by_distance(trace, prof.dh).nanmean(1)),
+        dc_mean=finite(_by_distance(trace, prof.dc).nanmean(1)) if prof.dc is not None else None,
         saturation={name: finite(s.overall_saturated) for name, s in stats.items()},
         saturation_steps={name: finite(s.saturated[0]) for name, s in stats.items()},
         gate_mean_steps={name: finite(s.mean[0]) for name, s in stats.items()},
@@ -177,14 +209,10 @@ def summarize(
         ],
         forget_unit_mean=forget_unit_mean,
         forget_histogram=forget_histogram,
-        jacobian_log_state=finite(log_state.mean(0)) if log_state is not None else None,
+        jacobian_log_state=finite(log_state.nanmean(0)) if log_state is not None else None,
         decay_slope=finite(decay_slope(log_state, prof.distance)) if log_state is not None else None,
-        jacobian_log_c=finite(jacobian_norms(trace, "c", log=True, samples=sub).mean(0))
-        if with_cell
-        else None,
-        jacobian_log_cec=finite(jacobian_norms(trace, "cec", log=True, samples=sub).mean(0))
-        if with_cell
-        else None,
+        jacobian_log_c=finite(logs("c").nanmean(0)) if with_cell else None,
+        jacobian_log_cec=finite(logs("cec").nanmean(0)) if with_cell else None,
         split=SplitRecord(*(finite(getattr(split, k).nanmean(0)) for k in ("forget", "remainder", "total")))
         if split is not None
         else None,
