@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -96,3 +97,14 @@ def test_bench_times_the_diagnostics_at_several_lengths() -> None:
     slope = math.log(rows[1]["total_s"] / rows[0]["total_s"]) / math.log(6 / 3)
     assert result.diagnostics["exponent"] == pytest.approx(slope, rel=1e-9)
     assert any(f"T^{slope:.2f}" in str(item) for item in bench.render(result))
+
+
+def test_bench_times_each_kernel_against_the_python_loop() -> None:
+    cfg = bench.BenchConfig(
+        cells=("rnn", "cifg"), shapes=((2, 4, 3, 5),), repeats=1, warmup=0, trace=False, contributions=False
+    )
+    result = bench.run(dataclasses.replace(cfg, engines=True))
+    assert [(e["cell"], e["kernel"]) for e in result.engines] == [("rnn", "native"), ("cifg", "native")]
+    for e in result.engines:
+        assert e["speedup"] == pytest.approx(e["python_ms"] / e["kernel_ms"], rel=1e-9)
+    assert any("kernel against the Python" in str(getattr(t, "title", "")) for t in bench.render(result))

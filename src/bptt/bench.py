@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from . import _io
 from .cells import LSTM, RecurrentBase, registry
 from .convert import from_torch
-from .engine import native
+from .engine import dispatch, native
 from .trace import trace
 
 Shape = tuple[int, int, int, int]  # (B, T, I, H)
@@ -54,6 +54,7 @@ class BenchConfig:
     contributions: bool = True
     contributions_steps: int = 200
     diagnostics: bool = False
+    engines: bool = False  # each cell's kernel against the Python loop over the same equations
     diagnostics_steps: tuple[int, ...] = (125, 250, 500, 1000)
     seed: int = 0
 
@@ -83,6 +84,7 @@ class BenchResult:
     traces: list[dict[str, Any]] = field(default_factory=list)
     contributions: dict[str, Any] | None = None
     diagnostics: dict[str, Any] | None = None
+    engines: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _sync(device: torch.device) -> None:
@@ -348,6 +350,37 @@ def bench_diagnostics(
     return {"shape": (B, None, I, H), "rows": rows, "parts": list(parts), "exponent": exponent}
 
 
+def bench_engines(cell: str, shape: Shape, cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
+    """The kernel dispatch picks for a cell against the Python time loop, forward + backward, interleaved.
+
+    Whether a kernel pays for itself: `speedup` = Python loop / kernel, medians of the same run.
+    """
+    B, T, I, _ = shape
+    torch.manual_seed(cfg.seed)
+    _, ours, _, _ = _models(cell, shape, device)
+    x = torch.randn(T, B, I, device=device)
+    grad = torch.randn(T, B, ours.proj_size or ours.hidden_size, device=device)
+    kernel = dispatch.select(ours.step, x).name
+    once = _fwd_bwd(ours, x, grad)
+
+    def with_engine(name: str) -> Callable[[], float]:
+        def timed() -> float:
+            with native.use_engine(name):
+                return sum(once())
+
+        return timed
+
+    t_kernel, t_python = _interleaved([with_engine("auto"), with_engine("python")], cfg.warmup, cfg.repeats)
+    return {
+        "cell": cell,
+        "shape": shape,
+        "kernel": kernel,
+        "kernel_ms": _median_ms(t_kernel),
+        "python_ms": _median_ms(t_python),
+        "speedup": statistics.median(t_python) / statistics.median(t_kernel),
+    }
+
+
 def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> BenchResult:
     """Measure everything in `cfg`; `progress` is told what is being measured."""
     device = torch.device(cfg.device)
@@ -374,6 +407,9 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> Benc
         for cell in cfg.cells:
             say(f"{cell} at (B, T, I, H) = {shape}")
             result.rows.append(bench_cell(cell, shape, cfg, device))
+            if cfg.engines:
+                say(f"{cell}: its kernel against the Python loop at {shape}")
+                result.engines.append(bench_engines(cell, shape, cfg, device))
         if cfg.trace:
             say(f"trace at {shape}")
             result.traces.append(bench_trace(shape, cfg, device))
@@ -450,6 +486,20 @@ def render(result: BenchResult) -> list[Any]:
                 f"{t['ratio']:.2f}×",
             )
         out.append(t2)
+    if result.engines:
+        t4 = Table(title="each cell's kernel against the Python time loop, forward + backward (ms)")
+        for col in ("cell", "B, T, I, H", "kernel", "kernel ms", "python loop ms", "python / kernel"):
+            t4.add_column(col, justify="left" if col in ("cell", "kernel") else "right")
+        for e in result.engines:
+            t4.add_row(
+                e["cell"],
+                ", ".join(map(str, e["shape"])),
+                e["kernel"],
+                _fmt(e["kernel_ms"]),
+                _fmt(e["python_ms"]),
+                f"{e['speedup']:.2f}×",
+            )
+        out.append(t4)
     if result.contributions:
         c = result.contributions
         out.append(

@@ -52,6 +52,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=S,
         help="also time every diagnostic of an LSTM (H = 128) at T = 125…1000",
     )
+    p.add_argument(
+        "--engines",
+        action="store_true",
+        default=S,
+        help="also time each cell's native kernel against the Python time loop over the same equations",
+    )
     p.add_argument("--json", type=a.out_file, metavar="PATH", help="also write the results as JSON to PATH")
 
 
