@@ -53,6 +53,7 @@ def summarize(
     """
     prof = gradient_profile(trace, fraction)
     step = trace.model.step
+    registered = registry.spec_of(step) is not None
     rec: dict[str, Any] = {
         "cell": registry.label(step),
         "loss": float(trace.loss),
@@ -80,7 +81,8 @@ def summarize(
         rec["decay_slope"] = finite(decay_slope(log_state, prof.distance))
         if step.has_cell:
             rec["jacobian_log_c"] = finite(jacobian_norms(trace, "c", log=True, samples=sub).mean(0))
-            rec["jacobian_log_cec"] = finite(jacobian_norms(trace, "cec", log=True, samples=sub).mean(0))
+            if registered:  # the carousel needs the cell's declared carry gate
+                rec["jacobian_log_cec"] = finite(jacobian_norms(trace, "cec", log=True, samples=sub).mean(0))
     measured = bounds(trace.model, trace, sub) if full else bounds(trace.model)
     rec["bounds"] = [
         {
@@ -99,7 +101,7 @@ def summarize(
         for b in measured
     ]
     if full:
-        if step.has_cell:
+        if step.has_cell and registered:
             split = forget_split(trace, samples=sub)
             rec["split"] = {k: finite(getattr(split, k).nanmean(0)) for k in ("forget", "remainder", "total")}
         spec = lyapunov(trace, k=exponents, burn_in=min(10, trace.steps // 4), samples=sub)
