@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -152,3 +153,14 @@ def test_a_row_that_fails_is_shown_and_the_others_still_run(monkeypatch, tmp_pat
     assert rows[0]["cell"] == "rnn" and rows[0]["error"] == "" and rows[0]["ratio"] > 0
     assert rows[1]["error"] == "RuntimeError: no kernel for this device" and rows[1]["ratio"] is None
     assert "failed: gru at (2, 3, 2, 4): RuntimeError: no kernel for this device" in capsys.readouterr().out
+
+
+def test_bench_times_each_kernel_against_the_python_loop() -> None:
+    cfg = bench.BenchConfig(
+        cells=("rnn", "cifg"), shapes=((2, 4, 3, 5),), repeats=1, warmup=0, trace=False, contributions=False
+    )
+    result = bench.run(dataclasses.replace(cfg, engines=True))
+    assert [(e["cell"], e["kernel"]) for e in result.engines] == [("rnn", "native"), ("cifg", "native")]
+    for e in result.engines:
+        assert e["speedup"] == pytest.approx(e["python_ms"] / e["kernel_ms"], rel=1e-9)
+    assert any("kernel against the Python" in str(getattr(t, "title", "")) for t in bench.render(result))

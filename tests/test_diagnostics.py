@@ -370,3 +370,23 @@ def test_bad_diagnostic_requests() -> None:
         jacobian_norms(tr, layer=1)
     with pytest.raises(ValueError, match="needs an LSTM"):
         forget_split(tr)
+
+
+@pytest.mark.parametrize("direction", [0, 1])
+def test_cec_is_the_running_product_of_random_forget_gates_in_either_direction(direction: int) -> None:
+    torch.manual_seed(0)
+    T = 9
+    tr = bptt.trace(
+        bptt.LSTM(2, 4, bidirectional=True, dtype=F64),
+        torch.randn(T, 3, 2, dtype=F64),
+        lambda out, s: out.sum(),
+    )
+    f = tr.gates["f"][direction]  # (T, B, H), by time position
+    visits = list(range(T - 1, -1, -1)) if direction else list(range(T))
+    expected = torch.empty(3, T, dtype=F64)
+    for idx, k in enumerate(visits):
+        prod = torch.ones(3, 4, dtype=F64)
+        for i in visits[idx + 1 :]:
+            prod = prod * f[i]  # ∏ over the steps this direction visits after k
+        expected[:, k] = prod.amax(-1)
+    assert torch.allclose(tr.jacobian_norms(of="cec", direction=direction), expected, rtol=1e-12)

@@ -13,6 +13,7 @@ import bptt
 from bptt.cells import GRUStep, LSTMStep, LSTMVariant, RecurrentBase, registry
 from bptt.cells.lstm import VARIANTS
 from bptt.cells.rnn import ElmanStep
+from bptt.diagnostics import summarize
 from bptt.engine import dispatch, native
 from bptt.engine.sweep import Carry, Params, StepGrads
 from bptt.engine.tape import Tape
@@ -182,3 +183,16 @@ def test_the_compiled_lstm_flags_are_the_registered_variants() -> None:
         pytest.skip("the native sweeps are not built here")
     assert {native.lstm_flags(v) for v in VARIANTS.values()} == native.lstm_compiled_flags()
     assert bptt.LSTM(2, 3).step.variant is VARIANTS["vanilla"]
+
+
+def test_the_diagnostics_of_an_unregistered_subclass_claim_nothing_of_its_parent() -> None:
+    torch.manual_seed(0)
+    step = ScaledLSTMStep(VARIANTS["vanilla"])
+    tr = bptt.trace(RecurrentBase(step, 2, 4), torch.randn(8, 3, 2), lambda out, s: out[-1].sum())
+    rec = summarize(tr, samples=2, full=True)
+    assert rec["cell"] == "ScaledLSTMStep"  # not "lstm (vanilla)"
+    assert set(rec["saturation"]) == set("ifgo") and all(v is None for v in rec["saturation"].values())
+    assert "jacobian_log_cec" not in rec and "split" not in rec and "forget_unit_mean" not in rec
+    assert rec["bounds"][0]["verdict"] == "no bound declared for this cell"
+    assert rec["bounds"][0]["max_forget"] is None
+    assert rec["jacobian_log_state"][-1] == pytest.approx(0.0)  # what needs no declaration still runs

@@ -14,6 +14,7 @@ recurrent products stay one matmul per step (gate order f, n):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -220,7 +221,7 @@ def test_training_initialisation_and_the_command_line_take_the_new_cell(tmp_path
 def test_the_bench_times_and_checks_the_new_cell() -> None:
     assert "mgu" in bench.cells()
     cfg = bench.BenchConfig(cells=("mgu",), shapes=((2, 5, 3, 4),), repeats=1, warmup=0, trace=False)
-    result = bench.run(bench.BenchConfig(**{**cfg.__dict__, "contributions": False}))
+    result = bench.run(dataclasses.replace(cfg, contributions=False))
     (row,) = result.rows
     assert row.cell == "mgu" and row.reference == "torch.nn.LSTM" and row.check == "pytorch loop float64"
     assert row.max_rel_err < 1e-5 and row.ratio > 0

@@ -67,6 +67,7 @@ class BenchConfig:
     contributions: bool = True
     contributions_steps: int = 200
     diagnostics: bool = False
+    engines: bool = False  # each cell's kernel against the Python loop over the same equations
     diagnostics_steps: tuple[int, ...] = (125, 250, 500, 1000)
     watch: bool = True
     watch_shape: Shape = (20, 35, 200, 200)  # (B, T, I, H) of the classic word-level LSTM language model
@@ -102,6 +103,7 @@ class BenchResult:
     contributions: dict[str, Any] | None = None
     diagnostics: dict[str, Any] | None = None
     watch: list[dict[str, Any]] = field(default_factory=list)
+    engines: list[dict[str, Any]] = field(default_factory=list)
 
 
 def layers(shape: Shape) -> int:
@@ -502,6 +504,37 @@ def _watch_row(cfg: BenchConfig, device: torch.device, vocab: int) -> dict[str, 
     }
 
 
+def bench_engines(cell: str, shape: Shape, cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
+    """The kernel dispatch picks for a cell against the Python time loop, forward + backward, interleaved.
+
+    Whether a kernel pays for itself: `speedup` = Python loop / kernel, medians of the same run.
+    """
+    B, T, I = shape[:3]
+    torch.manual_seed(cfg.seed)
+    _, ours, _, _ = _models(cell, shape, device)
+    x = torch.randn(T, B, I, device=device)
+    grad = torch.randn(T, B, ours.proj_size or ours.hidden_size, device=device)
+    kernel = dispatch.select(ours.step, x).name
+    once = _fwd_bwd(ours, x, grad)
+
+    def with_engine(name: str) -> Callable[[], float]:
+        def timed() -> float:
+            with native.use_engine(name):
+                return sum(once())
+
+        return timed
+
+    t_kernel, t_python = _interleaved([with_engine("auto"), with_engine("python")], cfg.warmup, cfg.repeats)
+    return {
+        "cell": cell,
+        "shape": shape,
+        "kernel": kernel,
+        "kernel_ms": _median_ms(t_kernel),
+        "python_ms": _median_ms(t_python),
+        "speedup": statistics.median(t_python) / statistics.median(t_kernel),
+    }
+
+
 def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> BenchResult:
     """Measure everything in `cfg`; `progress` is told what is being measured."""
     device = check_device(cfg.device)
@@ -543,6 +576,9 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> Benc
                 result.rows.append(bench_cell(cell, shape, cfg, device))
             except Exception as err:  # one failed row must not hide the others; it is shown as failed
                 result.rows.append(_failed_row(cell, shape, err))
+            if cfg.engines:
+                say(f"{cell}: its kernel against the Python loop at {shape}")
+                result.engines.append(bench_engines(cell, shape, cfg, device))
         if cfg.trace:
             say(f"trace at {shape}")
             try:
@@ -650,6 +686,20 @@ def render(result: BenchResult) -> list[Any]:
                 f"{t['overhead']:.2f}×",
             )
         out.append(t2)
+    if result.engines:
+        t4 = Table(title="each cell's kernel against the Python time loop, forward + backward (ms)")
+        for col in ("cell", "B, T, I, H", "kernel", "kernel ms", "python loop ms", "python / kernel"):
+            t4.add_column(col, justify="left" if col in ("cell", "kernel") else "right")
+        for e in result.engines:
+            t4.add_row(
+                e["cell"],
+                ", ".join(map(str, e["shape"])),
+                e["kernel"],
+                _fmt(e["kernel_ms"]),
+                _fmt(e["python_ms"]),
+                f"{e['speedup']:.2f}×",
+            )
+        out.append(t4)
     if result.contributions:
         c = result.contributions
         out.append(

@@ -75,8 +75,8 @@ class RecurrentBase(nn.Module):
             )
         if isinstance(proj_size, bool) or not isinstance(proj_size, int) or not 0 <= proj_size < hidden_size:
             raise InputError(f"expected proj_size in [0, hidden_size = {hidden_size}), got {proj_size!r}")
-        self.proj_size = proj_size
-        self.step = step
+        self.proj_size: int = proj_size
+        self.step: Step = step
 
         factory = {"device": device, "dtype": dtype}
         G, H = len(step.gate_names), hidden_size

@@ -66,6 +66,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=S,
         help="skip the watched training step against the unwatched one (word-LM shape 20x35x200x200, 2 layers)",
     )
+    p.add_argument(
+        "--engines",
+        action="store_true",
+        default=S,
+        help="also time each cell's native kernel against the Python time loop over the same equations",
+    )
     p.add_argument("--json", type=a.out_file, metavar="PATH", help="also write the results as JSON to PATH")
     from ..bench_successors import add_arguments as successors_arguments
 

@@ -164,12 +164,11 @@ def _forget_product_norms(step: Step, tape: Tape) -> Tensor:
     log_f = torch.zeros(T, B, H, dtype=torch.float64, device=tape.x.device) if f is None else f.double().log()
     H = log_f.shape[-1]
     order = list(tape.order)
+    # Σ_{i>k} log f_i for every k: a cumulative sum from the last step this direction visits
+    after = log_f[order].flip(0).cumsum(0).flip(0)  # after[idx] = Σ over the visits idx, idx+1, …
     out = torch.empty(B, T, dtype=torch.float64, device=tape.x.device)
-    acc = torch.zeros(B, H, dtype=torch.float64, device=tape.x.device)  # Σ log f over the steps after k
     out[:, order[-1]] = 1.0
-    for idx in range(len(order) - 1, 0, -1):
-        acc += log_f[order[idx]]
-        out[:, order[idx - 1]] = acc.amax(-1).exp()
+    out[:, order[:-1]] = after[1:].amax(-1).exp().T
     return out
 
 

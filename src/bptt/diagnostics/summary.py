@@ -149,6 +149,7 @@ def summarize(
     """
     prof = gradient_profile(trace, fraction)
     step = trace.model.step
+    registered = registry.spec_of(step) is not None  # the carousel and the split need its declared carry gate
     stats = gate_stats(trace)
     sub = slice(0, samples)
     lags = lag_profile(trace, samples=sub, fraction=fraction)
@@ -172,7 +173,7 @@ def summarize(
     log_state = logs("state") if jacobian else None
     with_cell = jacobian and step.has_cell
     measured = bounds(trace.model, trace, sub) if full else bounds(trace.model)
-    split = forget_split(trace, samples=sub) if full and step.has_cell else None
+    split = forget_split(trace, samples=sub) if full and step.has_cell and registered else None
     spec = lyapunov(trace, k=exponents, burn_in=min(10, trace.steps // 4), samples=sub) if full else None
     return Summary(
         cell=registry.label(step),
@@ -212,7 +213,7 @@ def summarize(
         jacobian_log_state=finite(log_state.nanmean(0)) if log_state is not None else None,
         decay_slope=finite(decay_slope(log_state, prof.distance)) if log_state is not None else None,
         jacobian_log_c=finite(logs("c").nanmean(0)) if with_cell else None,
-        jacobian_log_cec=finite(logs("cec").nanmean(0)) if with_cell else None,
+        jacobian_log_cec=finite(logs("cec").nanmean(0)) if with_cell and registered else None,
         split=SplitRecord(*(finite(getattr(split, k).nanmean(0)) for k in ("forget", "remainder", "total")))
         if split is not None
         else None,
