@@ -101,7 +101,12 @@ def test_an_unknown_device_is_a_clear_error(device: str, capsys) -> None:
 def test_a_shape_with_layers_builds_that_many_layers(tmp_path) -> None:
     """BxTxIxHxL: the word-LM shape's two layers, timed and checked like one."""
     cfg = bench.BenchConfig(
-        cells=("lstm", "peephole"), shapes=((2, 3, 4, 5, 2),), repeats=1, warmup=0, contributions=False
+        cells=("lstm", "peephole"),
+        shapes=((2, 3, 4, 5, 2),),
+        repeats=1,
+        warmup=0,
+        contributions=False,
+        watch=False,
     )
     result = bench.run(cfg)
     assert [r.shape for r in result.rows] == [(2, 3, 4, 5, 2)] * 2
@@ -123,7 +128,13 @@ def test_cuda_without_a_gpu_is_one_line(capsys) -> None:
 
 def test_bench_times_the_diagnostics_at_several_lengths() -> None:
     cfg = bench.BenchConfig(
-        cells=(), shapes=(), trace=False, contributions=False, diagnostics=True, diagnostics_steps=(3, 6)
+        cells=(),
+        shapes=(),
+        trace=False,
+        contributions=False,
+        watch=False,
+        diagnostics=True,
+        diagnostics_steps=(3, 6),
     )
     result = bench.run(cfg)
     assert result.diagnostics is not None
@@ -146,7 +157,18 @@ def test_a_row_that_fails_is_shown_and_the_others_still_run(monkeypatch, tmp_pat
 
     monkeypatch.setattr(bench, "bench_cell", flaky)
     path = tmp_path / "out.json"
-    argv = ["bench", "--cells", "rnn,gru", "--shapes", "2x3x2x4", "--repeats", "1", "--warmup", "0"]
+    argv = [
+        "bench",
+        "--cells",
+        "rnn,gru",
+        "--shapes",
+        "2x3x2x4",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--no-watch",
+    ]
     code = cli.main([*argv, "--no-trace", "--no-contributions", "--json", str(path)])
     assert code == 1  # a failed row is never a silent success
     rows = json.loads(path.read_text())["rows"]
@@ -157,7 +179,13 @@ def test_a_row_that_fails_is_shown_and_the_others_still_run(monkeypatch, tmp_pat
 
 def test_bench_times_each_kernel_against_the_python_loop() -> None:
     cfg = bench.BenchConfig(
-        cells=("rnn", "cifg"), shapes=((2, 4, 3, 5),), repeats=1, warmup=0, trace=False, contributions=False
+        cells=("rnn", "cifg"),
+        shapes=((2, 4, 3, 5),),
+        repeats=1,
+        warmup=0,
+        trace=False,
+        contributions=False,
+        watch=False,
     )
     result = bench.run(dataclasses.replace(cfg, engines=True))
     assert [(e["cell"], e["kernel"]) for e in result.engines] == [("rnn", "native"), ("cifg", "native")]

@@ -272,7 +272,7 @@ def test_random_bench_flags(flag, value, capsys, monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     if flag in ("--repeats", "--warmup") and value.lstrip("-").isdigit():
         value = str(min(int(value), 2))  # a valid count is a valid count; keep the timing short
-    base = ["bench", "--cells", "rnn", "--shapes", "1x2x1x2", "--repeats", "1", "--warmup", "0"]
+    base = ["bench", "--cells", "rnn", "--shapes", "1x2x1x2", "--repeats", "1", "--warmup", "0", "--no-watch"]
     code, out, err = run([*base, "--no-contributions", "--no-trace", flag, *value.split(" ")], capsys)
     assert_clean_exit(code, out, err)
 

@@ -220,7 +220,9 @@ def test_training_initialisation_and_the_command_line_take_the_new_cell(tmp_path
 
 def test_the_bench_times_and_checks_the_new_cell() -> None:
     assert "mgu" in bench.cells()
-    cfg = bench.BenchConfig(cells=("mgu",), shapes=((2, 5, 3, 4),), repeats=1, warmup=0, trace=False)
+    cfg = bench.BenchConfig(
+        cells=("mgu",), shapes=((2, 5, 3, 4),), repeats=1, warmup=0, trace=False, watch=False
+    )
     result = bench.run(dataclasses.replace(cfg, contributions=False))
     (row,) = result.rows
     assert row.cell == "mgu" and row.reference == "torch.nn.LSTM" and row.check == "pytorch loop float64"

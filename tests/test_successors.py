@@ -354,6 +354,7 @@ def test_bench_successors_rows_agree_with_their_references(tmp_path) -> None:
             [
                 "bench",
                 "--successors",
+                "--no-watch",
                 "--shapes",
                 "2x5x4x4",
                 "--repeats",
@@ -402,6 +403,7 @@ def test_the_torch_bench_has_rows_for_the_successors() -> None:
         warmup=0,
         trace=False,
         contributions=False,
+        watch=False,
     )
     rows = bench.run(cfg).rows
     assert [r.cell for r in rows] == ["slstm", "mingru", "lru"]
