@@ -54,7 +54,7 @@ def horizon(contribution: Tensor, distance: Tensor, fraction: float = 1e-3) -> i
     """The largest distance whose contribution is ≥ `fraction` × the largest contribution."""
     if not 0 < fraction <= 1:
         raise InputError(f"expected a fraction in (0, 1], got {fraction}")
-    c = contribution.double()
+    c = contribution.double().to(distance.device)
     keep = c >= fraction * c.max()
     return int(distance[keep].max()) if bool(keep.any()) else 0
 
