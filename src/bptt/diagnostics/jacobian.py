@@ -311,7 +311,7 @@ def distances(tape: Tape) -> Tensor:
 
 def decay_slope(log_norms: Tensor, distance: Tensor, min_distance: int = 5) -> float:
     """Least-squares slope of log ‖∂s_{T−1}/∂s_k‖ (`jacobian_norms(..., log=True)`, mean over samples) against distance."""
-    logs = log_norms.nanmean(0)
+    logs = log_norms.nanmean(0).to(distance.device)
     keep = (distance >= min_distance) & torch.isfinite(logs)
     if int(keep.sum()) < 2:
         return float("nan")

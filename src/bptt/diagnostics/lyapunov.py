@@ -70,8 +70,14 @@ def lyapunov(
     if not 0 <= burn_in < len(order):
         raise InputError(f"expected 0 ≤ burn_in < T = {len(order)}, got {burn_in}")
     g = torch.Generator().manual_seed(0)
-    Q = torch.linalg.qr(torch.randn(S, k, generator=g, dtype=torch.float64))[0].expand(B, S, k).clone()
-    acc = torch.zeros(B, k, dtype=torch.float64)
+    dev = tape.x.device  # a CUDA trace's Jacobians stay on its device
+    Q = (
+        torch.linalg.qr(torch.randn(S, k, generator=g, dtype=torch.float64))[0]
+        .to(dev)
+        .expand(B, S, k)
+        .clone()
+    )
+    acc = torch.zeros(B, k, dtype=torch.float64, device=dev)
     for n, t in enumerate(order):
         J = step_jacobian(trace, t, layer, direction, samples).double()
         Q, R = torch.linalg.qr(J @ Q)

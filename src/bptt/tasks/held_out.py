@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast
 
 import torch
 from torch import Tensor, nn
@@ -20,7 +20,6 @@ from ..trace import trace
 from .base import Task
 
 
-@runtime_checkable
 class Readout(Protocol):
     """A recurrent `core` and a `head` that turns its output into predictions (`training.SequenceModel`)."""
 
@@ -36,11 +35,16 @@ def held_out_diagnostics(model: nn.Module, task: Task, samples: int = 4, seed: i
     the loss is `task.loss(model.head(output), batch)`.
     """
     m64 = copy.deepcopy(model).double().eval()
-    if not isinstance(m64, Readout):
+    # not isinstance(m64, Readout): a runtime Protocol reads attributes statically from Python 3.12 on,
+    # and misses the submodules nn.Module keeps in _modules
+    if not (isinstance(getattr(m64, "core", None), nn.Module) and callable(getattr(m64, "head", None))):
         raise InputTypeError(f"expected a model with a recurrent core and a head, got {type(model).__name__}")
+    readout = cast(Readout, m64)
     g = torch.Generator().manual_seed(task.test_seed + 2 if seed is None else seed)
     b = next(task.batches(samples, g))
     batch = dataclasses.replace(b, x=b.x.double(), y=b.y.double() if b.y.is_floating_point() else b.y)
     return summarize(
-        trace(m64.core, batch.x, lambda o, s: task.loss(m64.head(o), batch)), samples=samples, full=True
+        trace(readout.core, batch.x, lambda o, s: task.loss(readout.head(o), batch)),
+        samples=samples,
+        full=True,
     )
