@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 from torch.autograd import gradcheck
+from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence
 
 import bptt
 from bptt import cli
@@ -199,6 +200,48 @@ def test_parallel_scan_equals_the_sweep(kind: str) -> None:
         f, i = torch.sigmoid(a[..., :H]), torch.sigmoid(a[..., H : 2 * H])
         log_a, b = torch.log(f / (f + i)), i / (f + i) * a[..., 2 * H :]
     assert rel_err(parallel_scan(log_a, b, h0[0]), out) < 1e-10
+
+
+# -- packed sequences --------------------------------------------------------------------------------
+
+
+def _states(state) -> tuple:
+    return state if isinstance(state, tuple) else (state,)
+
+
+def _packed_case(model):
+    """Three sequences of 3, 5 and 1 steps, unsorted, and a random initial state for each."""
+    seqs = [torch.randn(n, model.input_size, dtype=F64) for n in (3, 5, 1)]
+    return seqs, random_state(model, len(seqs))
+
+
+def _sequence_state(hx, b: int):
+    return tuple(h[:, b : b + 1] for h in hx) if isinstance(hx, tuple) else hx[:, b : b + 1]
+
+
+@pytest.mark.parametrize(("kind", "cfg"), CELLS, ids=IDS)
+def test_packed_equals_each_sequence_on_its_own(kind: str, cfg: dict) -> None:
+    """Outputs, final states and parameter gradients of a packed batch = those of each sequence alone."""
+    torch.manual_seed(13)
+    model = make(kind, cfg, input_size=2, hidden_size=3, num_layers=2, bidirectional=True)
+    seqs, hx = _packed_case(model)
+    out, state = model(pack_sequence(seqs, enforce_sorted=False), hx)
+    padded, lengths = pad_packed_sequence(out)
+    assert lengths.tolist() == [3, 5, 1]
+    params = list(model.parameters())
+    loss = padded.sin().sum() + sum(s.pow(2).sum() for s in _states(state))
+    grads = torch.autograd.grad(loss, params)
+    total = [torch.zeros_like(p) for p in params]
+    for b, seq in enumerate(seqs):
+        alone, alone_state = model(seq.unsqueeze(1), _sequence_state(hx, b))
+        assert rel_err(padded[: len(seq), b], alone[:, 0]) < 1e-12
+        for s, s1 in zip(_states(state), _states(alone_state), strict=True):
+            assert rel_err(s[:, b], s1[:, 0]) < 1e-12
+        loss_b = alone.sin().sum() + sum(s.pow(2).sum() for s in _states(alone_state))
+        for acc, g in zip(total, torch.autograd.grad(loss_b, params), strict=True):
+            acc += g
+    for (name, _), a, b in zip(model.named_parameters(), grads, total, strict=True):
+        assert rel_err(a, b) < 1e-10, name
 
 
 # -- the instruments on the new cells ----------------------------------------------------------------

@@ -114,7 +114,12 @@ class LRUStep:
         terms = projection_terms(tape, p)
         lam_re, lam_im = self.eigenvalues(p)
         gamma = torch.exp(p["gamma_log"])
-        dx_re, dx_im = torch.split(tape.dc, N, dim=-1)  # ∂L/∂x_t, total
+        dx, dy = tape.dc, tape.dh
+        if tape.lengths is not None:  # a held step (after its sequence's end) adds nothing to λ, γ or C
+            T = tape.steps
+            alive = (torch.arange(T, device=dx.device)[:, None] < tape.lengths[None, :]).unsqueeze(-1)
+            dx, dy = dx.where(alive, 0), dy.where(alive, 0)
+        dx_re, dx_im = torch.split(dx, N, dim=-1)  # ∂L/∂x_t, total
         x_re, x_im = torch.split(tape.c_prev, N, dim=-1)  # x_{t−1}
         # ∂L/∂Re λ = Σ dx_re x_re' + dx_im x_im';  ∂L/∂Im λ = Σ dx_im x_re' − dx_re x_im'
         d_lre = dx_re * x_re + dx_im * x_im
@@ -124,9 +129,7 @@ class LRUStep:
         terms["theta_log"] = Sum(torch.exp(p["theta_log"]) * (d_lim * lam_re - d_lre * lam_im))
         b_re, b_im = self._bu(tape, p)
         terms["gamma_log"] = Sum(gamma * (dx_re * b_re + dx_im * b_im))  # ∂L/∂γ_log = γ ⊙ Σ ∂L/∂x ⊙ B u
-        terms["weight_hc"] = Outer(
-            tape.dh, tape.c * _signs(N, tape.c)
-        )  # ∂L/∂[C_re | C_im] = Σ dy [x_re | −x_im]ᵀ
+        terms["weight_hc"] = Outer(dy, tape.c * _signs(N, tape.c))  # ∂L/∂[C_re | C_im] = Σ dy [x_re | −x_im]ᵀ
         return terms
 
     def _bu(self, tape: Tape, p: Params) -> tuple[Tensor, Tensor]:
