@@ -92,6 +92,27 @@ class LRUStep:
         # y_t = Re(C x_t) + D u_t = [C_re | −C_im] [x_re; x_im] + D u_t
         torch.addmm(du, tape.c[t], (p["weight_hc"] * _signs(N, du)).T, out=tape.h[t])
 
+    def initial_state(self, h0: Tensor, c0: Tensor | None) -> Carry:
+        assert c0 is not None
+        return h0, c0  # (y_0, [Re x_0 | Im x_0]); y_0 is not read
+
+    def cell(self, gx: Tensor, gh: Tensor, state: Carry, p: Params) -> Carry:
+        """`forward` out of place, for autograd: (y_{t−1}, [Re x | Im x]_{t−1}) → (y_t, [Re x | Im x]_t).
+
+        The output y_t comes first, where the other cells keep h_t; gh is empty (no W_hh).
+        """
+        N = self.state_size
+        lam_re, lam_im = self.eigenvalues(p)
+        gamma = torch.exp(p["gamma_log"])
+        bu_re, bu_im, du = gx[..., :N], gx[..., N : 2 * N], gx[..., 2 * N :]  # B u_t = bu_re + i·bu_im, D u_t
+        x_re, x_im = torch.split(state[1], N, dim=-1)
+        # x_t = λ x_{t−1} + γ B u_t, in real and imaginary parts
+        new_re = gamma * bu_re + lam_re * x_re - lam_im * x_im
+        new_im = gamma * bu_im + lam_re * x_im + lam_im * x_re
+        x = torch.cat([new_re, new_im], dim=-1)
+        # y_t = Re(C x_t) + D u_t = [C_re | −C_im] [x_re; x_im] + D u_t
+        return du + x @ (p["weight_hc"] * _signs(N, du)).T, x
+
     def initial_carry(self, tape: Tape, dc_n: Tensor | None) -> Carry:
         return (dc_n if dc_n is not None else torch.zeros_like(tape.c[0]),)
 
@@ -211,7 +232,7 @@ class LRU(RecurrentBase):
             float(max_phase),
         )
         super().__init__(
-            LRUStep(N),  # type: ignore[arg-type]
+            LRUStep(N),
             input_size,
             hidden_size,
             num_layers=num_layers,
