@@ -339,6 +339,26 @@ def test_packed_hessian_vector_product_is_the_sum_over_sequences(kind: str, cfg:
         assert rel_err(a, b) < 1e-10, name
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("kind", list(MODULES))
+def test_autocast_runs_in_the_autocast_dtype(kind: str, dtype: torch.dtype) -> None:
+    """As bptt.LSTM under autocast (test_dropin.py): the layers run in the autocast dtype, close to
+    float32; the parameters stay float32 and get float32 gradients."""
+    torch.manual_seed(15)
+    model = make(kind, {}).float()
+    x = torch.randn(6, 2, 3)
+    full = model(x)[0]
+    with torch.autocast("cpu", dtype=dtype):
+        out, state = model(x)
+        low_input, _ = model(x.to(dtype))
+    assert out.dtype == dtype and all(s.dtype == dtype for s in _states(state))
+    assert torch.equal(out, low_input)
+    assert rel_err(out.float(), full) < (0.05 if dtype == torch.bfloat16 else 0.005)
+    out.float().sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
 # -- the instruments on the new cells ----------------------------------------------------------------
 
 
