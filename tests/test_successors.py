@@ -8,11 +8,13 @@ import math
 import pytest
 import torch
 from torch.autograd import gradcheck
+from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence
 
 import bptt
 from bptt import cli
 from bptt.cells import parallel_scan
 from bptt.diagnostics import jacobian_norms, lyapunov
+from bptt.engine import unrolled
 from bptt.tasks import TASKS
 from bptt.training import load_summary
 
@@ -199,6 +201,162 @@ def test_parallel_scan_equals_the_sweep(kind: str) -> None:
         f, i = torch.sigmoid(a[..., :H]), torch.sigmoid(a[..., H : 2 * H])
         log_a, b = torch.log(f / (f + i)), i / (f + i) * a[..., 2 * H :]
     assert rel_err(parallel_scan(log_a, b, h0[0]), out) < 1e-10
+
+
+# -- second derivatives, packed sequences and autocast -----------------------------------------------
+
+
+def _states(state) -> tuple:
+    return state if isinstance(state, tuple) else (state,)
+
+
+def _second_order_loss(out, state) -> torch.Tensor:
+    """A loss with curvature in the output besides the model's own: weighted sums and a square."""
+    return weighted_loss(out, state) + 0.5 * out.pow(2).sum()
+
+
+def _penalty_grads(loss: torch.Tensor, wrt: list) -> list:
+    """∂/∂w ‖∂loss/∂w‖² for every w: a gradient penalty differentiated once more (create_graph=True)."""
+    grads = torch.autograd.grad(loss, wrt, create_graph=True, allow_unused=True)
+    penalty = sum(g.pow(2).sum() for g in grads if g is not None)
+    found = torch.autograd.grad(penalty, wrt, allow_unused=True)
+    return [torch.zeros_like(w) if g is None else g for g, w in zip(found, wrt, strict=True)]
+
+
+@pytest.mark.parametrize(("kind", "cfg"), CELLS, ids=IDS)
+def test_cell_unrolled_equals_the_sweep(kind: str, cfg: dict) -> None:
+    """engine/unrolled.py over the step's `cell` gives the explicit sweep's outputs and final states."""
+    torch.manual_seed(10)
+    model = make(kind, cfg, bidirectional=True)
+    x = torch.randn(5, 2, 3, dtype=F64)
+    hx = random_state(model, 2)
+    h0, c0 = hx if isinstance(hx, tuple) else (hx, None)
+    out, state = model(x, hx)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for k, plan in enumerate(model.plans):
+            p = {s: params[n] for s, n in zip(plan.suffixes, plan.names, strict=True)}
+            c0_k = None if c0 is None else c0[k]
+            o, h_n, c_n = unrolled.layer(plan.step, x, h0[k], c0_k, p, plan.reverse)
+            H = model.hidden_size
+            assert rel_err(o, out[..., k * H : (k + 1) * H]) < 1e-12
+            assert rel_err(h_n, _states(state)[0][k]) < 1e-12
+            assert (c_n is None) == (c0 is None)
+            if c_n is not None:
+                assert rel_err(c_n, state[1][k]) < 1e-12
+
+
+@pytest.mark.parametrize(("kind", "cfg"), CELLS, ids=IDS)
+def test_gradient_penalty_equals_the_reference(kind: str, cfg: dict) -> None:
+    """create_graph=True runs the layer's `cell` out of place: its second derivative is the reference's."""
+    torch.manual_seed(11)
+    model = make(kind, cfg, input_size=2, hidden_size=3, num_layers=2, bidirectional=True)
+    x = torch.randn(4, 2, 2, dtype=F64, requires_grad=True)
+    hx = random_state(model, 2)
+    leaves = [h.requires_grad_(True) for h in _states(hx)]
+    wrt = [x, *leaves, *model.parameters()]
+    out, state = model(x, hx)
+    ours = _penalty_grads(_second_order_loss(out, state), wrt)
+    ref = reference(model, kind, cfg, x, hx)
+    ref_state = (ref["h_n"], ref["c_n"]) if model.step.has_cell else ref["h_n"]
+    expected = _penalty_grads(_second_order_loss(ref["output"], ref_state), wrt)
+    names = ["x"] + [f"hx{k}" for k in range(len(leaves))] + [n for n, _ in model.named_parameters()]
+    for name, a, b in zip(names, ours, expected, strict=True):
+        assert rel_err(a, b) < 1e-10, name
+
+
+def test_slstm_gradient_penalty_from_the_zero_state_equals_the_reference() -> None:
+    """The empty normaliser (n_0 = 0: f'_1 = 0, m_1 = ĩ_1) on the second-derivative path too."""
+    torch.manual_seed(12)
+    model = make("slstm", {}, input_size=2, hidden_size=3)
+    x = torch.randn(4, 2, 2, dtype=F64, requires_grad=True)
+    hx = random_state(model, 2, zero=True)
+    wrt = [x, *model.parameters()]
+    ours = _penalty_grads(_second_order_loss(*model(x, hx)), wrt)
+    ref = reference(model, "slstm", {}, x, hx)
+    expected = _penalty_grads(_second_order_loss(ref["output"], (ref["h_n"], ref["c_n"])), wrt)
+    for a, b in zip(ours, expected, strict=True):
+        assert rel_err(a, b) < 1e-10
+
+
+def _packed_case(model):
+    """Three sequences of 3, 5 and 1 steps, unsorted, and a random initial state for each."""
+    seqs = [torch.randn(n, model.input_size, dtype=F64) for n in (3, 5, 1)]
+    return seqs, random_state(model, len(seqs))
+
+
+def _sequence_state(hx, b: int):
+    return tuple(h[:, b : b + 1] for h in hx) if isinstance(hx, tuple) else hx[:, b : b + 1]
+
+
+@pytest.mark.parametrize(("kind", "cfg"), CELLS, ids=IDS)
+def test_packed_equals_each_sequence_on_its_own(kind: str, cfg: dict) -> None:
+    """Outputs, final states and parameter gradients of a packed batch = those of each sequence alone."""
+    torch.manual_seed(13)
+    model = make(kind, cfg, input_size=2, hidden_size=3, num_layers=2, bidirectional=True)
+    seqs, hx = _packed_case(model)
+    out, state = model(pack_sequence(seqs, enforce_sorted=False), hx)
+    padded, lengths = pad_packed_sequence(out)
+    assert lengths.tolist() == [3, 5, 1]
+    params = list(model.parameters())
+    loss = padded.sin().sum() + sum(s.pow(2).sum() for s in _states(state))
+    grads = torch.autograd.grad(loss, params)
+    total = [torch.zeros_like(p) for p in params]
+    for b, seq in enumerate(seqs):
+        alone, alone_state = model(seq.unsqueeze(1), _sequence_state(hx, b))
+        assert rel_err(padded[: len(seq), b], alone[:, 0]) < 1e-12
+        for s, s1 in zip(_states(state), _states(alone_state), strict=True):
+            assert rel_err(s[:, b], s1[:, 0]) < 1e-12
+        loss_b = alone.sin().sum() + sum(s.pow(2).sum() for s in _states(alone_state))
+        for acc, g in zip(total, torch.autograd.grad(loss_b, params), strict=True):
+            acc += g
+    for (name, _), a, b in zip(model.named_parameters(), grads, total, strict=True):
+        assert rel_err(a, b) < 1e-10, name
+
+
+@pytest.mark.parametrize(("kind", "cfg"), CELLS, ids=IDS)
+def test_packed_hessian_vector_product_is_the_sum_over_sequences(kind: str, cfg: dict) -> None:
+    """The second-derivative path holds ended sequences too: Hv of a packed loss = Σ over sequences alone."""
+    torch.manual_seed(14)
+    model = make(kind, cfg, input_size=2, hidden_size=3, bidirectional=True)
+    seqs, hx = _packed_case(model)
+    params = list(model.parameters())
+    v = [torch.randn_like(p) for p in params]
+
+    def hvp(out, state) -> list:
+        loss = out.sin().sum() + sum(s.pow(2).sum() for s in _states(state))
+        grads = torch.autograd.grad(loss, params, create_graph=True)
+        dot = sum((g * u).sum() for g, u in zip(grads, v, strict=True))
+        return list(torch.autograd.grad(dot, params))
+
+    out, state = model(pack_sequence(seqs, enforce_sorted=False), hx)
+    packed = hvp(out.data, state)
+    total = [torch.zeros_like(p) for p in params]
+    for b, seq in enumerate(seqs):
+        for acc, h in zip(total, hvp(*model(seq.unsqueeze(1), _sequence_state(hx, b))), strict=True):
+            acc += h
+    for (name, _), a, b in zip(model.named_parameters(), packed, total, strict=True):
+        assert rel_err(a, b) < 1e-10, name
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("kind", list(MODULES))
+def test_autocast_runs_in_the_autocast_dtype(kind: str, dtype: torch.dtype) -> None:
+    """As bptt.LSTM under autocast (test_dropin.py): the layers run in the autocast dtype, close to
+    float32; the parameters stay float32 and get float32 gradients."""
+    torch.manual_seed(15)
+    model = make(kind, {}).float()
+    x = torch.randn(6, 2, 3)
+    full = model(x)[0]
+    with torch.autocast("cpu", dtype=dtype):
+        out, state = model(x)
+        low_input, _ = model(x.to(dtype))
+    assert out.dtype == dtype and all(s.dtype == dtype for s in _states(state))
+    assert torch.equal(out, low_input)
+    assert rel_err(out.float(), full) < (0.05 if dtype == torch.bfloat16 else 0.005)
+    out.float().sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
 # -- the instruments on the new cells ----------------------------------------------------------------

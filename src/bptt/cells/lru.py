@@ -92,6 +92,27 @@ class LRUStep:
         # y_t = Re(C x_t) + D u_t = [C_re | −C_im] [x_re; x_im] + D u_t
         torch.addmm(du, tape.c[t], (p["weight_hc"] * _signs(N, du)).T, out=tape.h[t])
 
+    def initial_state(self, h0: Tensor, c0: Tensor | None) -> Carry:
+        assert c0 is not None
+        return h0, c0  # (y_0, [Re x_0 | Im x_0]); y_0 is not read
+
+    def cell(self, gx: Tensor, gh: Tensor, state: Carry, p: Params) -> Carry:
+        """`forward` out of place, for autograd: (y_{t−1}, [Re x | Im x]_{t−1}) → (y_t, [Re x | Im x]_t).
+
+        The output y_t comes first, where the other cells keep h_t; gh is empty (no W_hh).
+        """
+        N = self.state_size
+        lam_re, lam_im = self.eigenvalues(p)
+        gamma = torch.exp(p["gamma_log"])
+        bu_re, bu_im, du = gx[..., :N], gx[..., N : 2 * N], gx[..., 2 * N :]  # B u_t = bu_re + i·bu_im, D u_t
+        x_re, x_im = torch.split(state[1], N, dim=-1)
+        # x_t = λ x_{t−1} + γ B u_t, in real and imaginary parts
+        new_re = gamma * bu_re + lam_re * x_re - lam_im * x_im
+        new_im = gamma * bu_im + lam_re * x_im + lam_im * x_re
+        x = torch.cat([new_re, new_im], dim=-1)
+        # y_t = Re(C x_t) + D u_t = [C_re | −C_im] [x_re; x_im] + D u_t
+        return du + x @ (p["weight_hc"] * _signs(N, du)).T, x
+
     def initial_carry(self, tape: Tape, dc_n: Tensor | None) -> Carry:
         return (dc_n if dc_n is not None else torch.zeros_like(tape.c[0]),)
 
@@ -114,7 +135,12 @@ class LRUStep:
         terms = projection_terms(tape, p)
         lam_re, lam_im = self.eigenvalues(p)
         gamma = torch.exp(p["gamma_log"])
-        dx_re, dx_im = torch.split(tape.dc, N, dim=-1)  # ∂L/∂x_t, total
+        dx, dy = tape.dc, tape.dh
+        if tape.lengths is not None:  # a held step (after its sequence's end) adds nothing to λ, γ or C
+            T = tape.steps
+            alive = (torch.arange(T, device=dx.device)[:, None] < tape.lengths[None, :]).unsqueeze(-1)
+            dx, dy = dx.where(alive, 0), dy.where(alive, 0)
+        dx_re, dx_im = torch.split(dx, N, dim=-1)  # ∂L/∂x_t, total
         x_re, x_im = torch.split(tape.c_prev, N, dim=-1)  # x_{t−1}
         # ∂L/∂Re λ = Σ dx_re x_re' + dx_im x_im';  ∂L/∂Im λ = Σ dx_im x_re' − dx_re x_im'
         d_lre = dx_re * x_re + dx_im * x_im
@@ -124,9 +150,7 @@ class LRUStep:
         terms["theta_log"] = Sum(torch.exp(p["theta_log"]) * (d_lim * lam_re - d_lre * lam_im))
         b_re, b_im = self._bu(tape, p)
         terms["gamma_log"] = Sum(gamma * (dx_re * b_re + dx_im * b_im))  # ∂L/∂γ_log = γ ⊙ Σ ∂L/∂x ⊙ B u
-        terms["weight_hc"] = Outer(
-            tape.dh, tape.c * _signs(N, tape.c)
-        )  # ∂L/∂[C_re | C_im] = Σ dy [x_re | −x_im]ᵀ
+        terms["weight_hc"] = Outer(dy, tape.c * _signs(N, tape.c))  # ∂L/∂[C_re | C_im] = Σ dy [x_re | −x_im]ᵀ
         return terms
 
     def _bu(self, tape: Tape, p: Params) -> tuple[Tensor, Tensor]:
@@ -208,7 +232,7 @@ class LRU(RecurrentBase):
             float(max_phase),
         )
         super().__init__(
-            LRUStep(N),  # type: ignore[arg-type]
+            LRUStep(N),
             input_size,
             hidden_size,
             num_layers=num_layers,

@@ -75,6 +75,9 @@ class _MinimalStep:
         gates_buf[tape.initial_slot()] = 0
         return tape
 
+    def initial_state(self, h0: Tensor, c0: Tensor | None) -> Carry:
+        return (h0,)
+
     def initial_carry(self, tape: Tape, dc_n: Tensor | None) -> Carry:
         return ()
 
@@ -102,6 +105,14 @@ class MinGRUStep(_MinimalStep):
         h_tilde.copy_(_candidate(n_pre, self.candidate))  # h̃_t = W_n x_t + b_n  (or g of it)
         h_prev = tape.h_prev[t]
         torch.sub(h_tilde, h_prev, out=tape.h[t]).mul_(z).add_(h_prev)  # h_t = h_{t−1} + z_t (h̃_t − h_{t−1})
+
+    def cell(self, gx: Tensor, gh: Tensor, state: Carry, p: Params) -> Carry:
+        """`forward` out of place, for autograd: (h_{t−1},) → (h_t,); gh is empty (no W_hh)."""
+        (h_prev,) = state
+        z_pre, n_pre = gx.chunk(2, dim=-1)
+        z = torch.sigmoid(z_pre)  # z_t = σ(W_z x_t + b_z)
+        h_tilde = _candidate(n_pre, self.candidate)  # h̃_t = W_n x_t + b_n  (or g of it)
+        return (h_prev + z * (h_tilde - h_prev),)  # h_t = h_{t−1} + z_t (h̃_t − h_{t−1})
 
     def backward(self, t: int, dh: Tensor, carry: Carry, tape: Tape, p: Params) -> StepGrads:
         z, h_tilde = tape.gates[t].chunk(2, dim=-1)
@@ -132,6 +143,16 @@ class MinLSTMStep(_MinimalStep):
         h_tilde.copy_(_candidate(n_pre, self.candidate))  # h̃_t = W_n x_t + b_n  (or g of it)
         # h_t = (f_t h_{t−1} + i_t h̃_t) / (f_t + i_t) = f'_t h_{t−1} + i'_t h̃_t
         torch.addcmul(i * h_tilde, f, tape.h_prev[t], out=tape.h[t]).div_(f + i)
+
+    def cell(self, gx: Tensor, gh: Tensor, state: Carry, p: Params) -> Carry:
+        """`forward` out of place, for autograd: (h_{t−1},) → (h_t,); gh is empty (no W_hh)."""
+        (h_prev,) = state
+        f_pre, i_pre, n_pre = gx.chunk(3, dim=-1)
+        f = torch.sigmoid(f_pre)  # f_t = σ(W_f x_t + b_f)
+        i = torch.sigmoid(i_pre)  # i_t = σ(W_i x_t + b_i)
+        h_tilde = _candidate(n_pre, self.candidate)  # h̃_t = W_n x_t + b_n  (or g of it)
+        # h_t = (f_t h_{t−1} + i_t h̃_t) / (f_t + i_t) = f'_t h_{t−1} + i'_t h̃_t
+        return ((f * h_prev + i * h_tilde) / (f + i),)
 
     def backward(self, t: int, dh: Tensor, carry: Carry, tape: Tape, p: Params) -> StepGrads:
         f, i, h_tilde = tape.gates[t].chunk(3, dim=-1)

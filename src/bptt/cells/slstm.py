@@ -102,6 +102,29 @@ class SLSTMStep:
         tape.extras["log_f"][t] = log_f
         tape.extras["i_wins"][t] = i_wins
 
+    def initial_state(self, h0: Tensor, c0: Tensor | None) -> Carry:
+        assert c0 is not None
+        return h0, c0
+
+    def cell(self, gx: Tensor, gh: Tensor, state: Carry, p: Params) -> Carry:
+        """`forward` out of place, for autograd: (h_{t−1}, [c | n | m]_{t−1}) → the same at t."""
+        h_prev, cnm = state
+        H = h_prev.shape[-1]
+        c_prev, n_prev, m_prev = torch.split(cnm, H, dim=-1)
+        pre = gx + gh  # ĩ, f̃, g̃, õ = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh
+        i_pre, f_pre, g_pre, o_pre = pre.chunk(4, dim=-1)
+        log_f = F.logsigmoid(f_pre) if self.forget_gate == "sigmoid" else f_pre  # log f_t
+        a = log_f + m_prev  # log f_t + m_{t−1}
+        empty = n_prev == 0  # nothing has entered the cell yet
+        m = torch.where((i_pre >= a) | empty, i_pre, a)  # m_t = max(log f_t + m_{t−1}, ĩ)
+        i = torch.exp(i_pre - m)  # i'_t = exp(ĩ − m_t)
+        f = torch.exp(a - m).masked_fill(empty, 0.0)  # f'_t = exp(log f_t + m_{t−1} − m_t); 0 if empty
+        g = torch.tanh(g_pre)  # g_t = tanh(g̃)
+        o = torch.sigmoid(o_pre)  # o_t = σ(õ)
+        c = f * c_prev + i * g  # c_t = f'_t c_{t−1} + i'_t g_t
+        n = f * n_prev + i  # n_t = f'_t n_{t−1} + i'_t
+        return o * c / n, torch.cat([c, n, m], dim=-1)  # h_t = o_t c_t / n_t
+
     def initial_carry(self, tape: Tape, dc_n: Tensor | None) -> Carry:
         return (dc_n if dc_n is not None else torch.zeros_like(tape.c[0]),)
 

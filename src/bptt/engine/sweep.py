@@ -88,18 +88,14 @@ def forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
     W_hh = p.get("weight_hh")
     b_hh = None if step.fold_bias_hh else p.get("bias_hh")
     h_prev = tape.h_prev
-    if W_hh is None:  # a cell whose gates do not read h_{t−1} (minGRU, minLSTM, LRU): gh is (B, 0)
-        gh = gx.new_empty((gx.shape[1], 0))
-        for t in tape.order:
-            step.forward(t, gx[t], gh, tape, p)
-        return
-    gh = gx.new_empty(gx.shape[1:])  # (B, G·H), reused every step
+    # (B, G·H), reused every step; (B, 0) for a cell whose gates do not read h_{t−1} (minGRU, minLSTM, LRU)
+    gh = gx.new_empty((gx.shape[1], 0) if W_hh is None else gx.shape[1:])
     for t in tape.order:
-        # gh_t = W_hh h_{t−1} + b_hh
-        if b_hh is None:
-            torch.mm(h_prev[t], W_hh.T, out=gh)
-        else:
-            torch.addmm(b_hh, h_prev[t], W_hh.T, out=gh)
+        if W_hh is not None:  # gh_t = W_hh h_{t−1} + b_hh
+            if b_hh is None:
+                torch.mm(h_prev[t], W_hh.T, out=gh)
+            else:
+                torch.addmm(b_hh, h_prev[t], W_hh.T, out=gh)
         step.forward(t, gx[t], gh, tape, p)
         if tape.lengths is not None:
             _hold(tape, t)
@@ -115,6 +111,8 @@ def _hold(tape: Tape, t: int) -> None:
             now, before = slots(buf, tape.reverse)
             now[t][ended] = before[t][ended]
     for extra in tape.extras.values():
+        if 0 in extra.stride()[:2]:  # one value broadcast over steps or batch (the LRU's |λ|): not per step
+            continue
         extra[t][ended] = 0  # e.g. m_t: no ∂L/∂W_hr term from a held step
 
 

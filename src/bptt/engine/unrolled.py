@@ -31,21 +31,28 @@ def layer(
     reverse: bool,
     lengths: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """x (T, B, I) → output (T, B, P), h_n (B, P), c_n (B, H) or None, every operation differentiable."""
+    """x (T, B, I) → output (T, B, P), h_n (B, P), c_n (B, H) or None, every operation differentiable.
+
+    The state tuple's first element is the step's output and what W_hh reads (h_t; the LRU's y_t),
+    its second the cell state; a cell without W_hh (minGRU, minLSTM, LRU) gets an empty gh, as in
+    sweep.py.
+    """
     if not hasattr(step, "cell"):
         raise NotImplementedError(
             f"{type(step).__name__} has no `cell` (its step out of place), which second derivatives and "
             "autocast run through; see docs/adding-a-cell.md"
         )
-    T = x.shape[0]
-    b_ih, b_hh = p.get("bias_ih"), p.get("bias_hh")
-    if b_ih is not None and step.fold_bias_hh:
-        b_ih, b_hh = b_ih + p["bias_hh"], None
+    T, B = x.shape[:2]
+    b_ih, b_hh, W_hh = p.get("bias_ih"), p.get("bias_hh"), p.get("weight_hh")
+    if b_ih is not None and b_hh is not None and step.fold_bias_hh:
+        b_ih, b_hh = b_ih + b_hh, None
     gx = F.linear(x, p["weight_ih"], b_ih)  # gx_t = W_ih x_t + b_ih (+ b_hh), all steps at once
     state = step.initial_state(h0, c0)
     hs: list[Tensor] = [h0] * T
+    no_gh = gx.new_zeros((B, 0))  # a cell whose gates do not read h_{t−1} (minGRU, minLSTM, LRU), as sweep.py
     for t in range(T - 1, -1, -1) if reverse else range(T):
-        gh = F.linear(state[0], p["weight_hh"], b_hh)  # gh_t = W_hh h_{t−1} + b_hh
+        # gh_t = W_hh h_{t−1} + b_hh
+        gh = no_gh if W_hh is None else F.linear(state[0], W_hh, b_hh)
         new = step.cell(gx[t], gh, state, p)
         if lengths is not None:
             alive = running(t, lengths)
