@@ -26,7 +26,14 @@ LAYERS: list[tuple[str, ...]] = [
     ("bptt.training",),
     ("bptt.sweep", "bptt.reproduce"),
     ("bptt.reports",),
-    ("bptt.theory", "bptt.bench", "bptt.demo", "bptt.diagnose"),
+    (
+        "bptt.theory",
+        "bptt.bench",
+        "bptt.bench_successors",
+        "bptt.demo",
+        "bptt.diagnose",
+        "bptt.compile_check",
+    ),
     ("bptt.cli",),
     ("bptt", "bptt.__main__"),
 ]
