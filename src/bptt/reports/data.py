@@ -24,6 +24,16 @@ class RunData:
     snapshots: list[Summary] = field(default_factory=list)
     final: Summary | None = None
     nonfinite: dict[str, Any] | None = None
+    color: int = 0  # the run's colour index, the same in every figure of a report
+
+    @property
+    def kind(self) -> str:
+        """ "training" (bptt train, bptt demo), "diagnosis" (bptt diagnose) or "watch" (a Monitor's folder)."""
+        if self.summary is not None or self.metrics:
+            return "training"
+        if self.snapshots and not (self.path / "final_diagnostics.json").exists():
+            return "watch"
+        return "diagnosis"
 
     @property
     def is_lstm(self) -> bool:
@@ -36,6 +46,22 @@ class RunData:
         if s.get("cell"):
             parts.append(str(s["cell"]) + (f" {s['nonlinearity']}" if s.get("nonlinearity") else ""))
         return " · ".join(parts)
+
+
+def far_over_near(final: Summary | None) -> tuple[int | None, float | None]:
+    """(the longest distance, ‖∂L/∂h‖ there relative to distance 0), layer 0, mean over samples.
+
+    The ratio is None where the gradient at distance 0 is 0 or a value is not finite; 0 where the
+    far gradient underflowed in float64 (below about 1e−308)."""
+    if final is None:
+        return None, None
+    d, dh = [x or 0.0 for x in final.distance], final.dh_mean[0]
+    far = max(range(len(d)), key=lambda k: d[k])
+    near = min(range(len(d)), key=lambda k: d[k])
+    dh_near, dh_far = dh[near], dh[far]
+    if not dh_near or dh_far is None:
+        return int(d[far]), None
+    return int(d[far]), dh_far / dh_near
 
 
 def _json(path: Path) -> Any:

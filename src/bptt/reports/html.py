@@ -1,5 +1,8 @@
 """`bptt report`: one self-contained HTML file for one run or several side by side.
 
+One template for every source — a training run, a demo, a diagnosis, a watch folder, a sweep
+(`bptt.sweep.report`): a one-line verdict per run at the top, a table of contents, then the
+sections that apply to these runs (a diagnosis has no loss curve and no training table).
 Images are embedded as PNG data, there are no scripts and no external files, so the page opens
 offline. Text that comes from users (run names, settings) goes through Jinja2's autoescaping.
 """
@@ -7,7 +10,9 @@ offline. Text that comes from users (run names, settings) goes through Jinja2's 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,9 +22,37 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from .. import _io
 from .._checks import InputError
 from .._version import __version__
-from ..diagnostics.summary import Summary
-from .data import RunData, load_run
-from .plots import render_all
+from .data import RunData, far_over_near, load_run
+from .plots import Plot, render_all
+from .style import percent, ratio, sci
+
+__all__ = ["Section", "far_over_near", "render", "render_page", "verdict", "write_report"]
+
+VANISHING, EXPLODING = 1e-2, 1e2  # far/near ratios read as vanishing or exploding
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of a report page: paragraphs, a figure, a table, collapsed details, in that order."""
+
+    key: str
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    plot: Plot | None = None
+    columns: list[str] = field(default_factory=list)
+    rows: list[dict[str, str]] = field(default_factory=list)
+    details: list[tuple[str, str, list[tuple[str, str]]]] = field(default_factory=list)  # (id, name, rows)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Headline:
+    """A run's line at the top of the page: its name, its anchor, its verdict."""
+
+    name: str
+    anchor: str
+    verdict: str
+    good: bool | None = None
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
@@ -34,24 +67,81 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
-def far_over_near(final: Summary | None) -> tuple[int | None, float | None]:
-    """(the longest distance, ‖∂L/∂h‖ there relative to distance 0), layer 0, mean over samples."""
-    if final is None:
-        return None, None
-    d, dh = [x or 0.0 for x in final.distance], final.dh_mean[0]
-    far = max(range(len(d)), key=lambda k: d[k])
-    near = min(range(len(d)), key=lambda k: d[k])
-    dh_near, dh_far = dh[near], dh[far]
-    if not dh_near or dh_far is None:
-        return int(d[far]), None
-    return int(d[far]), dh_far / dh_near
+def anchor(name: str) -> str:
+    return "run-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "x")
+
+
+def gradient_reading(run: RunData) -> str:
+    """'vanishing: 2e−4 at distance 10 of its value at distance 0', or exploding, or neither."""
+    distance, r = far_over_near(run.final)
+    if distance is None:
+        return ""
+    if r is None:
+        return "the gradient at the loss is 0 or not finite"
+    word = (
+        "vanishing" if r < VANISHING else "exploding" if r > EXPLODING else "neither vanishing nor exploding"
+    )
+    return f"gradient {word}: at distance {distance} it is {ratio(r)} of its value at distance 0"
+
+
+def verdict(run: RunData) -> str:
+    """One line: solved or not, vanishing or exploding, the horizon, clipping and skipped steps."""
+    s, f = run.summary or {}, run.final
+    parts = []
+    if run.kind == "training":
+        if s.get("solved") is not None:
+            solved = "solved" if s["solved"] else "not solved"
+            parts.append(
+                f"{solved} ({s.get('task', 'task')}, T = {s.get('seq_len')}: test loss {sci(s.get('test_loss'))} "
+                f"against chance {sci(s.get('baseline_loss'))})"
+            )
+        if s.get("stopped") == "nonfinite":
+            parts.append(f"stopped at a non-finite gradient after {s.get('steps')} steps")
+    elif f is not None:
+        what = f"{f.cell}, {f.batch} sequence{'s' if f.batch != 1 else ''} of {f.steps} steps"
+        if run.kind == "watch":
+            what += f", {len(run.snapshots)} snapshot{'s' if len(run.snapshots) != 1 else ''}"
+            if run.snapshots and run.snapshots[-1].step is not None:
+                what += f" (latest: step {run.snapshots[-1].step})"
+        parts.append(what)
+    parts.append(gradient_reading(run))
+    if f is not None:
+        parts.append(f"horizon {f.horizon} step{'s' if f.horizon != 1 else ''}")
+    if run.metrics:
+        clipped = sum(bool(m["clipped"]) for m in run.metrics)
+        parts.append(
+            f"clipping {clipped} of {len(run.metrics)} logged steps ({percent(clipped / len(run.metrics))})"
+        )
+    if run.kind == "training" and s.get("skipped_steps") is not None:
+        parts.append(
+            f"{s['skipped_steps']} steps skipped"
+            + (" (too many: failed)" if s.get("too_many_skipped") else "")
+        )
+    if run.kind != "training" and f is not None and f.saturation:
+        sat = [f"{g} {percent(v)}" for g, v in f.saturation.items() if v is not None]
+        if sat:
+            parts.append("saturated: " + ", ".join(sat))
+    return " · ".join(p for p in parts if p)
 
 
 def summary_row(run: RunData) -> dict[str, str]:
     s, f = run.summary or {}, run.final
-    distance, ratio = far_over_near(f)
-    bound = f.bounds[0] if f is not None and f.bounds else None
+    distance, r = far_over_near(f)
     ly = f.lyapunov if f is not None else None
+    common_tail = {
+        "gradient far/near": f"{ratio(r)} at distance {distance}" if distance is not None else "–",
+        "horizon": _fmt(f.horizon if f else None),
+        "λ_max": _fmt(ly.max if ly else None, 3),
+    }
+    if run.kind != "training":
+        return {
+            "run": run.name,
+            "cell": _fmt(f.cell if f else None),
+            "T": _fmt(f.steps if f else None),
+            "sequences": _fmt(f.batch if f else None),
+            "loss": _fmt(f.loss if f else None),
+            **common_tail,
+        }
     stopped = s.get("stopped")
     return {
         "run": run.name,
@@ -59,18 +149,12 @@ def summary_row(run: RunData) -> dict[str, str]:
         "cell": run.label.split(" · ", 1)[-1] if s else _fmt(f.cell if f else None),
         "T": _fmt(s.get("seq_len") or (f.steps if f else None)),
         "steps": _fmt(s.get("steps")) + (" (stopped: non-finite)" if stopped == "nonfinite" else ""),
-        "skipped": (
-            _fmt(s.get("skipped_steps")) + (" (too many: failed)" if s.get("too_many_skipped") else "")
-            if s
-            else "–"
-        ),
+        "skipped": _fmt(s.get("skipped_steps"))
+        + (" (too many: failed)" if s.get("too_many_skipped") else ""),
         "test loss": _fmt(s.get("test_loss")),
         "chance": _fmt(s.get("baseline_loss")),
-        "solved": _fmt(s.get("solved")) if s else "–",
-        "gradient far/near": f"{_fmt(ratio, 3)} at distance {distance}" if distance is not None else "–",
-        "horizon": _fmt(f.horizon if f else None),
-        "verdict": bound.verdict if bound else "–",
-        "λ_max": _fmt(ly.max if ly else None, 3),
+        "solved": _fmt(s.get("solved")),
+        **common_tail,
     }
 
 
@@ -87,9 +171,12 @@ def guard_sentence(report: dict[str, Any]) -> str:
 
 
 def bound_rows(runs: Sequence[RunData]) -> list[dict[str, str]]:
+    """The Elman bound's numbers, for the layers where it applies (a cell with one activation γ)."""
     rows = []
     for run in runs:
         for b in run.final.bounds if run.final else []:
+            if b.gamma is None:
+                continue
             rows.append(
                 {
                     "run": run.name,
@@ -97,14 +184,35 @@ def bound_rows(runs: Sequence[RunData]) -> list[dict[str, str]]:
                     "cell": b.cell,
                     "γ": _fmt(b.gamma),
                     "1/γ": _fmt(b.threshold),
-                    "λ1 (σ_max W_hh)": _fmt(b.lambda1),
-                    "ρ (max |eig|)": _fmt(b.spectral_radius),
+                    "λ1 (σ_max of W_hh)": _fmt(b.lambda1),
                     "verdict (λ1)": b.verdict,
-                    "seed 001's reading (ρ)": b.eigen_verdict or "–",
-                    "max forget gate": _fmt(b.max_forget),
+                    "ρ (max |eig W_hh|)": _fmt(b.spectral_radius),
+                    "the same reading with ρ in place of λ1": b.eigen_verdict or "–",
                 }
             )
     return rows
+
+
+def gated_sentences(runs: Sequence[RunData]) -> list[str]:
+    """For the cells where λ1 of the stacked weight matrix bounds nothing: what applies instead."""
+    out = []
+    for run in runs:
+        f = run.final
+        if f is None:
+            continue
+        gated = [b for b in f.bounds if b.gamma is None]
+        if not gated:
+            continue
+        b = gated[0]
+        forget = f" The largest forget gate is {sci(b.max_forget)}." if b.max_forget is not None else ""
+        sat = ", ".join(f"{g} {percent(v)}" for g, v in f.saturation.items() if v is not None)
+        out.append(
+            f"{run.name} ({b.cell}): the Elman bound γ·λ1 does not apply to a gated cell — its step "
+            "Jacobian is shaped by the gates, not by the largest singular value of the stacked weight "
+            "matrix. What applies instead is measured: the Jacobian product against distance "
+            f"and the gates' saturation ({sat or 'not measured'}).{forget}"
+        )
+    return out
 
 
 def settings(run: RunData) -> list[tuple[str, str]]:
@@ -114,24 +222,96 @@ def settings(run: RunData) -> list[tuple[str, str]]:
     ]
 
 
-def render(runs: Sequence[RunData], title: str = "bptt report") -> str:
-    env = Environment(
+def _drop_empty(columns: list[str], rows: list[dict[str, str]]) -> list[str]:
+    """The columns where some row has a value (a diagnosis has no chance level)."""
+    return [c for c in columns if c == "run" or any(r.get(c, "–") not in ("–", "") for r in rows)]
+
+
+def sections(runs: Sequence[RunData]) -> list[Section]:
+    """The sections that apply to these runs, in reading order."""
+    rows = [summary_row(r) for r in runs]
+    columns = list(dict.fromkeys(c for r in rows for c in r))
+    out = [
+        Section(
+            "summary",
+            "Summary",
+            columns=_drop_empty(columns, rows),
+            rows=rows,
+            paragraphs=[
+                "“gradient far/near” is ‖∂L/∂h_k‖ at the longest distance from the loss relative to "
+                "distance 0 (layer 0, mean over the traced sequences); the horizon is how far back "
+                "each loss term's gradient reaches (1e−3 of its largest)."
+            ],
+            warnings=[f"{r.name}: {guard_sentence(r.nonfinite)}" for r in runs if r.nonfinite],
+        )
+    ]
+    for p in render_all(list(runs)):
+        title = p.title if len(runs) == 1 or p.key != "jacobian" else "Jacobian products, side by side"
+        out.append(Section(p.key, title, plot=p))
+    bounds, gated = bound_rows(runs), gated_sentences(runs)
+    if bounds or gated:
+        notes = []
+        if bounds:
+            notes.append(
+                "For the Elman RNN, ‖∂h_t/∂h_{t−1}‖ ≤ γ·λ1: λ1 < 1/γ guarantees vanishing, λ1 > 1/γ makes "
+                "exploding possible. The bound needs the largest singular value λ1; the largest "
+                "eigenvalue ρ can be below 1/γ while gradients still grow."
+            )
+        out.append(
+            Section(
+                "bounds",
+                "Bounds",
+                columns=list(bounds[0]) if bounds else [],
+                rows=bounds,
+                paragraphs=notes + gated,
+            )
+        )
+    out.append(Section("settings", "Settings", details=[(anchor(r.name), r.name, settings(r)) for r in runs]))
+    return out
+
+
+def _environment() -> Environment:
+    return Environment(
         loader=PackageLoader("bptt.reports", "templates"), autoescape=select_autoescape(["html", "j2"])
     )
-    template = env.get_template("report.html.j2")
-    rows = [summary_row(r) for r in runs]
-    return template.render(
-        title=title,
-        runs=runs,
-        summary_columns=list(rows[0]) if rows else [],
-        summary=rows,
-        plots=render_all(list(runs)),
-        bounds=bound_rows(runs),
-        settings={r.name: settings(r) for r in runs},
-        nonfinite={r.name: guard_sentence(r.nonfinite) for r in runs if r.nonfinite},
-        version=__version__,
-        created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+
+
+def render_page(title: str, headlines: Sequence[Headline], body: Sequence[Section], meta: str = "") -> str:
+    """The one template of every report: title, a verdict per run, contents, the sections."""
+    return (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            title=title,
+            meta=meta,
+            headlines=headlines,
+            sections=body,
+            version=__version__,
+            created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        )
     )
+
+
+KINDS = {"training": "training run", "diagnosis": "diagnosis", "watch": "watched run"}
+
+
+def render(runs: Sequence[RunData], title: str = "bptt report") -> str:
+    """The report of these runs as HTML text."""
+    for i, r in enumerate(runs):
+        r.color = i
+    kinds = sorted({KINDS[r.kind] for r in runs})
+    n = len(runs)
+    meta = f"{n} {' and '.join(kinds)}{'s' if n != 1 and len(kinds) == 1 else ''}"
+    headlines = [
+        Headline(
+            r.name,
+            anchor(r.name),
+            verdict(r),
+            (r.summary or {}).get("solved") if r.kind == "training" else None,
+        )
+        for r in runs
+    ]
+    return render_page(title, headlines, sections(runs), meta)
 
 
 def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "bptt report") -> Path:

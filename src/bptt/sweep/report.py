@@ -13,7 +13,6 @@ Written beside the ledger: `report.html` (self-contained: PNG images inline, no 
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import statistics
@@ -21,8 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from jinja2 import Environment, select_autoescape
 
 from .. import _io
 
@@ -114,117 +111,100 @@ def curves(rows: Sequence[dict[str, Any]]) -> list[Point]:
     return points
 
 
-def _png(fig: Any) -> str:
+def figures(points: Sequence[Point]) -> dict[str, Any]:
+    """The three figures (success, sequences, loss), one panel per task, each with a caption that
+    states its numbers: `bptt.reports.plots.Drawn` by name."""
     import matplotlib.pyplot as plt
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+    from ..reports import style
+    from ..reports.plots import Drawn
+
+    tasks = sorted({p.task for p in points})
+    series = sorted({p.series for p in points})
+    colours = {s: style.cell_color(s, k) for k, s in enumerate(series)}
+    if len({str(c) for c in colours.values()}) < len(series):  # two series of one cell: one colour each
+        colours = {s: style.run_color(k) for k, s in enumerate(series)}
+    out: dict[str, Any] = {}
+    for what in ("success", "sequences", "loss"):
+        with plt.rc_context(style.RC):
+            fig, axes = style.panels(len(tasks), width=4.6, height=3.4)
+            said: list[str] = []
+            for ax, task in zip(axes, tasks, strict=True):
+                chance: dict[int, float] = {}
+                values: list[float] = []
+                for s in series:
+                    pts = sorted(
+                        (p for p in points if p.series == s and p.task == task), key=lambda p: p.seq_len
+                    )
+                    if not pts:
+                        continue
+                    longest = pts[-1]
+                    if what == "success":
+                        xs = [p.seq_len for p in pts]
+                        ax.plot(xs, [p.success_rate for p in pts], "o-", color=colours[s], label=s)
+                        said.append(
+                            f"{task}, {s}: {longest.solved} of {longest.runs} seeds solved at T = {longest.seq_len}"
+                        )
+                        continue
+                    lo, mid, hi = (
+                        ("min_sequences", "median_sequences", "max_sequences")
+                        if what == "sequences"
+                        else ("min_test_loss", "median_test_loss", "max_test_loss")
+                    )
+                    ok = [p for p in pts if getattr(p, mid) is not None]
+                    if ok:
+                        xs = [p.seq_len for p in ok]
+                        ax.plot(xs, [getattr(p, mid) for p in ok], "o-", color=colours[s], label=s)
+                        ax.fill_between(
+                            xs,
+                            [getattr(p, lo) for p in ok],
+                            [getattr(p, hi) for p in ok],
+                            color=colours[s],
+                            alpha=0.15,
+                        )
+                        values += [getattr(p, k) for p in ok for k in (lo, mid, hi)]
+                        last = ok[-1]
+                        said.append(
+                            f"{task}, {s}: median {style.sci(getattr(last, mid))} at T = {last.seq_len}"
+                        )
+                    elif what == "sequences":
+                        said.append(f"{task}, {s}: no seed met the criterion")
+                    if what == "loss":
+                        chance.update(
+                            {p.seq_len: p.baseline_loss for p in pts if p.baseline_loss is not None}
+                        )
+                if chance:
+                    xs = sorted(chance)
+                    ax.plot(xs, [chance[x] for x in xs], "k--", lw=1, label="chance")
+                    values += list(chance.values())
+                lengths = sorted({p.seq_len for p in points if p.task == task})
+                if len(lengths) > 1 and lengths[-1] / max(lengths[0], 1) >= 10:
+                    style.log_axis(ax, [float(t) for t in lengths], "x")
+                else:
+                    style.thin(ax, "x")
+                ax.set_xlabel("sequence length $T$")
+                ax.set_title(task)
+                if what == "success":
+                    ax.set_ylabel("share of seeds solved")
+                    ax.set_ylim(-0.05, 1.05)
+                else:
+                    ax.set_ylabel(
+                        "training sequences to the criterion" if what == "sequences" else "test loss"
+                    )
+                    if style.spans_decades(values, 1.0):
+                        style.log_axis(ax, values)
+                if ax.get_legend_handles_labels()[0]:
+                    ax.legend(loc="best")
+        out[what] = Drawn(fig, "; ".join(said) + "." if said else "No finished runs yet.")
+    return out
 
 
 def plots(points: Sequence[Point]) -> dict[str, str]:
     """The three figures as base64 PNGs, one panel per task."""
-    import matplotlib
+    from ..reports import style
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    return {what: style.png(d.figure) for what, d in figures(points).items()}
 
-    tasks = sorted({p.task for p in points})
-    series = sorted({p.series for p in points})
-    colours = {s: f"C{k % 10}" for k, s in enumerate(series)}
-    images: dict[str, str] = {}
-    for what in ("success", "sequences", "loss"):
-        fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 3.6), squeeze=False)
-        for ax, task in zip(axes[0], tasks, strict=True):
-            chance: dict[int, float] = {}
-            for s in series:
-                pts = sorted((p for p in points if p.series == s and p.task == task), key=lambda p: p.seq_len)
-                if not pts:
-                    continue
-                T = [p.seq_len for p in pts]
-                if what == "success":
-                    ax.plot(T, [p.success_rate for p in pts], "o-", color=colours[s], label=s)
-                elif what == "sequences":
-                    ok = [p for p in pts if p.median_sequences is not None]
-                    ax.plot(
-                        [p.seq_len for p in ok],
-                        [p.median_sequences for p in ok],
-                        "o-",
-                        color=colours[s],
-                        label=s,
-                    )
-                    ax.fill_between(
-                        [p.seq_len for p in ok],
-                        [p.min_sequences or 0 for p in ok],
-                        [p.max_sequences or 0 for p in ok],
-                        color=colours[s],
-                        alpha=0.15,
-                    )
-                else:
-                    ok = [p for p in pts if p.median_test_loss is not None]
-                    ax.plot(
-                        [p.seq_len for p in ok],
-                        [p.median_test_loss for p in ok],
-                        "o-",
-                        color=colours[s],
-                        label=s,
-                    )
-                    ax.fill_between(
-                        [p.seq_len for p in ok],
-                        [p.min_test_loss or 0 for p in ok],
-                        [p.max_test_loss or 0 for p in ok],
-                        color=colours[s],
-                        alpha=0.15,
-                    )
-                    chance.update({p.seq_len: p.baseline_loss for p in pts if p.baseline_loss is not None})
-            if chance:
-                xs = sorted(chance)
-                ax.plot(xs, [chance[x] for x in xs], "k--", lw=1, label="chance")
-            has_data = any(line.get_ydata().size for line in ax.get_lines())
-            if has_data:
-                ax.set_xscale("log")
-            ax.set_xlabel("T (sequence length)")
-            ax.set_title(task)
-            if what == "success":
-                ax.set_ylabel("success rate over seeds")
-                ax.set_ylim(-0.05, 1.05)
-            elif what == "sequences":
-                ax.set_ylabel("training sequences to the criterion")
-            else:
-                ax.set_ylabel("test loss")
-            if what != "success" and has_data:
-                ax.set_yscale("log")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-        images[what] = _png(fig)
-    return images
-
-
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-table { border-collapse: collapse; font-size: 0.85em; }
-td, th { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
-img { max-width: 100%; }
-</style></head><body>
-<h1>{{ title }}</h1>
-<p>{{ counts }}. Series: the settings that vary across the grid other than T and the seed
-({{ fields or "none" }}); the spread is over seeds.</p>
-<h2>Success rate against T</h2><img alt="success rate against T" src="data:image/png;base64,{{ images.success }}">
-<h2>Training sequences to the criterion against T</h2>
-<p>Median over the seeds that met the criterion; the band is their min–max.</p>
-<img alt="sequences to the criterion against T" src="data:image/png;base64,{{ images.sequences }}">
-<h2>Test loss against T</h2><p>Median and min–max over seeds; dashed: the task's chance level.</p>
-<img alt="test loss against T" src="data:image/png;base64,{{ images.loss }}">
-<h2>The table behind the plots</h2>
-<table><tr>{% for h in header %}<th>{{ h }}</th>{% endfor %}</tr>
-{% for row in table %}<tr>{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>
-<p>Every run: runs.csv; this table: curves.csv.</p>
-</body></html>
-"""
 
 CURVE_COLUMNS = (
     "task",
@@ -297,14 +277,37 @@ def write_sweep_report(out: str | Path, title: str | None = None) -> tuple[Path,
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
-    html = env.from_string(_PAGE).render(
-        title=title or f"sweep {out.name}",
-        counts=", ".join(f"{n} {s}" for s, n in counts.items()),
-        fields=", ".join(fields),
-        images=plots(pts) if pts else {"success": "", "sequences": "", "loss": ""},
-        header=CURVE_COLUMNS,
-        table=[[_fmt(v) for v in row] for row in table],
+    from ..reports.html import Section, render_page
+    from ..reports.plots import Plot
+    from ..reports.style import png
+
+    drawn = figures(pts) if pts else {}
+    titles = {
+        "success": ("Success rate against T", "The share of seeds that met the task's criterion. "),
+        "sequences": (
+            "Training sequences to the criterion against T",
+            "Median over the seeds that met the criterion; the band is their min–max. ",
+        ),
+        "loss": ("Test loss against T", "Median and min–max over seeds; dashed: the task's chance level. "),
+    }
+    body = [
+        Section(what, title, plot=Plot(what, title, intro + drawn[what].caption, png(drawn[what].figure)))
+        for what, (title, intro) in titles.items()
+        if what in drawn
+    ]
+    body.append(
+        Section(
+            "table",
+            "The table behind the plots",
+            columns=list(CURVE_COLUMNS),
+            rows=[{c: _fmt(v) for c, v in zip(CURVE_COLUMNS, row, strict=True)} for row in table],
+            paragraphs=["Every run: runs.csv; this table: curves.csv."],
+        )
     )
+    meta = (
+        f"{len(rows)} runs ({', '.join(f'{n} {s}' for s, n in counts.items())}); series: the settings that "
+        f"vary across the grid other than T and the seed ({', '.join(fields) or 'none'}); spread over seeds"
+    )
+    html = render_page(title or f"sweep {out.name}", [], body, meta=meta)
     _io.write_text(out / "report.html", html)
     return out / "report.html", out / "runs.csv"
