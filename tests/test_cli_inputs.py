@@ -180,10 +180,32 @@ def cases(f: dict[str, Path]) -> dict[str, list[tuple[list[str], str]]]:
             (["theory", "--json", D], "got the directory"),
             (["theory", "--json", F + "/t.json"], "is a file"),
         ],
+        "sweep": [
+            (["sweep", "--workers", "0", "--out", D + "/s"], "expected --workers ≥ 1, got 0"),
+            (
+                ["sweep", "--seq-len", "10,abc", "--out", D + "/s"],
+                "--seq-len: expected an integer, got 'abc'",
+            ),
+            (["sweep", "--executor", "foo"], "invalid choice: 'foo'"),
+            (["sweep", "status", D + "/nowhere"], "expected " + D + "/nowhere/ledger.sqlite"),
+            (["sweep", "--spec", D + "/missing.toml", "--out", D + "/s"], "found no such file"),
+            (["sweep", "--max-attempts", "0", "--out", D + "/s"], "expected --max-attempts ≥ 1, got 0"),
+            (["sweep", "--deadline", "-1", "--out", D + "/s"], "expected a positive --deadline"),
+            (["sweep", "--cell", "rnn,tree", "--out", D + "/s"], "invalid choice: 'tree'"),
+        ],
+        "reproduce": [
+            (["reproduce", "nothing"], "invalid choice: 'nothing'"),
+            (["reproduce", "vanishing", "--cells", "tree"], "unknown cells tree"),
+            (["reproduce", "vanishing", "--seq-lens", "0"], "expected positive integers, got '0'"),
+            (["reproduce", "vanishing", "--seeds", "0"], "expected --seeds ≥ 1, got 0"),
+            (["reproduce", "vanishing", "--steps", "-3"], "--steps: expected an integer ≥ 1, got -3"),
+            (["reproduce", "hs97-adding", "--seq-len", "7"], "expected seq_len ≥ 10"),
+            (["reproduce", "hs97-adding", "--trials", "0"], "expected trials ≥ 1, got 0"),
+        ],
     }
 
 
-COMMANDS = ["train", "diagnose", "report", "bench", "demo", "theory"]
+COMMANDS = ["train", "diagnose", "report", "bench", "demo", "theory", "sweep", "reproduce"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -197,7 +219,16 @@ def test_bad_inputs_of_every_command(command: str, files, capsys, monkeypatch) -
 
 def test_the_count_of_bad_inputs_per_command(files) -> None:
     counts = {c: len(v) for c, v in cases(files).items()}
-    assert counts == {"train": 36, "diagnose": 21, "report": 7, "bench": 7, "demo": 5, "theory": 2}
+    assert counts == {
+        "train": 36,
+        "diagnose": 21,
+        "report": 7,
+        "bench": 7,
+        "demo": 5,
+        "theory": 2,
+        "sweep": 8,
+        "reproduce": 7,
+    }
 
 
 # -- property-based: random flag values and corrupted files ---------------------------------------
