@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -103,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
     from ..diagnostics import progress
 
     out_dir = args.out or Path(f"runs/diagnose-{Path(args.model).stem}")
-    with progress.shown(Console(stderr=True)):  # transient bars on stderr: stdout stays the summary
+    err = Console(stderr=True)
+    # transient bars on a terminal's stderr only: stdout stays the summary, a pipe or log gets nothing
+    with progress.shown(err) if err.is_terminal else contextlib.nullcontext():
         with memory_errors("--samples and --seq-len (or the --inputs file)"):
             result = diagnose(**{**kwargs_from_args(diagnose, args), "out": out_dir})
     rec: Summary = result["record"]
