@@ -9,6 +9,7 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import bptt
+from bptt._records import to_json
 from bptt.diagnose import diagnose
 
 F64 = torch.float64
@@ -25,8 +26,8 @@ def test_a_model_saved_in_float32_or_float64_gets_the_same_diagnosis(tmp_path: P
     m32 = save_model(tmp_path, gru, "m32.pt")
     m64 = save_model(tmp_path, gru.double(), "m64.pt")
     torch.save(torch.randn(8, 3, 2, dtype=F64), tmp_path / "x.pt")
-    a = diagnose(m32, tmp_path / "a", inputs=tmp_path / "x.pt")["record"]
-    b = diagnose(m64, tmp_path / "b", inputs=tmp_path / "x.pt")["record"]
+    a = to_json(diagnose(m32, tmp_path / "a", inputs=tmp_path / "x.pt")["record"])
+    b = to_json(diagnose(m64, tmp_path / "b", inputs=tmp_path / "x.pt")["record"])
     assert a["loss"] == pytest.approx(b["loss"], rel=1e-12)
     assert a["dh_mean"][0] == pytest.approx(b["dh_mean"][0], rel=1e-12)
     assert a["jacobian_log_state"] == pytest.approx(b["jacobian_log_state"], rel=1e-10)
@@ -36,7 +37,7 @@ def record_by_sequence(tmp_path: Path, model: Path, x: torch.Tensor, lengths: li
     out = []
     for b, L in enumerate(lengths):
         torch.save(x[:L, b : b + 1].clone(), tmp_path / f"x{b}.pt")
-        out.append(diagnose(model, tmp_path / f"one{b}", inputs=tmp_path / f"x{b}.pt")["record"])
+        out.append(to_json(diagnose(model, tmp_path / f"one{b}", inputs=tmp_path / f"x{b}.pt")["record"]))
     return out
 
 
@@ -49,7 +50,7 @@ def test_each_sequence_counts_from_its_own_end(tmp_path: Path) -> None:
     for b, L in enumerate(lengths):
         x[L:, b] = 1e6  # padding: nothing of it may show
     torch.save({"x": x, "lengths": torch.tensor(lengths)}, tmp_path / "xl.pt")
-    rec = diagnose(model, tmp_path / "batch", inputs=tmp_path / "xl.pt")["record"]
+    rec = to_json(diagnose(model, tmp_path / "batch", inputs=tmp_path / "xl.pt")["record"])
     alone = record_by_sequence(tmp_path, model, x, lengths)
     assert rec["loss"] == pytest.approx(sum(r["loss"] for r in alone), rel=1e-12)  # the loss at each own end
     for layer in range(2):
@@ -66,7 +67,7 @@ def test_each_sequence_counts_from_its_own_end(tmp_path: Path) -> None:
     torch.save({"x": x, "mask": mask}, tmp_path / "xm.pt")
     torch.save(pack_padded_sequence(x, torch.tensor(lengths), enforce_sorted=False), tmp_path / "xp.pt")
     for name in ("xm.pt", "xp.pt"):
-        other = diagnose(model, tmp_path / f"out-{name}", inputs=tmp_path / name)["record"]
+        other = to_json(diagnose(model, tmp_path / f"out-{name}", inputs=tmp_path / name)["record"])
         for layer in range(2):
             assert other["dh_mean"][layer] == pytest.approx(rec["dh_mean"][layer], rel=1e-12)
         assert other["saturation"] == pytest.approx(rec["saturation"], rel=1e-12)
@@ -79,7 +80,9 @@ def test_the_initial_state_is_used(tmp_path: Path) -> None:
     x, h0 = torch.randn(6, 2, 2, dtype=F64), torch.randn(1, 2, 3, dtype=F64)
     torch.save(x, tmp_path / "x.pt")
     torch.save(h0, tmp_path / "h0.pt")
-    rec = diagnose(model, tmp_path / "out", inputs=tmp_path / "x.pt", hx=tmp_path / "h0.pt")["record"]
+    rec = to_json(
+        diagnose(model, tmp_path / "out", inputs=tmp_path / "x.pt", hx=tmp_path / "h0.pt")["record"]
+    )
     r = torch.randn(3, generator=torch.Generator().manual_seed(0), dtype=F64)
     with torch.no_grad():
         out, _ = gru(x, h0)

@@ -390,3 +390,117 @@ def test_cec_is_the_running_product_of_random_forget_gates_in_either_direction(d
             prod = prod * f[i]  # ∏ over the steps this direction visits after k
         expected[:, k] = prod.amax(-1)
     assert torch.allclose(tr.jacobian_norms(of="cec", direction=direction), expected, rtol=1e-12)
+
+
+# -- numbers that apply to the cell at hand (issue 14) ---------------------------------------------
+
+
+@pytest.mark.parametrize(("module", "gates"), [(torch.nn.GRU, "rzn"), (torch.nn.LSTM, "ifgo")])
+def test_gated_cells_get_lambda1_per_gate_block_not_the_stacked_matrix(module, gates: str) -> None:
+    torch.manual_seed(0)
+    torch_model = module(3, 5)
+    (b,) = bounds(torch_model)
+    W = torch_model.weight_hh_l0.detach().double()
+    expected = {g: float(torch.linalg.matrix_norm(W[k * 5 : (k + 1) * 5], 2)) for k, g in enumerate(gates)}
+    assert b.gate_lambda1 is not None and list(b.gate_lambda1) == list(gates)
+    for g in gates:
+        assert b.gate_lambda1[g] == pytest.approx(expected[g], rel=1e-12)
+    assert b.gamma is None and "γ·λ" not in b.verdict  # the Elman bound is not claimed
+
+
+def test_elman_bound_is_the_closed_form_and_the_measured_rate_its_autograd_twin() -> None:
+    torch.manual_seed(0)
+    s = torch.tensor([3.5, 2.0, 1.0, 0.5], dtype=F64)
+    U = torch.linalg.qr(torch.randn(4, 4, dtype=F64))[0]
+    V = torch.linalg.qr(torch.randn(4, 4, dtype=F64))[0]
+    model = bptt.RNN(2, 4, nonlinearity="sigmoid", dtype=F64)
+    with torch.no_grad():
+        model.weight_hh_l0.copy_(U @ torch.diag(s) @ V.T)  # singular values s
+    tr = bptt.trace(model, torch.randn(12, 3, 2, dtype=F64), lambda out, h: out.sum())
+    (b,) = bounds(model, tr)
+    assert b.lambda1 == pytest.approx(3.5, rel=1e-12) and b.gamma == 0.25 and b.gate_lambda1 is None
+    assert b.verdict == "vanishing guaranteed (γ·λ = 0.875 < 1)"
+    # J_t = diag(σ'(z_t)) W = diag(h_t (1 − h_t)) W, the rate the geometric mean of ‖J_t‖ over samples and steps
+    h = tr.h[0]  # (T, B, H)
+    J = (h * (1 - h))[..., None] * model.weight_hh_l0.detach()
+    rate = float(torch.linalg.matrix_norm(J, 2).log().mean().exp())
+    assert b.step_rate == pytest.approx(rate, rel=1e-10) and b.step_rate <= 0.875
+    assert b.measured_verdict is not None and b.measured_verdict.startswith("along these inputs vanishing")
+
+
+def test_gru_measured_step_rate_equals_autograd_of_torch_grucell() -> None:
+    torch.manual_seed(1)
+    gru = torch.nn.GRU(2, 4).double()
+    cell = torch.nn.GRUCell(2, 4).double()
+    cell.load_state_dict({k[:-3]: v for k, v in gru.state_dict().items()})
+    x = torch.randn(8, 2, 2, dtype=F64)
+    tr = bptt.trace(gru, x, lambda out, h: out.sum())
+    (b,) = bounds(tr.model, tr)
+    h_prev = torch.cat([torch.zeros(1, 2, 4, dtype=F64), tr.h[0, :-1]])
+    logs = [
+        torch.linalg.matrix_norm(
+            jacobian(lambda h, t=t, i=i: cell(x[t, i : i + 1], h[None])[0], h_prev[t, i]), 2
+        ).log()
+        for t in range(8)
+        for i in range(2)
+    ]
+    assert b.step_rate == pytest.approx(float(torch.stack(logs).mean().exp()), rel=1e-10)
+    assert b.gate_lambda1 is not None and set(b.gate_lambda1) == {"r", "z", "n"}
+
+
+def linear_rnn(T: int) -> tuple[bptt.Trace, torch.Tensor]:
+    """A linear RNN with W = Q diag(e) Qᵀ: its Lyapunov exponents are log |e| in closed form."""
+    torch.manual_seed(5)  # not 0: `lyapunov`'s own frames come from seed 0 and would start on Q itself
+    e = torch.tensor([1.1, 0.8, -0.6, 0.3], dtype=F64)
+    Q = torch.linalg.qr(torch.randn(4, 4, dtype=F64))[0]
+    model = bptt.RNN(2, 4, nonlinearity="linear", bias=False, dtype=F64)
+    with torch.no_grad():
+        model.weight_hh_l0.copy_(Q @ torch.diag(e) @ Q.T)
+    tr = bptt.trace(model, torch.randn(T, 3, 2, dtype=F64), lambda out, h: out[-1].sum())
+    return tr, e.abs().log().sort(descending=True).values
+
+
+def test_lyapunov_burn_in_confidence_and_warning_on_short_and_long_sequences() -> None:
+    tr, exact = linear_rnn(300)
+    long = lyapunov(tr)
+    assert long.warning is None and 0 < long.burn_in <= 150 and long.steps == 300 - long.burn_in
+    assert long.stderr is not None and float(long.stderr.max()) < 5e-3
+    assert bool(
+        ((long.mean - exact).abs() <= 3 * long.stderr + 1e-9).all()
+    )  # the closed form within 3 errors
+    tr, exact = linear_rnn(8)
+    short = lyapunov(tr)
+    assert short.warning is not None and "too short" in short.warning
+    assert short.max_stderr is not None and short.max_stderr > 10 * long.max_stderr
+    assert 0 < short.burn_in <= 4  # half the sequence at most
+
+
+def test_lyapunov_qr_every_few_steps_agrees_with_every_step() -> None:
+    torch.manual_seed(3)
+    model = bptt.RNN(2, 12, dtype=F64)
+    with torch.no_grad():
+        model.weight_hh_l0.mul_(2.0)
+    tr = bptt.trace(model, torch.randn(120, 2, 2, dtype=F64), lambda out, h: out.sum())
+    every = lyapunov(tr, burn_in=20, compare=False)
+    sparse = lyapunov(tr, burn_in=20, compare=False, qr_every=4)
+    assert every.steps == sparse.steps == 100
+    assert torch.allclose(every.exponents, sparse.exponents, atol=1e-10, rtol=0)  # the stated tolerance
+
+
+def test_diagnostics_are_silent_unless_progress_is_shown(capsys) -> None:
+    import io
+
+    from rich.console import Console
+
+    from bptt.diagnostics import progress
+
+    tr, _ = linear_rnn(30)
+    lyapunov(tr)
+    assert capsys.readouterr() == ("", "")
+    buffer = io.StringIO()
+    before = torch.get_num_threads()
+    with progress.shown(Console(file=buffer, force_terminal=True, width=100)):
+        lyapunov(tr)
+        jacobian_norms(tr)
+    assert "Lyapunov spectrum" in buffer.getvalue() and "Jacobian norms" in buffer.getvalue()
+    assert capsys.readouterr() == ("", "") and torch.get_num_threads() == before

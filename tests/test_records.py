@@ -103,3 +103,41 @@ def test_an_rnn_summary_has_no_cell_state_parts() -> None:
     rec = summarize(tr, full=True)
     assert rec.cell == "rnn (tanh)" and rec.dc_mean is None and rec.split is None
     assert rec.jacobian_log_c is None and rec.forget_histogram is None and rec.lyapunov is not None
+
+
+def test_new_bound_and_lyapunov_fields_round_trip_and_old_json_still_reads() -> None:
+    torch.manual_seed(0)
+    gru = bptt.GRU(2, 4, dtype=torch.float64)
+    tr = bptt.trace(gru, torch.randn(30, 2, 2, dtype=torch.float64), lambda out, h: out[-1].sum())
+    rec = summarize(tr, samples=2, full=True)
+    (b,) = rec.bounds
+    assert b.gate_lambda1 is not None and set(b.gate_lambda1) == {"r", "z", "n"}
+    assert b.step_rate is not None and b.measured_verdict is not None
+    ly = rec.lyapunov
+    assert ly is not None and ly.burn_in is not None and ly.steps == 30 - ly.burn_in
+    assert ly.stderr is not None and ly.max_stderr == ly.stderr[0] and ly.spread is not None
+    data = json.loads(json.dumps(to_json(rec), allow_nan=False))
+    assert from_json(Summary, data) == rec
+    for key in ("gate_lambda1", "step_rate", "measured_verdict"):  # a record written before these fields
+        del data["bounds"][0][key]
+    for key in ("burn_in", "steps", "stderr", "max_stderr", "spread", "warning"):
+        del data["lyapunov"][key]
+    old = from_json(Summary, data)
+    assert old.bounds[0].gate_lambda1 is None and old.lyapunov is not None and old.lyapunov.warning is None
+    assert old.lyapunov.max == ly.max
+
+
+def test_diagnose_console_lines_say_what_applies_to_the_cell() -> None:
+    from bptt.cli.diagnose import summary_lines
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 2, 2, dtype=torch.float64)
+    gru = summary_lines(
+        summarize(bptt.trace(bptt.GRU(2, 3, dtype=torch.float64), x, lambda o, h: o.sum()), full=True)
+    )
+    assert any("λ1 per gate block W_hr" in line and "Elman bound does not apply" in line for line in gru)
+    assert any(line.strip().startswith("along these inputs") for line in gru)
+    assert any("λ_max" in line and "±" in line and "burn-in" in line for line in gru)
+    assert any("warning" in line and "too short" in line for line in gru)  # 8 steps
+    rnn = summary_lines(summarize(bptt.trace(bptt.RNN(2, 3, dtype=torch.float64), x, lambda o, h: o.sum())))
+    assert any("λ1 = " in line and "γ = 1" in line and "γ·λ" in line for line in rnn)

@@ -29,6 +29,7 @@ from ._checks import InputError
 from ._records import to_json
 from .cells import RecurrentBase, registry
 from .convert import from_torch, torch_recurrent
+from .diagnostics import progress
 from .diagnostics.summary import summarize
 from .trace import trace
 
@@ -452,7 +453,8 @@ def diagnose(
             loss: Tensor = (o[last, batch] * r).sum()
             return loss  # ∂L/∂h at each sequence's last step = r, the same unit direction for every model
 
-        tr = trace(m64, x, loss_fn, state)
+        with progress.task("tracing", None):
+            tr = trace(m64, x, loss_fn, state)
         tr.lengths = lengths
         record = summarize(tr, samples=samples, full=True)
         steps, sequences = x.shape[0], x.shape[1]
@@ -470,5 +472,6 @@ def diagnose(
     }
     _io.write_json(out / "config.json", config)
     _io.write_json(out / "final_diagnostics.json", to_json(record))
-    report = write_report([out], out / "report.html", title=f"bptt diagnose: {Path(model).name}")
+    with progress.task("drawing the report", None):
+        report = write_report([out], out / "report.html", title=f"bptt diagnose: {Path(model).name}")
     return {"record": record, "report": str(report), "config": config}

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import args as a
 from .base import Command, console, kwargs_from_args, memory_errors
+
+if TYPE_CHECKING:
+    from ..diagnostics.summary import Summary
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -93,34 +98,59 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from ..diagnose import diagnose
-    from ..diagnostics.summary import Summary
-    from ..reports.html import far_over_near
+    from ..diagnostics import progress
 
     out_dir = args.out or Path(f"runs/diagnose-{Path(args.model).stem}")
-    with console().status("tracing and drawing"):
+    err = Console(stderr=True)
+    # transient bars on a terminal's stderr only: stdout stays the summary, a pipe or log gets nothing
+    with progress.shown(err) if err.is_terminal else contextlib.nullcontext():
         with memory_errors("--samples and --seq-len (or the --inputs file)"):
             result = diagnose(**{**kwargs_from_args(diagnose, args), "out": out_dir})
     rec: Summary = result["record"]
-    distance, ratio = far_over_near(rec)
-    b = rec.bounds[0]
     train = result["config"]["train"]
     out = console()
     out.print(
         f"{train.get('source')}: {rec.cell}, traced on {train['samples']} sequences of {rec.steps} steps ({train['loss']} loss)"
     )
-    out.print(
+    for line in summary_lines(rec):
+        out.print(line)
+    out.print(f"report: {result['report']}")
+    return 0
+
+
+def summary_lines(rec: Summary) -> list[str]:
+    """The console lines of a diagnosis: the gradient at the farthest distance, the bound that applies to
+    this cell for each layer-direction, and the Lyapunov estimate with its confidence and warning."""
+    from ..reports.html import far_over_near
+
+    distance, ratio = far_over_near(rec)
+    lines = [
         f"• gradient at distance {distance}: {ratio:.3g} of its value at the loss; horizon {rec.horizon} steps"
         if ratio is not None
         else "• the gradient vanished entirely"
-    )
-    out.print(f"• {b.layer}: λ1 = {b.lambda1:.3g}; {b.verdict}")
+    ]
+    for b in rec.bounds:
+        if b.gamma is not None:  # the Elman RNN: the seeds' γ·λ1 bound applies
+            lines.append(f"• {b.layer}: λ1 = {b.lambda1:.3g}, γ = {b.gamma:.3g}; {b.verdict}")
+        elif b.gate_lambda1 is not None:
+            blocks = ", ".join(f"W_h{g} {v:.3g}" for g, v in b.gate_lambda1.items())
+            lines.append(f"• {b.layer}: λ1 per gate block {blocks}; {b.verdict}")
+        else:
+            lines.append(f"• {b.layer}: {b.verdict}")
+        if b.measured_verdict is not None:
+            lines.append(f"  {b.measured_verdict}")
     ly = rec.lyapunov
     if ly is not None and ly.max is not None:
         slope = "–" if ly.slope is None else f"{ly.slope:.3f}"
-        out.print(f"• λ_max = {ly.max:.3f} per step; measured decay slope {slope}")
-    out.print(f"report: {result['report']}")
-    return 0
+        pm = f" ± {ly.max_stderr:.2g}" if ly.max_stderr is not None else ""
+        counted = f" (burn-in {ly.burn_in}, {ly.steps} steps)" if ly.steps is not None else ""
+        lines.append(f"• λ_max = {ly.max:.3f}{pm} per step{counted}; measured decay slope {slope}")
+        if ly.warning is not None:
+            lines.append(f"  [yellow]warning[/yellow]: {ly.warning}")
+    return lines
 
 
 COMMAND = Command(

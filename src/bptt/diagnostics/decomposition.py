@@ -29,6 +29,7 @@ from .._checks import InputError
 from ..cells import registry
 from ..engine.sweep import state_vjp
 from .jacobian import sigma_max, state_layout
+from .progress import task
 
 if TYPE_CHECKING:
     from ..trace import Trace
@@ -79,25 +80,27 @@ def forget_split(
     nan = torch.full((B, T), float("nan"), dtype=torch.float64, device=device)
     forget, remainder, total = nan.clone(), nan.clone(), nan.clone()
     order = list(tape.order)
-    for idx in range(1, len(order)):
-        t, t_prev = order[idx], order[idx - 1]
-        # rows of [∂c_t/∂h_{t−1}, ∂c_t/∂c_{t−1}|_h] from unit cotangents on c_t
-        cot = tuple(eye if n == carried else zero[n] for n in layout.names)
-        rows = state_vjp(step, tape, t, p, cot)
-        if step.has_cell:
-            dh_prev, dc_direct = rows[0], rows[1]
-            # through h_{t−1} = o_{t−1} ⊙ tanh(c_{t−1}): step t−1's output map, backwards
-            via_h = step.backward(t_prev, dh_prev, tuple(zero[n] for n in layout.names[1:]), tape, p).dc
-            assert via_h is not None
-            J = (dc_direct + via_h).permute(1, 0, 2)  # (B, S, S): row i = ∂c_t[i]/∂c_{t−1}
-        else:
-            J = rows[0].permute(1, 0, 2)  # (B, S, S): row i = ∂h_t[i]/∂h_{t−1}
-        if carry_jacobian is not None:
-            F = carry_jacobian(tape, t, p)
-        else:
-            f = f_all[t] if f_all is not None else torch.ones(B, S, dtype=dtype, device=device)
-            F = torch.diag_embed(f)
-        forget[:, t] = sigma_max(F.double())  # max_j f_tj for a diagonal carry
-        remainder[:, t] = sigma_max((J - F).double())
-        total[:, t] = sigma_max(J.double())
+    with task("forget-gate split", len(order) - 1) as advance:
+        for idx in range(1, len(order)):
+            advance(1)
+            t, t_prev = order[idx], order[idx - 1]
+            # rows of [∂c_t/∂h_{t−1}, ∂c_t/∂c_{t−1}|_h] from unit cotangents on c_t
+            cot = tuple(eye if n == carried else zero[n] for n in layout.names)
+            rows = state_vjp(step, tape, t, p, cot)
+            if step.has_cell:
+                dh_prev, dc_direct = rows[0], rows[1]
+                # through h_{t−1} = o_{t−1} ⊙ tanh(c_{t−1}): step t−1's output map, backwards
+                via_h = step.backward(t_prev, dh_prev, tuple(zero[n] for n in layout.names[1:]), tape, p).dc
+                assert via_h is not None
+                J = (dc_direct + via_h).permute(1, 0, 2)  # (B, S, S): row i = ∂c_t[i]/∂c_{t−1}
+            else:
+                J = rows[0].permute(1, 0, 2)  # (B, S, S): row i = ∂h_t[i]/∂h_{t−1}
+            if carry_jacobian is not None:
+                F = carry_jacobian(tape, t, p)
+            else:
+                f = f_all[t] if f_all is not None else torch.ones(B, S, dtype=dtype, device=device)
+                F = torch.diag_embed(f)
+            forget[:, t] = sigma_max(F.double())  # max_j f_tj for a diagonal carry
+            remainder[:, t] = sigma_max((J - F).double())
+            total[:, t] = sigma_max(J.double())
     return ForgetSplit(forget, remainder, total)

@@ -27,6 +27,7 @@ from .._checks import InputError
 from ..engine.sweep import state_vjp
 from ..engine.tape import Tape
 from .jacobian import distances, state_layout
+from .progress import task
 
 if TYPE_CHECKING:
     from ..trace import Trace
@@ -203,45 +204,49 @@ def lag_profile(
     valid = torch.zeros((0, B), dtype=torch.bool, device=tape.x.device)
     where: list[int] = []  # visit index of each active loss term
     sources = 0
-    for i in range(T - 1, -1, -1):
-        t = order[i]
-        # the loss term at step t: (g_t, 0, …), with ∂L/∂h_n and ∂L/∂c_n at the last step visited
-        g = [tape.x.new_zeros((B, size)) for size in layout.sizes]
-        if tape.dout is not None:
-            g[0] = g[0] + tape.dout[t]
-        if i == T - 1 and tape.dh_n is not None:
-            g[0] = g[0] + tape.dh_n
-            if tape.dc_n is not None:
-                g[1] = g[1] + tape.dc_n
-        if any(bool(x.ne(0).any()) for x in g):
-            sources += 1
-            cot = tuple(torch.cat([c, x[None]]) for c, x in zip(cot, g, strict=True))
-            log_scale = torch.cat([log_scale, log_scale.new_zeros((1, B))])
-            valid = torch.cat([valid, valid_at[t][None]])
-            where.append(i)
-        if where:
-            sq = sum(c.pow(2).sum(-1) for c in cot)
-            log_norm = 0.5 * torch.as_tensor(sq).log() + log_scale  # (N, B)
-            log_norm = log_norm.masked_fill(~valid, -math.inf)
-            lag = torch.tensor([j - i for j in where], device=tape.x.device)
-            log_sum[lag] = torch.logaddexp(log_sum[lag], torch.logsumexp(log_norm, dim=1))
-            count[lag] += valid.sum(1)
-        if i == 0 or not where:
-            continue
-        keep = [n for n, j in enumerate(where) if j - (i - 1) < M]
-        if len(keep) < len(where):
-            index = torch.tensor(keep, dtype=torch.long, device=tape.x.device)
-            cot = tuple(c[index] for c in cot)
-            log_scale, valid = log_scale[index], valid[index]
-            where = [where[n] for n in keep]
-        if not where:
-            continue
-        cot = state_vjp(step, tape, t, p, cot)  # from s_t back to the state before step t
-        scale = (
-            torch.stack([c.abs().amax(-1) for c in cot]).amax(0).clamp_min(torch.finfo(torch.float64).tiny)
-        )
-        cot = tuple(c / scale[..., None] for c in cot)
-        log_scale = log_scale + scale.log()
+    with task("lag profile", T) as advance:
+        for i in range(T - 1, -1, -1):
+            advance(1)
+            t = order[i]
+            # the loss term at step t: (g_t, 0, …), with ∂L/∂h_n and ∂L/∂c_n at the last step visited
+            g = [tape.x.new_zeros((B, size)) for size in layout.sizes]
+            if tape.dout is not None:
+                g[0] = g[0] + tape.dout[t]
+            if i == T - 1 and tape.dh_n is not None:
+                g[0] = g[0] + tape.dh_n
+                if tape.dc_n is not None:
+                    g[1] = g[1] + tape.dc_n
+            if any(bool(x.ne(0).any()) for x in g):
+                sources += 1
+                cot = tuple(torch.cat([c, x[None]]) for c, x in zip(cot, g, strict=True))
+                log_scale = torch.cat([log_scale, log_scale.new_zeros((1, B))])
+                valid = torch.cat([valid, valid_at[t][None]])
+                where.append(i)
+            if where:
+                sq = sum(c.pow(2).sum(-1) for c in cot)
+                log_norm = 0.5 * torch.as_tensor(sq).log() + log_scale  # (N, B)
+                log_norm = log_norm.masked_fill(~valid, -math.inf)
+                lag = torch.tensor([j - i for j in where], device=tape.x.device)
+                log_sum[lag] = torch.logaddexp(log_sum[lag], torch.logsumexp(log_norm, dim=1))
+                count[lag] += valid.sum(1)
+            if i == 0 or not where:
+                continue
+            keep = [n for n, j in enumerate(where) if j - (i - 1) < M]
+            if len(keep) < len(where):
+                index = torch.tensor(keep, dtype=torch.long, device=tape.x.device)
+                cot = tuple(c[index] for c in cot)
+                log_scale, valid = log_scale[index], valid[index]
+                where = [where[n] for n in keep]
+            if not where:
+                continue
+            cot = state_vjp(step, tape, t, p, cot)  # from s_t back to the state before step t
+            scale = (
+                torch.stack([c.abs().amax(-1) for c in cot])
+                .amax(0)
+                .clamp_min(torch.finfo(torch.float64).tiny)
+            )
+            cot = tuple(c / scale[..., None] for c in cot)
+            log_scale = log_scale + scale.log()
     log_mean = log_sum - count.clamp_min(1).double().log()
     log_mean = log_mean.masked_fill(count == 0, -math.inf)
     if bool(torch.isfinite(log_mean).any()):

@@ -35,6 +35,7 @@ from .._checks import InputError
 from ..cells import registry
 from ..engine.sweep import Step, state_vjp
 from ..engine.tape import Tape
+from .progress import task
 
 if TYPE_CHECKING:
     from ..trace import Trace
@@ -273,17 +274,21 @@ def _tape_norms(
     out[:, order[-1]] = math.log(sigma_max(frame[None].double()).item())
     log_scale = torch.zeros(B, dtype=torch.float64, device=device)
     u = None  # the top left singular vectors of the last product, to warm-start the next
-    for idx in range(len(order) - 1, 0, -1):
-        cot = state_vjp(step, tape, order[idx], p, cot)  # rows of ∂s_{T−1}/∂s_{k}, k = order[idx − 1]
-        # keep the cotangents near 1 per sample so that long products neither underflow nor overflow
-        scale = (
-            torch.stack([c.abs().amax(dim=(0, 2)) for c in cot]).amax(0).clamp_min(torch.finfo(dtype).tiny)
-        )
-        cot = tuple(c / scale[None, :, None] for c in cot)
-        log_scale += scale.double().log()
-        M = torch.cat([cot[layout.names.index(n)] for n in rows], dim=-1).permute(1, 0, 2)  # (B, N, R)
-        sigma, u = sigma_max_warm(M, u)
-        out[:, order[idx - 1]] = sigma.log() + log_scale
+    with task(f"Jacobian norms ({of})", len(order) - 1) as advance:
+        for idx in range(len(order) - 1, 0, -1):
+            advance(1)
+            cot = state_vjp(step, tape, order[idx], p, cot)  # rows of ∂s_{T−1}/∂s_{k}, k = order[idx − 1]
+            # keep the cotangents near 1 per sample so that long products neither underflow nor overflow
+            scale = (
+                torch.stack([c.abs().amax(dim=(0, 2)) for c in cot])
+                .amax(0)
+                .clamp_min(torch.finfo(dtype).tiny)
+            )
+            cot = tuple(c / scale[None, :, None] for c in cot)
+            log_scale += scale.double().log()
+            M = torch.cat([cot[layout.names.index(n)] for n in rows], dim=-1).permute(1, 0, 2)  # (B, N, R)
+            sigma, u = sigma_max_warm(M, u)
+            out[:, order[idx - 1]] = sigma.log() + log_scale
     return out
 
 

@@ -22,6 +22,7 @@ from .distance import gradient_profile, lag_profile
 from .gates import carry_gate, gate_stats
 from .jacobian import decay_slope, jacobian_norms
 from .lyapunov import lyapunov
+from .progress import few_threads
 
 if TYPE_CHECKING:
     from ..trace import Trace
@@ -29,7 +30,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class BoundRecord:
-    """`bounds.LayerBound` as numbers; `step_norm` and `act_grad` are means over the samples, per step."""
+    """`bounds.LayerBound` as numbers; `step_norm` and `act_grad` are means over the samples, per step.
+
+    `lambda1` is the largest singular value of the whole W_hh; for a gated cell (gamma None) it is
+    the stacked matrix's and means little: `gate_lambda1` holds λ1 of each gate's block, and
+    `measured_verdict` what the step Jacobians measured along the trace guarantee.
+    """
 
     layer: str
     cell: str
@@ -42,6 +48,9 @@ class BoundRecord:
     max_forget: float | None = None
     step_norm: Series | None = None
     act_grad: Series | None = None
+    gate_lambda1: dict[str, float] | None = None  # gated cells: gate → λ1 of its H×P block of W_hh
+    step_rate: float | None = None  # geometric mean over samples and steps of ‖∂s_t/∂s_{t−1}‖ (full state)
+    measured_verdict: str | None = None  # what ∏‖∂s_t/∂s_{t−1}‖ = step_rate^T guarantees along the trace
 
 
 @dataclass(frozen=True)
@@ -55,11 +64,21 @@ class SplitRecord:
 
 @dataclass(frozen=True)
 class LyapunovRecord:
-    """The mean Lyapunov spectrum (largest first), its largest exponent and the measured decay slope."""
+    """The mean Lyapunov spectrum (largest first), its largest exponent and the measured decay slope,
+    with the burn-in chosen from the data, the steps counted, the confidence and a warning
+    (`diagnostics.lyapunov`)."""
 
     exponents: Series
     max: float | None
     slope: float | None
+    burn_in: int | None = None  # steps left out before the logs were counted (from the last step back)
+    steps: int | None = None  # steps counted after the burn-in
+    stderr: Series | None = None  # standard error of each exponent (samples × blocks of steps)
+    max_stderr: float | None = None  # that of λ_max: report λ_max ± max_stderr
+    spread: Series | None = None  # standard deviation of each exponent over the samples
+    warning: str | None = (
+        None  # why the estimate should not be trusted (too short sequences, …); None if none
+    )
 
 
 @dataclass(frozen=True)
@@ -147,6 +166,14 @@ def summarize(
         >>> rec.cell, rec.steps, len(rec.contribution), len(rec.jacobian_log_cec)
         ('lstm (vanilla)', 20, 20, 20)
     """
+    step = trace.model.step
+    with few_threads(trace.model.hidden_size * (2 if step.has_cell else 1)):
+        return _summarize(trace, samples, fraction, jacobian, full, exponents)
+
+
+def _summarize(
+    trace: Trace, samples: int, fraction: float, jacobian: bool, full: bool, exponents: int
+) -> Summary:
     prof = gradient_profile(trace, fraction)
     step = trace.model.step
     registered = registry.spec_of(step) is not None  # the carousel and the split need its declared carry gate
@@ -172,9 +199,21 @@ def summarize(
 
     log_state = logs("state") if jacobian else None
     with_cell = jacobian and step.has_cell
+    log_c = logs("c") if with_cell else None
+    log_cec = logs("cec") if with_cell and registered else None
     measured = bounds(trace.model, trace, sub) if full else bounds(trace.model)
     split = forget_split(trace, samples=sub) if full and step.has_cell and registered else None
-    spec = lyapunov(trace, k=exponents, burn_in=min(10, trace.steps // 4), samples=sub) if full else None
+    spec = (
+        lyapunov(
+            trace,
+            k=exponents,
+            samples=sub,
+            # the slope from the norms above where they are by time position (no lengths)
+            log_norms=log_state if trace.lengths is None else None,
+        )
+        if full
+        else None
+    )
     return Summary(
         cell=registry.label(step),
         loss=finite(float(trace.loss)),
@@ -205,6 +244,9 @@ def summarize(
                 max_forget=b.max_forget,
                 step_norm=finite(b.step_norm.mean(0)) if b.step_norm is not None else None,
                 act_grad=finite(b.act_grad.mean(0)) if b.act_grad is not None else None,
+                gate_lambda1=b.gate_lambda1,
+                step_rate=finite(b.step_rate) if b.step_rate is not None else None,
+                measured_verdict=b.measured_verdict,
             )
             for b in measured
         ],
@@ -212,13 +254,21 @@ def summarize(
         forget_histogram=forget_histogram,
         jacobian_log_state=finite(log_state.nanmean(0)) if log_state is not None else None,
         decay_slope=finite(decay_slope(log_state, prof.distance)) if log_state is not None else None,
-        jacobian_log_c=finite(logs("c").nanmean(0)) if with_cell else None,
-        jacobian_log_cec=finite(logs("cec").nanmean(0)) if with_cell and registered else None,
+        jacobian_log_c=finite(log_c.nanmean(0)) if log_c is not None else None,
+        jacobian_log_cec=finite(log_cec.nanmean(0)) if log_cec is not None else None,
         split=SplitRecord(*(finite(getattr(split, k).nanmean(0)) for k in ("forget", "remainder", "total")))
         if split is not None
         else None,
         lyapunov=LyapunovRecord(
-            finite(spec.mean), finite(spec.max), finite(spec.slope) if spec.slope is not None else None
+            finite(spec.mean),
+            finite(spec.max),
+            finite(spec.slope) if spec.slope is not None else None,
+            burn_in=spec.burn_in,
+            steps=spec.steps,
+            stderr=finite(spec.stderr) if spec.stderr is not None else None,
+            max_stderr=finite(spec.max_stderr) if spec.max_stderr is not None else None,
+            spread=finite(spec.spread) if spec.spread is not None else None,
+            warning=spec.warning,
         )
         if spec is not None
         else None,
