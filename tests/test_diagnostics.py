@@ -389,7 +389,7 @@ def test_cec_is_the_running_product_of_random_forget_gates_in_either_direction(d
         for i in visits[idx + 1 :]:
             prod = prod * f[i]  # ∏ over the steps this direction visits after k
         expected[:, k] = prod.amax(-1)
-    assert torch.allclose(tr.jacobian_norms(of="cec", direction=direction), expected, rtol=1e-12)
+    assert torch.allclose(jacobian_norms(tr, of="cec", direction=direction), expected, rtol=1e-12)
 
 
 # -- numbers that apply to the cell at hand (issue 14) ---------------------------------------------

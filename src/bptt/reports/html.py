@@ -131,7 +131,8 @@ def summary_row(run: RunData) -> dict[str, str]:
     common_tail = {
         "gradient far/near": f"{ratio(r)} at distance {distance}" if distance is not None else "–",
         "horizon": _fmt(f.horizon if f else None),
-        "λ_max": _fmt(ly.max if ly else None, 3),
+        "λ_max": _fmt(ly.max if ly else None, 3)
+        + (f" ± {_fmt(ly.max_stderr, 2)}" if ly is not None and ly.max_stderr is not None else ""),
     }
     if run.kind != "training":
         return {
@@ -206,11 +207,16 @@ def gated_sentences(runs: Sequence[RunData]) -> list[str]:
         b = gated[0]
         forget = f" The largest forget gate is {sci(b.max_forget)}." if b.max_forget is not None else ""
         sat = ", ".join(f"{g} {percent(v)}" for g, v in f.saturation.items() if v is not None)
+        blocks = ""
+        if b.gate_lambda1:
+            per_gate = ", ".join(f"{g} {_fmt(v)}" for g, v in b.gate_lambda1.items())
+            blocks = f" Per gate block of W_hh, λ1 is {per_gate}."
+        measured = f" Along these inputs, {b.measured_verdict}." if b.measured_verdict else ""
         out.append(
             f"{run.name} ({b.cell}): the Elman bound γ·λ1 does not apply to a gated cell — its step "
             "Jacobian is shaped by the gates, not by the largest singular value of the stacked weight "
             "matrix. What applies instead is measured: the Jacobian product against distance "
-            f"and the gates' saturation ({sat or 'not measured'}).{forget}"
+            f"and the gates' saturation ({sat or 'not measured'}).{blocks}{measured}{forget}"
         )
     return out
 

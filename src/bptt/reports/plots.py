@@ -570,7 +570,16 @@ def lyapunov(runs: list[RunData]) -> Drawn | None:
             )
             if ly.slope is not None:
                 part += f"; the Jacobian's measured decay slope is {style.num(ly.slope)}"
-            if steps < 50:
+            if ly.max_stderr is not None:
+                part += f" (± {style.num(ly.max_stderr)}"
+                part += (
+                    f" from {ly.steps} steps after a burn-in of {ly.burn_in})"
+                    if ly.steps is not None
+                    else ")"
+                )
+            if ly.warning:
+                part += f"; warning: {ly.warning}"
+            elif steps < 50:
                 part += f" (from {steps} steps only: a rough estimate)"
             parts.append(part)
     return Drawn(
