@@ -190,9 +190,10 @@ def test_the_diagnostics_of_an_unregistered_subclass_claim_nothing_of_its_parent
     step = ScaledLSTMStep(VARIANTS["vanilla"])
     tr = bptt.trace(RecurrentBase(step, 2, 4), torch.randn(8, 3, 2), lambda out, s: out[-1].sum())
     rec = summarize(tr, samples=2, full=True)
-    assert rec["cell"] == "ScaledLSTMStep"  # not "lstm (vanilla)"
-    assert set(rec["saturation"]) == set("ifgo") and all(v is None for v in rec["saturation"].values())
-    assert "jacobian_log_cec" not in rec and "split" not in rec and "forget_unit_mean" not in rec
-    assert rec["bounds"][0]["verdict"] == "no bound declared for this cell"
-    assert rec["bounds"][0]["max_forget"] is None
-    assert rec["jacobian_log_state"][-1] == pytest.approx(0.0)  # what needs no declaration still runs
+    assert rec.cell == "ScaledLSTMStep"  # not "lstm (vanilla)"
+    assert set(rec.saturation) == set("ifgo") and all(v is None for v in rec.saturation.values())
+    assert rec.jacobian_log_cec is None and rec.split is None and rec.forget_unit_mean is None
+    assert rec.bounds[0].verdict == "no bound declared for this cell"
+    assert rec.bounds[0].max_forget is None
+    assert rec.jacobian_log_state is not None
+    assert rec.jacobian_log_state[-1] == pytest.approx(0.0)  # what needs no declaration still runs

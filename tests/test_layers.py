@@ -1,8 +1,8 @@
 """The package's layers and the one direction of its imports.
 
 Data flows one way through bptt: the engine's time loop → the cells that run on it → `trace` →
-the diagnostics (functions of a Trace) → tasks → training → sweeps → reports → the commands → the
-command line. A module may import from its own layer or the layers below, never from one above,
+the diagnostics (functions of a Trace) → tasks → training → reports → sweeps (whose report draws
+with the reports') → the commands → the command line. A module may import from its own layer or the layers below, never from one above,
 and no modules import each other in a circle. The test reads every import statement of
 `src/bptt` with `ast`, also those inside functions and under `TYPE_CHECKING`, so a lazy import
 cannot hide a climb back up.
@@ -24,8 +24,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("bptt.diagnostics",),
     ("bptt.tasks",),
     ("bptt.training",),
-    ("bptt.sweep", "bptt.reproduce"),
     ("bptt.reports",),
+    ("bptt.sweep", "bptt.reproduce"),
     (
         "bptt.theory",
         "bptt.bench",

@@ -97,15 +97,18 @@ def lyapunov(
     caller has them). `qr_every` re-orthonormalises every that many steps.
 
     Example:
-        >>> import torch, bptt
+        >>> import math, torch, bptt
         >>> from bptt.diagnostics import lyapunov
-        >>> rnn = bptt.RNN(1, 3, nonlinearity="linear", bias=False)
+        >>> rnn = bptt.RNN(1, 3, nonlinearity="linear", bias=False, dtype=torch.float64)
         >>> with torch.no_grad():
         ...     _ = rnn.weight_hh_l0.copy_(torch.diag(torch.tensor([0.5, 0.9, 1.2])))
-        >>> tr = bptt.trace(rnn, torch.randn(200, 1, 1), lambda out, h: out.sum())
-        >>> spec = lyapunov(tr, compare=False)
-        >>> [round(x, 4) for x in spec.mean.tolist()], spec.warning  # log 1.2, log 0.9, log 0.5
-        ([0.1823, -0.1054, -0.6931], None)
+        >>> x = torch.randn(200, 1, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        >>> tr = bptt.trace(rnn, x, lambda out, h: out.sum())
+        >>> [round(x, 4) for x in lyapunov(tr, burn_in=50, compare=False).mean.tolist()]  # log 1.2, log 0.9, log 0.5
+        [0.1823, -0.1054, -0.6931]
+        >>> spec = lyapunov(tr, compare=False)  # the burn-in chosen from the data: λ_max within its error
+        >>> abs(spec.max - math.log(1.2)) < 3 * spec.max_stderr, spec.warning
+        (True, None)
     """
     step, tape, p = trace.layer(layer, direction, samples)
     layout = state_layout(step, tape)
