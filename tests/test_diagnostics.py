@@ -504,3 +504,21 @@ def test_diagnostics_are_silent_unless_progress_is_shown(capsys) -> None:
         jacobian_norms(tr)
     assert "Lyapunov spectrum" in buffer.getvalue() and "Jacobian norms" in buffer.getvalue()
     assert capsys.readouterr() == ("", "") and torch.get_num_threads() == before
+
+
+def test_jacobian_norms_are_computed_once_per_request_and_handed_out_as_copies(monkeypatch) -> None:
+    from bptt.diagnostics import jacobian as jac
+
+    torch.manual_seed(0)
+    tr = bptt.trace(bptt.LSTM(2, 4, dtype=F64), torch.randn(7, 3, 2, dtype=F64), lambda out, s: out[-1].sum())
+    calls = []
+    compute = jac._jacobian_log_norms
+    monkeypatch.setattr(jac, "_jacobian_log_norms", lambda *a: calls.append(a) or compute(*a))
+    first = jacobian_norms(tr, of="state")
+    first.zero_()  # the caller's copy; the memo keeps its own
+    again = jacobian_norms(tr, of="state", log=True)
+    assert len(calls) == 1 and torch.equal(again.exp(), jacobian_norms(tr, of="state"))
+    assert float(again[0, -1]) == 0.0  # log ‖∂s_{T−1}/∂s_{T−1}‖ = log 1
+    jacobian_norms(tr, of="c")
+    jacobian_norms(tr, of="state", samples=slice(0, 2))
+    assert len(calls) == 3  # another part or other samples are another request

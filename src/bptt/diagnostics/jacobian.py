@@ -210,6 +210,26 @@ def jacobian_norms(
     """
     _checks.choice("of", of, OF)
     _checks.choice("method", method, METHODS)
+    # a trace does not change: the products of one request are computed once (the Lyapunov estimate's
+    # comparison and a summary ask again for what a caller often just asked for)
+    memo: dict[tuple[object, ...], Tensor] = trace.__dict__.setdefault("_jacobian_norms", {})
+    key = (of, layer, direction, method, probes, seed, None if samples is None else samples.indices(1 << 62))
+    if key not in memo:
+        memo[key] = _jacobian_log_norms(trace, of, layer, direction, method, probes, seed, samples)
+    out = memo[key].clone()
+    return out if log else out.exp()
+
+
+def _jacobian_log_norms(
+    trace: Trace,
+    of: str,
+    layer: int,
+    direction: int,
+    method: str,
+    probes: int,
+    seed: int,
+    samples: slice | None,
+) -> Tensor:
     step, tape, p = trace.layer(layer, direction, samples)
     layout = state_layout(step, tape)
     if (of == "c" or (of == "cec" and not hasattr(step, "carry_factor"))) and not step.has_cell:
@@ -224,7 +244,7 @@ def jacobian_norms(
             index = torch.nonzero(lengths == L)[:, 0]
             sub = _first_steps(tape.samples(index), L)  # type: ignore[arg-type]
             out[index, :L] = _tape_norms(step, sub, p, of, method, probes, seed)
-    return out if log else out.exp()
+    return out
 
 
 def _first_steps(tape: Tape, L: int) -> Tape:

@@ -12,16 +12,19 @@ forward one with k Jacobian–vector products per step instead of the S of a ful
 compared with the measured slope of log ‖∂s_{T−1}/∂s_k‖ against distance.
 
 Burn-in, from the data: the frame needs some steps to turn towards the expanding directions, and
-the logs of those steps bias the exponents by about log(cos θ)/n. Two frames started from
-different random bases are carried side by side; the burn-in is the first step such that, counted
-from it or from any later step, the largest exponent they give agree to `ALIGNED` per step, or to `ALIGNED_REL` of it where that is
-larger, in every sample: from there the start no longer matters for λ_max. The others' residual
-dependence on the start is part of their stated error. The burn-in is at most half the steps; a frame that does not settle by then is warned of.
+the logs of those steps bias the exponents by about log(cos θ)/n. Beside the frame one more vector,
+started from another random direction, is carried back (one cotangent more, not a second frame): it
+grows like λ_max once it has turned towards the leading direction. The burn-in is the first step such
+that, counted from it or from any later step, the frame's largest exponent and this vector's growth
+agree to `ALIGNED` per step, or to `ALIGNED_REL` of it where that is larger, in every sample: from
+there the start no longer matters for λ_max. The burn-in is at most half the steps; a frame that does
+not settle by then is warned of.
 
 Confidence: the steps after the burn-in are cut into `BLOCKS` blocks; each sample's block means are
-the exponents over shorter runs, and their standard deviation over √(samples·blocks), combined
-(in quadrature) with the difference between the two frames' estimates (the bias the burn-in
-leaves), is the stated standard error (`stderr`). A `warning` says when the sequences are too short for an estimate.
+the exponents over shorter runs, and their standard deviation over √(samples·blocks) is the stated
+standard error (`stderr`); for λ_max it is combined (in quadrature) with the difference between the
+two starts' estimates (the bias the burn-in leaves). A `warning` says when the sequences are too
+short for an estimate.
 
 `qr_every = m` re-orthonormalises every m steps instead of every step: in exact arithmetic the
 diagonal of R_m ⋯ R_1 is the product of the diagonals, so the exponents are the same; the columns
@@ -45,7 +48,7 @@ from .progress import task
 if TYPE_CHECKING:
     from ..trace import Trace
 
-ALIGNED = 1e-3  # the two frames' exponents (natural log per step) agree to this: the start no longer matters
+ALIGNED = 1e-3  # the two starts' λ_max (natural log per step) agree to this: the start no longer matters
 ALIGNED_REL = 0.01  # … or to this fraction of the exponent, where that is larger
 BLOCKS = 4  # blocks of the steps after the burn-in, for the standard error
 MIN_STEPS = 20  # fewer steps after the burn-in than this: too short for an estimate
@@ -121,37 +124,43 @@ def lyapunov(
     if burn_in is not None and not 0 <= burn_in < T:
         raise InputError(f"expected 0 ≤ burn_in < T = {T}, got {burn_in}")
     g = torch.Generator().manual_seed(0)  # its own generator: the global one is never drawn from
-    frames = torch.linalg.qr(torch.randn(2, S, k, generator=g, dtype=torch.float64))[0]
-    # (2k, B, S): the two frames' columns as cotangents of s_{T−1}, carried back together
-    V = frames.permute(0, 2, 1).reshape(2 * k, 1, S).expand(2 * k, B, S).to(tape.h)
-    logs, ends = [], []  # per re-orthonormalisation: (2, B, k) Σ log |R_ii| over its steps; its last step
+    frame = torch.linalg.qr(torch.randn(S, k, generator=g, dtype=torch.float64))[0]  # (S, k)
+    other = torch.randn(S, generator=g, dtype=torch.float64)  # a second start, for λ_max alone
+    # (k + 1, B, S): the frame's columns and the second start as cotangents of s_{T−1}, carried back together
+    V = torch.cat([frame.T, (other / other.norm())[None]]).reshape(k + 1, 1, S).expand(k + 1, B, S).to(tape.h)
+    logs, lead2, ends = [], [], []  # per re-orthonormalisation: (B, k) Σ log |R_ii| over its steps, (B,)
+    # the second start's log growth, and its last step
     with task(f"Lyapunov spectrum, {k} exponents", T) as advance:
         for n, t in enumerate(reversed(order)):
             V = torch.cat(state_vjp(step, tape, t, p, split_state(V, layout)), dim=-1)  # rows Vᵀ J_t
             advance(1)
             if (n + 1) % m and n + 1 < T:
                 continue
-            Q, R = torch.linalg.qr(V.double().reshape(2, k, B, S).permute(0, 2, 3, 1))  # (2, B, S, k)
+            Q, R = torch.linalg.qr(V[:k].double().permute(1, 2, 0))  # (B, S, k)
             logs.append(R.diagonal(dim1=-2, dim2=-1).abs().clamp_min(1e-300).log())
+            v = V[k].double()  # (B, S): one vector grows like λ_max once it has turned towards it
+            size = v.norm(dim=-1).clamp_min(1e-300)
+            lead2.append(size.log())
             ends.append(n + 1)
-            V = Q.permute(0, 3, 1, 2).reshape(2 * k, B, S).to(tape.h)
-    per = torch.stack(logs, 1).cpu()  # (2, N, B, k), on the CPU with the statistics below
+            V = torch.cat([Q.permute(2, 0, 1), (v / size[:, None])[None]]).to(tape.h)
+    per = torch.stack(logs).cpu()  # (N, B, k), on the CPU with the statistics below
+    second = torch.stack(lead2).cpu()  # (N, B)
     lengths = torch.tensor([e - s for s, e in zip([0, *ends[:-1]], ends, strict=True)], dtype=torch.float64)
     warnings = []
     if burn_in is None:
-        # the two frames' exponents counted from each re-orthonormalisation on: where they agree, the
+        # the two starts' λ_max counted from each re-orthonormalisation on: where they agree, the
         # start no longer matters; judged on the first column, λ_max's, which the diagnosis reads
-        lead = per[..., 0]  # (2, N, B)
+        lead = per[..., 0]  # (N, B)
         counted = lengths.flip(0).cumsum(0).flip(0)[:, None]  # (N, 1) the steps from i on
-        suffix = (lead[0] - lead[1]).flip(0).cumsum(0).flip(0) / counted  # (N, B) the difference from i on
-        estimate = lead[0].flip(0).cumsum(0).flip(0) / counted  # frame 1's λ_max from i on
+        suffix = (lead - second).flip(0).cumsum(0).flip(0) / counted  # (N, B) the difference from i on
+        estimate = lead.flip(0).cumsum(0).flip(0) / counted  # the frame's λ_max from i on
         disagree = (suffix.abs() > (ALIGNED_REL * estimate.abs()).clamp_min(ALIGNED)).any(1)
         # the first from which on they agree for good: counted from any later step they agree too
         first = int(torch.nonzero(disagree)[-1, 0]) + 1 if bool(disagree.any()) else 0
         cap = next(i for i, e in enumerate(ends) if e >= T // 2)
         if first > cap:
             warnings.append(
-                f"the λ_max from two starting frames still differ by more than {ALIGNED:g} per step "
+                f"the λ_max from two starts still differ by more than {ALIGNED:g} per step "
                 f"(or {ALIGNED_REL:.0%}) after {T // 2} steps (half the sequence)"
             )
             first = cap
@@ -159,14 +168,15 @@ def lyapunov(
     else:
         first = next((i for i, e in enumerate([0, *ends]) if e >= burn_in), len(ends))
         start = ([0, *ends])[first]
-    kept, steps = per[0, first:], int(lengths[first:].sum()) if first < len(ends) else 0
+    kept, steps = per[first:], int(lengths[first:].sum()) if first < len(ends) else 0
     if steps == 0:
         raise InputError(f"no steps left after a burn-in of {start} of {T}")
     exponents = (kept.sum(0) / steps).sort(dim=-1, descending=True).values
     mean = exponents.mean(0)
-    other = (per[1, first:].sum(0) / steps).sort(dim=-1, descending=True).values.mean(0)
-    # the statistical error, and the dependence on the starting frame that the burn-in leaves
-    stderr = torch.hypot(_stderr(kept, lengths[first:]), mean - other)
+    other_max = float((second[first:].sum(0) / steps).mean())
+    # the statistical error, and for λ_max the dependence on the start that the burn-in leaves
+    stderr = _stderr(kept, lengths[first:])
+    stderr[0] = math.hypot(float(stderr[0]), float(mean[0]) - other_max)
     spread = exponents.std(0) if B > 1 else None
     if steps < MIN_STEPS:
         warnings.append(f"only {steps} steps after a burn-in of {start}: too short for an estimate")
