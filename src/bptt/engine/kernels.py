@@ -460,6 +460,36 @@ def grid(n: int) -> tuple[int]:
 
 
 @triton.jit
+def _position(s, T, REVERSE: tl.constexpr, BACKWARD: tl.constexpr):
+    """The s-th step a sweep visits: its time position t and the tape slots of s_{t−1} (prev) and s_t (now).
+
+    A forward sweep visits the direction's order, a backward sweep the reverse of it; the reverse
+    direction's previous state is at t + 1.
+    """
+    if REVERSE == BACKWARD:
+        t = s
+    else:
+        t = T - 1 - s
+    if REVERSE:
+        prev, now = t + 1, t
+    else:
+        prev, now = t, t + 1
+    return t, prev, now
+
+
+@triton.jit
+def _tile(rows, row_ok, j0, H, G, BLOCK_H: tl.constexpr):
+    """Units j0 … j0 + BLOCK_H of the program's rows: the columns, their masks, the (row, unit) offsets
+    in an H-wide buffer (here) and in a G·H-wide gate buffer's first block (at)."""
+    cols = j0 + tl.arange(0, BLOCK_H)
+    col_ok = cols < H
+    ok = row_ok[:, None] & col_ok[None, :]
+    here = rows[:, None] * H + cols[None, :]
+    at = rows[:, None] * G * H + cols[None, :]
+    return cols, col_ok, ok, here, at
+
+
+@triton.jit
 def _rows_cols(ptr, rows, cols, stride, row_ok, col_ok):
     return tl.load(
         ptr + rows[:, None] * stride + cols[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0.0
@@ -617,17 +647,10 @@ def lstm_forward_sweep(
     s = T * 0
     while s < T:  # a while loop: T stays a run-time value (and Triton's interpreter accepts it)
         # slots of the (T+1, B, ·) buffers: the state before step t and after it (engine/tape.py)
-        if REVERSE:
-            t = T - 1 - s
-            prev, now = t + 1, t
-        else:
-            t = s
-            prev, now = t, t + 1
+        t, prev, now = _position(s, T, REVERSE, False)
         for j0 in range(0, H, BLOCK_H):
-            cols = j0 + tl.arange(0, BLOCK_H)
-            col_ok = cols < H
-            ok = row_ok[:, None] & col_ok[None, :]
-            at = rows[:, None] * G * H + cols[None, :]  # gate block 0 of each (row, unit)
+            # at: gate block 0 of each (row, unit)
+            cols, col_ok, ok, here, at = _tile(rows, row_ok, j0, H, G, BLOCK_H)
             h_prev = h_buf + prev * B * H
             # z_t = W_ih x_t + b + W_hh h_{t−1}, all gates in one product
             z0, z1, z2, z3 = _gates_product(
@@ -656,7 +679,6 @@ def lstm_forward_sweep(
             _store_gate(gates_t, at, f, K_F, H, ok)
             _store_gate(gates_t, at, g, K_G, H, ok)
             _store_gate(gates_t, at, o, K_O, H, ok)
-            here = rows[:, None] * H + cols[None, :]
             tl.store(c_buf + now * B * H + here, c, mask=ok)
             tl.store(h_buf + now * B * H + here, m, mask=ok)
         tl.debug_barrier()  # h_t is complete before step t+1 reads it
@@ -700,18 +722,9 @@ def lstm_backward_sweep(
     s = T * 0
     while s < T:
         # backward visits the steps in the reverse of the forward order
-        if REVERSE:
-            t = s
-            prev, now = t + 1, t
-        else:
-            t = T - 1 - s
-            prev, now = t, t + 1
+        t, prev, now = _position(s, T, REVERSE, True)
         for j0 in range(0, H, BLOCK_H):
-            cols = j0 + tl.arange(0, BLOCK_H)
-            col_ok = cols < H
-            ok = row_ok[:, None] & col_ok[None, :]
-            here = rows[:, None] * H + cols[None, :]
-            at = rows[:, None] * G * H + cols[None, :]
+            cols, col_ok, ok, here, at = _tile(rows, row_ok, j0, H, G, BLOCK_H)
             # ∂L/∂h_t = ∂ℓ/∂h_t + ∂L/∂h_t via step t+1
             dm = tl.load(grad_out + t * B * H + here, mask=ok, other=0.0) + tl.load(
                 dh_next + here, mask=ok, other=0.0
@@ -800,19 +813,10 @@ def gru_forward_sweep(
     row_ok = rows < B
     s = T * 0
     while s < T:
-        if REVERSE:
-            t = T - 1 - s
-            prev, now = t + 1, t
-        else:
-            t = s
-            prev, now = t, t + 1
+        t, prev, now = _position(s, T, REVERSE, False)
         h_prev = h_buf + prev * B * H
         for j0 in range(0, H, BLOCK_H):
-            cols = j0 + tl.arange(0, BLOCK_H)
-            col_ok = cols < H
-            ok = row_ok[:, None] & col_ok[None, :]
-            here = rows[:, None] * H + cols[None, :]
-            at = rows[:, None] * 3 * H + cols[None, :]
+            cols, col_ok, ok, here, at = _tile(rows, row_ok, j0, H, 3, BLOCK_H)
             # gh_t = W_hh h_{t−1} + b_hh (b_hn stays inside r_t ⊙ (·)), all gates in one product
             gh_r, gh_z, gh_n, _ = _gates_product(
                 h_prev, w_hh, rows, row_ok, j0, 3, H, BLOCK_B, BLOCK_H, BLOCK_K, PRECISION
@@ -866,18 +870,9 @@ def gru_backward_sweep(
     row_ok = rows < B
     s = T * 0
     while s < T:
-        if REVERSE:
-            t = s
-            prev, now = t + 1, t
-        else:
-            t = T - 1 - s
-            prev, now = t, t + 1
+        t, prev, now = _position(s, T, REVERSE, True)
         for j0 in range(0, H, BLOCK_H):
-            cols = j0 + tl.arange(0, BLOCK_H)
-            col_ok = cols < H
-            ok = row_ok[:, None] & col_ok[None, :]
-            here = rows[:, None] * H + cols[None, :]
-            at = rows[:, None] * 3 * H + cols[None, :]
+            _cols, _col_ok, ok, here, at = _tile(rows, row_ok, j0, H, 3, BLOCK_H)
             # ∂L/∂h_t = ∂ℓ/∂h_t + ∂L/∂h_t via step t+1
             d = tl.load(grad_out + t * B * H + here, mask=ok, other=0.0) + tl.load(
                 dh_next + here, mask=ok, other=0.0
@@ -942,17 +937,9 @@ def rnn_forward_sweep(
     row_ok = rows < B
     s = T * 0
     while s < T:
-        if REVERSE:
-            t = T - 1 - s
-            prev, now = t + 1, t
-        else:
-            t = s
-            prev, now = t, t + 1
+        t, prev, now = _position(s, T, REVERSE, False)
         for j0 in range(0, H, BLOCK_H):
-            cols = j0 + tl.arange(0, BLOCK_H)
-            col_ok = cols < H
-            ok = row_ok[:, None] & col_ok[None, :]
-            here = rows[:, None] * H + cols[None, :]
+            cols, col_ok, ok, here, _at = _tile(rows, row_ok, j0, H, 1, BLOCK_H)
             # z_t = W_ih x_t + b + W_hh h_{t−1}
             z = _gate_product(
                 h_buf + prev * B * H,
@@ -997,17 +984,9 @@ def rnn_backward_sweep(
     row_ok = rows < B
     s = T * 0
     while s < T:
-        if REVERSE:
-            t = s
-            now = t
-        else:
-            t = T - 1 - s
-            now = t + 1
+        t, _prev, now = _position(s, T, REVERSE, True)
         for j0 in range(0, H, BLOCK_H):
-            cols = j0 + tl.arange(0, BLOCK_H)
-            col_ok = cols < H
-            ok = row_ok[:, None] & col_ok[None, :]
-            here = rows[:, None] * H + cols[None, :]
+            _cols, _col_ok, ok, here, _at = _tile(rows, row_ok, j0, H, 1, BLOCK_H)
             # ∂L/∂h_t = ∂ℓ/∂h_t + ∂L/∂h_t via step t+1
             d = tl.load(grad_out + t * B * H + here, mask=ok, other=0.0) + tl.load(
                 dh_next + here, mask=ok, other=0.0
