@@ -177,19 +177,24 @@ class MinLSTMStep(_MinimalStep):
 
 
 class _Minimal(RecurrentBase):
+    """minGRU and minLSTM: `torch.nn.GRU`'s arguments and a candidate; the subclass names its step."""
+
+    STEP: type[_MinimalStep]
+
     def __init__(
         self,
-        step: _MinimalStep,
         input_size: int,
         hidden_size: int,
-        num_layers: int,
-        bias: bool,
-        batch_first: bool,
-        dropout: float,
-        bidirectional: bool,
-        device: torch.device | str | None,
-        dtype: torch.dtype | None,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        candidate: str = "linear",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        step = self.STEP(_checks.choice("candidate", candidate, CANDIDATES))
         super().__init__(
             step,  # type: ignore[arg-type]
             input_size,
@@ -202,7 +207,7 @@ class _Minimal(RecurrentBase):
             device=device,
             dtype=dtype,
         )
-        self.candidate = step.candidate
+        self.candidate = candidate
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
@@ -226,32 +231,7 @@ class MinGRU(_Minimal):
         (torch.Size([10, 4, 8]), ['bias_ih_l0', 'weight_ih_l0'])
     """
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        candidate: str = "linear",
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        step = MinGRUStep(_checks.choice("candidate", candidate, CANDIDATES))
-        super().__init__(
-            step,
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            device,
-            dtype,
-        )
+    STEP = MinGRUStep
 
 
 class MinLSTM(_Minimal):
@@ -271,32 +251,7 @@ class MinLSTM(_Minimal):
         torch.Size([24, 3])
     """
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        candidate: str = "linear",
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        step = MinLSTMStep(_checks.choice("candidate", candidate, CANDIDATES))
-        super().__init__(
-            step,
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            device,
-            dtype,
-        )
+    STEP = MinLSTMStep
 
 
 def parallel_scan(log_a: Tensor, b: Tensor, h0: Tensor | None = None) -> Tensor:
