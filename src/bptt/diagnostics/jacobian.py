@@ -212,11 +212,11 @@ def jacobian_norms(
     _checks.choice("method", method, METHODS)
     # a trace does not change: the products of one request are computed once (the Lyapunov estimate's
     # comparison and a summary ask again for what a caller often just asked for)
-    memo: dict[tuple[object, ...], Tensor] = trace.__dict__.setdefault("_jacobian_norms", {})
-    key = (of, layer, direction, method, probes, seed, None if samples is None else samples.indices(1 << 62))
-    if key not in memo:
-        memo[key] = _jacobian_log_norms(trace, of, layer, direction, method, probes, seed, samples)
-    out = memo[key].clone()
+    span = None if samples is None else samples.indices(1 << 62)
+    key = ("jacobian_norms", of, layer, direction, method, probes, seed, span)
+    if key not in trace.memo:
+        trace.memo[key] = _jacobian_log_norms(trace, of, layer, direction, method, probes, seed, samples)
+    out = trace.memo[key].clone()
     return out if log else out.exp()
 
 
