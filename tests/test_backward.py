@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.autograd import gradcheck
 
 import bptt
 
-from helpers import rel_err, weighted_loss
+from helpers import explicit_backward_passes_gradcheck, rel_err, weighted_loss
 from reference import LSTM_VARIANTS, unroll
 
 F64 = torch.float64
@@ -60,19 +59,9 @@ def test_explicit_backward_equals_autograd_of_reference(kind: str, cfg: dict, sh
 def test_explicit_backward_equals_finite_differences(kind: str, cfg: dict) -> None:
     torch.manual_seed(1)
     model = make(kind, cfg, input_size=2, hidden_size=3, num_layers=2, bidirectional=True)
-    x = torch.randn(3, 2, 2, dtype=F64, requires_grad=True)
-    hx = random_state(model, 2)
-    hx_leaves = [h.requires_grad_(True) for h in (hx if isinstance(hx, tuple) else (hx,))]
-    names, values = zip(*model.named_parameters(), strict=True)
-    n_h = len(hx_leaves)
-
-    def f(x, *leaves):
-        h = tuple(leaves[:n_h]) if n_h == 2 else leaves[0]
-        out, state = model.run(x, h, params=dict(zip(names, leaves[n_h:], strict=True)))
-        return weighted_loss(out, state)
-
+    x = torch.randn(3, 2, 2, dtype=F64)
     # central differences in float64 against the analytic (explicit) gradient of every input
-    assert gradcheck(f, (x, *hx_leaves, *values), eps=1e-6, atol=1e-8, rtol=1e-6)
+    assert explicit_backward_passes_gradcheck(model, x, random_state(model, 2))
 
 
 def test_relu_rnn_backward_stops_at_dead_units() -> None:
