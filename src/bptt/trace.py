@@ -63,7 +63,9 @@ class Trace:
     _grads: dict[str, Tensor] | None = field(default=None, repr=False)
     lengths: Tensor | None = None  # (B,) each sequence's own number of steps, where they differ
     # what the diagnostics computed once from this trace (a trace never changes), by request
-    memo: dict[tuple[object, ...], Tensor] = field(default_factory=dict, init=False, repr=False, compare=False)
+    memo: dict[tuple[object, ...], Tensor] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def grads(self) -> dict[str, Tensor]:
