@@ -41,7 +41,7 @@ def specs(full: bool = True, dtype: str | None = None) -> Iterator[Spec]:
     for dtype in dtypes:
         for name in names:
             step = LSTMStep(VARIANTS[name])
-            c = gpu._lstm_constants(step)
+            c = {"V": gpu._variant(step)}
             fgr = step.variant.gate_recurrence
             yield Spec("lstm_forward_step", dtype, {**c, **block}, f"lstm {name}")
             for proj in (False, True) if full or fgr else (False,):

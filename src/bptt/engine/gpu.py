@@ -110,18 +110,13 @@ def _launch(kernel: Any, n: int) -> Callable[..., Any]:
 # -- LSTM settings as the kernels' compile-time constants -------------------------------------------
 
 
-def _lstm_constants(step: Any) -> dict[str, Any]:
-    v = step.variant
-    names = step.gate_names
-    k = {f"K_{gate.upper()}": names.index(gate) if gate in names else -1 for gate in "ifgo"}
-    return {
-        "G": len(names),
-        **k,
-        "PEEPHOLE": v.peephole,
-        "COUPLED": v.coupled,
-        "INPUT_ACT": v.input_activation,
-        "OUTPUT_ACT": v.output_activation,
-    }
+def _variant(step: Any) -> Any:
+    """The LSTM step's variant as the kernels' compile-time constant (`kernels.Variant`)."""
+    k = kernels()
+    assert k is not None
+    v, names = step.variant, step.gate_names
+    blocks = (names.index(gate) if gate in names else -1 for gate in "ifgo")
+    return k.Variant(len(names), *blocks, v.peephole, v.coupled, v.input_activation, v.output_activation)
 
 
 def _gate_recurrence_matrix(W_gg: Tensor, H: int) -> Tensor:
@@ -146,7 +141,7 @@ def persistent(step: Any) -> bool:
 
 
 def _persistent_grid(B: int, blocks: dict[str, Any]) -> tuple[int]:
-    return (triton_cdiv(B, blocks["BLOCK_B"]),)
+    return (triton_cdiv(B, blocks["TILES"].BLOCK_B),)
 
 
 def _blocks(H: int, dtype: torch.dtype, backward: bool = False, gates: bool = True) -> dict[str, Any]:
@@ -164,14 +159,15 @@ def _blocks(H: int, dtype: torch.dtype, backward: bool = False, gates: bool = Tr
     chunk = 32 if gates and not backward else 64 if dtype == torch.float64 else 128
     if not backward and CHUNK:
         chunk = CHUNK
-    return {
-        "BLOCK_B": 16,
-        "BLOCK_H": min(64, max(16, 1 << (H - 1).bit_length())),
-        "BLOCK_K": 32 if interpreting() else chunk,
-        "PRECISION": "ieee" if exact else "tf32x3",
-        "num_warps": 4,
-        "num_stages": 1,
-    }
+    k = kernels()
+    assert k is not None
+    tiles = k.Tiles(
+        BLOCK_B=16,
+        BLOCK_H=min(64, max(16, 1 << (H - 1).bit_length())),
+        BLOCK_K=32 if interpreting() else chunk,
+        PRECISION="ieee" if exact else "tf32x3",
+    )
+    return {"TILES": tiles, "num_warps": 4, "num_stages": 1}
 
 
 def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
@@ -194,7 +190,7 @@ def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
             T,
             B,
             H,
-            **_lstm_constants(step),
+            V=_variant(step),
             REVERSE=tape.reverse,
             **blocks,
         )
@@ -206,7 +202,7 @@ def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
     w_ci, w_cf, w_co = (p.get(name, gx) for name in ("weight_ci", "weight_cf", "weight_co"))
     m = tape.extras["m"] if proj else tape.h  # m_t = h_t without a projection
     gh = gx.new_empty(gx.shape[1:])  # (B, G·H), reused every step
-    consts = _lstm_constants(step)
+    variant = _variant(step)
     launch = _launch(k.lstm_forward_step, n)
     # views of the tape by time position t, taken once
     c, c_prev, gates, gates_prev, h, h_prev = (
@@ -233,7 +229,7 @@ def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
             m[t],
             n,
             H,
-            **consts,
+            V=variant,
             BLOCK=k.BLOCK,
         )
         if proj:
@@ -270,7 +266,7 @@ def lstm_backward_sweep(
             T,
             B,
             H,
-            **_lstm_constants(step),
+            V=_variant(step),
             REVERSE=tape.reverse,
             **blocks,
         )
@@ -281,7 +277,7 @@ def lstm_backward_sweep(
     dc_carry = (dc_n if dc_n is not None else grad_out.new_zeros((B, H))).clone()  # ∂L/∂c, in place
     da = grad_out.new_zeros((B, 4 * H)) if fgr else grad_out  # FGR: ∂L/∂[i, f, g, o]_t via step t+1
     dm = grad_out.new_empty((B, H)) if proj else grad_out
-    consts = _lstm_constants(step)
+    variant = _variant(step)
     launch = _launch(k.lstm_backward_step, n)
     # views of the tape by time position t, taken once
     c, c_prev, dc, dgx, dh, gates = tape.c, tape.c_prev, tape.dc, tape.dgx, tape.dh, tape.gates
@@ -307,7 +303,7 @@ def lstm_backward_sweep(
             dc_carry,
             n,
             H,
-            **consts,
+            V=variant,
             GATE_RECURRENCE=fgr,
             PROJECTION=bool(proj),
             BLOCK=k.BLOCK,

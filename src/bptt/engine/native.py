@@ -290,6 +290,16 @@ def _lstm_extras(p: Params, like: Tensor) -> tuple[Tensor, ...]:
     )
 
 
+def _backward_inputs(
+    tape: Tape, grad_out: Tensor, dh_n: Tensor, gates: int, separate_dgh: bool, has_cell: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """What every native backward sweep starts from: contiguous ∂ℓ/∂h and ∂L/∂h_n, the tape's gradient
+    buffers allocated, and an empty ∂L/∂h_0 for the op to fill."""
+    grad_out, dh_n = grad_out.contiguous(), dh_n.contiguous()
+    allocate_grads(tape, grad_out, gates=gates, separate_dgh=separate_dgh, has_cell=has_cell)
+    return grad_out, dh_n, torch.empty_like(dh_n)
+
+
 def rnn_forward_sweep(step: ElmanSettings, tape: Tape, gx: Tensor, p: Params) -> None:
     W_hh = p["weight_hh"].contiguous()
     torch.ops.bptt_native.rnn_forward(
@@ -300,9 +310,7 @@ def rnn_forward_sweep(step: ElmanSettings, tape: Tape, gx: Tensor, p: Params) ->
 def rnn_backward_sweep(
     step: ElmanSettings, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
 ) -> tuple[Tensor, Carry]:
-    grad_out, dh_n = grad_out.contiguous(), dh_n.contiguous()
-    allocate_grads(tape, grad_out, gates=1, separate_dgh=False, has_cell=False)
-    dh0 = torch.empty_like(dh_n)
+    grad_out, dh_n, dh0 = _backward_inputs(tape, grad_out, dh_n, 1, False, False)
     torch.ops.bptt_native.rnn_backward(
         grad_out,
         dh_n,
@@ -333,9 +341,7 @@ def gru_forward_sweep(step: object, tape: Tape, gx: Tensor, p: Params) -> None:
 def gru_backward_sweep(
     step: object, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
 ) -> tuple[Tensor, Carry]:
-    grad_out, dh_n = grad_out.contiguous(), dh_n.contiguous()
-    allocate_grads(tape, grad_out, gates=3, separate_dgh=True, has_cell=False)
-    dh0 = torch.empty_like(dh_n)
+    grad_out, dh_n, dh0 = _backward_inputs(tape, grad_out, dh_n, 3, True, False)
     torch.ops.bptt_native.gru_backward(
         grad_out,
         dh_n,
@@ -372,10 +378,9 @@ def lstm_backward_sweep(
     step: LSTMStepSettings, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
 ) -> tuple[Tensor, Carry]:
     assert dc_n is not None
-    grad_out, dh_n = grad_out.contiguous(), dh_n.contiguous()
-    allocate_grads(tape, grad_out, gates=len(step.variant.gates), separate_dgh=False, has_cell=True)
+    grad_out, dh_n, dh0 = _backward_inputs(tape, grad_out, dh_n, len(step.variant.gates), False, True)
     assert tape.dgx is not None
-    dh0, dc0 = torch.empty_like(dh_n), torch.empty_like(dc_n)
+    dc0 = torch.empty_like(dc_n)
     torch.ops.bptt_native.lstm_backward(
         grad_out,
         dh_n,
