@@ -178,7 +178,7 @@ class MinLSTMStep(_MinimalStep):
 class _Minimal(RecurrentBase):
     """minGRU and minLSTM: `torch.nn.GRU`'s arguments and a candidate; the subclass names its step."""
 
-    STEP: type[_MinimalStep]
+    STEP: type[MinGRUStep] | type[MinLSTMStep]
     OPTION = Option("candidate", CANDIDATES)
 
     def __init__(
@@ -195,7 +195,7 @@ class _Minimal(RecurrentBase):
         dtype: torch.dtype | None = None,
     ) -> None:
         args = (input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
-        super().__init__(self.STEP(self._option(candidate)), *args, device=device, dtype=dtype)  # type: ignore[arg-type]
+        super().__init__(self.STEP(self._option(candidate)), *args, device=device, dtype=dtype)
         self.candidate = candidate
 
 
