@@ -12,7 +12,7 @@ import math
 import numbers
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -28,8 +28,22 @@ from ..engine.tape import Tape
 State = Tensor | tuple[Tensor, Tensor]
 
 
+class Option(NamedTuple):
+    """A module's one argument beyond torch.nn's (`nonlinearity`, `variant`, …) and its choices, the default first."""
+
+    name: str
+    choices: tuple[str, ...]
+
+
 class RecurrentBase(nn.Module):
-    """Base of `bptt.RNN`, `bptt.LSTM` and `bptt.GRU`; see those for the arguments."""
+    """Base of `bptt.RNN`, `bptt.LSTM` and `bptt.GRU`; see those for the arguments.
+
+    A subclass with an option of its own names it in `OPTION`; `_option` checks a value against
+    its choices, the subclass keeps it in the attribute of that name, and `repr` shows it when it is
+    not the default.
+    """
+
+    OPTION: ClassVar[Option | None] = None
 
     step: Step
     input_size: int
@@ -105,6 +119,18 @@ class RecurrentBase(nn.Module):
                 )
         self.reset_parameters()
 
+    @classmethod
+    def _option(cls, value: object) -> str:
+        """`value` checked against the choices of `OPTION`."""
+        assert cls.OPTION is not None
+        return _checks.choice(cls.OPTION.name, value, cls.OPTION.choices)
+
+    @staticmethod
+    def _no_projection(proj_size: int | None) -> None:
+        """The RNN's and the GRU's refusal of `proj_size`: torch.nn's, even for proj_size=0."""
+        if proj_size is not None:
+            raise InputError("proj_size argument is only supported for LSTM, not RNN or GRU")
+
     def reset_parameters(self) -> None:
         """U(−1/√H, 1/√H) for every parameter, as `torch.nn.RNNBase.reset_parameters`."""
         bound = 1.0 / math.sqrt(self.hidden_size)
@@ -140,6 +166,8 @@ class RecurrentBase(nn.Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional:
             s += ", bidirectional=True"
+        if self.OPTION is not None and (value := getattr(self, self.OPTION.name)) != self.OPTION.choices[0]:
+            s += f", {self.OPTION.name}={value!r}"
         return s
 
     def flatten_parameters(self) -> None:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import InputError
 from ..engine import dispatch, gpu, native
 from ..engine.sweep import Carry, Params, StepGrads
 from ..engine.tape import Tape, state_buffer
@@ -125,20 +124,9 @@ class GRU(RecurrentBase):
         dtype: torch.dtype | None = None,
         proj_size: int | None = None,
     ) -> None:
-        if proj_size is not None:  # torch.nn refuses it the same way, even as proj_size=0
-            raise InputError("proj_size argument is only supported for LSTM, not RNN or GRU")
-        super().__init__(
-            GRUStep(),
-            input_size,
-            hidden_size,
-            num_layers=num_layers,
-            bias=bias,
-            batch_first=batch_first,
-            dropout=dropout,
-            bidirectional=bidirectional,
-            device=device,
-            dtype=dtype,
-        )
+        self._no_projection(proj_size)
+        args = (input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
+        super().__init__(GRUStep(), *args, device=device, dtype=dtype)
 
 
 def _ranges(step: GRUStep) -> dict[str, tuple[float, float] | None]:

@@ -231,18 +231,8 @@ class LRU(RecurrentBase):
             float(r_max),
             float(max_phase),
         )
-        super().__init__(
-            LRUStep(N),
-            input_size,
-            hidden_size,
-            num_layers=num_layers,
-            bias=False,
-            batch_first=batch_first,
-            dropout=dropout,
-            bidirectional=bidirectional,
-            device=device,
-            dtype=dtype,
-        )
+        args = (input_size, hidden_size, num_layers, False, batch_first, dropout, bidirectional)  # no bias
+        super().__init__(LRUStep(N), *args, device=device, dtype=dtype)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:

@@ -43,7 +43,7 @@ from ..engine.sweep import Carry, Params, StepGrads
 from ..engine.tape import Tape, state_buffer
 from ..engine.terms import Outer, Sum, Term, projection_terms
 from . import registry
-from .base import RecurrentBase
+from .base import Option, RecurrentBase
 
 
 @dataclass(frozen=True)
@@ -348,6 +348,8 @@ class LSTM(RecurrentBase):
         torch.Size([48, 2])
     """
 
+    OPTION = Option("variant", tuple(VARIANTS))
+
     def __init__(
         self,
         input_size: int,
@@ -362,28 +364,11 @@ class LSTM(RecurrentBase):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        spec = VARIANTS[_checks.choice("variant", variant, VARIANTS)]
-        step = LSTMStep(spec, proj_size if isinstance(proj_size, int) else 0)
-        hidden = _checks.positive_int("hidden_size", hidden_size)
-        super().__init__(
-            step,
-            input_size,
-            hidden_size,
-            num_layers=num_layers,
-            bias=bias,
-            batch_first=batch_first,
-            dropout=dropout,
-            bidirectional=bidirectional,
-            proj_size=proj_size,
-            extra_params=step.extra_params(hidden),
-            device=device,
-            dtype=dtype,
-        )
+        step = LSTMStep(VARIANTS[self._option(variant)], proj_size if isinstance(proj_size, int) else 0)
+        extra = step.extra_params(_checks.positive_int("hidden_size", hidden_size))
+        args = (input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
+        super().__init__(step, *args, proj_size, extra, device, dtype)
         self.variant = variant
-
-    def extra_repr(self) -> str:
-        s = super().extra_repr()
-        return s + (f", variant={self.variant!r}" if self.variant != "vanilla" else "")
 
 
 def _label(step: LSTMStep) -> str:

@@ -25,12 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .. import _checks
 from ..engine.sweep import Carry, Params, StepGrads
 from ..engine.tape import Tape, state_buffer
 from ..engine.terms import Term, projection_terms
 from . import registry
-from .base import RecurrentBase
+from .base import Option, RecurrentBase
 
 CANDIDATES = ("linear", "g")
 
@@ -179,7 +178,8 @@ class MinLSTMStep(_MinimalStep):
 class _Minimal(RecurrentBase):
     """minGRU and minLSTM: `torch.nn.GRU`'s arguments and a candidate; the subclass names its step."""
 
-    STEP: type[_MinimalStep]
+    STEP: type[MinGRUStep] | type[MinLSTMStep]
+    OPTION = Option("candidate", CANDIDATES)
 
     def __init__(
         self,
@@ -194,24 +194,9 @@ class _Minimal(RecurrentBase):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        step = self.STEP(_checks.choice("candidate", candidate, CANDIDATES))
-        super().__init__(
-            step,  # type: ignore[arg-type]
-            input_size,
-            hidden_size,
-            num_layers=num_layers,
-            bias=bias,
-            batch_first=batch_first,
-            dropout=dropout,
-            bidirectional=bidirectional,
-            device=device,
-            dtype=dtype,
-        )
+        args = (input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
+        super().__init__(self.STEP(self._option(candidate)), *args, device=device, dtype=dtype)
         self.candidate = candidate
-
-    def extra_repr(self) -> str:
-        s = super().extra_repr()
-        return s + (f", candidate={self.candidate!r}" if self.candidate != "linear" else "")
 
 
 class MinGRU(_Minimal):

@@ -15,14 +15,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .. import _checks
-from .._checks import InputError
 from ..engine import dispatch, gpu, native
 from ..engine.sweep import Carry, Params, StepGrads
 from ..engine.tape import Tape, state_buffer
 from ..engine.terms import Term, projection_terms
 from . import registry
-from .base import RecurrentBase
+from .base import Option, RecurrentBase
 
 NONLINEARITIES = ("tanh", "relu", "sigmoid", "linear")
 GAMMA = {"tanh": 1.0, "sigmoid": 0.25, "relu": 1.0, "linear": 1.0}  # sup |a'(z)|
@@ -131,6 +129,8 @@ class RNN(RecurrentBase):
         (torch.Size([5, 3, 8]), torch.Size([1, 3, 8]))
     """
 
+    OPTION = Option("nonlinearity", NONLINEARITIES)
+
     def __init__(
         self,
         input_size: int,
@@ -145,26 +145,10 @@ class RNN(RecurrentBase):
         dtype: torch.dtype | None = None,
         proj_size: int | None = None,
     ) -> None:
-        if proj_size is not None:  # torch.nn refuses it the same way, even as proj_size=0
-            raise InputError("proj_size argument is only supported for LSTM, not RNN or GRU")
-        nonlinearity = _checks.choice("nonlinearity", nonlinearity, NONLINEARITIES)
-        super().__init__(
-            ElmanStep(nonlinearity),
-            input_size,
-            hidden_size,
-            num_layers=num_layers,
-            bias=bias,
-            batch_first=batch_first,
-            dropout=dropout,
-            bidirectional=bidirectional,
-            device=device,
-            dtype=dtype,
-        )
+        self._no_projection(proj_size)
+        args = (input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
+        super().__init__(ElmanStep(self._option(nonlinearity)), *args, device=device, dtype=dtype)
         self.nonlinearity = nonlinearity
-
-    def extra_repr(self) -> str:
-        s = super().extra_repr()
-        return s + (f", nonlinearity={self.nonlinearity!r}" if self.nonlinearity != "tanh" else "")
 
 
 def _label(step: ElmanStep) -> str:

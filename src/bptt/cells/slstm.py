@@ -33,12 +33,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .. import _checks
 from ..engine.sweep import Carry, Params, StepGrads
 from ..engine.tape import Tape, state_buffer
 from ..engine.terms import Term, projection_terms
 from . import registry
-from .base import RecurrentBase
+from .base import Option, RecurrentBase
 
 FORGET_GATES = ("sigmoid", "exp")
 
@@ -209,6 +208,8 @@ class sLSTM(RecurrentBase):
         True
     """
 
+    OPTION = Option("forget_gate", FORGET_GATES)
+
     def __init__(
         self,
         input_size: int,
@@ -222,23 +223,9 @@ class sLSTM(RecurrentBase):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__(
-            SLSTMStep(_checks.choice("forget_gate", forget_gate, FORGET_GATES)),
-            input_size,
-            hidden_size,
-            num_layers=num_layers,
-            bias=bias,
-            batch_first=batch_first,
-            dropout=dropout,
-            bidirectional=bidirectional,
-            device=device,
-            dtype=dtype,
-        )
+        args = (input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
+        super().__init__(SLSTMStep(self._option(forget_gate)), *args, device=device, dtype=dtype)
         self.forget_gate = forget_gate
-
-    def extra_repr(self) -> str:
-        s = super().extra_repr()
-        return s + (f", forget_gate={self.forget_gate!r}" if self.forget_gate != "sigmoid" else "")
 
 
 def _ranges(step: SLSTMStep) -> dict[str, tuple[float, float] | None]:
