@@ -273,8 +273,12 @@ def test_empty_batch_returns_empty_outputs_like_torch(kind: str) -> None:
         lambda: bptt.LSTM(3, 4, num_layers=2, variant="fgr", bidirectional=True),
         lambda: bptt.GRU(3, 4, batch_first=True),
         lambda: bptt.RNN(3, 4, nonlinearity="relu"),
+        *[
+            lambda name=name: bptt.cells.registry.get(name).build(3, 4)
+            for name in bptt.cells.registry.names()
+        ],
     ],
-    ids=["lstm", "gru", "rnn"],
+    ids=["lstm-fgr", "gru-batch-first", "rnn-relu", *bptt.cells.registry.names()],
 )
 def test_save_whole_module_and_load_with_weights_only(make: object) -> None:
     model = make()  # type: ignore[operator]

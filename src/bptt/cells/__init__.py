@@ -1,8 +1,9 @@
 """Recurrent cells: each file holds one family's step equations, forward and backward, its module and
 its `CellSpec` (registry.py); the registration order here is the order of `registry.names()`.
 
-The modules and what they hold are registered as safe for `torch.load`'s default `weights_only=True`,
-so a module saved whole with `torch.save(module)` loads back without unpickling arbitrary code.
+Each registered cell's module and step (`registry.register`), and what they hold, are safe for
+`torch.load`'s default `weights_only=True`, so a module saved whole with `torch.save(module)` loads
+back without unpickling arbitrary code.
 """
 
 import torch
@@ -18,7 +19,7 @@ from .registry import CellSpec, register
 from .rnn import NONLINEARITIES, RNN, ElmanStep
 from .slstm import SLSTMStep, sLSTM
 
-torch.serialization.add_safe_globals([RNN, LSTM, GRU, ElmanStep, GRUStep, LSTMStep, LSTMVariant, LayerPlan])
+torch.serialization.add_safe_globals([LSTMVariant, LayerPlan])  # held by LSTMStep and the modules
 
 __all__ = [
     "GRU",

@@ -399,7 +399,6 @@ SPEC = registry.register(
         summary="the LSTM: torch.nn.LSTM, the 1997 original and Greff et al.'s variants",
         step=LSTMStep,
         module=LSTM,
-        options={"variant": tuple(VARIANTS)},
         aliases={name: {"variant": name} for name in VARIANTS if name not in ("vanilla", "np")},
         roles={"input": "i", "forget": "f", "candidate": "g", "output": "o"},
         carry_gate="f",

@@ -29,11 +29,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from .._checks import InputError
 from ..engine.sweep import Step
-from .base import RecurrentBase
+from .base import Option, RecurrentBase
 
 Range = tuple[float, float]  # the interval a gate's activation lives in; saturated within ε of an end
 
@@ -56,8 +57,8 @@ class CellSpec:
         step: the exact `Step` type of the family's modules.
         module: builds the bptt module: `module(input_size, hidden_size, num_layers=…, **options, **kwargs)`,
             kwargs being `torch.nn`'s (`bias`, `batch_first`, `dropout`, `bidirectional`, `dtype`, …).
-        options: option name → its choices, the default first (`{"variant": ("vanilla", …)}`).
-            Training passes the `TrainConfig` fields of these names.
+        options: option name → its choices, the default first (`{"variant": ("vanilla", …)}`); by
+            default the module's `OPTION`. Training passes the `TrainConfig` fields of these names.
         aliases: further names for settings of the options (`"cifg"` → `{"variant": "cifg"}`), rows of
             `bptt bench`.
         roles: role → the gate block (in `step.gate_names`) that plays it: `"forget"`, `"input"`, …;
@@ -96,6 +97,11 @@ class CellSpec:
     twin_options: Callable[[nn.Module], dict[str, Any]] | None = None
     twin_arguments: Callable[[Mapping[str, str]], dict[str, Any] | None] | None = None
     twin_gates: int = 0
+
+    def __post_init__(self) -> None:
+        option = getattr(self.module, "OPTION", None)
+        if not self.options and isinstance(option, Option):
+            object.__setattr__(self, "options", {option.name: option.choices})
 
     def defaults(self) -> dict[str, str]:
         """Every option at its default."""
@@ -151,6 +157,8 @@ def register(spec: CellSpec) -> CellSpec:
     if clash:
         raise InputError(f"cell names already taken: {', '.join(sorted(clash))}")
     _SPECS[spec.name] = spec
+    # a module saved whole (torch.save(module)) loads back under torch.load's default weights_only=True
+    torch.serialization.add_safe_globals([t for t in (spec.module, spec.step) if isinstance(t, type)])
     return spec
 
 

@@ -182,7 +182,6 @@ SPEC = registry.register(
         summary="the Elman RNN, h_t = a(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)",
         step=ElmanStep,
         module=RNN,
-        options={"nonlinearity": NONLINEARITIES},
         gate_ranges=_ranges,
         label=_label,
         gamma=_gamma,

@@ -247,7 +247,6 @@ SPEC = registry.register(
         summary="xLSTM's sLSTM (Beck et al. 2024): exponential input gate, normaliser n_t, stabiliser m_t",
         step=SLSTMStep,
         module=sLSTM,
-        options={"forget_gate": FORGET_GATES},
         aliases={"slstm-exp": {"forget_gate": "exp"}},
         roles={"input": "i", "forget": "f", "candidate": "g", "output": "o"},
         carry_gate="f",
