@@ -50,7 +50,7 @@ class Step(Protocol):
 
     `forward` and `backward` are the sweep's (in place, on the tape); `cell` is the same step out of
     place on a state tuple (h, c, …) from `initial_state`, the path autograd differentiates
-    (engine/unrolled.py: double backward, reduced precision).
+    (engine/unrolled.py: double backward).
 
     `gate_names` lists the G blocks of rows in `weight_ih`/`weight_hh`, in PyTorch's order.
     `fold_bias_hh` says that b_hh may join b_ih in the input projection (not for the GRU, whose

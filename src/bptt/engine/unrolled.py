@@ -4,8 +4,8 @@ The explicit sweeps (sweep.py, native.py) write every step in place into the tap
 first derivative by hand; autograd cannot differentiate them again. Where a second derivative is
 asked for (`torch.autograd.grad(..., create_graph=True)`: gradient penalties, Hessian-vector
 products, MAML), `LayerSweep.backward` reruns the layer here, through each cell's `cell`, the same
-equations out of place, and lets autograd differentiate that. The same path runs reduced-precision
-layers (bfloat16, float16) under autocast, which the native sweeps do not take.
+equations out of place, and lets autograd differentiate that. (Reduced-precision layers under
+autocast run the PyTorch time loop of sweep.py in the autocast dtype, not this path.)
 
 With `lengths`, sequence b ends after its own `lengths[b]` steps: at a position t ≥ lengths[b] its
 state is held (s_t = s_{t−1}), the rule the explicit sweeps follow too (sweep.py). The forward
