@@ -9,6 +9,7 @@ import torch
 from torch.autograd.functional import jacobian
 
 import bptt
+from bptt._checks import InputError
 from bptt.diagnostics import (
     bounds,
     decay_slope,
@@ -523,3 +524,21 @@ def test_jacobian_norms_are_computed_once_per_request_and_handed_out_as_copies(m
     jacobian_norms(tr, of="c")
     jacobian_norms(tr, of="state", samples=slice(0, 2))
     assert len(calls) == 3  # another part or other samples are another request
+
+
+def test_lyapunov_of_sequences_of_different_lengths_is_that_of_the_full_length_ones() -> None:
+    torch.manual_seed(2)
+    model = bptt.RNN(2, 6, dtype=F64)
+    with torch.no_grad():
+        model.weight_hh_l0.mul_(1.5)
+    x = torch.randn(120, 4, 2, dtype=F64)
+    tr = bptt.trace(model, x, lambda out, s: out.sum())
+    tr.lengths = torch.tensor([120, 60, 120, 30])  # sequences 1 and 3 are padded after their end
+    spec = lyapunov(tr, burn_in=20, k=3)
+    alone = lyapunov(bptt.trace(model, x[:, [0, 2]], lambda out, s: out.sum()), burn_in=20, k=3)
+    assert torch.allclose(spec.mean, alone.mean, rtol=0, atol=1e-12)
+    assert spec.slope == pytest.approx(alone.slope, abs=1e-12)
+    assert spec.warning is not None and "2 of 4 sequences end before step T = 120" in spec.warning
+    tr.lengths = torch.tensor([100, 60, 110, 30])
+    with pytest.raises(InputError, match="runs all T = 120 steps"):
+        lyapunov(tr, burn_in=20)

@@ -242,7 +242,7 @@ def _jacobian_log_norms(
         out = torch.full((B, T), math.nan, dtype=torch.float64, device=tape.h.device)
         for L in sorted({int(n) for n in lengths.tolist()}):
             index = torch.nonzero(lengths == L)[:, 0]
-            sub = _first_steps(tape.samples(index), L)  # type: ignore[arg-type]
+            sub = _first_steps(tape.samples(index), L)
             out[index, :L] = _tape_norms(step, sub, p, of, method, probes, seed)
     return out
 

@@ -114,6 +114,22 @@ def lyapunov(
         (True, None)
     """
     step, tape, p = trace.layer(layer, direction, samples)
+    full, warnings = None, []
+    ends_at = trace.lengths if trace.lengths is None or samples is None else trace.lengths[samples]
+    if ends_at is not None and bool((ends_at < tape.steps).any()):
+        # the steps after a sequence's end are padding, not its dynamics: the spectrum is of the
+        # sequences that run all T steps
+        full = torch.nonzero(ends_at == tape.steps)[:, 0]
+        if full.numel() == 0:
+            raise InputError(
+                f"expected a sequence that runs all T = {tape.steps} steps for the Lyapunov spectrum; "
+                f"these end at {sorted(set(ends_at.tolist()))}"
+            )
+        warnings.append(
+            f"{tape.x.shape[1] - full.numel()} of {tape.x.shape[1]} sequences end before step T = {tape.steps} "
+            f"and are left out: the spectrum is of the {full.numel()} that run all T steps"
+        )
+        tape = tape.samples(full)
     layout = state_layout(step, tape)
     S = layout.size
     k = S if k is None else min(k, S)
@@ -146,7 +162,6 @@ def lyapunov(
     per = torch.stack(logs).cpu()  # (N, B, k), on the CPU with the statistics below
     second = torch.stack(lead2).cpu()  # (N, B)
     lengths = torch.tensor([e - s for s, e in zip([0, *ends[:-1]], ends, strict=True)], dtype=torch.float64)
-    warnings = []
     if burn_in is None:
         # the two starts' λ_max counted from each re-orthonormalisation on: where they agree, the
         # start no longer matters; judged on the first column, λ_max's, which the diagnosis reads
@@ -184,6 +199,8 @@ def lyapunov(
     if compare:
         if log_norms is None:
             log_norms = jacobian_norms(trace, "state", layer, direction, log=True, samples=samples)
+        if full is not None:
+            log_norms = log_norms[full.to(log_norms.device)]
         slope = decay_slope(log_norms, distances(tape))
         tolerance = max(3 * float(stderr[0]), 0.1 * abs(float(mean[0])), 0.02)
         if math.isfinite(slope) and abs(slope - float(mean[0])) > tolerance:

@@ -211,7 +211,7 @@ def _summarize(
             # the slope from the norms above where they are by time position (no lengths)
             log_norms=log_state if trace.lengths is None else None,
         )
-        if full
+        if full and (lengths is None or bool((lengths == trace.steps).any()))
         else None
     )
     return Summary(

@@ -91,8 +91,9 @@ class Tape:
         assert self.gates_buf is not None
         return slots(self.gates_buf, self.reverse)[1]
 
-    def samples(self, index: slice) -> Tape:
-        """The same tape for a slice of the batch: views of every buffer, no copies."""
+    def samples(self, index: slice | Tensor) -> Tape:
+        """The same tape for a slice of the batch (views of every buffer, no copies) or for the rows of
+        an index tensor (copies)."""
 
         def cut(x: Tensor | None) -> Tensor | None:
             return None if x is None else x[:, index]
