@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 import bptt
+from bptt.diagnostics import jacobian_norms
 from bptt.engine.terms import Outer
 
 from helpers import rel_err, weighted_loss
@@ -161,3 +163,35 @@ def test_negative_step_index_counts_from_the_end() -> None:
     tr = bptt.trace(make("rnn", {}), torch.randn(4, 2, 3, dtype=F64), lambda out, h: out.sum())
     last, also_last = tr.contribution(3), tr.contribution(-1)
     assert all(torch.equal(last[n], also_last[n]) for n in last)
+
+
+def _packed_batch() -> tuple[bptt.LSTM, torch.Tensor, torch.Tensor, PackedSequence]:
+    torch.manual_seed(0)
+    model = bptt.LSTM(2, 5, dtype=torch.float64)
+    x, lengths = torch.randn(7, 3, 2, dtype=torch.float64), torch.tensor([7, 4, 6])
+    return model, x, lengths, pack_padded_sequence(x, lengths, enforce_sorted=False)
+
+
+def test_trace_of_a_packed_batch_keeps_each_sequence_length() -> None:
+    model, x, lengths, packed = _packed_batch()
+    tr = bptt.trace(model, packed, lambda out, state: state[0].sum())
+    assert torch.equal(tr.lengths, lengths) and tr.output.shape == (7, 3, 5)  # padded, in the given order
+    _, (h_n, _) = model(packed)
+    h_n.sum().backward()
+    for n, p in model.named_parameters():
+        assert rel_err(tr.grads[n], p.grad) < 1e-12, n
+    norms = jacobian_norms(tr)  # each sequence's products from its own last step
+    for b, L in enumerate(lengths.tolist()):
+        alone = bptt.trace(model, x[:L, b : b + 1], lambda out, state: state[0].sum())
+        assert torch.allclose(norms[b, :L], jacobian_norms(alone)[0], rtol=1e-12, atol=0)
+        assert bool(norms[b, L:].isnan().all())
+
+
+def test_watch_of_a_packed_batch_keeps_each_sequence_length() -> None:
+    model, _, lengths, packed = _packed_batch()
+    with bptt.watch(model) as w:
+        _, (h_n, _) = model(packed)
+        h_n.sum().backward()
+    tr = bptt.trace(model, packed, lambda out, state: state[0].sum())
+    assert torch.equal(w.trace.lengths, lengths)
+    assert torch.equal(w.trace.output, tr.output) and torch.equal(w.trace.dh, tr.dh)

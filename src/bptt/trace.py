@@ -16,6 +16,7 @@ from functools import cached_property
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from . import _checks
 from ._checks import InputError, InputTypeError
@@ -38,14 +39,16 @@ class Trace:
 
     Attributes:
         loss: the scalar loss.
-        output, state: what the model returned (detached), in the model's own layout.
+        output, state: what the model returned (detached), in the model's own layout; a packed output
+            padded, (T, B, ·) in the sequences' own order.
         grads: ∂loss/∂θ for every parameter, keyed like `model.named_parameters()` (computed from
             the tapes on first use where the trace came from `bptt.watch`).
         h: h_t for every layer-direction and step; c: c_t (LSTM, else None).
         gates: gate activations by name (LSTM i, f, g, o; GRU r, z, n; none for the Elman RNN).
         dh, dc: the total ∂loss/∂h_t and ∂loss/∂c_t, through all later steps and the layers above.
         model: the bptt model that ran (a converted twin for a torch.nn module).
-        lengths: each sequence's own number of steps (B,), or None where every sequence has T;
+        lengths: each sequence's own number of steps (B,) (a packed input, or set by the caller for a
+            padded one), or None where every sequence has T;
             the diagnostics count no step after a sequence's end.
     """
 
@@ -180,12 +183,15 @@ def _filled(t: Tensor | None) -> Tensor:
     return t
 
 
-def trace(model: nn.Module, input: Tensor, loss_fn: LossFn, hx: State | None = None) -> Trace:
+def trace(
+    model: nn.Module, input: Tensor | PackedSequence, loss_fn: LossFn, hx: State | None = None
+) -> Trace:
     """Run `model` on `input`, compute `loss_fn(output, state)` and backpropagate through time, keeping it all.
 
     Arguments:
         model: a `bptt.RNN`/`LSTM`/`GRU`, or a `torch.nn.RNN`/`LSTM`/`GRU` (traced through its bptt twin).
-        input: as the model's forward takes it; must be finite.
+        input: as the model's forward takes it, a PackedSequence too (`Trace.lengths` then holds each
+            sequence's number of steps); must be finite.
         loss_fn: `(output, state) -> scalar tensor`, where state is h_n or (h_n, c_n).
         hx: initial state as the model's forward takes it; zeros when None.
 
@@ -224,14 +230,16 @@ def trace(model: nn.Module, input: Tensor, loss_fn: LossFn, hx: State | None = N
         raise InputTypeError(
             f"expected loss_fn to be callable as loss_fn(output, state), got {type(loss_fn).__name__}"
         )
-    if isinstance(input, Tensor) and not input.is_floating_point() and not input.is_complex():
+    data = input.data if isinstance(input, PackedSequence) else input
+    if isinstance(data, Tensor) and not data.is_floating_point() and not data.is_complex():
         raise InputTypeError(
-            f"expected a floating-point input (T, B, {bmodel.input_size}), got {input.dtype} of shape "
-            f"{_checks.shape_str(input.shape)}: token ids? embed them first (e.g. with the model's "
+            f"expected a floating-point input (T, B, {bmodel.input_size}), got {data.dtype} of shape "
+            f"{_checks.shape_str(data.shape)}: token ids? embed them first (e.g. with the model's "
             "torch.nn.Embedding) and trace the recurrent module on the embeddings, or watch the whole "
             "model with bptt.watch(model)"
         )
-    x, _ = bmodel._time_major(input)
+    # (T, B, features) in the sequences' own order, for the check below (the model runs `input` itself)
+    x = pad_packed_sequence(input)[0] if isinstance(input, PackedSequence) else bmodel._time_major(input)[0]
     bad = _checks.first_non_finite(x)
     if bad is not None:
         t, b, f = bad
@@ -276,12 +284,18 @@ def build(
     tapes: list[Tape],
     params: dict[str, Tensor],
     loss: Tensor,
-    output: Tensor,
+    output: Tensor | PackedSequence,
     state: State,
     grads: dict[str, Tensor] | None = None,
 ) -> Trace:
-    """A `Trace` from the tapes of one forward pass whose backward pass has run (`trace` and `bptt.watch`)."""
+    """A `Trace` from the tapes of one forward pass whose backward pass has run (`trace` and `bptt.watch`).
+
+    A packed output is kept padded, (T, B, ·) in the sequences' own order, with their `lengths`.
+    """
     step = model.step
+    lengths = None
+    if isinstance(output, PackedSequence):
+        output, lengths = pad_packed_sequence(output)
     for tape in tapes:  # a layer whose outputs the loss never reads gets no backward call
         if tape.dh is None:
             _zero_fill(step, tape)
@@ -298,6 +312,7 @@ def build(
         model=model,
         tapes=tapes,
         params=params,
+        lengths=lengths,
         _grads=grads,
     )
 

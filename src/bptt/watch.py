@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 
 from ._checks import InputError, InputTypeError
 from .cells.base import RecurrentBase, State
@@ -57,8 +58,6 @@ class _Call:
 
 def _detach(value: Any) -> Any:
     """A tensor, a state tuple or a PackedSequence, detached."""
-    from torch.nn.utils.rnn import PackedSequence
-
     if isinstance(value, PackedSequence):
         return value._replace(data=value.data.detach())
     return tuple(s.detach() for s in value) if isinstance(value, tuple) else value.detach()
@@ -159,7 +158,7 @@ class Watch:
                 n = seen.get(c.name, 0)
                 seen[c.name] = n + 1
                 traces[c.name if n == 0 else f"{c.name}#{n}"] = build(
-                    c.model, c.tapes, c.params, loss.to(c.output.dtype), c.output, c.state
+                    c.model, c.tapes, c.params, loss.to(_values(c.output).dtype), c.output, c.state
                 )
             self._traces = traces
         return self._traces
@@ -173,6 +172,10 @@ class Watch:
                 f"expected one trace, got {len(traces)} ({', '.join(map(repr, traces))}); use .traces[name]"
             )
         return next(iter(traces.values()))
+
+
+def _values(output: Tensor | PackedSequence) -> Tensor:
+    return output.data if isinstance(output, PackedSequence) else output
 
 
 def watch(model: nn.Module) -> Watch:
