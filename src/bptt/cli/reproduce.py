@@ -136,28 +136,15 @@ def _sweep(args: argparse.Namespace, out: Path) -> int:
             raise InputError(
                 f"unknown cells {', '.join(unknown)}; expected some of {', '.join(registry.names())}"
             )
+    kw: dict[str, Any] = {"quick": args.quick}
     if args.name == "vanishing":
-        kw: dict[str, Any] = {"quick": args.quick, "steps": args.steps}
+        kw["steps"] = args.steps
         if args.quick:
             kw.update(cells=("rnn", "lstm"), tasks=("adding",), seq_lens=(5, 10), seeds=2, clips=("norm",))
-        if args.cells:
-            kw["cells"] = args.cells
-        if args.seq_lens:
-            kw["seq_lens"] = args.seq_lens
-        if args.seeds:
-            kw["seeds"] = args.seeds
-        plan = vanishing(parse, **kw)
-    else:
-        kw = {"quick": args.quick}
-        if args.quick:
-            kw.update(seq_lens=(5,))
-        if args.cells:
-            kw["cells"] = args.cells
-        if args.seq_lens:
-            kw["seq_lens"] = args.seq_lens
-        if args.seeds:
-            kw["seeds"] = args.seeds
-        plan = copy_baseline(parse, **kw)
+    elif args.quick:
+        kw.update(seq_lens=(5,))
+    kw.update({k: getattr(args, k) for k in ("cells", "seq_lens", "seeds") if getattr(args, k)})
+    plan = vanishing(parse, **kw) if args.name == "vanishing" else copy_baseline(parse, **kw)
     con = console()
     con.print(f"{plan.name}: {len(plan.grid)} runs in {out}; full size: {FULL_TIMES[plan.name]}")
     meta = {
