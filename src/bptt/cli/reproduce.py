@@ -122,7 +122,7 @@ def _sweep(args: argparse.Namespace, out: Path) -> int:
     from ..sweep.ledger import status_rows
     from ..sweep.report import write_sweep_report
     from .base import console
-    from .sweep import options_from, sweep_with_bar
+    from .sweep import options_from, saved_options, sweep_with_bar
     from .sweep import parse_train as parse
 
     if args.seeds is not None and args.seeds < 1:
@@ -149,9 +149,7 @@ def _sweep(args: argparse.Namespace, out: Path) -> int:
     con.print(f"{plan.name}: {len(plan.grid)} runs in {out}; full size: {FULL_TIMES[plan.name]}")
     meta = {
         "points": [[p.name, list(p.argv)] for p in plan.grid],
-        "options": {
-            k: getattr(options, k) for k in ("executor", "workers", "address", "max_attempts", "threads")
-        },
+        "options": saved_options(options),
     }
     counts = sweep_with_bar(plan.grid, out, options, meta)
     rows = status_rows(out)
