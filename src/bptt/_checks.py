@@ -7,7 +7,7 @@ Each check raises where the bad value enters and says what was expected and what
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -38,19 +38,26 @@ def shape_str(shape: Iterable[int]) -> str:
     return str(dims)
 
 
+T = TypeVar("T")
+
+
+def _instance(name: str, value: Any, kind: type[T], what: str) -> T:
+    """`value` if it is a `kind` (a bool counts as no int), or an InputTypeError naming `name` and `what`."""
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise InputTypeError(f"expected {name} to be {what}, got {type(value).__name__}")
+    return value
+
+
 def positive_int(name: str, value: Any) -> int:
     """`value` as an int ≥ 1, or a TypeError/ValueError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputTypeError(f"expected {name} to be an int, got {type(value).__name__}")
-    if value < 1:
-        raise InputError(f"expected {name} ≥ 1, got {value}")
-    return value
+    n = _instance(name, value, int, "an int")
+    if n < 1:
+        raise InputError(f"expected {name} ≥ 1, got {n}")
+    return n
 
 
 def flag(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise InputTypeError(f"expected {name} to be a bool, got {type(value).__name__}")
-    return value
+    return _instance(name, value, bool, "a bool")
 
 
 def choice(name: str, value: Any, valid: Iterable[str]) -> str:
@@ -61,9 +68,7 @@ def choice(name: str, value: Any, valid: Iterable[str]) -> str:
 
 
 def tensor(name: str, value: Any) -> Tensor:
-    if not isinstance(value, Tensor):
-        raise InputTypeError(f"expected {name} to be a torch.Tensor, got {type(value).__name__}")
-    return value
+    return _instance(name, value, Tensor, "a torch.Tensor")
 
 
 def floating(name: str, value: Tensor, dtype: torch.dtype) -> Tensor:

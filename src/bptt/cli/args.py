@@ -132,27 +132,33 @@ def existing_file(text: str) -> Path:
     return path
 
 
-def out_dir(text: str) -> Path:
-    """A directory to write into: absent (it is made) or a directory, not a file."""
-    path = Path(text)
+def _path(text: str, what: str) -> Path:
+    """A path named by non-empty text without NUL bytes (`what`: directory or file, for the error)."""
     if not text or "\x00" in text:
-        raise Bad(f"expected a directory path, got {text!r}")
-    if path.exists() and not path.is_dir():
-        raise Bad(f"expected a directory to write into, got the existing file {text!r}")
+        raise Bad(f"expected a {what} path, got {text!r}")
+    return Path(text)
+
+
+def _makeable(text: str, verb: str) -> Path:
+    """The path `text`, where no parent that exists is a file (`verb`: make or write, for the error)."""
+    path = Path(text)
     for parent in path.parents:
         if parent.exists() and not parent.is_dir():
-            raise Bad(f"cannot make {text!r}: {str(parent)!r} is a file")
+            raise Bad(f"cannot {verb} {text!r}: {str(parent)!r} is a file")
     return path
+
+
+def out_dir(text: str) -> Path:
+    """A directory to write into: absent (it is made) or a directory, not a file."""
+    path = _path(text, "directory")
+    if path.exists() and not path.is_dir():
+        raise Bad(f"expected a directory to write into, got the existing file {text!r}")
+    return _makeable(text, "make")
 
 
 def out_file(text: str) -> Path:
     """A file to write: absent or a file, not a directory, in a directory that is or can be made."""
-    path = Path(text)
-    if not text or "\x00" in text:
-        raise Bad(f"expected a file path, got {text!r}")
+    path = _path(text, "file")
     if path.is_dir():
         raise Bad(f"expected a file to write, got the directory {text!r}")
-    for parent in path.parents:
-        if parent.exists() and not parent.is_dir():
-            raise Bad(f"cannot write {text!r}: {str(parent)!r} is a file")
-    return path
+    return _makeable(text, "write")

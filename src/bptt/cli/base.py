@@ -15,9 +15,12 @@ import dataclasses
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 
 class UsageError(Exception):
@@ -45,6 +48,21 @@ class Parser(argparse.ArgumentParser):
 def console() -> Console:
     """rich output; wide enough for the tables when written to a file or a pipe."""
     return Console(width=None if sys.stdout.isatty() else 150)
+
+
+def step_bar(out: Console, name: str = "{task.description}") -> Progress:
+    """A rich progress bar of training steps: the run's name (formatted by `name`), the bar, the steps
+    done of all, the task's `info` field (the latest loss and gradient norm) and the time elapsed."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn(name),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=out,
+    )
 
 
 C = TypeVar("C")

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from . import args as a
-from .base import Command, config_from_args, console, memory_errors
+from .base import Command, config_from_args, console, memory_errors, step_bar
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,21 +44,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from .. import demo
 
     cfg = config_from_args(demo.DemoConfig, args, out=str(getattr(args, "out", demo.DemoConfig.out)))
     out = console()
-    columns = [
-        TextColumn("{task.description:<22}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-    ]
-    with Progress(*columns, console=out) as bar:
+    with step_bar(out, "{task.description:<22}") as bar:  # the four runs' bars aligned
         jobs = {name: bar.add_task(name, total=tc.steps, info="") for name, tc in demo.plan(cfg)}
 
         def show(name: str, row: dict[str, Any]) -> None:

@@ -122,7 +122,7 @@ def _sweep(args: argparse.Namespace, out: Path) -> int:
     from ..sweep.ledger import status_rows
     from ..sweep.report import write_sweep_report
     from .base import console
-    from .sweep import options_from, sweep_with_bar
+    from .sweep import options_from, saved_options, sweep_with_bar
     from .sweep import parse_train as parse
 
     if args.seeds is not None and args.seeds < 1:
@@ -136,35 +136,20 @@ def _sweep(args: argparse.Namespace, out: Path) -> int:
             raise InputError(
                 f"unknown cells {', '.join(unknown)}; expected some of {', '.join(registry.names())}"
             )
+    kw: dict[str, Any] = {"quick": args.quick}
     if args.name == "vanishing":
-        kw: dict[str, Any] = {"quick": args.quick, "steps": args.steps}
+        kw["steps"] = args.steps
         if args.quick:
             kw.update(cells=("rnn", "lstm"), tasks=("adding",), seq_lens=(5, 10), seeds=2, clips=("norm",))
-        if args.cells:
-            kw["cells"] = args.cells
-        if args.seq_lens:
-            kw["seq_lens"] = args.seq_lens
-        if args.seeds:
-            kw["seeds"] = args.seeds
-        plan = vanishing(parse, **kw)
-    else:
-        kw = {"quick": args.quick}
-        if args.quick:
-            kw.update(seq_lens=(5,))
-        if args.cells:
-            kw["cells"] = args.cells
-        if args.seq_lens:
-            kw["seq_lens"] = args.seq_lens
-        if args.seeds:
-            kw["seeds"] = args.seeds
-        plan = copy_baseline(parse, **kw)
+    elif args.quick:
+        kw.update(seq_lens=(5,))
+    kw.update({k: getattr(args, k) for k in ("cells", "seq_lens", "seeds") if getattr(args, k)})
+    plan = vanishing(parse, **kw) if args.name == "vanishing" else copy_baseline(parse, **kw)
     con = console()
     con.print(f"{plan.name}: {len(plan.grid)} runs in {out}; full size: {FULL_TIMES[plan.name]}")
     meta = {
         "points": [[p.name, list(p.argv)] for p in plan.grid],
-        "options": {
-            k: getattr(options, k) for k in ("executor", "workers", "address", "max_attempts", "threads")
-        },
+        "options": saved_options(options),
     }
     counts = sweep_with_bar(plan.grid, out, options, meta)
     rows = status_rows(out)

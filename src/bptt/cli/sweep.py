@@ -23,6 +23,8 @@ from ..training.trainer import TrainConfig
 from .base import Command
 
 ACTIONS = ("resume", "status", "report")
+#: the options a sweep's ledger keeps for `bptt sweep resume` (a deadline holds for one invocation only)
+SAVED_OPTIONS = ("executor", "workers", "address", "max_attempts", "threads")
 _OWN = {"--out", "--resume"}  # train flags the sweep sets itself
 
 
@@ -130,18 +132,12 @@ def options_from(args: argparse.Namespace, saved: dict[str, Any] | None = None) 
     """Sweep options: flags, over the spec's or the ledger's saved ones, over the defaults."""
     saved = dict(saved or {})
     given = {
-        k: getattr(args, k)
-        for k in ("executor", "workers", "address", "max_attempts", "threads", "deadline_s")
-        if getattr(args, k, None) is not None
+        k: getattr(args, k) for k in (*SAVED_OPTIONS, "deadline_s") if getattr(args, k, None) is not None
     }
-    known = {
-        k: v for k, v in saved.items() if k in ("executor", "workers", "address", "max_attempts", "threads")
-    }
+    known = {k: v for k, v in saved.items() if k in SAVED_OPTIONS}
     unknown = sorted(set(saved) - set(known) - {"out"})
     if unknown:
-        raise InputError(
-            f"unknown sweep options {', '.join(unknown)}; expected executor, workers, address, max_attempts, threads"
-        )
+        raise InputError(f"unknown sweep options {', '.join(unknown)}; expected {', '.join(SAVED_OPTIONS)}")
     return SweepOptions(**{**known, **given}).validate()
 
 
@@ -214,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
         )
     options = options_from(args, spec_options)
     grid = points(axes, parse_train)
-    meta = {"axes": [[a.flag, list(a.values), a.switch] for a in axes], "options": _plain(options)}
+    meta = {"axes": [[a.flag, list(a.values), a.switch] for a in axes], "options": saved_options(options)}
     out = Path(out_text)
     console().print(f"{len(grid)} runs in {out} ({options.executor})")
     counts = sweep_with_bar(grid, out, options, meta)
@@ -249,8 +245,9 @@ def _point(name: str, argv: Sequence[str]) -> Point:
     return Point(name, tuple(argv), cfg, config_key(cfg))
 
 
-def _plain(options: SweepOptions) -> dict[str, Any]:
-    return {k: getattr(options, k) for k in ("executor", "workers", "address", "max_attempts", "threads")}
+def saved_options(options: SweepOptions) -> dict[str, Any]:
+    """The options the ledger keeps (`SAVED_OPTIONS`), as JSON values."""
+    return {k: getattr(options, k) for k in SAVED_OPTIONS}
 
 
 def _verdict(counts: dict[str, int], out: Path) -> int:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import args as a
-from .base import Command, UsageError, config_from_args, console, given, memory_errors
+from .base import Command, UsageError, config_from_args, console, given, memory_errors, step_bar
 
 if TYPE_CHECKING:
     from ..cells.registry import CellSpec
@@ -262,8 +262,6 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from ..training import NonFiniteGradient, train
     from ..training.trainer import RunFinished
 
@@ -271,14 +269,7 @@ def run(args: argparse.Namespace) -> int:
     check_memory(cfg)
     out_dir = args.out or f"runs/{cfg.task}-{cfg.cell}-seed{cfg.seed}"
     out = console()
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-    ]
-    with Progress(*columns, console=out, transient=False) as bar:
+    with step_bar(out) as bar:
         job = bar.add_task(f"{cfg.task} · {cfg.cell}", total=cfg.steps, info="")
 
         def show(row: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import matplotlib
 
@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 from matplotlib.transforms import blended_transform_factory
 
-from ..diagnostics.summary import Summary
+from ..diagnostics.summary import LyapunovRecord, SplitRecord, Summary
 from . import style
 from .data import RunData, far_over_near
 from .style import from_log10, percent, ratio, sci
@@ -99,6 +99,24 @@ def _legend(ax: Any, **kw: Any) -> None:
         ax.legend(**kw)
 
 
+T = TypeVar("T")
+
+
+def _each(
+    items: Sequence[T], draw: Callable[[T, Any], str], caption: str, width: float = 4.0
+) -> Drawn | None:
+    """One panel per item (a run, or a run with what it shows), or None where there are none.
+
+    `draw(item, ax)` draws an item on its panel and returns what the caption says of it ("" for
+    nothing); the figure's caption is `caption` followed by these parts.
+    """
+    if not items:
+        return None
+    fig, axes = style.panels(len(items), width=width)
+    parts = [draw(item, ax) for item, ax in zip(items, axes, strict=True)]
+    return Drawn(fig, caption + _join(parts) + ".")
+
+
 # ---- training -------------------------------------------------------------------------------
 
 
@@ -171,12 +189,7 @@ def _clip_rate(ax: Any, steps: list[int], clipped: list[bool], color: Any, bins:
 
 
 def grad_norms(runs: list[RunData]) -> Drawn | None:
-    runs = [r for r in runs if r.metrics]
-    if not runs:
-        return None
-    fig, axes = style.panels(len(runs))
-    parts = []
-    for r, ax in zip(runs, axes, strict=True):
+    def draw(r: RunData, ax: Any) -> str:
         pts = [
             (m["step"], m["grad_norm"])
             for m in r.metrics
@@ -201,17 +214,19 @@ def grad_norms(runs: list[RunData]) -> Drawn | None:
         if r.nonfinite:
             ax.axvline(r.nonfinite["step"], color="red", ls=":", lw=1.5, label="non-finite: stopped")
             part += f", the guard stopped the run at step {r.nonfinite['step']}"
-        parts.append(part)
         _scale(ax, [v for _, v in pts])
         style.thin(ax, "x")
         ax.set_title(r.name)
         ax.set_xlabel("training step")
         ax.set_ylabel(r"$\|\partial L/\partial\theta\|$ before clipping")
         _legend(ax, loc="upper right")
-    return Drawn(
-        fig,
+        return part
+
+    return _each(
+        [r for r in runs if r.metrics],
+        draw,
         "The gradient norm before clipping at every logged step; the red strip at the bottom is the "
-        "fraction of steps clipped (full height: every step). " + _join(parts) + ".",
+        "fraction of steps clipped (full height: every step). ",
     )
 
 
@@ -223,17 +238,12 @@ def _snapshots(r: RunData) -> list[Summary]:
 
 
 def gradient_vs_distance(runs: list[RunData]) -> Drawn | None:
-    runs = [r for r in runs if r.snapshots or r.final]
-    if not runs:
-        return None
-    fig, axes = style.panels(len(runs))
     cmap = plt.get_cmap("viridis")
-    parts, over_training = [], False
-    for r, ax in zip(runs, axes, strict=True):
+
+    def draw(r: RunData, ax: Any) -> str:
         snaps = _snapshots(r)
         picks = snaps if len(snaps) <= 6 else [snaps[round(j * (len(snaps) - 1) / 5)] for j in range(6)]
         many = len(picks) > 1
-        over_training |= many
         values: list[float] = []
         for j, s in enumerate(picks):
             color = cmap(0.9 * j / (len(picks) - 1)) if many else style.run_color(r.color)
@@ -255,20 +265,24 @@ def gradient_vs_distance(runs: list[RunData]) -> Drawn | None:
         ax.set_ylabel(r"$\|\partial L/\partial h_k\|$")
         _legend(ax, loc="best")
         d, rel = far_over_near(r.final or snaps[-1])
-        if d is not None:
-            parts.append(f"{r.name}: at distance {d} the gradient is {ratio(rel)} of its value at distance 0")
+        return (
+            f"{r.name}: at distance {d} the gradient is {ratio(rel)} of its value at distance 0"
+            if d is not None
+            else ""
+        )
+
+    runs = [r for r in runs if r.snapshots or r.final]
+    over_training = any(len(_snapshots(r)) > 1 for r in runs)  # then a panel draws several snapshots
     how = (
         "Colours run from the first snapshot of training (dark) to the last (yellow). "
         if over_training
         else ""
     )
-    return Drawn(
-        fig,
+    return _each(
+        runs,
+        draw,
         "‖∂L/∂h_k‖, the gradient reaching the state k steps before the loss (layer 0, mean over the traced "
-        "sequences), on a log axis where a straight falling line is exponential vanishing. "
-        + how
-        + _join(parts)
-        + ".",
+        "sequences), on a log axis where a straight falling line is exponential vanishing. " + how,
     )
 
 
@@ -296,12 +310,7 @@ def _reach(row: Sequence[float], distances: Sequence[float], below: float = -3.0
 
 
 def gradient_heatmap(runs: list[RunData]) -> Drawn | None:
-    runs = [r for r in runs if len(r.snapshots) >= 2]
-    if not runs:
-        return None
-    fig, axes = style.panels(len(runs), width=4.2)
-    parts = []
-    for r, ax in zip(runs, axes, strict=True):
+    def draw(r: RunData, ax: Any) -> str:
         rows, distances = _relative_rows(r)
         finite = [v for row in rows for v in row if math.isfinite(v)]
         low = max(-300.0, math.floor(min(finite, default=-1.0)))
@@ -325,18 +334,21 @@ def gradient_heatmap(runs: list[RunData]) -> Drawn | None:
         ax.set_title(r.name)
         ax.set_xlabel("distance $k$ from the last step")
         ax.set_ylabel("training step")
-        fig.colorbar(im, ax=ax, label=r"$\log_{10}$ of $\|\partial L/\partial h_k\|$ / largest")
+        ax.figure.colorbar(im, ax=ax, label=r"$\log_{10}$ of $\|\partial L/\partial h_k\|$ / largest")
         first, last = r.snapshots[0], r.snapshots[-1]
         early, late = _reach(rows[0], distances), _reach(rows[-1], distances)
-        parts.append(
+        return (
             f"{r.name}: at every snapshot the gradient is {late}"
             if early == late
             else f"{r.name}: at step {first.step} the gradient is {early}, at step {last.step} {late}"
         )
-    return Drawn(
-        fig,
+
+    return _each(
+        [r for r in runs if len(r.snapshots) >= 2],
+        draw,
         "‖∂L/∂h_k‖ at every snapshot of training (rows) against distance, as log10 of each snapshot's "
-        "largest: dark is where the gradient does not reach. " + _join(parts) + ".",
+        "largest: dark is where the gradient does not reach. ",
+        width=4.2,
     )
 
 
@@ -378,12 +390,7 @@ def _forget_mean(f: Summary) -> float | None:
 
 
 def cec(runs: list[RunData]) -> Drawn | None:
-    runs = [r for r in runs if r.is_lstm]
-    if not runs:
-        return None
-    fig, axes = style.panels(len(runs))
-    parts = []
-    for r, ax in zip(runs, axes, strict=True):
+    def draw(r: RunData, ax: Any) -> str:
         f = r.final
         assert f is not None
         ends: dict[str, tuple[int, float]] = {}
@@ -415,21 +422,19 @@ def cec(runs: list[RunData]) -> Drawn | None:
                 f"; the forget gates' mean is {fm:.2f}, so ∏ f shrinks roughly like {fm:.2f}^k "
                 f"({fm:.2f}^{far} = {sci(fm**far)})"
             )
-        parts.append(part)
-    return Drawn(
-        fig,
+        return part
+
+    return _each(
+        [r for r in runs if r.is_lstm],
+        draw,
         "The LSTM's carousel ∏ diag(f), which shrinks only through the forget gate and never exceeds 1, "
-        "against the c→c block and the whole state's Jacobian (log10). " + _join(parts) + ".",
+        "against the c→c block and the whole state's Jacobian (log10). ",
     )
 
 
 def split(runs: list[RunData]) -> Drawn | None:
-    splits = [(r, r.final.split) for r in runs if r.final and r.final.split]
-    if not splits:
-        return None
-    fig, axes = style.panels(len(splits))
-    parts = []
-    for (r, sp), ax in zip(splits, axes, strict=True):
+    def draw(item: tuple[RunData, SplitRecord], ax: Any) -> str:
+        r, sp = item
         t = list(range(len(sp.forget)))
         fo, re = _nan(sp.forget), _nan(sp.remainder)
         ax.plot(t, fo, label=r"$\|\mathrm{diag}(f_t)\|$", color=style.PART_COLORS["cec"])
@@ -442,15 +447,18 @@ def split(runs: list[RunData]) -> Drawn | None:
         ax.set_ylabel(r"norm of a part of $\partial c_t/\partial c_{t-1}$")
         _legend(ax, loc="best")
         fv, rv = [v for v in fo if not math.isnan(v)], [v for v in re if not math.isnan(v)]
-        if fv and rv:
-            parts.append(
-                f"{r.name}: ‖diag(f_t)‖ is {sci(statistics.fmean(fv))} on average, the remainder "
-                f"{sci(statistics.fmean(rv))}, above 1 at {sum(v > 1 for v in rv)} of {len(rv)} steps"
-            )
-    return Drawn(
-        fig,
+        if not (fv and rv):
+            return ""
+        return (
+            f"{r.name}: ‖diag(f_t)‖ is {sci(statistics.fmean(fv))} on average, the remainder "
+            f"{sci(statistics.fmean(rv))}, above 1 at {sum(v > 1 for v in rv)} of {len(rv)} steps"
+        )
+
+    return _each(
+        [(r, r.final.split) for r in runs if r.final and r.final.split],
+        draw,
         "Each step's ∂c_t/∂c_{t−1} split into diag(f_t), which cannot exceed 1 (dotted), and the rest "
-        "through h_{t−1}, which carries W_hh and can. " + _join(parts) + ".",
+        "through h_{t−1}, which carries W_hh and can. ",
     )
 
 
@@ -463,13 +471,9 @@ def _hist_stats(counts: Sequence[float | None]) -> tuple[float, float]:
 
 
 def forget_histograms(runs: list[RunData]) -> Drawn | None:
-    runs = [r for r in runs if r.final and r.final.forget_histogram]
-    if not runs:
-        return None
-    fig, axes = style.panels(len(runs))
     edges = [k / 20 for k in range(21)]
-    parts = []
-    for r, ax in zip(runs, axes, strict=True):
+
+    def draw(r: RunData, ax: Any) -> str:
         first = next((s for s in r.snapshots if s.forget_histogram), None)
         if first is r.final or (first is not None and first.step == (r.final.step if r.final else None)):
             first = None
@@ -498,21 +502,18 @@ def forget_histograms(runs: list[RunData]) -> Drawn | None:
         ax.set_xlabel("forget gate $f$")
         ax.set_ylabel("share of gate values")
         _legend(ax, loc="upper left")
-        parts.append(f"{r.name}: " + ", ".join(said))
-    return Drawn(
-        fig,
+        return f"{r.name}: " + ", ".join(said)
+
+    return _each(
+        [r for r in runs if r.final and r.final.forget_histogram],
+        draw,
         "The distribution of the forget gates' values (layer 0): values near 1 keep the carousel open across "
-        "long lags, values near 0 close it. " + _join(parts) + ".",
+        "long lags, values near 0 close it. ",
     )
 
 
 def saturation(runs: list[RunData]) -> Drawn | None:
-    candidates = [r for r in runs if r.final and r.final.saturation_steps]
-    if not candidates:
-        return None
-    fig, axes = style.panels(len(candidates))
-    parts = []
-    for r, ax in zip(candidates, axes, strict=True):
+    def draw(r: RunData, ax: Any) -> str:
         f = r.final
         assert f is not None
         said = []
@@ -534,21 +535,19 @@ def saturation(runs: list[RunData]) -> Drawn | None:
         ax.set_xlabel("time step $t$")
         ax.set_ylabel("share saturated")
         _legend(ax, loc="upper right", title="overall")
-        parts.append(f"{r.name} ({f.cell}): " + ", ".join(said) + " saturated")
-    return Drawn(
-        fig,
+        return f"{r.name} ({f.cell}): " + ", ".join(said) + " saturated"
+
+    return _each(
+        [r for r in runs if r.final and r.final.saturation_steps],
+        draw,
         "The share of each gate's activations within 0.01 of its limits (layer 0) at every time step: "
-        "a saturated gate passes (almost) no gradient through its own derivative. " + _join(parts) + ".",
+        "a saturated gate passes (almost) no gradient through its own derivative. ",
     )
 
 
 def lyapunov(runs: list[RunData]) -> Drawn | None:
-    spectra = [(r, r.final.lyapunov, r.final.steps) for r in runs if r.final and r.final.lyapunov]
-    if not spectra:
-        return None
-    fig, axes = style.panels(len(spectra))
-    parts = []
-    for (r, ly, steps), ax in zip(spectra, axes, strict=True):
+    def draw(item: tuple[RunData, LyapunovRecord, int], ax: Any) -> str:
+        r, ly, steps = item
         ex = _nan(ly.exponents)
         label = rf"exponents, $\lambda_{{\max}}$ = {style.num(ly.max)}" if ly.max is not None else "exponents"
         ax.plot(range(1, len(ex) + 1), ex, "o-", color=style.run_color(r.color), ms=3, label=label)
@@ -562,30 +561,31 @@ def lyapunov(runs: list[RunData]) -> Drawn | None:
         ax.set_xlabel("exponent index")
         ax.set_ylabel(r"$\lambda$ (natural log per step)")
         _legend(ax, loc="lower left")
-        if ly.max is not None:
-            part = (
-                f"{r.name}: λ_max = {style.num(ly.max)}, so a perturbation of the state changes like "
-                f"e^({style.num(ly.max)}·k), "
-                f"×{sci(math.exp(ly.max))} per step"
+        if ly.max is None:
+            return ""
+        part = (
+            f"{r.name}: λ_max = {style.num(ly.max)}, so a perturbation of the state changes like "
+            f"e^({style.num(ly.max)}·k), "
+            f"×{sci(math.exp(ly.max))} per step"
+        )
+        if ly.slope is not None:
+            part += f"; the Jacobian's measured decay slope is {style.num(ly.slope)}"
+        if ly.max_stderr is not None:
+            part += f" (± {style.num(ly.max_stderr)}"
+            part += (
+                f" from {ly.steps} steps after a burn-in of {ly.burn_in})" if ly.steps is not None else ")"
             )
-            if ly.slope is not None:
-                part += f"; the Jacobian's measured decay slope is {style.num(ly.slope)}"
-            if ly.max_stderr is not None:
-                part += f" (± {style.num(ly.max_stderr)}"
-                part += (
-                    f" from {ly.steps} steps after a burn-in of {ly.burn_in})"
-                    if ly.steps is not None
-                    else ")"
-                )
-            if ly.warning:
-                part += f"; warning: {ly.warning}"
-            elif steps < 50:
-                part += f" (from {steps} steps only: a rough estimate)"
-            parts.append(part)
-    return Drawn(
-        fig,
+        if ly.warning:
+            part += f"; warning: {ly.warning}"
+        elif steps < 50:
+            part += f" (from {steps} steps only: a rough estimate)"
+        return part
+
+    return _each(
+        [(r, r.final.lyapunov, r.final.steps) for r in runs if r.final and r.final.lyapunov],
+        draw,
         "The Lyapunov exponents of the recurrence along the traced inputs, largest first; the dashed line is "
-        "the decay of the Jacobian product actually measured. " + _join(parts) + ".",
+        "the decay of the Jacobian product actually measured. ",
     )
 
 
