@@ -163,22 +163,10 @@ def lyapunov(
     second = torch.stack(lead2).cpu()  # (N, B)
     lengths = torch.tensor([e - s for s, e in zip([0, *ends[:-1]], ends, strict=True)], dtype=torch.float64)
     if burn_in is None:
-        # the two starts' λ_max counted from each re-orthonormalisation on: where they agree, the
-        # start no longer matters; judged on the first column, λ_max's, which the diagnosis reads
-        lead = per[..., 0]  # (N, B)
-        counted = lengths.flip(0).cumsum(0).flip(0)[:, None]  # (N, 1) the steps from i on
-        suffix = (lead - second).flip(0).cumsum(0).flip(0) / counted  # (N, B) the difference from i on
-        estimate = lead.flip(0).cumsum(0).flip(0) / counted  # the frame's λ_max from i on
-        disagree = (suffix.abs() > (ALIGNED_REL * estimate.abs()).clamp_min(ALIGNED)).any(1)
-        # the first from which on they agree for good: counted from any later step they agree too
-        first = int(torch.nonzero(disagree)[-1, 0]) + 1 if bool(disagree.any()) else 0
-        cap = next(i for i, e in enumerate(ends) if e >= T // 2)
-        if first > cap:
-            warnings.append(
-                f"the λ_max from two starts still differ by more than {ALIGNED:g} per step "
-                f"(or {ALIGNED_REL:.0%}) after {T // 2} steps (half the sequence)"
-            )
-            first = cap
+        # judged on λ_max's column, which the diagnosis reads
+        first, unsettled = _settled(per[..., 0], second, lengths, ends, T)
+        if unsettled:
+            warnings.append(unsettled)
         start = 0 if first == 0 else ends[first - 1]
     else:
         first = next((i for i, e in enumerate([0, *ends]) if e >= burn_in), len(ends))
@@ -211,6 +199,27 @@ def lyapunov(
     return LyapunovSpectrum(
         exponents, mean, steps, slope, start, stderr, spread, "; ".join(warnings) if warnings else None
     )
+
+
+def _settled(
+    lead: Tensor, second: Tensor, lengths: Tensor, ends: list[int], T: int
+) -> tuple[int, str | None]:
+    """The first re-orthonormalisation from which on the frame's λ_max (`lead`, (N, B) logs) and the
+    second start's (`second`) agree for good: there the start no longer matters. At most the one at
+    half the sequence, with a warning where they still differ then."""
+    counted = lengths.flip(0).cumsum(0).flip(0)[:, None]  # (N, 1) the steps from i on
+    suffix = (lead - second).flip(0).cumsum(0).flip(0) / counted  # (N, B) the difference from i on
+    estimate = lead.flip(0).cumsum(0).flip(0) / counted  # the frame's λ_max from i on
+    disagree = (suffix.abs() > (ALIGNED_REL * estimate.abs()).clamp_min(ALIGNED)).any(1)
+    # the first from which on they agree for good: counted from any later step they agree too
+    first = int(torch.nonzero(disagree)[-1, 0]) + 1 if bool(disagree.any()) else 0
+    cap = next(i for i, e in enumerate(ends) if e >= T // 2)
+    if first > cap:
+        return cap, (
+            f"the λ_max from two starts still differ by more than {ALIGNED:g} per step "
+            f"(or {ALIGNED_REL:.0%}) after {T // 2} steps (half the sequence)"
+        )
+    return first, None
 
 
 def _stderr(kept: Tensor, lengths: Tensor) -> Tensor:
