@@ -28,7 +28,7 @@ import platform
 import re
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -624,82 +624,88 @@ def _fmt(x: float | None, digits: int = 1) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def render(result: BenchResult) -> list[Any]:
-    """rich renderables: the cell table, the trace table and the summary lines."""
+def _table(
+    title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], left: Sequence[str] = ()
+) -> Any:
+    """A rich table: the columns named in `left` flush left, the figures flush right."""
     from rich.table import Table
 
-    table = Table(
-        title=f"bptt bench — {result.machine['device']}, {result.machine['threads']} threads, torch {result.machine['torch']}"
-    )
-    for col in (
-        "cell",
-        "B, T, I, H[, L]",
-        "torch.nn fwd",
-        "bwd",
-        "bptt fwd",
-        "bwd",
-        "ratio",
-        "floor",
-        "f32 error vs",
-        "bptt",
-        "reference",
-    ):
-        table.add_column(col, justify="left" if col in ("cell", "B, T, I, H[, L]", "check") else "right")
-    for r in result.rows:
-        ratio = f"[{'green' if r.ratio <= 1.2 else 'yellow' if r.ratio <= 1.5 else 'red'}]{r.ratio:.2f}×[/]"
-        table.add_row(
-            r.cell,
-            ", ".join(map(str, r.shape)),
-            _fmt(r.torch_fwd_ms),
-            _fmt(r.torch_bwd_ms),
-            _fmt(r.ours_fwd_ms),
-            _fmt(r.ours_bwd_ms),
-            ratio,
-            _fmt(r.floor_ms),
-            r.check,
-            f"{r.max_rel_err:.1e}",
-            f"{r.reference_rel_err:.1e}",
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="left" if col in left else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return ", ".join(map(str, shape))
+
+
+def _cell_row(r: Row) -> list[str]:
+    ratio = f"[{'green' if r.ratio <= 1.2 else 'yellow' if r.ratio <= 1.5 else 'red'}]{r.ratio:.2f}×[/]"
+    times = [r.torch_fwd_ms, r.torch_bwd_ms, r.ours_fwd_ms, r.ours_bwd_ms]
+    errors = [r.check, f"{r.max_rel_err:.1e}", f"{r.reference_rel_err:.1e}"]
+    return [r.cell, _shape(r.shape), *map(_fmt, times), ratio, _fmt(r.floor_ms), *errors]
+
+
+def _trace_row(t: dict[str, Any]) -> list[str]:
+    times = (_fmt(t[k]) for k in ("torch_fwd_bwd_ms", "bptt_fwd_bwd_ms", "trace_ms"))
+    return [_shape(t["shape"]), *times, f"{t['ratio']:.2f}×", f"{t['overhead']:.2f}×"]
+
+
+def _engine_row(e: dict[str, Any]) -> list[str]:
+    times = (_fmt(e["kernel_ms"]), _fmt(e["python_ms"]))
+    return [e["cell"], _shape(e["shape"]), e["kernel"], *times, f"{e['speedup']:.2f}×"]
+
+
+def _watched_row(w: dict[str, Any]) -> list[str]:
+    ratio = f"[{'green' if w['ratio'] <= 1.5 else 'red'}]{w['ratio']:.2f}×[/]"
+    times = (_fmt(w["unwatched_ms"]), _fmt(w["watched_ms"]), ratio, _fmt(w["monitor_record_ms"]))
+    return [w["model"], _shape(w["shape"]), str(w["layers"]), *times, f"{w['record_ratio']:.2f}×"]
+
+
+def _diagnostics_row(r: dict[str, Any], parts: Sequence[str]) -> list[str]:
+    seconds = (f"{r[k]:.2f}" for k in ("trace_s", *parts, "total_s"))
+    return [str(r["T"]), *seconds, f"{1e3 * r['total_s'] / r['T']:.1f}"]
+
+
+def render(result: BenchResult) -> list[Any]:
+    """rich renderables: the cell table, the trace table and the summary lines."""
+    m = result.machine
+    cell_columns = ("cell", "B, T, I, H[, L]", "torch.nn fwd", "bwd", "bptt fwd", "bwd", "ratio", "floor")
+    out: list[Any] = [
+        _table(
+            f"bptt bench — {m['device']}, {m['threads']} threads, torch {m['torch']}",
+            (*cell_columns, "f32 error vs", "bptt", "reference"),
+            map(_cell_row, result.rows),
+            left=("cell", "B, T, I, H[, L]", "f32 error vs"),
         )
-    out: list[Any] = [table]
+    ]
     if result.traces:
-        t2 = Table(
-            title="full trace (states, gates, ∂L/∂h_t, ∂L/∂c_t, contribution norms) vs torch.nn.LSTM fwd+bwd"
+        out.append(
+            _table(
+                "full trace (states, gates, ∂L/∂h_t, ∂L/∂c_t, contribution norms) vs torch.nn.LSTM fwd+bwd",
+                (
+                    "B, T, I, H[, L]",
+                    "torch.nn fwd+bwd ms",
+                    "bptt fwd+bwd ms",
+                    "trace ms",
+                    "ratio",
+                    "overhead",
+                ),
+                (_trace_row(t) for t in result.traces if "error" not in t),
+            )
         )
-        for col in (
-            "B, T, I, H[, L]",
-            "torch.nn fwd+bwd ms",
-            "bptt fwd+bwd ms",
-            "trace ms",
-            "ratio",
-            "overhead",
-        ):
-            t2.add_column(col, justify="right")
-        for t in result.traces:
-            if "error" in t:
-                continue
-            t2.add_row(
-                ", ".join(map(str, t["shape"])),
-                _fmt(t["torch_fwd_bwd_ms"]),
-                _fmt(t["bptt_fwd_bwd_ms"]),
-                _fmt(t["trace_ms"]),
-                f"{t['ratio']:.2f}×",
-                f"{t['overhead']:.2f}×",
-            )
-        out.append(t2)
     if result.engines:
-        t4 = Table(title="each cell's kernel against the Python time loop, forward + backward (ms)")
-        for col in ("cell", "B, T, I, H", "kernel", "kernel ms", "python loop ms", "python / kernel"):
-            t4.add_column(col, justify="left" if col in ("cell", "kernel") else "right")
-        for e in result.engines:
-            t4.add_row(
-                e["cell"],
-                ", ".join(map(str, e["shape"])),
-                e["kernel"],
-                _fmt(e["kernel_ms"]),
-                _fmt(e["python_ms"]),
-                f"{e['speedup']:.2f}×",
+        out.append(
+            _table(
+                "each cell's kernel against the Python time loop, forward + backward (ms)",
+                ("cell", "B, T, I, H", "kernel", "kernel ms", "python loop ms", "python / kernel"),
+                map(_engine_row, result.engines),
+                left=("cell", "kernel"),
             )
-        out.append(t4)
+        )
     if result.contributions:
         c = result.contributions
         out.append(
@@ -708,52 +714,36 @@ def render(result: BenchResult) -> list[Any]:
             f"(norms agree to {c['max_rel_err']:.1e})"
         )
     if result.watch:
-        t4 = Table(
-            title="a training step watched (bptt.watch; + a Monitor record) vs unwatched, torch.nn.LSTM"
-        )
-        for col in (
-            "model",
-            "B, T, I, H",
-            "layers",
-            "unwatched ms",
-            "watched ms",
-            "ratio",
-            "+ record ms",
-            "ratio",
-        ):
-            t4.add_column(col, justify="left" if col == "model" else "right")
-        for w in result.watch:
-            t4.add_row(
-                w["model"],
-                ", ".join(map(str, w["shape"])),
-                str(w["layers"]),
-                _fmt(w["unwatched_ms"]),
-                _fmt(w["watched_ms"]),
-                f"[{'green' if w['ratio'] <= 1.5 else 'red'}]{w['ratio']:.2f}×[/]",
-                _fmt(w["monitor_record_ms"]),
-                f"{w['record_ratio']:.2f}×",
+        out.append(
+            _table(
+                "a training step watched (bptt.watch; + a Monitor record) vs unwatched, torch.nn.LSTM",
+                (
+                    "model",
+                    "B, T, I, H",
+                    "layers",
+                    "unwatched ms",
+                    "watched ms",
+                    "ratio",
+                    "+ record ms",
+                    "ratio",
+                ),
+                map(_watched_row, result.watch),
+                left=("model",),
             )
-        out.append(t4)
+        )
     if result.diagnostics:
         dgn = result.diagnostics
-        t3 = Table(title="diagnostics of an LSTM, B = 4, H = 128 (seconds)")
-        t3.add_column("T", justify="right")
-        for col in ["trace", *dgn["parts"], "total", "ms per step"]:
-            t3.add_column(col, justify="right")
-        for r in dgn["rows"]:
-            t3.add_row(
-                str(r["T"]),
-                f"{r['trace_s']:.2f}",
-                *(f"{r[p]:.2f}" for p in dgn["parts"]),
-                f"{r['total_s']:.2f}",
-                f"{1e3 * r['total_s'] / r['T']:.1f}",
+        out.append(
+            _table(
+                "diagnostics of an LSTM, B = 4, H = 128 (seconds)",
+                ("T", "trace", *dgn["parts"], "total", "ms per step"),
+                (_diagnostics_row(r, dgn["parts"]) for r in dgn["rows"]),
             )
-        out.append(t3)
+        )
         out.append(
             f"diagnostics time ∝ T^{dgn['exponent']:.2f} (log-log fit over T = {', '.join(str(r['T']) for r in dgn['rows'])})"
         )
     out.extend(f"[red]failed[/]: {line}" for line in failures(result))
-    m = result.machine
     others = ", ".join(f"{name} {version}" for name, version in m["others"].items())
     out.append(f"engine: {m['engine']}; triton {m['triton'] or 'not installed'}; {others}")
     b = result.build
