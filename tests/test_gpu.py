@@ -28,8 +28,8 @@ CELLS = (
 
 
 def with_loops(cells: list[tuple[str, dict]], persistent: set[str] | None = None) -> list:
-    """Each cell in both of the GPU's time loops (the LSTM's FGR and projections have only the
-    per-step one); with `persistent`, only the cells of those ids in the persistent loop."""
+    """Each cell in each of the GPU's time loops (the LSTM's FGR and projections have only the
+    per-step one); with `persistent`, only the cells of those ids in the persistent loops."""
     out = []
     for kind, cfg in cells:
         ident = f"{kind}-{'-'.join(str(v) for v in cfg.values())}".rstrip("-")
@@ -64,7 +64,8 @@ def _loop_setting(monkeypatch):
 
 
 def use_loop(loop: str) -> None:
-    """The LSTM's time loop on the GPU: one launch per sweep (persistent), or two per step."""
+    """The time loop on the GPU: one launch per sweep (persistent, split over programs or not), or two
+    per step."""
     gpu.LOOP = loop
 
 

@@ -28,8 +28,21 @@ class Spec:
     label: str
 
 
+def _split_blocks(
+    H: int, dtype: Any, backward: bool = False, gates: bool = True, *, split: bool
+) -> dict[str, Any]:
+    """`gpu._blocks`, with a split launch's share of one tile of units per program."""
+    from .engine import gpu
+
+    blocks = gpu._blocks(H, dtype, backward, gates, split=split)
+    if split:
+        blocks["TILES"] = blocks["TILES"]._replace(UNITS=blocks["TILES"].BLOCK_H)
+    return blocks
+
+
 def specs(full: bool = True, dtype: str | None = None) -> Iterator[Spec]:
-    """Every specialization the sweeps launch (`full`; the persistent ones at H = 128), or one of each kernel."""
+    """Every specialization the sweeps launch (`full`; the persistent ones at H = 128, split and not), or one
+    of each kernel."""
     import torch
 
     from .cells.lstm import VARIANTS, LSTMStep
@@ -52,32 +65,39 @@ def specs(full: bool = True, dtype: str | None = None) -> Iterator[Spec]:
                     f"lstm {name}{' proj' if proj else ''}",
                 )
             if not fgr:
-                for H in (128,):
-                    for kernel in ("lstm_forward_sweep", "lstm_backward_sweep"):
-                        blocks = gpu._blocks(
-                            H, {"fp32": torch.float32, "fp64": torch.float64}[dtype], "backward" in kernel
+                for kernel in ("lstm_forward_sweep", "lstm_backward_sweep"):
+                    for split in (False, True):
+                        blocks = _split_blocks(
+                            128,
+                            {"fp32": torch.float32, "fp64": torch.float64}[dtype],
+                            "backward" in kernel,
+                            split=split,
                         )
-                        for reverse in (False,):
-                            yield Spec(
-                                kernel,
-                                dtype,
-                                {**c, "H": H, "REVERSE": reverse, **blocks},
-                                f"lstm {name} H={H}",
-                            )
+                        yield Spec(
+                            kernel,
+                            dtype,
+                            {**c, "H": 128, "REVERSE": False, **blocks},
+                            f"lstm {name} H=128{' split' if split else ''}",
+                        )
         torch_dtype = {"fp32": torch.float32, "fp64": torch.float64}[dtype]
-        sweep = {"H": 128, "REVERSE": False, **gpu._blocks(128, torch_dtype)}
-        back = {"H": 128, "REVERSE": False, **gpu._blocks(128, torch_dtype, backward=True)}
         yield Spec("gru_forward_step", dtype, dict(block), "gru")
         yield Spec("gru_backward_step", dtype, dict(block), "gru")
-        for bias in (True, False) if full else (True,):
-            yield Spec("gru_forward_sweep", dtype, {**sweep, "HAS_BIAS": bias}, f"gru H=128 bias={bias}")
-        yield Spec("gru_backward_sweep", dtype, dict(back), "gru H=128")
         for act_name, act in gpu.ACTIVATIONS.items() if full else [("tanh", 0)]:
             yield Spec("rnn_forward_step", dtype, {"ACT": act, **block}, f"rnn {act_name}")
             yield Spec("rnn_backward_step", dtype, {"ACT": act, **block}, f"rnn {act_name}")
-            one = {"H": 128, "REVERSE": False, **gpu._blocks(128, torch_dtype, gates=False)}
-            yield Spec("rnn_forward_sweep", dtype, {**one, "ACT": act}, f"rnn {act_name} H=128")
-            yield Spec("rnn_backward_sweep", dtype, {**back, "ACT": act}, f"rnn {act_name} H=128")
+        for split in (False, True):
+            label = " split" if split else ""
+            sweep = {"H": 128, "REVERSE": False, **_split_blocks(128, torch_dtype, split=split)}
+            back = {"H": 128, "REVERSE": False, **_split_blocks(128, torch_dtype, backward=True, split=split)}
+            for bias in (True, False) if full else (True,):
+                yield Spec(
+                    "gru_forward_sweep", dtype, {**sweep, "HAS_BIAS": bias}, f"gru H=128 bias={bias}{label}"
+                )
+            yield Spec("gru_backward_sweep", dtype, dict(back), f"gru H=128{label}")
+            one = {"H": 128, "REVERSE": False, **_split_blocks(128, torch_dtype, gates=False, split=split)}
+            for act_name, act in gpu.ACTIVATIONS.items() if full else [("tanh", 0)]:
+                yield Spec("rnn_forward_sweep", dtype, {**one, "ACT": act}, f"rnn {act_name} H=128{label}")
+                yield Spec("rnn_backward_sweep", dtype, {**back, "ACT": act}, f"rnn {act_name} H=128{label}")
 
 
 def _signature(fn: Any, spec: Spec) -> dict[str, str]:
@@ -88,6 +108,8 @@ def _signature(fn: Any, spec: Spec) -> dict[str, str]:
             sig[p.name] = "constexpr"
         elif p.name in ("n", "T", "B", "H"):
             sig[p.name] = "i32"
+        elif p.name == "sync":  # the persistent sweeps' int32 barrier flags
+            sig[p.name] = "*i32"
         else:
             sig[p.name] = "*" + spec.dtype
     return sig

@@ -12,6 +12,12 @@ The cells register these sweeps with engine/dispatch.py for their exact step typ
 float32/float64 CUDA tensors when Triton imports. A subclass of a step, another dtype or a missing
 Triton leaves the PyTorch loop in charge, which computes the same numbers exactly.
 
+The persistent kernels (engine/kernels.py) run a whole sweep in one launch instead, each program
+owning a block of the batch's rows. `BPTT_TRITON_LOOP=split` spreads each block's hidden units over
+several programs, as many as fit on the GPU at once, which meet at a grid barrier every step: more
+of the GPU at work for a small batch. It is checked in the interpreter with one program a block and
+on a GPU by the CUDA tests.
+
 `BPTT_ENGINE=triton` (or `use_engine("triton")`) forces these sweeps; without a GPU that needs
 `TRITON_INTERPRET=1`, which runs the kernels in Triton's interpreter on CPU tensors (the tests do
 this at tiny sizes against the Python steps).
@@ -20,6 +26,7 @@ this at tiny sizes against the Python steps).
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
 import os
@@ -37,8 +44,9 @@ from .tape import Tape
 
 ACTIVATIONS = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3}  # the Elman kernels' ACT constant
 
-LOOPS = ("persistent", "per-step")
-# The time loop on the GPU: one launch per sweep (persistent) or two per step (per-step).
+LOOPS = ("persistent", "per-step", "split")
+# The time loop on the GPU: one launch per sweep (persistent), two per step (per-step), or one launch
+# per sweep whose blocks of rows each spread their units over several programs (split).
 LOOP = os.environ.get("BPTT_TRITON_LOOP", "persistent")
 
 CHUNK = int(os.environ.get("BPTT_TRITON_CHUNK", "0"))  # the forward's chunk; 0: the default
@@ -132,22 +140,52 @@ def _gate_recurrence_matrix(W_gg: Tensor, H: int) -> Tensor:
 
 
 def persistent(step: Any) -> bool:
-    """Whether this step runs the persistent kernels: every cell but the LSTM's FGR and projections."""
-    if LOOP != "persistent":
+    """Whether this step runs the persistent kernels (split or not): every cell but the LSTM's FGR and
+    projections."""
+    if LOOP == "per-step":
         return False
     return not getattr(step, "proj_size", 0) and not (
         hasattr(step, "variant") and step.variant.gate_recurrence
     )
 
 
-def _persistent_grid(B: int, blocks: dict[str, Any]) -> tuple[int]:
-    return (triton_cdiv(B, blocks["TILES"].BLOCK_B),)
+def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tensor) -> tuple[Any, Tensor]:
+    """A persistent kernel over its grid, blocks of BLOCK_B rows × parts of their units, with its tiles
+    and launch options bound, and its zeroed `sync` flags (kernels._sync).
+
+    Split, each block's units go to as many programs as there are tiles of them, as long as all
+    programs fit on the GPU's SMs at once (their grid barrier needs every one resident); in Triton's
+    interpreter, which runs programs one after another, to one.
+    """
+    k = kernels()
+    assert k is not None
+    tiles = blocks["TILES"]
+    rows = triton_cdiv(B, tiles.BLOCK_B)
+    parts = 1
+    if tiles.SPLIT and like.device.type == "cuda":
+        sms = torch.cuda.get_device_properties(like.device).multi_processor_count
+        parts = max(1, min(triton_cdiv(H, tiles.BLOCK_H), k.MAX_PARTS.value, sms // rows))
+    units = triton_cdiv(triton_cdiv(H, tiles.BLOCK_H), parts) * tiles.BLOCK_H  # whole tiles each
+    sync = torch.zeros(rows * k.MAX_PARTS.value + 1, dtype=torch.int32, device=like.device)
+    bound = {**blocks, "TILES": tiles._replace(UNITS=units)}
+    return functools.partial(kernel[(rows, triton_cdiv(H, units))], **bound), sync
 
 
-def _blocks(H: int, dtype: torch.dtype, backward: bool = False, gates: bool = True) -> dict[str, Any]:
+def _synced(sync: Tensor, blocks: dict[str, Any]) -> None:
+    """Refuse the numbers of a split sweep whose grid barrier gave up (its programs were not all resident)."""
+    if blocks["TILES"].SPLIT and bool(sync[-1]):
+        raise RuntimeError(
+            "a split sweep's programs were not all resident on the GPU at once, so its grid barrier gave up; "
+            "run BPTT_TRITON_LOOP=persistent"
+        )
+
+
+def _blocks(
+    H: int, dtype: torch.dtype, backward: bool = False, gates: bool = True, split: bool | None = None
+) -> dict[str, Any]:
     """Tile sizes and dot precision of the persistent kernels.
 
-    tl.dot needs tiles of at least 16. The LSTM's and GRU's forward take all gates of 64 units in one
+    tl.dot needs tiles of at least 16 (BPTT_TRITON_LOOP=split takes 16 units a tile). The LSTM's and GRU's forward take all gates of 64 units in one
     product, in chunks of 32 along h_{t−1}; the Elman forward (one gate) and every backward product
     (∂L/∂gh_t W_hh, over G·H) in chunks of 128 (64 in float64). Measured on an H200 at B = 32,
     T = 200, H = 128: the LSTM forward takes 3.4 ms in chunks of 32 and 39.8 ms in chunks of 128
@@ -161,11 +199,16 @@ def _blocks(H: int, dtype: torch.dtype, backward: bool = False, gates: bool = Tr
         chunk = CHUNK
     k = kernels()
     assert k is not None
+    split = LOOP == "split" if split is None else split
     tiles = k.Tiles(
         BLOCK_B=16,
-        BLOCK_H=min(64, max(16, 1 << (H - 1).bit_length())),
+        # split: tiles of 16 units, the most programs a block of rows can spread over
+        BLOCK_H=16 if split else min(64, max(16, 1 << (H - 1).bit_length())),
         BLOCK_K=32 if interpreting() else chunk,
         PRECISION="ieee" if exact else "tf32x3",
+        SPLIT=split,
+        CACHE=".cg" if split else "",  # L1 is not coherent across the programs of a split block
+        UNITS=H,  # one program computes all units; `_persistent` shares them out when split
     )
     return {"TILES": tiles, "num_warps": 4, "num_stages": 1}
 
@@ -180,20 +223,22 @@ def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
         H = tape.hidden_size
         blocks = _blocks(H, gx.dtype)
         w = [p.get(name, gx) for name in ("weight_ci", "weight_cf", "weight_co")]
-        k.lstm_forward_sweep[_persistent_grid(B, blocks)](
+        launch, sync = _persistent(k.lstm_forward_sweep, B, H, blocks, gx)
+        launch(
             gx,
             p["weight_hh"].contiguous(),
             *w,
             tape.h_buf,
             tape.c_buf,
             tape.gates_buf,
+            sync,
             T,
             B,
             H,
             V=_variant(step),
             REVERSE=tape.reverse,
-            **blocks,
         )
+        _synced(sync, blocks)
         return
     B, H = gx.shape[1], tape.hidden_size
     n = B * H
@@ -252,7 +297,8 @@ def lstm_backward_sweep(
         dh_next = dh_n.clone()  # ∂L/∂h_t via step t+1, in place; at the end ∂L/∂h_0
         dc_carry = (dc_n if dc_n is not None else grad_out.new_zeros((B, H))).clone()
         w = [p.get(name, grad_out) for name in ("weight_ci", "weight_cf", "weight_co")]
-        k.lstm_backward_sweep[_persistent_grid(B, blocks)](
+        launch, sync = _persistent(k.lstm_backward_sweep, B, H, blocks, grad_out)
+        launch(
             grad_out,
             dh_next,
             dc_carry,
@@ -263,13 +309,14 @@ def lstm_backward_sweep(
             tape.dh,
             tape.dc,
             tape.dgx,
+            sync,
             T,
             B,
             H,
             V=_variant(step),
             REVERSE=tape.reverse,
-            **blocks,
         )
+        _synced(sync, blocks)
         return dh_next, (dc_carry,)
     R = _gate_recurrence_matrix(p["weight_gg"], H) if fgr else None
     w_ci, w_cf, w_co = (p.get(name, grad_out) for name in ("weight_ci", "weight_cf", "weight_co"))
@@ -326,20 +373,22 @@ def gru_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
     W_hh, b_hh = p["weight_hh"], p.get("bias_hh")
     if persistent(step):
         blocks = _blocks(H, gx.dtype)
-        k.gru_forward_sweep[_persistent_grid(B, blocks)](
+        launch, sync = _persistent(k.gru_forward_sweep, B, H, blocks, gx)
+        launch(
             gx,
             W_hh.contiguous(),
             gx if b_hh is None else b_hh,
             tape.h_buf,
             tape.gates_buf,
             tape.extras["ghn"],
+            sync,
             gx.shape[0],
             B,
             H,
             HAS_BIAS=b_hh is not None,
             REVERSE=tape.reverse,
-            **blocks,
         )
+        _synced(sync, blocks)
         return
     gh = gx.new_empty(gx.shape[1:])  # (B, 3H)
     launch = _launch(k.gru_forward_step, B * H)
@@ -375,7 +424,8 @@ def gru_backward_sweep(
     direct = torch.empty_like(dh_next)  # z_t ⊙ ∂L/∂h_t
     if persistent(step):
         blocks = _blocks(H, grad_out.dtype, backward=True)
-        k.gru_backward_sweep[_persistent_grid(B, blocks)](
+        launch, sync = _persistent(k.gru_backward_sweep, B, H, blocks, grad_out)
+        launch(
             grad_out,
             dh_next,
             direct,
@@ -386,12 +436,13 @@ def gru_backward_sweep(
             tape.dh,
             tape.dgx,
             tape.dgh,
+            sync,
             grad_out.shape[0],
             B,
             H,
             REVERSE=tape.reverse,
-            **blocks,
         )
+        _synced(sync, blocks)
         return dh_next, ()
     launch = _launch(k.gru_backward_step, B * H)
     # views of the tape by time position t, taken once
@@ -431,9 +482,19 @@ def rnn_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
     act = ACTIVATIONS[step.nonlinearity]  # type: ignore[attr-defined]
     if persistent(step):
         blocks = _blocks(H, gx.dtype, gates=False)
-        k.rnn_forward_sweep[_persistent_grid(B, blocks)](
-            gx, W_hh.contiguous(), tape.h_buf, gx.shape[0], B, H, ACT=act, REVERSE=tape.reverse, **blocks
+        launch, sync = _persistent(k.rnn_forward_sweep, B, H, blocks, gx)
+        launch(
+            gx,
+            W_hh.contiguous(),
+            tape.h_buf,
+            sync,
+            gx.shape[0],
+            B,
+            H,
+            ACT=act,
+            REVERSE=tape.reverse,
         )
+        _synced(sync, blocks)
         return
     gh = gx.new_empty(gx.shape[1:])
     launch = _launch(k.rnn_forward_step, B * H)
@@ -455,20 +516,22 @@ def rnn_backward_sweep(
     dh_next = dh_n.clone()
     if persistent(step):
         blocks = _blocks(H, grad_out.dtype, backward=True)
-        k.rnn_backward_sweep[_persistent_grid(B, blocks)](
+        launch, sync = _persistent(k.rnn_backward_sweep, B, H, blocks, grad_out)
+        launch(
             grad_out,
             dh_next,
             W_hh.contiguous(),
             tape.h_buf,
             tape.dh,
             tape.dgx,
+            sync,
             grad_out.shape[0],
             B,
             H,
             ACT=act,
             REVERSE=tape.reverse,
-            **blocks,
         )
+        _synced(sync, blocks)
         return dh_next, ()
     launch = _launch(k.rnn_backward_step, B * H)
     # views of the tape by time position t, taken once

@@ -50,12 +50,19 @@ class Variant(NamedTuple):
 
 class Tiles(NamedTuple):
     """The persistent sweeps' tiles: batch rows per program, units per tile, the chunk of a product's
-    inner dimension, and tl.dot's input precision."""
+    inner dimension, tl.dot's input precision, and whether a block's units are split over programs."""
 
     BLOCK_B: int
     BLOCK_H: int
     BLOCK_K: int
     PRECISION: str
+    SPLIT: bool = False
+    CACHE: str = ""  # the cache of loads of what other programs wrote: ".cg" (past L1) when split
+    UNITS: int = 0  # the units of its block of rows a program computes: H, or its share when split
+
+
+MAX_PARTS = tl.constexpr(64)  # programs one block of rows may be split over (flags per block in `sync`)
+SPIN_LIMIT = tl.constexpr(1 << 22)  # polls of the flags before a split sweep gives up (about a second)
 
 
 @triton.jit
@@ -520,10 +527,43 @@ def _tile(rows, row_ok, j0, H, G, BLOCK_H: tl.constexpr):
 
 
 @triton.jit
-def _rows_cols(ptr, rows, cols, stride, row_ok, col_ok):
+def _rows_cols(ptr, rows, cols, stride, row_ok, col_ok, CACHE: tl.constexpr):
     return tl.load(
-        ptr + rows[:, None] * stride + cols[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0.0
+        ptr + rows[:, None] * stride + cols[None, :],
+        mask=row_ok[:, None] & col_ok[None, :],
+        other=0.0,
+        cache_modifier=CACHE,
     )
+
+
+@triton.jit
+def _sync(sync, done, TILES: tl.constexpr):
+    """Wait until every program of this block of rows has written its part of step `done` (a count).
+
+    A CTA barrier; with SPLIT also a grid barrier: each program raises its flag in `sync` to `done`
+    (release) and polls its block's flags (acquire) until all reach it. The programs must all be
+    resident (gpu.py launches no more than the GPU's SMs); after SPIN_LIMIT polls a program gives up,
+    raises the last flag of `sync`, and gpu.py raises an error instead of returning its numbers.
+    """
+    tl.debug_barrier()
+    if TILES.SPLIT:
+        flags = sync + tl.program_id(0) * MAX_PARTS
+        stuck = sync + tl.num_programs(0) * MAX_PARTS
+        tl.atomic_xchg(flags + tl.program_id(1), done, sem="release", scope="gpu")
+        p = tl.arange(0, MAX_PARTS)
+        mine = p < tl.num_programs(1)
+        seen = tl.min(
+            tl.where(mine, tl.atomic_add(flags + p, 0, mask=mine, sem="acquire", scope="gpu"), done)
+        )
+        polls = tl.atomic_add(stuck, 0, sem="acquire", scope="gpu") * SPIN_LIMIT  # once stuck, never wait
+        while (seen < done) & (polls < SPIN_LIMIT):
+            seen = tl.min(
+                tl.where(mine, tl.atomic_add(flags + p, 0, mask=mine, sem="acquire", scope="gpu"), done)
+            )
+            polls += 1
+        if seen < done:
+            tl.atomic_xchg(stuck, 1)
+        tl.debug_barrier()
 
 
 @triton.jit
@@ -535,6 +575,7 @@ def _gates_product(h_prev, w_hh, rows, row_ok, j0, G: tl.constexpr, H: tl.conste
     """
     BLOCK_B: tl.constexpr = TILES.BLOCK_B
     BLOCK_H: tl.constexpr = TILES.BLOCK_H
+    CACHE: tl.constexpr = TILES.CACHE
     c = tl.arange(0, 4 * TILES.BLOCK_H)
     unit, k = j0 + c // 4, c % 4
     c_ok = (unit < H) & (k < G)
@@ -542,7 +583,7 @@ def _gates_product(h_prev, w_hh, rows, row_ok, j0, G: tl.constexpr, H: tl.conste
     for k0 in range(0, H, TILES.BLOCK_K):
         ks = k0 + tl.arange(0, TILES.BLOCK_K)
         k_ok = ks < H
-        hp = _rows_cols(h_prev, rows, ks, H, row_ok, k_ok)  # (BLOCK_B, BLOCK_K)
+        hp = _rows_cols(h_prev, rows, ks, H, row_ok, k_ok, CACHE)  # (BLOCK_B, BLOCK_K)
         # W_hhᵀ (BLOCK_K, 4·BLOCK_H): element [κ, c] = W_hh[k·H + unit, κ]
         w = tl.load(
             w_hh + (k * H + unit)[None, :] * H + ks[:, None], mask=k_ok[:, None] & c_ok[None, :], other=0.0
@@ -583,31 +624,37 @@ def _back_product(
     w_hh,
     add,
     dst,
+    sync,
+    done,
     KW: tl.constexpr,
     H: tl.constexpr,
     ADD: tl.constexpr,
     TILES: tl.constexpr,
 ):
-    """∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t (+ `add`): dst[rows] = src[rows] (·, KW) · W_hh (KW, H), tile by tile.
+    """∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t (+ `add`): dst[rows] = src[rows] (·, KW) · W_hh (KW, H), tile by tile
+    over the program's units.
 
-    Between two barriers: what the pointwise step wrote is complete before the product reads it, and
-    ∂L/∂h_{t−1} is complete before step t−1 reads it.
+    Between two barriers: what the pointwise step wrote (every program's part of the `done`-th step)
+    is complete before the product reads it, and ∂L/∂h_{t−1} is complete before step t−1 reads it.
     """
     BLOCK_B: tl.constexpr = TILES.BLOCK_B
     BLOCK_H: tl.constexpr = TILES.BLOCK_H
-    tl.debug_barrier()
-    for j0 in range(0, H, TILES.BLOCK_H):
+    CACHE: tl.constexpr = TILES.CACHE
+    _sync(sync, done, TILES)
+    lo = tl.program_id(1) * TILES.UNITS  # the first unit of this program's share
+    for j in range(0, TILES.UNITS, TILES.BLOCK_H):
+        j0 = lo + j
         cols = j0 + tl.arange(0, TILES.BLOCK_H)
         col_ok = cols < H
         acc = tl.zeros((BLOCK_B, BLOCK_H), dtype=dst.dtype.element_ty)
         for k0 in range(0, KW, TILES.BLOCK_K):
             ks = k0 + tl.arange(0, TILES.BLOCK_K)
             k_ok = ks < KW
-            a = _rows_cols(src, rows, ks, KW, row_ok, k_ok)
-            w = _rows_cols(w_hh, ks, cols, H, k_ok, col_ok)  # W_hh[k, j]
+            a = _rows_cols(src, rows, ks, KW, row_ok, k_ok, CACHE)
+            w = _rows_cols(w_hh, ks, cols, H, k_ok, col_ok, "")  # W_hh[k, j]
             acc += tl.dot(a, w, input_precision=TILES.PRECISION)
         if ADD:
-            acc += _rows_cols(add, rows, cols, H, row_ok, col_ok)
+            acc += _rows_cols(add, rows, cols, H, row_ok, col_ok, "")
         tl.store(dst + rows[:, None] * H + cols[None, :], acc, mask=row_ok[:, None] & col_ok[None, :])
     tl.debug_barrier()
 
@@ -622,6 +669,7 @@ def lstm_forward_sweep(
     h_buf,
     c_buf,
     gates_buf,
+    sync,
     T,
     B,
     H: tl.constexpr,
@@ -630,6 +678,7 @@ def lstm_forward_sweep(
     TILES: tl.constexpr,
 ):
     rows, row_ok = _rows(B, TILES)
+    lo = tl.program_id(1) * TILES.UNITS  # the first unit of this program's share
     peep = (w_ci, w_cf, w_co)
     s = T * 0
     while s < T:  # a while loop: T stays a run-time value (and Triton's interpreter accepts it)
@@ -642,14 +691,15 @@ def lstm_forward_sweep(
             c_buf + prev * B * H,
             c_buf + now * B * H,
         )
-        for j0 in range(0, H, TILES.BLOCK_H):
+        for j in range(0, TILES.UNITS, TILES.BLOCK_H):
+            j0 = lo + j
             cols, col_ok, ok, here, at = _tile(rows, row_ok, j0, H, V.G, TILES.BLOCK_H)
             # z_t = W_ih x_t + b + W_hh h_{t−1}, all gates in one product
             zs = _gates_product(h_prev, w_hh, rows, row_ok, j0, V.G, H, TILES)
             z = _plus(_by_gate(zs, V), _load_gates(gx_t, at, H, ok, V))
             cp = tl.load(c_prev + here, mask=ok, other=0.0)
             _lstm_forward(z, cp, peep, cols, col_ok, gates_t, c_t, h_t, at, here, ok, H, V)
-        tl.debug_barrier()  # h_t is complete before step t+1 reads it
+        _sync(sync, s + 1, TILES)  # h_t is complete (every program's part) before step t+1 reads it
         s += 1
 
 
@@ -667,6 +717,7 @@ def lstm_backward_sweep(
     dh,
     dc,
     dgx,
+    sync,
     T,
     B,
     H: tl.constexpr,
@@ -675,6 +726,7 @@ def lstm_backward_sweep(
     TILES: tl.constexpr,
 ):
     rows, row_ok = _rows(B, TILES)
+    lo = tl.program_id(1) * TILES.UNITS  # the first unit of this program's share
     peep = (w_ci, w_cf, w_co)
     s = T * 0
     while s < T:
@@ -682,7 +734,8 @@ def lstm_backward_sweep(
         t, prev, now = _position(s, T, REVERSE, True)
         gates_t, dgx_t = gates_buf + now * B * V.G * H, dgx + t * B * V.G * H
         c_prev, c_t, dc_t = c_buf + prev * B * H, c_buf + now * B * H, dc + t * B * H
-        for j0 in range(0, H, TILES.BLOCK_H):
+        for j in range(0, TILES.UNITS, TILES.BLOCK_H):
+            j0 = lo + j
             cols, col_ok, ok, here, at = _tile(rows, row_ok, j0, H, V.G, TILES.BLOCK_H)
             dm = _incoming(grad_out + t * B * H, dh_next, dh + t * B * H, here, ok)
             cp = tl.load(c_prev + here, mask=ok, other=0.0)
@@ -708,7 +761,7 @@ def lstm_backward_sweep(
                 V,
                 False,
             )
-        _back_product(dgx_t, rows, row_ok, w_hh, dh_next, dh_next, V.G * H, H, False, TILES)
+        _back_product(dgx_t, rows, row_ok, w_hh, dh_next, dh_next, sync, s + 1, V.G * H, H, False, TILES)
         s += 1
 
 
@@ -723,6 +776,7 @@ def gru_forward_sweep(
     h_buf,
     gates_buf,
     ghn_buf,
+    sync,
     T,
     B,
     H: tl.constexpr,
@@ -731,12 +785,14 @@ def gru_forward_sweep(
     TILES: tl.constexpr,
 ):
     rows, row_ok = _rows(B, TILES)
+    lo = tl.program_id(1) * TILES.UNITS  # the first unit of this program's share
     s = T * 0
     while s < T:
         t, prev, now = _position(s, T, REVERSE, False)
         gx_t, gates_t, ghn_t = gx + t * B * 3 * H, gates_buf + now * B * 3 * H, ghn_buf + t * B * H
         h_prev, h_t = h_buf + prev * B * H, h_buf + now * B * H
-        for j0 in range(0, H, TILES.BLOCK_H):
+        for j in range(0, TILES.UNITS, TILES.BLOCK_H):
+            j0 = lo + j
             cols, col_ok, ok, here, at = _tile(rows, row_ok, j0, H, 3, TILES.BLOCK_H)
             # gh_t = W_hh h_{t−1} + b_hh (b_hn stays inside r_t ⊙ (·)), all gates in one product
             gh_r, gh_z, gh_n, _ = _gates_product(h_prev, w_hh, rows, row_ok, j0, 3, H, TILES)
@@ -744,7 +800,7 @@ def gru_forward_sweep(
                 b_r, b_z, b_n = _load3(b_hh, cols, H, col_ok)
                 gh_r, gh_z, gh_n = gh_r + b_r[None, :], gh_z + b_z[None, :], gh_n + b_n[None, :]
             _gru_forward(gx_t, (gh_r, gh_z, gh_n), h_prev, gates_t, ghn_t, h_t, at, here, ok, H)
-        tl.debug_barrier()  # h_t is complete before step t+1 reads it
+        _sync(sync, s + 1, TILES)  # h_t is complete (every program's part) before step t+1 reads it
         s += 1
 
 
@@ -760,6 +816,7 @@ def gru_backward_sweep(
     dh,
     dgx,
     dgh,
+    sync,
     T,
     B,
     H: tl.constexpr,
@@ -767,38 +824,52 @@ def gru_backward_sweep(
     TILES: tl.constexpr,
 ):
     rows, row_ok = _rows(B, TILES)
+    lo = tl.program_id(1) * TILES.UNITS  # the first unit of this program's share
     s = T * 0
     while s < T:
         t, prev, now = _position(s, T, REVERSE, True)
         gates_t, dgx_t, dgh_t = gates_buf + now * B * 3 * H, dgx + t * B * 3 * H, dgh + t * B * 3 * H
         h_prev, ghn_t = h_buf + prev * B * H, ghn_buf + t * B * H
-        for j0 in range(0, H, TILES.BLOCK_H):
+        for j in range(0, TILES.UNITS, TILES.BLOCK_H):
+            j0 = lo + j
             _cols, _col_ok, ok, here, at = _tile(rows, row_ok, j0, H, 3, TILES.BLOCK_H)
             d = _incoming(grad_out + t * B * H, dh_next, dh + t * B * H, here, ok)
             _gru_backward(d, gates_t, h_prev, ghn_t, dgx_t, dgh_t, direct, at, here, ok, H)
         # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t + z_t ⊙ ∂L/∂h_t
-        _back_product(dgh_t, rows, row_ok, w_hh, direct, dh_next, 3 * H, H, True, TILES)
+        _back_product(dgh_t, rows, row_ok, w_hh, direct, dh_next, sync, s + 1, 3 * H, H, True, TILES)
         s += 1
 
 
 @triton.jit
 def rnn_forward_sweep(
-    gx, w_hh, h_buf, T, B, H: tl.constexpr, ACT: tl.constexpr, REVERSE: tl.constexpr, TILES: tl.constexpr
+    gx,
+    w_hh,
+    h_buf,
+    sync,
+    T,
+    B,
+    H: tl.constexpr,
+    ACT: tl.constexpr,
+    REVERSE: tl.constexpr,
+    TILES: tl.constexpr,
 ):
     BLOCK_B: tl.constexpr = TILES.BLOCK_B
     BLOCK_H: tl.constexpr = TILES.BLOCK_H
+    CACHE: tl.constexpr = TILES.CACHE
     rows, row_ok = _rows(B, TILES)
+    lo = tl.program_id(1) * TILES.UNITS  # the first unit of this program's share
     s = T * 0
     while s < T:
         t, prev, now = _position(s, T, REVERSE, False)
-        for j0 in range(0, H, TILES.BLOCK_H):
+        for j in range(0, TILES.UNITS, TILES.BLOCK_H):
+            j0 = lo + j
             cols, col_ok, ok, here, _at = _tile(rows, row_ok, j0, H, 1, TILES.BLOCK_H)
             # z_t = W_ih x_t + b + W_hh h_{t−1}: Σ_k h_{t−1}[rows, k] W_hh[cols, k]
             acc = tl.zeros((BLOCK_B, BLOCK_H), dtype=h_buf.dtype.element_ty)
             for k0 in range(0, H, TILES.BLOCK_K):
                 ks = k0 + tl.arange(0, TILES.BLOCK_K)
                 k_ok = ks < H
-                hp = _rows_cols(h_buf + prev * B * H, rows, ks, H, row_ok, k_ok)  # (BLOCK_B, BLOCK_K)
+                hp = _rows_cols(h_buf + prev * B * H, rows, ks, H, row_ok, k_ok, CACHE)
                 # W_hhᵀ tile (BLOCK_K, BLOCK_H): element [k, j] = W_hh[j, k]
                 w = tl.load(
                     w_hh + cols[None, :] * H + ks[:, None], mask=k_ok[:, None] & col_ok[None, :], other=0.0
@@ -806,7 +877,7 @@ def rnn_forward_sweep(
                 acc += tl.dot(hp, w, input_precision=TILES.PRECISION)
             z = acc + tl.load(gx + t * B * H + here, mask=ok, other=0.0)
             tl.store(h_buf + now * B * H + here, _activate(z, ACT), mask=ok)  # h_t = a(z_t)
-        tl.debug_barrier()  # h_t is complete before step t+1 reads it
+        _sync(sync, s + 1, TILES)  # h_t is complete (every program's part) before step t+1 reads it
         s += 1
 
 
@@ -818,6 +889,7 @@ def rnn_backward_sweep(
     h_buf,
     dh,
     dgx,
+    sync,
     T,
     B,
     H: tl.constexpr,
@@ -826,12 +898,14 @@ def rnn_backward_sweep(
     TILES: tl.constexpr,
 ):
     rows, row_ok = _rows(B, TILES)
+    lo = tl.program_id(1) * TILES.UNITS  # the first unit of this program's share
     s = T * 0
     while s < T:
         t, _prev, now = _position(s, T, REVERSE, True)
-        for j0 in range(0, H, TILES.BLOCK_H):
+        for j in range(0, TILES.UNITS, TILES.BLOCK_H):
+            j0 = lo + j
             _cols, _col_ok, ok, here, _at = _tile(rows, row_ok, j0, H, 1, TILES.BLOCK_H)
             d = _incoming(grad_out + t * B * H, dh_next, dh + t * B * H, here, ok)
             _rnn_backward(d, h_buf + now * B * H, dgx + t * B * H, here, ok, ACT)
-        _back_product(dgx + t * B * H, rows, row_ok, w_hh, dh_next, dh_next, H, H, False, TILES)
+        _back_product(dgx + t * B * H, rows, row_ok, w_hh, dh_next, dh_next, sync, s + 1, H, H, False, TILES)
         s += 1
