@@ -11,6 +11,8 @@ import dataclasses
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 import bptt
 from bptt.cells.lstm import LSTMStep
@@ -278,3 +280,20 @@ def test_cuda_on_a_second_device_or_batch_first_and_unbatched() -> None:
     assert rel_err(out, ref) < 1e-5
     out1, _ = model(x[0])
     assert rel_err(out1, out[0]) < 1e-5
+
+
+@given(
+    B=st.integers(1, 5000),
+    H=st.integers(1, 2048),
+    block_h=st.sampled_from([16, 32, 64]),
+    sms=st.one_of(st.none(), st.integers(1, 200)),
+)
+def test_split_grid_keeps_every_program_resident_and_every_unit_computed(B, H, block_h, sms) -> None:
+    rows, parts, units = gpu.split_grid(B, H, 16, block_h, sms, 64)
+    assert rows * 16 >= B > (rows - 1) * 16  # every row in one block
+    assert units % block_h == 0 and parts * units >= H > (parts - 1) * units  # no unit left, no empty program
+    assert 1 <= parts <= 64
+    if sms is None:
+        assert parts == 1
+    elif parts > 1:
+        assert rows * parts <= sms  # a grid barrier needs every program resident at once

@@ -149,26 +149,41 @@ def persistent(step: Any) -> bool:
     )
 
 
-def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tensor) -> tuple[Any, Tensor]:
-    """A persistent kernel over its grid, blocks of BLOCK_B rows × parts of their units, with its tiles
-    and launch options bound, and its zeroed `sync` flags (kernels._sync).
+def split_grid(
+    B: int, H: int, block_b: int, block_h: int, sms: int | None, max_parts: int
+) -> tuple[int, int, int]:
+    """The persistent kernels' grid (blocks of rows, programs per block) and the units each program
+    computes, in whole tiles of `block_h`.
 
-    Split, each block's units go to as many programs as there are tiles of them, as long as all
-    programs fit on the GPU's SMs at once (their grid barrier needs every one resident); in Triton's
-    interpreter, which runs programs one after another, to one.
+    Split (`sms`, the GPU's SMs, given), a block's units go to as many programs as there are tiles of
+    them, at most `max_parts`, and no more programs in all than SMs (the grid barrier needs every
+    program resident at once); else one program a block computes all H units.
+
+    Example:
+        >>> split_grid(B=64, H=256, block_b=16, block_h=16, sms=132, max_parts=64)  # 4 × 16 programs
+        (4, 16, 16)
+        >>> split_grid(B=64, H=256, block_b=16, block_h=16, sms=None, max_parts=64)
+        (4, 1, 256)
     """
+    rows = triton_cdiv(B, block_b)
+    parts = 1 if sms is None else max(1, min(triton_cdiv(H, block_h), max_parts, sms // rows))
+    units = triton_cdiv(triton_cdiv(H, block_h), parts) * block_h
+    return rows, triton_cdiv(H, units), units
+
+
+def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tensor) -> tuple[Any, Tensor]:
+    """A persistent kernel over its `split_grid`, with its tiles and launch options bound, and its
+    zeroed `sync` flags (kernels._sync). Split only on a GPU: Triton's interpreter runs programs one
+    after another, so there one program a block computes all its units."""
     k = kernels()
     assert k is not None
     tiles = blocks["TILES"]
-    rows = triton_cdiv(B, tiles.BLOCK_B)
-    parts = 1
-    if tiles.SPLIT and like.device.type == "cuda":
-        sms = torch.cuda.get_device_properties(like.device).multi_processor_count
-        parts = max(1, min(triton_cdiv(H, tiles.BLOCK_H), k.MAX_PARTS.value, sms // rows))
-    units = triton_cdiv(triton_cdiv(H, tiles.BLOCK_H), parts) * tiles.BLOCK_H  # whole tiles each
+    split = tiles.SPLIT and like.device.type == "cuda"
+    sms = torch.cuda.get_device_properties(like.device).multi_processor_count if split else None
+    rows, parts, units = split_grid(B, H, tiles.BLOCK_B, tiles.BLOCK_H, sms, k.MAX_PARTS.value)
     sync = torch.zeros(rows * k.MAX_PARTS.value + 1, dtype=torch.int32, device=like.device)
     bound = {**blocks, "TILES": tiles._replace(UNITS=units)}
-    return functools.partial(kernel[(rows, triton_cdiv(H, units))], **bound), sync
+    return functools.partial(kernel[(rows, parts)], **bound), sync
 
 
 def _synced(sync: Tensor, blocks: dict[str, Any]) -> None:
