@@ -3,7 +3,7 @@ spawned process imports only torch and bptt."""
 
 from __future__ import annotations
 
-import os
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -20,12 +20,17 @@ def model() -> bptt.LSTM:
     return bptt.LSTM(3, 4, num_layers=2, dtype=torch.float64)
 
 
-def run(rank: int, world: int, port: int, path: str) -> None:
-    """Each of `world` processes takes its share of the batch; rank 0 saves the averaged gradients."""
+def run(rank: int, world: int, store: str, path: str) -> None:
+    """Each of `world` processes takes its share of the batch; rank 0 saves the averaged gradients.
+
+    They meet through a file (`store`), not a TCP port that another process could take between its
+    choice and its use; a wait longer than a minute is an error, not a hang.
+    """
     torch.set_num_threads(1)
     bptt.engine.native.set_engine("python")  # the PyTorch loop: no wait on a first native build
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{store}", rank=rank, world_size=world, timeout=timedelta(seconds=60)
+    )
     ddp = torch.nn.parallel.DistributedDataParallel(model())
     share = data().shape[1] // world
     out, _ = ddp(data()[:, rank * share : (rank + 1) * share])

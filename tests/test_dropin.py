@@ -363,15 +363,10 @@ def test_autocast_runs_in_the_autocast_dtype(kind: str, dtype: torch.dtype) -> N
 
 
 def test_distributed_data_parallel_averages_the_gradients(tmp_path) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    path = str(tmp_path / "grads.pt")
+    path, store = str(tmp_path / "grads.pt"), str(tmp_path / "store")
     # spawn, not fork: a forked process can inherit a lock another thread held and wait on it forever
     context = mp.start_processes(
-        ddp_worker.run, args=(2, port, path), nprocs=2, join=False, start_method="spawn"
+        ddp_worker.run, args=(2, store, path), nprocs=2, join=False, start_method="spawn"
     )
     deadline = time.monotonic() + 300
     while not context.join(timeout=5):
