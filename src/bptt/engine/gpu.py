@@ -26,7 +26,6 @@ this at tiny sizes against the Python steps).
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
 import importlib.util
 import os
@@ -171,10 +170,11 @@ def split_grid(
     return rows, triton_cdiv(H, units), units
 
 
-def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tensor) -> tuple[Any, Tensor]:
-    """A persistent kernel over its `split_grid`, with its tiles and launch options bound, and its
-    zeroed `sync` flags (kernels._sync). Split only on a GPU: Triton's interpreter runs programs one
-    after another, so there one program a block computes all its units."""
+def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tensor) -> Callable[..., None]:
+    """A persistent kernel's launch over its `split_grid`, with its tiles, launch options and zeroed
+    `sync` flags (kernels._sync) bound. Split only on a GPU: Triton's interpreter runs programs one
+    after another, so there one program a block computes all its units. A split launch whose grid
+    barrier gave up (its programs were not all resident) raises an error instead of returning."""
     k = kernels()
     assert k is not None
     tiles = blocks["TILES"]
@@ -183,16 +183,16 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
     rows, parts, units = split_grid(B, H, tiles.BLOCK_B, tiles.BLOCK_H, sms, k.MAX_PARTS.value)
     sync = torch.zeros(rows * k.MAX_PARTS.value + 1, dtype=torch.int32, device=like.device)
     bound = {**blocks, "TILES": tiles._replace(UNITS=units)}
-    return functools.partial(kernel[(rows, parts)], **bound), sync
 
+    def launch(*args: Any, **kwargs: Any) -> None:
+        kernel[(rows, parts)](*args, sync=sync, **kwargs, **bound)
+        if split and bool(sync[-1]):
+            raise RuntimeError(
+                "a split sweep's programs were not all resident on the GPU at once, so its grid barrier "
+                "gave up; run BPTT_TRITON_LOOP=persistent"
+            )
 
-def _synced(sync: Tensor, blocks: dict[str, Any]) -> None:
-    """Refuse the numbers of a split sweep whose grid barrier gave up (its programs were not all resident)."""
-    if blocks["TILES"].SPLIT and bool(sync[-1]):
-        raise RuntimeError(
-            "a split sweep's programs were not all resident on the GPU at once, so its grid barrier gave up; "
-            "run BPTT_TRITON_LOOP=persistent"
-        )
+    return launch
 
 
 def _blocks(
@@ -238,7 +238,7 @@ def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
         H = tape.hidden_size
         blocks = _blocks(H, gx.dtype)
         w = [p.get(name, gx) for name in ("weight_ci", "weight_cf", "weight_co")]
-        launch, sync = _persistent(k.lstm_forward_sweep, B, H, blocks, gx)
+        launch = _persistent(k.lstm_forward_sweep, B, H, blocks, gx)
         launch(
             gx,
             p["weight_hh"].contiguous(),
@@ -246,14 +246,12 @@ def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
             tape.h_buf,
             tape.c_buf,
             tape.gates_buf,
-            sync,
             T,
             B,
             H,
             V=_variant(step),
             REVERSE=tape.reverse,
         )
-        _synced(sync, blocks)
         return
     B, H = gx.shape[1], tape.hidden_size
     n = B * H
@@ -312,7 +310,7 @@ def lstm_backward_sweep(
         dh_next = dh_n.clone()  # ∂L/∂h_t via step t+1, in place; at the end ∂L/∂h_0
         dc_carry = (dc_n if dc_n is not None else grad_out.new_zeros((B, H))).clone()
         w = [p.get(name, grad_out) for name in ("weight_ci", "weight_cf", "weight_co")]
-        launch, sync = _persistent(k.lstm_backward_sweep, B, H, blocks, grad_out)
+        launch = _persistent(k.lstm_backward_sweep, B, H, blocks, grad_out)
         launch(
             grad_out,
             dh_next,
@@ -324,14 +322,12 @@ def lstm_backward_sweep(
             tape.dh,
             tape.dc,
             tape.dgx,
-            sync,
             T,
             B,
             H,
             V=_variant(step),
             REVERSE=tape.reverse,
         )
-        _synced(sync, blocks)
         return dh_next, (dc_carry,)
     R = _gate_recurrence_matrix(p["weight_gg"], H) if fgr else None
     w_ci, w_cf, w_co = (p.get(name, grad_out) for name in ("weight_ci", "weight_cf", "weight_co"))
@@ -388,7 +384,7 @@ def gru_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
     W_hh, b_hh = p["weight_hh"], p.get("bias_hh")
     if persistent(step):
         blocks = _blocks(H, gx.dtype)
-        launch, sync = _persistent(k.gru_forward_sweep, B, H, blocks, gx)
+        launch = _persistent(k.gru_forward_sweep, B, H, blocks, gx)
         launch(
             gx,
             W_hh.contiguous(),
@@ -396,14 +392,12 @@ def gru_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
             tape.h_buf,
             tape.gates_buf,
             tape.extras["ghn"],
-            sync,
             gx.shape[0],
             B,
             H,
             HAS_BIAS=b_hh is not None,
             REVERSE=tape.reverse,
         )
-        _synced(sync, blocks)
         return
     gh = gx.new_empty(gx.shape[1:])  # (B, 3H)
     launch = _launch(k.gru_forward_step, B * H)
@@ -439,7 +433,7 @@ def gru_backward_sweep(
     direct = torch.empty_like(dh_next)  # z_t ⊙ ∂L/∂h_t
     if persistent(step):
         blocks = _blocks(H, grad_out.dtype, backward=True)
-        launch, sync = _persistent(k.gru_backward_sweep, B, H, blocks, grad_out)
+        launch = _persistent(k.gru_backward_sweep, B, H, blocks, grad_out)
         launch(
             grad_out,
             dh_next,
@@ -451,13 +445,11 @@ def gru_backward_sweep(
             tape.dh,
             tape.dgx,
             tape.dgh,
-            sync,
             grad_out.shape[0],
             B,
             H,
             REVERSE=tape.reverse,
         )
-        _synced(sync, blocks)
         return dh_next, ()
     launch = _launch(k.gru_backward_step, B * H)
     # views of the tape by time position t, taken once
@@ -497,19 +489,17 @@ def rnn_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
     act = ACTIVATIONS[step.nonlinearity]  # type: ignore[attr-defined]
     if persistent(step):
         blocks = _blocks(H, gx.dtype, gates=False)
-        launch, sync = _persistent(k.rnn_forward_sweep, B, H, blocks, gx)
+        launch = _persistent(k.rnn_forward_sweep, B, H, blocks, gx)
         launch(
             gx,
             W_hh.contiguous(),
             tape.h_buf,
-            sync,
             gx.shape[0],
             B,
             H,
             ACT=act,
             REVERSE=tape.reverse,
         )
-        _synced(sync, blocks)
         return
     gh = gx.new_empty(gx.shape[1:])
     launch = _launch(k.rnn_forward_step, B * H)
@@ -531,7 +521,7 @@ def rnn_backward_sweep(
     dh_next = dh_n.clone()
     if persistent(step):
         blocks = _blocks(H, grad_out.dtype, backward=True)
-        launch, sync = _persistent(k.rnn_backward_sweep, B, H, blocks, grad_out)
+        launch = _persistent(k.rnn_backward_sweep, B, H, blocks, grad_out)
         launch(
             grad_out,
             dh_next,
@@ -539,14 +529,12 @@ def rnn_backward_sweep(
             tape.h_buf,
             tape.dh,
             tape.dgx,
-            sync,
             grad_out.shape[0],
             B,
             H,
             ACT=act,
             REVERSE=tape.reverse,
         )
-        _synced(sync, blocks)
         return dh_next, ()
     launch = _launch(k.rnn_backward_step, B * H)
     # views of the tape by time position t, taken once
