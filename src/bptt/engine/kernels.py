@@ -490,10 +490,11 @@ def grid(n: int) -> tuple[int]:
 
 
 @triton.jit
-def _rows(B, TILES: tl.constexpr):
-    """The batch rows this program owns, and which of them exist."""
+def _owned(B, TILES: tl.constexpr):
+    """What this program computes: its block of batch rows (program axis 0), which of them exist, and
+    the first of its share of their units (program axis 1; TILES.UNITS of them)."""
     rows = tl.program_id(0) * TILES.BLOCK_B + tl.arange(0, TILES.BLOCK_B)
-    return rows, rows < B
+    return rows, rows < B, tl.program_id(1) * TILES.UNITS
 
 
 @triton.jit
@@ -677,8 +678,7 @@ def lstm_forward_sweep(
     REVERSE: tl.constexpr,
     TILES: tl.constexpr,
 ):
-    rows, row_ok = _rows(B, TILES)
-    lo = tl.program_id(1) * TILES.UNITS  # the first unit of this program's share
+    rows, row_ok, lo = _owned(B, TILES)
     peep = (w_ci, w_cf, w_co)
     s = T * 0
     while s < T:  # a while loop: T stays a run-time value (and Triton's interpreter accepts it)
@@ -725,8 +725,7 @@ def lstm_backward_sweep(
     REVERSE: tl.constexpr,
     TILES: tl.constexpr,
 ):
-    rows, row_ok = _rows(B, TILES)
-    lo = tl.program_id(1) * TILES.UNITS  # the first unit of this program's share
+    rows, row_ok, lo = _owned(B, TILES)
     peep = (w_ci, w_cf, w_co)
     s = T * 0
     while s < T:
@@ -784,8 +783,7 @@ def gru_forward_sweep(
     REVERSE: tl.constexpr,
     TILES: tl.constexpr,
 ):
-    rows, row_ok = _rows(B, TILES)
-    lo = tl.program_id(1) * TILES.UNITS  # the first unit of this program's share
+    rows, row_ok, lo = _owned(B, TILES)
     s = T * 0
     while s < T:
         t, prev, now = _position(s, T, REVERSE, False)
@@ -823,8 +821,7 @@ def gru_backward_sweep(
     REVERSE: tl.constexpr,
     TILES: tl.constexpr,
 ):
-    rows, row_ok = _rows(B, TILES)
-    lo = tl.program_id(1) * TILES.UNITS  # the first unit of this program's share
+    rows, row_ok, lo = _owned(B, TILES)
     s = T * 0
     while s < T:
         t, prev, now = _position(s, T, REVERSE, True)
@@ -856,8 +853,7 @@ def rnn_forward_sweep(
     BLOCK_B: tl.constexpr = TILES.BLOCK_B
     BLOCK_H: tl.constexpr = TILES.BLOCK_H
     CACHE: tl.constexpr = TILES.CACHE
-    rows, row_ok = _rows(B, TILES)
-    lo = tl.program_id(1) * TILES.UNITS  # the first unit of this program's share
+    rows, row_ok, lo = _owned(B, TILES)
     s = T * 0
     while s < T:
         t, prev, now = _position(s, T, REVERSE, False)
@@ -897,8 +893,7 @@ def rnn_backward_sweep(
     REVERSE: tl.constexpr,
     TILES: tl.constexpr,
 ):
-    rows, row_ok = _rows(B, TILES)
-    lo = tl.program_id(1) * TILES.UNITS  # the first unit of this program's share
+    rows, row_ok, lo = _owned(B, TILES)
     s = T * 0
     while s < T:
         t, _prev, now = _position(s, T, REVERSE, True)
