@@ -26,6 +26,7 @@ this at tiny sizes against the Python steps).
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
 import os
@@ -181,7 +182,11 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
     split = tiles.SPLIT and like.device.type == "cuda"
     sms = torch.cuda.get_device_properties(like.device).multi_processor_count if split else None
     rows, parts, units = split_grid(B, H, tiles.BLOCK_B, tiles.BLOCK_H, sms, k.MAX_PARTS.value)
-    sync = torch.zeros(rows * k.MAX_PARTS.value + 1, dtype=torch.int32, device=like.device)
+    sync = (
+        torch.zeros(rows * k.MAX_PARTS.value + 1, dtype=torch.int32, device=like.device)
+        if tiles.SPLIT
+        else _unused_flags(like.device)
+    )
     bound = {**blocks, "TILES": tiles._replace(UNITS=units)}
 
     def launch(*args: Any, **kwargs: Any) -> None:
@@ -195,13 +200,20 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
     return launch
 
 
+@functools.cache
+def _unused_flags(device: torch.device) -> Tensor:
+    """`sync` for a kernel that is not split, which never reads it: no allocation per sweep."""
+    return torch.zeros(1, dtype=torch.int32, device=device)
+
+
 def _blocks(
     H: int, dtype: torch.dtype, backward: bool = False, gates: bool = True, split: bool | None = None
 ) -> dict[str, Any]:
     """Tile sizes and dot precision of the persistent kernels.
 
-    tl.dot needs tiles of at least 16 (BPTT_TRITON_LOOP=split takes 16 units a tile). The LSTM's and GRU's forward take all gates of 64 units in one
-    product, in chunks of 32 along h_{t−1}; the Elman forward (one gate) and every backward product
+    tl.dot needs tiles of at least 16 (BPTT_TRITON_LOOP=split takes 16 units a tile, to spread a
+    block's units over the most programs). The LSTM's and GRU's forward take all gates of 64 units
+    in one product, in chunks of 32 along h_{t−1}; the Elman forward (one gate) and every backward product
     (∂L/∂gh_t W_hh, over G·H) in chunks of 128 (64 in float64). Measured on an H200 at B = 32,
     T = 200, H = 128: the LSTM forward takes 3.4 ms in chunks of 32 and 39.8 ms in chunks of 128
     (a 128 KB tile per step); the Elman forward 1.1 ms in chunks of 128. BPTT_TRITON_CHUNK sets the
