@@ -3,8 +3,9 @@
 Triton's interpreter runs the kernels' Python, not the compiler, so a kernel can pass every
 interpreted test and still fail to lower to PTX. This module compiles each kernel specialization
 the sweeps launch (every LSTM variant, the per-step and the persistent time loops, split and not,
-float32 and float64, the GRU and every Elman nonlinearity) for sm_90 by default, through Triton's own front end, LLVM and ptxas, and prints the
-shared memory each needs. It must run without TRITON_INTERPRET=1.
+float32 and float64, the GRU and every Elman nonlinearity) for sm_90 by default, through Triton's
+own front end, LLVM and ptxas, and prints the shared memory each needs. It must run without
+TRITON_INTERPRET=1.
 """
 
 from __future__ import annotations
