@@ -80,54 +80,35 @@ def lstm_step(P: dict, x: Tensor, state: tuple, variant: str) -> tuple:
     return (h_new, c_new, {"i": i, "f": f, "o": o}), {"i": i, "f": f, "g": g, "o": o}
 
 
-def unroll(kind: str, params: dict, x: Tensor, hx, num_layers: int, bidirectional: bool, **cfg) -> dict:
-    """Time-major batched x (T, B, I); params by full PyTorch names; hx as the module takes it.
-
-    Returns output, h_n (and c_n), and per layer-direction lists (by time position) of h_t, c_t and gates.
-    """
-    T = x.shape[0]
-    D = 2 if bidirectional else 1
-    h0, c0 = (hx if kind == "lstm" else (hx, None)) if hx is not None else (None, None)
+def _unroll_layers(
+    params: dict, x: Tensor, num_layers: int, bidirectional: bool, first, step, has_cell: bool
+) -> dict:
+    """The loop over layers, directions and time every reference shares: `first(k, P, B)` is the
+    initial state of layer-direction k (P its parameters by suffix), `step(P, x_t, state)` one step
+    returning (state, gates); state[0] is h_t and, with `has_cell`, state[1] the cell state."""
+    T, D = x.shape[0], 2 if bidirectional else 1
     layer_in = x
     h_n, c_n, hs, cs, gates = [], [], [], [], []
     for layer in range(num_layers):
         outs = []
         for d in range(D):
-            k = layer * D + d
             suffix = f"_l{layer}" + ("_reverse" if d else "")
             P = {name[: -len(suffix)]: v for name, v in params.items() if name.endswith(suffix)}
-            B = x.shape[1]
-            Hc = (
-                P["weight_hh"].shape[0]
-                // {"rnn": 1, "gru": 3, "lstm": len(LSTM_VARIANTS[cfg.get("variant", "vanilla")][0])}[kind]
-            )
-            Ph = P["weight_hh"].shape[1]
-            h = h0[k] if h0 is not None else x.new_zeros(B, Ph)
-            if kind == "lstm":
-                c = c0[k] if c0 is not None else x.new_zeros(B, Hc)
-                zero = x.new_zeros(B, Hc)
-                state = (h, c, {"i": zero, "f": zero, "o": zero})
-            else:
-                state = (h,)
+            state = first(layer * D + d, P, x.shape[1])
             h_t: list = [None] * T
             c_t: list = [None] * T
             g_t: list = [None] * T
             for t in range(T - 1, -1, -1) if d else range(T):
-                if kind == "rnn":
-                    state, g = rnn_step(P, layer_in[t], state, cfg.get("nonlinearity", "tanh"))
-                elif kind == "gru":
-                    state, g = gru_step(P, layer_in[t], state)
-                else:
-                    state, g = lstm_step(P, layer_in[t], state, cfg.get("variant", "vanilla"))
+                state, g = step(P, layer_in[t], state)
                 h_t[t], g_t[t] = state[0], g
-                if kind == "lstm":
+                if has_cell:
                     c_t[t] = state[1]
             outs.append(torch.stack(h_t))
             hs.append(h_t)
             cs.append(c_t)
             gates.append(g_t)
             h_n.append(state[0])
-            if kind == "lstm":
+            if has_cell:
                 c_n.append(state[1])
         layer_in = torch.cat(outs, -1)
     return {
@@ -138,6 +119,34 @@ def unroll(kind: str, params: dict, x: Tensor, hx, num_layers: int, bidirectiona
         "c": cs,
         "gates": gates,
     }
+
+
+def unroll(kind: str, params: dict, x: Tensor, hx, num_layers: int, bidirectional: bool, **cfg) -> dict:
+    """Time-major batched x (T, B, I); params by full PyTorch names; hx as the module takes it.
+
+    Returns output, h_n (and c_n), and per layer-direction lists (by time position) of h_t, c_t and gates.
+    """
+    h0, c0 = (hx if kind == "lstm" else (hx, None)) if hx is not None else (None, None)
+    variant = cfg.get("variant", "vanilla")
+
+    def first(k: int, P: dict, B: int) -> tuple:
+        gate_blocks = {"rnn": 1, "gru": 3, "lstm": len(LSTM_VARIANTS[variant][0])}[kind]
+        Hc, Ph = P["weight_hh"].shape[0] // gate_blocks, P["weight_hh"].shape[1]
+        h = h0[k] if h0 is not None else x.new_zeros(B, Ph)
+        if kind != "lstm":
+            return (h,)
+        c = c0[k] if c0 is not None else x.new_zeros(B, Hc)
+        zero = x.new_zeros(B, Hc)
+        return (h, c, {"i": zero, "f": zero, "o": zero})
+
+    def step(P: dict, x_t: Tensor, state: tuple) -> tuple:
+        if kind == "rnn":
+            return rnn_step(P, x_t, state, cfg.get("nonlinearity", "tanh"))
+        if kind == "gru":
+            return gru_step(P, x_t, state)
+        return lstm_step(P, x_t, state, variant)
+
+    return _unroll_layers(params, x, num_layers, bidirectional, first, step, kind == "lstm")
 
 
 def hs97_unroll(
@@ -238,39 +247,12 @@ def unroll_successor(
     kind: str, params: dict, x: Tensor, hx, num_layers: int, bidirectional: bool, **cfg
 ) -> dict:
     """As `unroll`, for the successors; hx is h_0 (minGRU, minLSTM) or (h_0, c_0) (sLSTM, LRU)."""
-    T = x.shape[0]
-    D = 2 if bidirectional else 1
     has_cell = kind in ("slstm", "lru")
-    layer_in = x
-    h_n, c_n, hs, cs, gates = [], [], [], [], []
-    for layer in range(num_layers):
-        outs = []
-        for d in range(D):
-            k = layer * D + d
-            suffix = f"_l{layer}" + ("_reverse" if d else "")
-            P = {name[: -len(suffix)]: v for name, v in params.items() if name.endswith(suffix)}
-            state = (hx[0][k], hx[1][k]) if has_cell else (hx[k],)
-            h_t: list = [None] * T
-            c_t: list = [None] * T
-            g_t: list = [None] * T
-            for t in range(T - 1, -1, -1) if d else range(T):
-                state, g = SUCCESSOR_STEPS[kind](P, layer_in[t], state, **cfg)
-                h_t[t], g_t[t] = state[0], g
-                if has_cell:
-                    c_t[t] = state[1]
-            outs.append(torch.stack(h_t))
-            hs.append(h_t)
-            cs.append(c_t)
-            gates.append(g_t)
-            h_n.append(state[0])
-            if has_cell:
-                c_n.append(state[1])
-        layer_in = torch.cat(outs, -1)
-    return {
-        "output": layer_in,
-        "h_n": torch.stack(h_n),
-        "c_n": torch.stack(c_n) if c_n else None,
-        "h": hs,
-        "c": cs,
-        "gates": gates,
-    }
+
+    def first(k: int, P: dict, B: int) -> tuple:
+        return (hx[0][k], hx[1][k]) if has_cell else (hx[k],)
+
+    def step(P: dict, x_t: Tensor, state: tuple) -> tuple:
+        return SUCCESSOR_STEPS[kind](P, x_t, state, **cfg)
+
+    return _unroll_layers(params, x, num_layers, bidirectional, first, step, has_cell)
