@@ -135,6 +135,28 @@ def test_persistent_tiles_cover_batch_and_units_past_one_block() -> None:
 
 @pytest.mark.gpu_interpret
 @needs_triton
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_resident_tiles_pad_the_units_and_the_inner_dimension(kind: str) -> None:
+    """B = 17 and H = 20: two blocks of rows; the forward's resident tile is 32 units wide and its
+    product runs over h_{t−1} padded to 32, the padding masked to zeros."""
+    use_loop("resident")
+    assert gpu.resident_tiles(20, 32, 8) == (32, 32, 4)
+    torch.manual_seed(0)
+    cls = {"rnn": bptt.RNN, "gru": bptt.GRU, "lstm": bptt.LSTM}[kind]
+    model = cls(2, 20, bidirectional=True, dtype=torch.float64)
+    interpreted(model, torch.randn(2, 17, 2, dtype=torch.float64), torch.float64)
+
+
+def test_resident_tiles_fall_back_to_split_where_w_hh_does_not_fit() -> None:
+    assert gpu.resident_tiles(128, 16, 4) == (16, 128, 4)
+    assert gpu.resident_tiles(128, 24, 4) == (32, 128, 8)  # a share of 24 units: one tile of 32
+    assert gpu.resident_tiles(128, 16, 8) == (16, 128, 8)  # float64: 64 KB
+    assert gpu.resident_tiles(256, 32, 4) is None  # 4 × 32 × 256 × 4 B = 128 KB
+    assert gpu.resident_tiles(3, 16, 4) == (16, 16, 4)  # tl.dot's inner dimension is at least 16
+
+
+@pytest.mark.gpu_interpret
+@needs_triton
 def test_triton_keeps_nan_where_the_python_steps_do() -> None:
     if not gpu.interpreting():
         pytest.skip("runs Triton's interpreter on CPU tensors (TRITON_INTERPRET=1)")

@@ -4,8 +4,9 @@ Triton's interpreter runs the kernels' Python, not the compiler, so a kernel can
 interpreted test and still fail to lower to PTX. This module compiles each kernel specialization
 the sweeps launch (every LSTM variant, the per-step and the persistent time loops, split and not,
 float32 and float64, the GRU and every Elman nonlinearity) for sm_90 by default, through Triton's
-own front end, LLVM and ptxas, and prints the shared memory each needs. It must run without
-TRITON_INTERPRET=1.
+own front end, LLVM and ptxas, and prints the shared memory each needs and, through Triton's
+cuobjdump, its registers and local memory per thread (local memory: registers spilled to the stack).
+It must run without TRITON_INTERPRET=1.
 """
 
 from __future__ import annotations
@@ -29,15 +30,28 @@ class Spec:
     label: str
 
 
+LOOPS = ("persistent", "split", "resident")  # the persistent sweeps' loops (gpu.LOOPS less per-step)
+
+
 def _split_blocks(
-    H: int, dtype: Any, backward: bool = False, gates: bool = True, *, split: bool
-) -> dict[str, Any]:
-    """`gpu._blocks`, with a split launch's share of one tile of units per program."""
+    H: int, dtype: Any, backward: bool = False, gates: bool = True, *, loop: str
+) -> dict[str, Any] | None:
+    """`gpu._blocks` for one of `LOOPS`, with a split launch's share of one tile of 16 units per
+    program as `gpu._persistent` binds it; None for a resident backward (it runs split)."""
     from .engine import gpu
 
-    blocks = gpu._blocks(H, dtype, backward, gates, split=split)
-    if split:
-        blocks["TILES"] = blocks["TILES"]._replace(UNITS=blocks["TILES"].BLOCK_H)
+    split, resident = loop != "persistent", loop == "resident"
+    if resident and backward:
+        return None
+    blocks = gpu._blocks(H, dtype, backward, gates, split=split, resident=resident)
+    tiles = blocks["TILES"]
+    if resident:
+        fits = gpu.resident_tiles(H, tiles.BLOCK_H, dtype.itemsize)
+        assert fits is not None
+        units, hp, num_warps = fits
+        blocks.update(num_warps=num_warps, TILES=tiles._replace(UNITS=units, BLOCK_H=units, HP=hp))
+    elif split:
+        blocks["TILES"] = tiles._replace(UNITS=tiles.BLOCK_H)
     return blocks
 
 
@@ -65,20 +79,16 @@ def specs(full: bool = True, dtype: str | None = None) -> Iterator[Spec]:
                     {**c, "GATE_RECURRENCE": fgr, "PROJECTION": proj, **block},
                     f"lstm {name}{' proj' if proj else ''}",
                 )
-            if not fgr:
-                for kernel in ("lstm_forward_sweep", "lstm_backward_sweep"):
-                    for split in (False, True):
-                        blocks = _split_blocks(
-                            128,
-                            {"fp32": torch.float32, "fp64": torch.float64}[dtype],
-                            "backward" in kernel,
-                            split=split,
-                        )
+            torch_dtype = {"fp32": torch.float32, "fp64": torch.float64}[dtype]
+            for kernel in ("lstm_forward_sweep", "lstm_backward_sweep") if not fgr else ():
+                for loop in LOOPS:
+                    blocks = _split_blocks(128, torch_dtype, "backward" in kernel, loop=loop)
+                    if blocks is not None:
                         yield Spec(
                             kernel,
                             dtype,
                             {**c, "H": 128, "REVERSE": False, **blocks},
-                            f"lstm {name} H=128{' split' if split else ''}",
+                            f"lstm {name} H=128{_label(loop)}",
                         )
         torch_dtype = {"fp32": torch.float32, "fp64": torch.float64}[dtype]
         yield Spec("gru_forward_step", dtype, dict(block), "gru")
@@ -86,19 +96,30 @@ def specs(full: bool = True, dtype: str | None = None) -> Iterator[Spec]:
         for act_name, act in gpu.ACTIVATIONS.items() if full else [("tanh", 0)]:
             yield Spec("rnn_forward_step", dtype, {"ACT": act, **block}, f"rnn {act_name}")
             yield Spec("rnn_backward_step", dtype, {"ACT": act, **block}, f"rnn {act_name}")
-        for split in (False, True):
-            label = " split" if split else ""
-            sweep = {"H": 128, "REVERSE": False, **_split_blocks(128, torch_dtype, split=split)}
-            back = {"H": 128, "REVERSE": False, **_split_blocks(128, torch_dtype, backward=True, split=split)}
+        for loop in LOOPS:
+            label, at = _label(loop), {"H": 128, "REVERSE": False}
+            sweep = {**at, **(_split_blocks(128, torch_dtype, loop=loop) or {})}
+            one = {**at, **(_split_blocks(128, torch_dtype, gates=False, loop=loop) or {})}
+            back = _split_blocks(128, torch_dtype, backward=True, loop=loop)
             for bias in (True, False) if full else (True,):
                 yield Spec(
                     "gru_forward_sweep", dtype, {**sweep, "HAS_BIAS": bias}, f"gru H=128 bias={bias}{label}"
                 )
-            yield Spec("gru_backward_sweep", dtype, dict(back), f"gru H=128{label}")
-            one = {"H": 128, "REVERSE": False, **_split_blocks(128, torch_dtype, gates=False, split=split)}
+            if back is not None:
+                yield Spec("gru_backward_sweep", dtype, {**at, **back}, f"gru H=128{label}")
             for act_name, act in gpu.ACTIVATIONS.items() if full else [("tanh", 0)]:
                 yield Spec("rnn_forward_sweep", dtype, {**one, "ACT": act}, f"rnn {act_name} H=128{label}")
-                yield Spec("rnn_backward_sweep", dtype, {**back, "ACT": act}, f"rnn {act_name} H=128{label}")
+                if back is not None:
+                    yield Spec(
+                        "rnn_backward_sweep",
+                        dtype,
+                        {**at, **back, "ACT": act},
+                        f"rnn {act_name} H=128{label}",
+                    )
+
+
+def _label(loop: str) -> str:
+    return "" if loop == "persistent" else f" {loop}"
 
 
 def _signature(fn: Any, spec: Spec) -> dict[str, str]:
@@ -116,8 +137,42 @@ def _signature(fn: Any, spec: Spec) -> dict[str, str]:
     return sig
 
 
-def compile_all(arch: int = 90, full: bool = True, dtype: str | None = None) -> list[tuple[Spec, float, int]]:
-    """Compile every spec for sm_`arch`: (spec, seconds, bytes of shared memory) each; raises on failure."""
+@dataclass(frozen=True)
+class Compiled:
+    """One compiled specialization: compile time, shared memory, and ptxas's registers and local
+    memory (the stack: spilled registers, arrays it could not keep in registers) per thread, in bytes;
+    None where Triton's cuobjdump is missing."""
+
+    spec: Spec
+    seconds: float
+    shared: int
+    registers: int | None
+    local: int | None
+
+
+def _resources(cubin: bytes) -> tuple[int | None, int | None]:
+    """Registers and stack bytes per thread of a cubin's one kernel, from `cuobjdump -res-usage`."""
+    import re
+    import subprocess
+    import tempfile
+
+    import triton
+
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    if not os.path.exists(tool):
+        return None, None
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        usage = subprocess.run(
+            [tool, "-res-usage", f.name], capture_output=True, text=True, check=True
+        ).stdout
+    found = re.search(r"REG:(\d+) STACK:(\d+)", usage)
+    return (int(found[1]), int(found[2])) if found else (None, None)
+
+
+def compile_all(arch: int = 90, full: bool = True, dtype: str | None = None) -> list[Compiled]:
+    """Compile every spec for sm_`arch`, with its resources; raises on failure."""
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         raise RuntimeError("the compile check needs TRITON_INTERPRET unset: it runs Triton's compiler")
     from triton.backends.compiler import GPUTarget
@@ -135,7 +190,9 @@ def compile_all(arch: int = 90, full: bool = True, dtype: str | None = None) -> 
         options = {k: v for k, v in spec.constants.items() if k in ("num_warps", "num_stages")}
         start = time.perf_counter()
         compiled = triton_compile(ASTSource(fn, sig, constants), target=target, options=options)
-        out.append((spec, time.perf_counter() - start, int(compiled.metadata.shared)))
+        seconds = time.perf_counter() - start
+        registers, local = _resources(compiled.asm["cubin"])
+        out.append(Compiled(spec, seconds, int(compiled.metadata.shared), registers, local))
     return out
 
 
@@ -146,9 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=("fp32", "fp64"), help="only this dtype")
     args = parser.parse_args(argv)
     results = compile_all(args.arch, full=not args.quick, dtype=args.dtype)
-    for spec, seconds, shared in results:
+    for c in results:
         print(
-            f"{spec.kernel:<22} {spec.dtype} {spec.label:<24} {seconds:6.2f} s  shared {shared:>6} B",
+            f"{c.spec.kernel:<22} {c.spec.dtype} {c.spec.label:<28} {c.seconds:6.2f} s  shared {c.shared:>6} B"
+            f"  registers {c.registers}  local {c.local} B",
             flush=True,
         )
     print(f"compiled {len(results)} kernel specializations for sm_{args.arch}")

@@ -15,8 +15,10 @@ Triton leaves the PyTorch loop in charge, which computes the same numbers exactl
 The persistent kernels (engine/kernels.py) run a whole sweep in one launch instead, each program
 owning a block of the batch's rows. `BPTT_TRITON_LOOP=split` spreads each block's hidden units over
 several programs, as many as fit on the GPU at once, which meet at a grid barrier every step: more
-of the GPU at work for a small batch. It is checked in the interpreter with one program a block and
-on a GPU by the CUDA tests.
+of the GPU at work for a small batch. `BPTT_TRITON_LOOP=resident` splits too, and each program loads
+the rows of W_hh of its units once a sweep and keeps them on chip (the design of FlashRNN), where
+they fit in `RESIDENT_BYTES`; it falls back to split where they do not. Both are checked in the
+interpreter with one program a block and on a GPU by the CUDA tests.
 
 `BPTT_ENGINE=triton` (or `use_engine("triton")`) forces these sweeps; without a GPU that needs
 `TRITON_INTERPRET=1`, which runs the kernels in Triton's interpreter on CPU tensors (the tests do
@@ -44,9 +46,10 @@ from .tape import Tape
 
 ACTIVATIONS = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3}  # the Elman kernels' ACT constant
 
-LOOPS = ("persistent", "per-step", "split")
-# The time loop on the GPU: one launch per sweep (persistent), two per step (per-step), or one launch
-# per sweep whose blocks of rows each spread their units over several programs (split).
+LOOPS = ("persistent", "per-step", "split", "resident")
+# The time loop on the GPU: one launch per sweep (persistent), two per step (per-step), one launch
+# per sweep whose blocks of rows each spread their units over several programs (split), or split with
+# each program's rows of W_hh loaded once a sweep and kept on chip (resident, where they fit).
 LOOP = os.environ.get("BPTT_TRITON_LOOP", "persistent")
 
 CHUNK = int(os.environ.get("BPTT_TRITON_CHUNK", "0"))  # the forward's chunk; 0: the default
@@ -171,11 +174,36 @@ def split_grid(
     return rows, triton_cdiv(H, units), units
 
 
+RESIDENT_BYTES = 64 * 1024  # the most of W_hh one program keeps on chip (in registers) across a sweep
+
+
+def resident_tiles(H: int, units: int, itemsize: int) -> tuple[int, int, int] | None:
+    """A resident sweep's tile for a program's share of `units`: (units rounded up to a power of two,
+    which is the program's one tile; H padded to a power of two, the products' inner dimension;
+    num_warps), or None where W_hh's rows for it (up to 4 gate blocks) exceed `RESIDENT_BYTES`.
+
+    Example:
+        >>> resident_tiles(H=128, units=16, itemsize=4)  # 4 gates × 16 units × 128: 32 KB, 4 warps
+        (16, 128, 4)
+        >>> resident_tiles(H=200, units=16, itemsize=4)  # 4 × 16 × 256: 64 KB, 8 warps
+        (16, 256, 8)
+        >>> resident_tiles(H=1024, units=16, itemsize=4) is None
+        True
+    """
+    units = 1 << (units - 1).bit_length()
+    hp = max(16, 1 << (H - 1).bit_length())
+    size = 4 * units * hp * itemsize
+    if size > RESIDENT_BYTES:
+        return None
+    return units, hp, 4 if size <= 32 * 1024 else 8
+
+
 def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tensor) -> Callable[..., None]:
     """A persistent kernel's launch over its `split_grid`, with its tiles, launch options and zeroed
     `sync` flags (kernels._sync) bound. Split only on a GPU: Triton's interpreter runs programs one
-    after another, so there one program a block computes all its units. A split launch whose grid
-    barrier gave up (its programs were not all resident) raises an error instead of returning."""
+    after another, so there one program a block computes all its units. A resident sweep whose rows
+    of W_hh do not fit on chip runs split. A split launch whose grid barrier gave up (its programs
+    were not all resident) raises an error instead of returning."""
     k = kernels()
     assert k is not None
     tiles = blocks["TILES"]
@@ -187,7 +215,13 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
         if tiles.SPLIT
         else _unused_flags(like.device)
     )
-    bound = {**blocks, "TILES": tiles._replace(UNITS=units)}
+    resident = resident_tiles(H, units, like.element_size()) if tiles.RESIDENT else None
+    if resident is not None:  # one tile a program, a power of two wide
+        units, hp, num_warps = resident
+        parts = triton_cdiv(H, units)
+        bound = {**blocks, "num_warps": num_warps, "TILES": tiles._replace(UNITS=units, BLOCK_H=units, HP=hp)}
+    else:
+        bound = {**blocks, "TILES": tiles._replace(UNITS=units, RESIDENT=False)}
 
     def launch(*args: Any, **kwargs: Any) -> None:
         kernel[(rows, parts)](*args, sync=sync, **kwargs, **bound)
@@ -207,7 +241,12 @@ def _unused_flags(device: torch.device) -> Tensor:
 
 
 def _blocks(
-    H: int, dtype: torch.dtype, backward: bool = False, gates: bool = True, split: bool | None = None
+    H: int,
+    dtype: torch.dtype,
+    backward: bool = False,
+    gates: bool = True,
+    split: bool | None = None,
+    resident: bool | None = None,
 ) -> dict[str, Any]:
     """Tile sizes and dot precision of the persistent kernels.
 
@@ -226,7 +265,8 @@ def _blocks(
         chunk = CHUNK
     k = kernels()
     assert k is not None
-    split = LOOP == "split" if split is None else split
+    split = LOOP in ("split", "resident") if split is None else split
+    resident = LOOP == "resident" if resident is None else resident
     tiles = k.Tiles(
         BLOCK_B=16,
         # split: tiles of 16 units, the most programs a block of rows can spread over
@@ -236,6 +276,8 @@ def _blocks(
         SPLIT=split,
         CACHE=".cg" if split else "",  # L1 is not coherent across the programs of a split block
         UNITS=H,  # one program computes all units; `_persistent` shares them out when split
+        # forward only (see kernels._back_product); `_persistent` keeps it where W_hh's rows fit on chip
+        RESIDENT=split and resident and not backward,
     )
     return {"TILES": tiles, "num_warps": 4, "num_stages": 1}
 
