@@ -59,13 +59,16 @@ print(f'triton against the PyTorch loop: max rel err {err:.2e}')
 assert err < 1e-5"
 
 # Every cell and variant on CUDA against the float64 PyTorch loop on the CPU, and against cuDNN.
-part "cuda tests" 150 "$PY" -m pytest tests/test_gpu.py -q -rfEs -W default -p no:cacheprovider
+XDIST=()  # four workers where pytest-xdist is installed: compiling the kernels is most of the time
+"$PY" -c "import xdist" 2>/dev/null && XDIST=(-n 4)
+part "cuda tests" 150 "$PY" -m pytest tests/test_gpu.py -q -rfEs -W default -p no:cacheprovider "${XDIST[@]}"
 
 # The cells with a torch.nn twin at every default shape (the word-LM shape included), the trace.
 part "bench: lstm, gru, rnn" 90 "${BPTT[@]}" bench --device cuda --cells lstm,gru,rnn --repeats 10 --warmup 3 \
     --json "$OUT/bench_cuda.json"
-# The split persistent kernels: each block of rows spreads its units over several programs, a grid
-# barrier a step (BPTT_TRITON_LOOP=split; the CUDA tests above check their numbers).
+# The split persistent kernels everywhere (the default, auto, splits only where W_hh is large): each
+# block of rows spreads its units over several programs, a grid barrier a step (BPTT_TRITON_LOOP=split;
+# the CUDA tests above check their numbers).
 part "bench: split" 60 env BPTT_TRITON_LOOP=split "${BPTT[@]}" bench --device cuda --cells lstm,gru,rnn \
     --repeats 10 --warmup 3 --no-contributions --json "$OUT/bench_cuda_split.json"
 # Split, each program's rows of W_hh kept on chip across the forward sweep (BPTT_TRITON_LOOP=resident).

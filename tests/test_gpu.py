@@ -37,7 +37,7 @@ def with_loops(cells: list[tuple[str, dict]], persistent: set[str] | None = None
         ident = f"{kind}-{'-'.join(str(v) for v in cfg.values())}".rstrip("-")
         both = not cfg.get("proj_size") and cfg.get("variant") != "fgr"
         both = both and (persistent is None or ident in persistent)
-        for loop in gpu.LOOPS if both else ("per-step",):
+        for loop in [loop for loop in gpu.LOOPS if loop != "auto"] if both else ("per-step",):
             out.append(pytest.param(kind, cfg, loop, id=f"{ident}-{loop}"))
     return out
 
@@ -147,6 +147,21 @@ def test_resident_tiles_pad_the_units_and_the_inner_dimension(kind: str) -> None
     interpreted(model, torch.randn(2, 17, 2, dtype=torch.float64), torch.float64)
 
 
+@needs_triton
+def test_auto_splits_where_w_hh_is_large() -> None:
+    use_loop("auto")
+
+    def split(G: int, H: int, dtype: torch.dtype = torch.float32) -> bool:
+        weight = torch.empty(G * H, H, dtype=dtype)
+        return gpu._blocks(H, dtype, weight_bytes=gpu._nbytes(weight))["TILES"].SPLIT
+
+    assert split(4, 128) and split(3, 128) and split(1, 256) and split(4, 200)  # LSTM, GRU, Elman
+    assert not split(4, 64) and not split(1, 200) and not split(1, 128)
+    assert split(4, 96, torch.float64) and not split(4, 96)  # 288 KB of W_hh in float64, 144 KB in float32
+    use_loop("persistent")
+    assert not gpu._blocks(256, torch.float32, weight_bytes=1 << 20)["TILES"].SPLIT
+
+
 def test_resident_tiles_fall_back_to_split_where_w_hh_does_not_fit() -> None:
     assert gpu.resident_tiles(128, 16, 4) == (16, 128, 4)
     assert gpu.resident_tiles(128, 24, 4) == (32, 128, 8)  # a share of 24 units: one tile of 32
@@ -193,7 +208,9 @@ def test_dispatch_is_by_exact_step_type_dtype_device_and_engine(monkeypatch) -> 
             assert dispatch.select(bptt.GRU(2, 3).step, x).name == "triton"
             assert dispatch.select(bptt.RNN(2, 3, nonlinearity="relu").step, x).name == "triton"
         monkeypatch.setattr(gpu, "LOOP", "sometimes")
-        with pytest.raises(ValueError, match="expected BPTT_TRITON_LOOP to be one of persistent, per-step"):
+        with pytest.raises(
+            ValueError, match="expected BPTT_TRITON_LOOP to be one of auto, persistent, per-step"
+        ):
             dispatch.select(lstm.step, x)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with native.use_engine("triton"):  # CPU tensors without the interpreter: the PyTorch loop

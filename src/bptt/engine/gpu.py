@@ -46,11 +46,18 @@ from .tape import Tape
 
 ACTIVATIONS = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3}  # the Elman kernels' ACT constant
 
-LOOPS = ("persistent", "per-step", "split", "resident")
+LOOPS = ("auto", "persistent", "per-step", "split", "resident")
 # The time loop on the GPU: one launch per sweep (persistent), two per step (per-step), one launch
 # per sweep whose blocks of rows each spread their units over several programs (split), or split with
-# each program's rows of W_hh loaded once a sweep and kept on chip (resident, where they fit).
-LOOP = os.environ.get("BPTT_TRITON_LOOP", "persistent")
+# each program's rows of W_hh loaded once a sweep and kept on chip (resident, where they fit); auto:
+# split where W_hh has at least AUTO_SPLIT_BYTES, else persistent.
+LOOP = os.environ.get("BPTT_TRITON_LOOP", "auto")
+
+# Measured on an H100 (`scripts/gpu_check.sh`, forward + backward over cuDNN's, persistent → split):
+# LSTM H = 128: 5.3× → 3.8×, 256: 2.5× → 1.0×, 200: 2.0× → 1.2×, 64: 5.7× → 7.2×; GRU alike; Elman
+# H = 256: 4.5× → 2.8×, 200: 2.0× → 3.4×, 128: 2.1× → 3.3×. Split pays where a step's W_hh (G·H² values)
+# is large enough that streaming it through one program costs more than a grid barrier.
+AUTO_SPLIT_BYTES = 192 * 1024
 
 CHUNK = int(os.environ.get("BPTT_TRITON_CHUNK", "0"))  # the forward's chunk; 0: the default
 
@@ -240,6 +247,10 @@ def _unused_flags(device: torch.device) -> Tensor:
     return torch.zeros(1, dtype=torch.int32, device=device)
 
 
+def _nbytes(t: Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
 def _blocks(
     H: int,
     dtype: torch.dtype,
@@ -247,8 +258,10 @@ def _blocks(
     gates: bool = True,
     split: bool | None = None,
     resident: bool | None = None,
+    weight_bytes: int = 0,
 ) -> dict[str, Any]:
-    """Tile sizes and dot precision of the persistent kernels.
+    """Tile sizes and dot precision of the persistent kernels; split or not as `LOOP` says (auto: by the
+    size of W_hh, `weight_bytes`).
 
     tl.dot needs tiles of at least 16 (BPTT_TRITON_LOOP=split takes 16 units a tile, to spread a
     block's units over the most programs). The LSTM's and GRU's forward take all gates of 64 units
@@ -265,7 +278,8 @@ def _blocks(
         chunk = CHUNK
     k = kernels()
     assert k is not None
-    split = LOOP in ("split", "resident") if split is None else split
+    if split is None:
+        split = LOOP in ("split", "resident") or (LOOP == "auto" and weight_bytes >= AUTO_SPLIT_BYTES)
     resident = LOOP == "resident" if resident is None else resident
     tiles = k.Tiles(
         BLOCK_B=16,
@@ -290,7 +304,7 @@ def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
     if persistent(step):
         T, B, _ = gx.shape
         H = tape.hidden_size
-        blocks = _blocks(H, gx.dtype)
+        blocks = _blocks(H, gx.dtype, weight_bytes=_nbytes(p["weight_hh"]))
         w = [p.get(name, gx) for name in ("weight_ci", "weight_cf", "weight_co")]
         launch = _persistent(k.lstm_forward_sweep, B, H, blocks, gx)
         launch(
@@ -360,7 +374,7 @@ def lstm_backward_sweep(
     W_hh = p["weight_hh"]
     if persistent(step):
         T = grad_out.shape[0]
-        blocks = _blocks(H, grad_out.dtype, backward=True)
+        blocks = _blocks(H, grad_out.dtype, backward=True, weight_bytes=_nbytes(W_hh))
         dh_next = dh_n.clone()  # ∂L/∂h_t via step t+1, in place; at the end ∂L/∂h_0
         dc_carry = (dc_n if dc_n is not None else grad_out.new_zeros((B, H))).clone()
         w = [p.get(name, grad_out) for name in ("weight_ci", "weight_cf", "weight_co")]
@@ -437,7 +451,7 @@ def gru_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
     B, H = gx.shape[1], tape.hidden_size
     W_hh, b_hh = p["weight_hh"], p.get("bias_hh")
     if persistent(step):
-        blocks = _blocks(H, gx.dtype)
+        blocks = _blocks(H, gx.dtype, weight_bytes=_nbytes(p["weight_hh"]))
         launch = _persistent(k.gru_forward_sweep, B, H, blocks, gx)
         launch(
             gx,
@@ -486,7 +500,7 @@ def gru_backward_sweep(
     dh_next = dh_n.clone()  # ∂L/∂h_t via step t+1; at the end ∂L/∂h_0
     direct = torch.empty_like(dh_next)  # z_t ⊙ ∂L/∂h_t
     if persistent(step):
-        blocks = _blocks(H, grad_out.dtype, backward=True)
+        blocks = _blocks(H, grad_out.dtype, backward=True, weight_bytes=_nbytes(W_hh))
         launch = _persistent(k.gru_backward_sweep, B, H, blocks, grad_out)
         launch(
             grad_out,
@@ -542,7 +556,7 @@ def rnn_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
     W_hh = p["weight_hh"]
     act = ACTIVATIONS[step.nonlinearity]  # type: ignore[attr-defined]
     if persistent(step):
-        blocks = _blocks(H, gx.dtype, gates=False)
+        blocks = _blocks(H, gx.dtype, gates=False, weight_bytes=_nbytes(W_hh))
         launch = _persistent(k.rnn_forward_sweep, B, H, blocks, gx)
         launch(
             gx,
@@ -574,7 +588,7 @@ def rnn_backward_sweep(
     act = ACTIVATIONS[step.nonlinearity]  # type: ignore[attr-defined]
     dh_next = dh_n.clone()
     if persistent(step):
-        blocks = _blocks(H, grad_out.dtype, backward=True)
+        blocks = _blocks(H, grad_out.dtype, backward=True, weight_bytes=_nbytes(W_hh))
         launch = _persistent(k.rnn_backward_sweep, B, H, blocks, grad_out)
         launch(
             grad_out,
