@@ -59,8 +59,10 @@ print(f'triton against the PyTorch loop: max rel err {err:.2e}')
 assert err < 1e-5"
 
 # Every cell and variant on CUDA against the float64 PyTorch loop on the CPU, and against cuDNN.
-XDIST=()  # four workers where pytest-xdist is installed: compiling the kernels is most of the time
-"$PY" -c "import xdist" 2>/dev/null && XDIST=(-n 4)
+# Four workers where pytest-xdist is installed (compiling the kernels is most of the time), without
+# pytest-benchmark, which refuses to run beside xdist.
+XDIST=()
+"$PY" -c "import xdist" 2>/dev/null && XDIST=(-n 4 -p no:benchmark)
 part "cuda tests" 150 "$PY" -m pytest tests/test_gpu.py -q -rfEs -W default -p no:cacheprovider "${XDIST[@]}"
 
 # The cells with a torch.nn twin at every default shape (the word-LM shape included), the trace.

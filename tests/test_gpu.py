@@ -162,6 +162,33 @@ def test_auto_splits_where_w_hh_is_large() -> None:
     assert not gpu._blocks(256, torch.float32, weight_bytes=1 << 20)["TILES"].SPLIT
 
 
+class FinishedLaunch:
+    """A CUDA event of a launch that has finished (no GPU needed)."""
+
+    def __init__(self, done: bool = True) -> None:
+        self.done = done
+
+    def query(self) -> bool:
+        return self.done
+
+    def synchronize(self) -> None:
+        self.done = True
+
+
+def test_a_grid_barrier_that_gave_up_raises_on_the_next_check(monkeypatch) -> None:
+    """Split launches do not wait for their barrier flag; the next launch's check raises if it was set."""
+    monkeypatch.setattr(gpu, "_unchecked", [(FinishedLaunch(), torch.tensor([0], dtype=torch.int32))])
+    gpu.check_barriers()
+    assert gpu._unchecked == []
+    running = (FinishedLaunch(done=False), torch.tensor([1], dtype=torch.int32))
+    gpu._unchecked.append(running)
+    gpu.check_barriers()  # still running: not read yet
+    assert gpu._unchecked == [running]
+    with pytest.raises(RuntimeError, match="grid barrier gave up"):
+        gpu.check_barriers(wait=True)
+    assert gpu._unchecked == []
+
+
 def test_resident_tiles_fall_back_to_split_where_w_hh_does_not_fit() -> None:
     assert gpu.resident_tiles(128, 16, 4) == (16, 128, 4)
     assert gpu.resident_tiles(128, 24, 4) == (32, 128, 8)  # a share of 24 units: one tile of 32

@@ -32,6 +32,7 @@ import functools
 import importlib
 import importlib.util
 import os
+import warnings
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -209,8 +210,7 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
     """A persistent kernel's launch over its `split_grid`, with its tiles, launch options and zeroed
     `sync` flags (kernels._sync) bound. Split only on a GPU: Triton's interpreter runs programs one
     after another, so there one program a block computes all its units. A resident sweep whose rows
-    of W_hh do not fit on chip runs split. A split launch whose grid barrier gave up (its programs
-    were not all resident) raises an error instead of returning."""
+    of W_hh do not fit on chip runs split. Split launches are cooperative (see `check_barriers`)."""
     k = kernels()
     assert k is not None
     tiles = blocks["TILES"]
@@ -230,15 +230,58 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
     else:
         bound = {**blocks, "TILES": tiles._replace(UNITS=units, RESIDENT=False)}
 
+    barrier = split and parts > 1  # programs that wait on each other every step
+
     def launch(*args: Any, **kwargs: Any) -> None:
+        check_barriers()
+        if not barrier:
+            kernel[(rows, parts)](*args, sync=sync, **kwargs, **bound)
+            return
+        global _cooperative
+        if _cooperative:
+            try:
+                kernel[(rows, parts)](*args, sync=sync, **kwargs, **bound, launch_cooperative_grid=True)
+            except Exception as err:  # a driver without cooperative launches: wait on each launch instead
+                _cooperative = False
+                warnings.warn(
+                    f"a cooperative launch failed ({err}); the split sweeps run without one and wait for "
+                    "each launch to check their grid barrier",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            else:
+                event = torch.cuda.Event()  # type: ignore[no-untyped-call]  # unannotated in torch
+                _unchecked.append((event, sync[-1:].to("cpu", non_blocking=True)))
+                event.record()
+                return
         kernel[(rows, parts)](*args, sync=sync, **kwargs, **bound)
-        if split and bool(sync[-1]):
-            raise RuntimeError(
-                "a split sweep's programs were not all resident on the GPU at once, so its grid barrier "
-                "gave up; run BPTT_TRITON_LOOP=persistent"
-            )
+        if bool(sync[-1]):
+            raise RuntimeError(_STUCK)
 
     return launch
+
+
+_STUCK = (
+    "a split sweep's programs were not all resident on the GPU at once, so its grid barrier gave up and "
+    "its numbers are wrong; run BPTT_TRITON_LOOP=persistent"
+)
+
+# Split launches are cooperative: the driver starts all their programs at once or refuses the launch,
+# so the grid barrier never waits on a program that is not running. Each barrier still gives up after
+# SPIN_LIMIT polls (kernels._sync), a guard against a bug; its flag comes back to the host without
+# waiting, and `check_barriers` raises on the next launch (or when asked) if one gave up.
+_cooperative = True
+_unchecked: list[tuple[torch.cuda.Event, Tensor]] = []
+
+
+def check_barriers(wait: bool = False) -> None:
+    """Raise if a finished split launch's grid barrier gave up; with `wait`, wait for them all first."""
+    while _unchecked and (wait or _unchecked[0][0].query()):  # type: ignore[no-untyped-call]
+        event, stuck = _unchecked.pop(0)
+        event.synchronize()
+        if bool(stuck):
+            _unchecked.clear()
+            raise RuntimeError(_STUCK)
 
 
 @functools.cache

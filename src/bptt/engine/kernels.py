@@ -545,8 +545,9 @@ def _sync(sync, done, TILES: tl.constexpr):
 
     A CTA barrier; with SPLIT also a grid barrier: each program raises its flag in `sync` to `done`
     (release) and polls its block's flags (acquire) until all reach it. The programs must all be
-    resident (gpu.py launches no more than the GPU's SMs); after SPIN_LIMIT polls a program gives up,
-    raises the last flag of `sync`, and gpu.py raises an error instead of returning its numbers.
+    resident: gpu.py launches no more than the GPU's SMs, cooperatively (the driver starts them all at
+    once or refuses). After SPIN_LIMIT polls a program gives up and raises the last flag of `sync`,
+    and gpu.py raises an error (`gpu.check_barriers`): a guard against a bug, never a wrong number.
     """
     tl.debug_barrier()
     if TILES.SPLIT:
