@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check: the CUDA tests and `bptt bench --device cuda`, run from a copy of the repository on a
 # machine with an NVIDIA GPU, Python, a CUDA build of torch and triton installed (no network, nothing
-# to install, the native C++ sweeps not needed). Everything goes to $OUT/gpu.log; the bench results
-# to $OUT/bench_cuda*.json. OUT defaults to runs/gpu. Each part has its own time limit, the whole
-# under six minutes.
+# to install, the native C++ sweeps not needed). Everything goes to $OUT/gpu.log; the results to
+# $OUT/bench_cuda*.json and $OUT/gpu_tune.json. OUT defaults to runs/gpu. Each part has its own time
+# limit, the whole under eight minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-runs/gpu}"
@@ -12,7 +12,7 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
 exec > >(tee "$OUT/gpu.log") 2>&1
 
-BUDGET=${BUDGET:-340}  # seconds for the whole script; a part gets at most what is left
+BUDGET=${BUDGET:-450}  # seconds for the whole script; a part gets at most what is left
 status=0
 part() {
     local name=$1 limit=$2
@@ -68,20 +68,12 @@ part "cuda tests" 150 "$PY" -m pytest tests/test_gpu.py -q -rfEs -W default -p n
 # The cells with a torch.nn twin at every default shape (the word-LM shape included), the trace.
 part "bench: lstm, gru, rnn" 90 "${BPTT[@]}" bench --device cuda --cells lstm,gru,rnn --repeats 10 --warmup 3 \
     --json "$OUT/bench_cuda.json"
-# The split persistent kernels everywhere (the default, auto, splits only where W_hh is large): each
-# block of rows spreads its units over several programs, a grid barrier a step (BPTT_TRITON_LOOP=split;
-# the CUDA tests above check their numbers).
-part "bench: split" 60 env BPTT_TRITON_LOOP=split "${BPTT[@]}" bench --device cuda --cells lstm,gru,rnn \
-    --repeats 10 --warmup 3 --no-contributions --json "$OUT/bench_cuda_split.json"
-# Split, each program's rows of W_hh kept on chip across the forward sweep (BPTT_TRITON_LOOP=resident).
-part "bench: resident" 60 env BPTT_TRITON_LOOP=resident "${BPTT[@]}" bench --device cuda --cells lstm,gru,rnn \
-    --repeats 10 --warmup 3 --no-contributions --json "$OUT/bench_cuda_resident.json"
-# The per-step loop (one matmul and one kernel per step) instead of the persistent kernels.
-part "bench: per step" 40 env BPTT_TRITON_LOOP=per-step "${BPTT[@]}" bench --device cuda --cells lstm,gru,rnn \
-    --repeats 3 --warmup 1 --no-trace --no-contributions --json "$OUT/bench_cuda_per_step.json"
+# The persistent layouts and their chunks and pipeline stages, LSTM against cuDNN at three shapes, and
+# the grid barrier alone (scripts/gpu_tune.py; it checks each setting's numbers against float64).
+part "tune" 150 "$PY" scripts/gpu_tune.py --out "$OUT"
 # The LSTM variants against torch.nn.LSTM, checked against their own float64 PyTorch loop.
-part "bench: variants" 60 "${BPTT[@]}" bench --device cuda --cells peephole,original,nig,nfg,nog,niaf,noaf,cifg,fgr \
-    --repeats 3 --warmup 1 --no-trace --no-contributions --json "$OUT/bench_cuda_variants.json"
+part "bench: variants" 90 "${BPTT[@]}" bench --device cuda --cells peephole,original,nig,nfg,nog,niaf,noaf,cifg,fgr \
+    --repeats 3 --warmup 1 --no-trace --no-contributions --no-watch --json "$OUT/bench_cuda_variants.json"
 
 echo "== done, status $status"
 exit $status

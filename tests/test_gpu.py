@@ -239,6 +239,12 @@ def test_dispatch_is_by_exact_step_type_dtype_device_and_engine(monkeypatch) -> 
             ValueError, match="expected BPTT_TRITON_LOOP to be one of auto, persistent, per-step"
         ):
             dispatch.select(lstm.step, x)
+        monkeypatch.setattr(gpu, "LOOP", "auto")
+        for name, value in (("CHUNK", 48), ("BACKWARD_CHUNK", 256), ("STAGES", 0)):
+            with monkeypatch.context() as m:
+                m.setattr(gpu, name, value)
+                with pytest.raises(ValueError, match=f"expected BPTT_TRITON_{name} to be .*, got {value}"):
+                    dispatch.select(lstm.step, x)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with native.use_engine("triton"):  # CPU tensors without the interpreter: the PyTorch loop
         assert dispatch.select(lstm.step, x).name == "python"

@@ -60,7 +60,12 @@ LOOP = os.environ.get("BPTT_TRITON_LOOP", "auto")
 # is large enough that streaming it through one program costs more than a grid barrier.
 AUTO_SPLIT_BYTES = 192 * 1024
 
-CHUNK = int(os.environ.get("BPTT_TRITON_CHUNK", "0"))  # the forward's chunk; 0: the default
+# Settings to measure others by (scripts/gpu_tune.py): the persistent forward's and backward's chunk
+# of a product's inner dimension (0: the default) and the software-pipeline stages of the chunk loops
+# (1: none; n: the loads of n − 1 chunks ahead in flight, through shared memory).
+CHUNK = int(os.environ.get("BPTT_TRITON_CHUNK", "0"))
+BACKWARD_CHUNK = int(os.environ.get("BPTT_TRITON_BACKWARD_CHUNK", "0"))
+STAGES = int(os.environ.get("BPTT_TRITON_STAGES", "1"))
 
 _kernels: ModuleType | None = None
 _import_error: str | None = None
@@ -97,8 +102,11 @@ def available(x: Tensor) -> bool:
         return False
     if LOOP not in LOOPS:
         raise InputError(f"expected BPTT_TRITON_LOOP to be one of {', '.join(LOOPS)}, got {LOOP!r}")
-    if CHUNK and CHUNK not in (16, 32, 64, 128):
-        raise InputError(f"expected BPTT_TRITON_CHUNK to be 16, 32, 64 or 128, got {CHUNK}")
+    for name, chunk in (("BPTT_TRITON_CHUNK", CHUNK), ("BPTT_TRITON_BACKWARD_CHUNK", BACKWARD_CHUNK)):
+        if chunk and chunk not in (16, 32, 64, 128):
+            raise InputError(f"expected {name} to be 16, 32, 64 or 128, got {chunk}")
+    if STAGES not in (1, 2, 3, 4):
+        raise InputError(f"expected BPTT_TRITON_STAGES to be 1, 2, 3 or 4, got {STAGES}")
     if kernels() is None:
         if engine == "triton":
             raise RuntimeError(f"BPTT_ENGINE=triton, but the Triton sweeps are unavailable: {_import_error}")
@@ -311,14 +319,14 @@ def _blocks(
     in one product, in chunks of 32 along h_{t−1}; the Elman forward (one gate) and every backward product
     (∂L/∂gh_t W_hh, over G·H) in chunks of 128 (64 in float64). Measured on an H200 at B = 32,
     T = 200, H = 128: the LSTM forward takes 3.4 ms in chunks of 32 and 39.8 ms in chunks of 128
-    (a 128 KB tile per step); the Elman forward 1.1 ms in chunks of 128. BPTT_TRITON_CHUNK sets the
-    forward's chunk (16 to 128) to measure others. float32 products use three TF32 passes (`tf32x3`),
+    (a 128 KB tile per step); the Elman forward 1.1 ms in chunks of 128. BPTT_TRITON_CHUNK and
+    BPTT_TRITON_BACKWARD_CHUNK set the chunks (16 to 128), BPTT_TRITON_STAGES the chunk loops'
+    pipeline stages, to measure others. float32 products use three TF32 passes (`tf32x3`),
     which keeps float32 accuracy on tensor cores; the interpreter and float64 use plain IEEE products.
     """
     exact = dtype == torch.float64 or interpreting()
     chunk = 32 if gates and not backward else 64 if dtype == torch.float64 else 128
-    if not backward and CHUNK:
-        chunk = CHUNK
+    chunk = (BACKWARD_CHUNK if backward else CHUNK) or chunk
     k = kernels()
     assert k is not None
     if split is None:
@@ -336,7 +344,7 @@ def _blocks(
         # forward only (see kernels._back_product); `_persistent` keeps it where W_hh's rows fit on chip
         RESIDENT=split and resident and not backward,
     )
-    return {"TILES": tiles, "num_warps": 4, "num_stages": 1}
+    return {"TILES": tiles, "num_warps": 4, "num_stages": STAGES}
 
 
 def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:

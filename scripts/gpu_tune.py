@@ -1,0 +1,199 @@
+"""Time the persistent Triton sweeps' settings against cuDNN on one GPU, in one process.
+
+    python scripts/gpu_tune.py [--out DIR] [--repeats N]
+
+For each setting of `bptt.engine.gpu` (the loop, the forward's and the backward's chunk, the
+pipeline stages of the chunk loops) and each shape, one bptt.LSTM forward + backward is timed with
+CUDA events, interleaved with torch.nn.LSTM's (cuDNN) on the same weights, and checked against the
+float64 PyTorch loop; the ratio is bptt's time over cuDNN's in the same run. A second table times
+the split sweeps' grid barrier alone: a kernel that does nothing but meet at it every step. Results
+go to DIR/gpu_tune.json as well (default runs/gpu). Needs a CUDA GPU and Triton; `--dry-run` runs
+the sweeps' table at a tiny shape in Triton's interpreter on the CPU instead, to check the script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import triton
+import triton.language as tl
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+import bptt
+from bptt.engine import gpu, native
+from bptt.engine.kernels import MAX_PARTS, Tiles, _sync
+
+SHAPES = [(32, 200, 2, 128, 1), (16, 1000, 2, 64, 1), (20, 35, 200, 200, 2)]  # B, T, I, H, layers
+
+# name → gpu module settings; the rest as the defaults
+SETTINGS: dict[str, dict[str, object]] = {
+    "persistent": {"LOOP": "persistent"},
+    "persistent, 2 stages, bwd chunk 64": {"LOOP": "persistent", "STAGES": 2, "BACKWARD_CHUNK": 64},
+    "split": {"LOOP": "split"},
+    "split, 4 stages": {"LOOP": "split", "STAGES": 4},
+    "split, 4 stages, bwd chunk 64": {"LOOP": "split", "STAGES": 4, "BACKWARD_CHUNK": 64},
+    "split, 4 stages, bwd chunk 32": {"LOOP": "split", "STAGES": 4, "BACKWARD_CHUNK": 32},
+    "resident, 4 stages, bwd chunk 64": {"LOOP": "resident", "STAGES": 4, "BACKWARD_CHUNK": 64},
+}
+DEFAULTS = {name: getattr(gpu, name) for name in ("LOOP", "CHUNK", "BACKWARD_CHUNK", "STAGES")}
+
+
+DEVICE = "cuda"
+
+
+def timed(fn, repeats: int) -> float:
+    """Median ms of fn(): CUDA events on a GPU, the wall clock on the CPU."""
+    times = []
+    for _ in range(repeats):
+        if DEVICE == "cpu":
+            start_s = time.perf_counter()
+            fn()
+            times.append(1e3 * (time.perf_counter() - start_s))
+            continue
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def fwd_bwd(model, x, grad):
+    def run():
+        out = model(x)[0]
+        torch.autograd.backward(out, grad)
+
+    return run
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b).abs().max() / b.abs().max())
+
+
+def sweep_table(repeats: int, shapes: list[tuple[int, int, int, int, int]]) -> list[dict[str, object]]:
+    rows = []
+    for B, T, I, H, L in shapes:
+        torch.manual_seed(0)
+        twin = torch.nn.LSTM(I, H, num_layers=L).to(DEVICE)
+        ours = bptt.from_torch(twin)
+        x = torch.randn(T, B, I, device=DEVICE)
+        grad = torch.randn(T, B, H, device=DEVICE)
+        with native.use_engine("python"):
+            truth_model = bptt.from_torch(twin).double()
+            out = truth_model(x.double())[0]
+            truth = [out.detach(), *torch.autograd.grad(out, list(truth_model.parameters()), grad.double())]
+        cudnn = fwd_bwd(twin, x, grad)
+        for _ in range(3):
+            cudnn()
+        for name, setting in SETTINGS.items():
+            for key, value in {**DEFAULTS, **setting}.items():
+                setattr(gpu, key, value)
+            try:
+                out = ours(x)[0]
+                got = [out.detach(), *torch.autograd.grad(out, list(ours.parameters()), grad)]
+                err = max(rel(a, b) for a, b in zip(got, truth, strict=True))
+                run = fwd_bwd(ours, x, grad)
+                for _ in range(3):
+                    run()
+                ms, ref = [], []
+                for _ in range(repeats):  # interleaved with cuDNN's
+                    ms.append(timed(run, 1))
+                    ref.append(timed(cudnn, 1))
+                row = {
+                    "shape": [B, T, I, H, L],
+                    "setting": name,
+                    "ms": statistics.median(ms),
+                    "cudnn_ms": statistics.median(ref),
+                    "error": err,
+                }
+                row["ratio"] = row["ms"] / row["cudnn_ms"]
+            except Exception as exc:  # a setting that fails to compile or run: say so, go on
+                row = {
+                    "shape": [B, T, I, H, L],
+                    "setting": name,
+                    "failed": f"{type(exc).__name__}: {exc}"[:300],
+                }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    for key, value in DEFAULTS.items():
+        setattr(gpu, key, value)
+    return rows
+
+
+@triton.jit
+def only_barrier(sync, T, TILES: tl.constexpr):
+    """Meet at the split sweeps' grid barrier T times, nothing else."""
+    s = T * 0
+    while s < T:
+        _sync(sync, s + 1, TILES)
+        s += 1
+
+
+def barrier_table(repeats: int) -> list[dict[str, object]]:
+    """µs per step of a split kernel that only meets at the grid barrier, by programs per block."""
+    rows = []
+    tiles = Tiles(BLOCK_B=16, BLOCK_H=16, BLOCK_K=32, PRECISION="tf32x3", SPLIT=True, CACHE=".cg", UNITS=16)
+    for blocks, parts in [(1, 2), (1, 4), (1, 8), (2, 8), (2, 13), (4, 16), (8, 16)]:
+        for T in (1, 1001):
+            sync = torch.zeros(blocks * MAX_PARTS.value + 1, dtype=torch.int32, device="cuda")
+
+            def run(sync=sync, T=T, blocks=blocks, parts=parts):
+                sync.zero_()
+                only_barrier[(blocks, parts)](sync, T, TILES=tiles, num_warps=4, launch_cooperative_grid=True)
+
+            run()
+            ms = timed(run, repeats)
+            if T == 1:
+                base = ms
+        row = {"blocks": blocks, "programs_per_block": parts, "us_per_step": 1e3 * (ms - base) / 1000}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=os.environ.get("OUT", "runs/gpu"))
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--dry-run", action="store_true", help="a tiny shape in the interpreter, on the CPU")
+    args = parser.parse_args()
+    global DEVICE
+    if args.dry_run:
+        DEVICE = "cpu"
+        if not gpu.interpreting() or native.engine() != "triton":
+            print("--dry-run needs TRITON_INTERPRET=1 BPTT_ENGINE=triton", file=sys.stderr)
+            return 2
+    elif not torch.cuda.is_available() or gpu.kernels() is None:
+        print(f"needs a CUDA GPU and Triton ({gpu.import_error()})", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    result: dict[str, object] = {"device": DEVICE if args.dry_run else torch.cuda.get_device_name(0)}
+    result["torch"] = torch.__version__
+    result["barrier"] = [] if args.dry_run else barrier_table(args.repeats)
+    result["sweeps"] = sweep_table(args.repeats, [(2, 3, 2, 5, 2)] if args.dry_run else SHAPES)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    Path(args.out, "gpu_tune.json").write_text(json.dumps(result, indent=1))
+    print(f"{time.perf_counter() - start:.0f} s; wrote {Path(args.out, 'gpu_tune.json')}")
+    for row in result["sweeps"]:
+        shape = "x".join(map(str, row["shape"]))
+        if "failed" in row:
+            print(f"{shape:<16} {row['setting']:<36} FAILED {row['failed']}")
+        else:
+            print(
+                f"{shape:<16} {row['setting']:<36} {row['ms']:7.2f} ms  cuDNN {row['cudnn_ms']:6.2f} ms"
+                f"  {row['ratio']:5.2f}×  err {row['error']:.1e}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
