@@ -41,9 +41,12 @@ def record_by_sequence(tmp_path: Path, model: Path, x: torch.Tensor, lengths: li
     return out
 
 
-def test_each_sequence_counts_from_its_own_end(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_each_sequence_counts_from_its_own_end(tmp_path: Path, bidirectional: bool) -> None:
+    """Each sequence of a batch of lengths is diagnosed as if alone: the reverse direction starts at its
+    own end (the batch runs packed)."""
     torch.manual_seed(0)
-    lstm = torch.nn.LSTM(2, 4, num_layers=2, dtype=F64)
+    lstm = torch.nn.LSTM(2, 4, num_layers=2, dtype=F64, bidirectional=bidirectional)
     model = save_model(tmp_path, lstm)
     T, lengths = 9, [9, 5, 3]
     x = torch.randn(T, 3, 2, dtype=F64)
@@ -53,11 +56,18 @@ def test_each_sequence_counts_from_its_own_end(tmp_path: Path) -> None:
     rec = to_json(diagnose(model, tmp_path / "batch", inputs=tmp_path / "xl.pt")["record"])
     alone = record_by_sequence(tmp_path, model, x, lengths)
     assert rec["loss"] == pytest.approx(sum(r["loss"] for r in alone), rel=1e-12)  # the loss at each own end
-    for layer in range(2):
-        for d in range(T):  # distance d from each sequence's own end: the mean over the sequences that long
-            ours = rec["dh_mean"][layer][T - 1 - d]
-            expected = [r["dh_mean"][layer][L - 1 - d] for r, L in zip(alone, lengths, strict=True) if d < L]
-            assert ours == pytest.approx(sum(expected) / len(expected), rel=1e-10)
+    for row in range(len(rec["dh_mean"])):  # layers × directions
+        reverse = bidirectional and row % 2 == 1
+        for d in range(T):
+            # a forward direction by distance d from each sequence's own end, a reverse one (whose sweep
+            # ends at t = 0 in every sequence) by position: the mean over the sequences that long
+            at = d if reverse else T - 1 - d
+            expected = [
+                r["dh_mean"][row][d if reverse else L - 1 - d]
+                for r, L in zip(alone, lengths, strict=True)
+                if d < L
+            ]
+            assert rec["dh_mean"][row][at] == pytest.approx(sum(expected) / len(expected), rel=1e-10)
     for d in range(T):
         expected = [r["jacobian_log_state"][L - 1 - d] for r, L in zip(alone, lengths, strict=True) if d < L]
         assert rec["jacobian_log_state"][T - 1 - d] == pytest.approx(sum(expected) / len(expected), rel=1e-9)
@@ -104,10 +114,6 @@ def test_bad_lengths_and_masks_are_refused(tmp_path: Path) -> None:
         torch.save(obj, tmp_path / f"{name}.pt")
         with pytest.raises(ValueError, match=message):
             diagnose(model, tmp_path / name, inputs=tmp_path / f"{name}.pt")
-    bi = save_model(tmp_path, torch.nn.GRU(2, 3, bidirectional=True), "bi.pt")
-    torch.save({"x": x, "lengths": torch.tensor([4, 2])}, tmp_path / "xl.pt")
-    with pytest.raises(ValueError, match="a bidirectional model is diagnosed on sequences of one length"):
-        diagnose(bi, tmp_path / "bi", inputs=tmp_path / "xl.pt")
 
 
 def test_trace_hints_at_token_ids_and_whole_models() -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import _io
 from ._checks import InputError
@@ -252,8 +253,6 @@ def _checkpoint_subject(obj: dict[str, Any], path: Path) -> Subject:
 
 def _read_tensor_file(path: Path, what: str) -> Any:
     """`_io.torch_load` (weights_only) with a PackedSequence allowed: plain data, no code runs."""
-    from torch.nn.utils.rnn import PackedSequence
-
     with torch.serialization.safe_globals([PackedSequence]):
         return _io.torch_load(path, what)
 
@@ -270,7 +269,6 @@ def read_inputs(path: str | Path, batch_first: bool = False) -> Inputs:
     """The input sequences of a file: a tensor (T, B, features); a dict with one under "x" and, for
     sequences of different lengths, their "lengths" (B,) or a "mask" (T, B) that is true up to each
     sequence's end; or a PackedSequence. No code runs from the file."""
-    from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
     path = Path(path)
     obj = _read_tensor_file(path, "an input tensor file")
@@ -434,11 +432,6 @@ def diagnose(
                 if isinstance(state, tuple)
                 else state[:, : x.shape[1]]
             )
-        if lengths is not None and m64.bidirectional:
-            raise InputError(
-                "sequences of different lengths need the reverse direction to start at each sequence's own end; "
-                "a bidirectional model is diagnosed on sequences of one length (leave out lengths and mask)"
-            )
         proj: int = getattr(m64, "proj_size", 0)
         width = proj or m64.hidden_size
         # drawn in float64 whatever the model's dtype: the same direction for a float32 or a float64 save
@@ -449,13 +442,17 @@ def diagnose(
         last = (lengths - 1) if lengths is not None else torch.full((x.shape[1],), x.shape[0] - 1)
         batch = torch.arange(x.shape[1])
 
-        def loss_fn(o: Tensor, s: Any) -> Tensor:
+        def loss_fn(o: Tensor | PackedSequence, s: Any) -> Tensor:
+            if isinstance(o, PackedSequence):
+                o = pad_packed_sequence(o)[0]  # (T, B, ·) in the sequences' own order
             loss: Tensor = (o[last, batch] * r).sum()
             return loss  # ∂L/∂h at each sequence's last step = r, the same unit direction for every model
 
+        # sequences of their own lengths run packed: each one's steps end at its own end, and a reverse
+        # direction starts there
+        given_x = x if lengths is None else pack_padded_sequence(x, lengths, enforce_sorted=False)
         with progress.task("tracing", None):
-            tr = trace(m64, x, loss_fn, state)
-        tr.lengths = lengths
+            tr = trace(m64, given_x, loss_fn, state)
         record = summarize(tr, samples=samples, full=True)
         steps, sequences = x.shape[0], x.shape[1]
     out = Path(out)
