@@ -571,98 +571,75 @@ def _sync(sync, done, TILES: tl.constexpr):
 
 
 @triton.jit
-def _gates_tile(w_hh, ks, k_ok, j0, G: tl.constexpr, H: tl.constexpr, BLOCK_H: tl.constexpr):
-    """W_hhᵀ at inner positions `ks` and units j0 … j0 + BLOCK_H of every gate block (up to 4):
-    (len(ks), 4·BLOCK_H), element [κ, c] = W_hh[k·H + j0 + j, κ] for column c = 4·j + k; zeros for
+def _weight_tile(w_hh, ks, k_ok, j0, G: tl.constexpr, H: tl.constexpr, BLOCK_H: tl.constexpr):
+    """W_hhᵀ at inner positions `ks` and units j0 … j0 + BLOCK_H: the one gate block (G = 1) as
+    (len(ks), BLOCK_H), element [κ, j] = W_hh[j0 + j, κ]; else every gate block (up to 4) as
+    (len(ks), 4·BLOCK_H), element [κ, c] = W_hh[k·H + j0 + j, κ] for column c = 4·j + k, zeros for
     blocks k ≥ G."""
-    c = tl.arange(0, 4 * BLOCK_H)
-    unit, k = j0 + c // 4, c % 4
-    c_ok = (unit < H) & (k < G)
-    return tl.load(
-        w_hh + (k * H + unit)[None, :] * H + ks[:, None], mask=k_ok[:, None] & c_ok[None, :], other=0.0
-    )
+    if G == 1:
+        cols = j0 + tl.arange(0, BLOCK_H)
+        tile = tl.load(
+            w_hh + cols[None, :] * H + ks[:, None], mask=k_ok[:, None] & (cols < H)[None, :], other=0.0
+        )
+    else:
+        c = tl.arange(0, 4 * BLOCK_H)
+        unit, k = j0 + c // 4, c % 4
+        c_ok = (unit < H) & (k < G)
+        tile = tl.load(
+            w_hh + (k * H + unit)[None, :] * H + ks[:, None], mask=k_ok[:, None] & c_ok[None, :], other=0.0
+        )
+    return tile
 
 
 @triton.jit
-def _gates_weights(w_hh, j0, G: tl.constexpr, H: tl.constexpr, TILES: tl.constexpr):
-    """What `_gates_product` multiplies by, loaded once a sweep: with TILES.RESIDENT the whole W_hhᵀ
-    tile of the program's units (HP, 4·BLOCK_H), kept on chip across steps; else W_hh itself, read
-    chunk by chunk every step."""
+def _weights(w_hh, j0, G: tl.constexpr, H: tl.constexpr, TILES: tl.constexpr):
+    """What `_product` multiplies by, loaded once a sweep: with TILES.RESIDENT the whole W_hhᵀ tile of
+    the program's units (HP rows), kept on chip across steps; else W_hh itself, read chunk by chunk
+    every step."""
     if TILES.RESIDENT:
         ks = tl.arange(0, TILES.HP)
-        w = _gates_tile(w_hh, ks, ks < H, j0, G, H, TILES.BLOCK_H)
+        w = _weight_tile(w_hh, ks, ks < H, j0, G, H, TILES.BLOCK_H)
     else:
         w = w_hh
     return w
 
 
 @triton.jit
-def _gates_product(h_prev, w, rows, row_ok, j0, G: tl.constexpr, H: tl.constexpr, TILES: tl.constexpr):
-    """W_hh h_{t−1} at units j0 … j0 + BLOCK_H of every gate block (up to 4), as one product.
-
-    Column c = 4·j + k of the (BLOCK_B, 4·BLOCK_H) product is unit j0 + j of gate block k, so one
-    tl.dot per chunk of h_{t−1} serves all gates; blocks k ≥ G come back as zeros. `w` is
-    `_gates_weights`: the resident tile (one product over all of h_{t−1}) or W_hh (chunk by chunk).
-    """
+def _product(h_prev, w, rows, row_ok, j0, G: tl.constexpr, H: tl.constexpr, TILES: tl.constexpr):
+    """W_hh h_{t−1} at units j0 … j0 + BLOCK_H of every gate block, as one product laid out as
+    `_weight_tile`'s columns. `w` is `_weights`: the resident tile (one product over all of h_{t−1})
+    or W_hh (chunk by chunk)."""
     BLOCK_B: tl.constexpr = TILES.BLOCK_B
     BLOCK_H: tl.constexpr = TILES.BLOCK_H
     CACHE: tl.constexpr = TILES.CACHE
+    WIDTH: tl.constexpr = BLOCK_H if G == 1 else 4 * BLOCK_H
     if TILES.RESIDENT:
         ks = tl.arange(0, TILES.HP)
         hp = _rows_cols(h_prev, rows, ks, H, row_ok, ks < H, CACHE)  # (BLOCK_B, HP)
         acc = tl.dot(hp, w, input_precision=TILES.PRECISION)
     else:
-        acc = tl.zeros((BLOCK_B, 4 * BLOCK_H), dtype=h_prev.dtype.element_ty)
+        acc = tl.zeros((BLOCK_B, WIDTH), dtype=h_prev.dtype.element_ty)
         for k0 in range(0, H, TILES.BLOCK_K):
             ks = k0 + tl.arange(0, TILES.BLOCK_K)
             k_ok = ks < H
             hp = _rows_cols(h_prev, rows, ks, H, row_ok, k_ok, CACHE)  # (BLOCK_B, BLOCK_K)
-            acc += tl.dot(hp, _gates_tile(w, ks, k_ok, j0, G, H, BLOCK_H), input_precision=TILES.PRECISION)
+            acc += tl.dot(hp, _weight_tile(w, ks, k_ok, j0, G, H, BLOCK_H), input_precision=TILES.PRECISION)
+    return acc
+
+
+@triton.jit
+def _gates_product(h_prev, w, rows, row_ok, j0, G: tl.constexpr, H: tl.constexpr, TILES: tl.constexpr):
+    """W_hh h_{t−1} at units j0 … j0 + BLOCK_H of every gate block (up to 4): `_product`'s column
+    c = 4·j + k is unit j0 + j of gate block k, so one tl.dot per chunk of h_{t−1} serves all
+    gates; blocks k ≥ G come back as zeros."""
+    BLOCK_B: tl.constexpr = TILES.BLOCK_B
+    BLOCK_H: tl.constexpr = TILES.BLOCK_H
+    acc = _product(h_prev, w, rows, row_ok, j0, G, H, TILES)
     # (BLOCK_B, BLOCK_H, a, b) with k = 2a + b: split b, then a
     even, odd = tl.split(tl.reshape(acc, (BLOCK_B, BLOCK_H, 2, 2)))
     z0, z2 = tl.split(even)
     z1, z3 = tl.split(odd)
     return z0, z1, z2, z3
-
-
-@triton.jit
-def _unit_tile(w_hh, ks, k_ok, cols, col_ok, H: tl.constexpr):
-    """W_hhᵀ (len(ks), len(cols)) of one gate block: element [κ, j] = W_hh[cols[j], ks[κ]]."""
-    return tl.load(w_hh + cols[None, :] * H + ks[:, None], mask=k_ok[:, None] & col_ok[None, :], other=0.0)
-
-
-@triton.jit
-def _unit_weights(w_hh, j0, H: tl.constexpr, TILES: tl.constexpr):
-    """What `_unit_product` multiplies by: with TILES.RESIDENT the W_hhᵀ tile of the program's units
-    (HP, BLOCK_H), loaded once a sweep; else W_hh itself."""
-    if TILES.RESIDENT:
-        ks = tl.arange(0, TILES.HP)
-        cols = j0 + tl.arange(0, TILES.BLOCK_H)
-        w = _unit_tile(w_hh, ks, ks < H, cols, cols < H, H)
-    else:
-        w = w_hh
-    return w
-
-
-@triton.jit
-def _unit_product(h_prev, w, rows, row_ok, cols, col_ok, H: tl.constexpr, TILES: tl.constexpr):
-    """W_hh h_{t−1} at units `cols` of one gate block: Σ_k h_{t−1}[rows, k] W_hh[cols, k]. `w` is
-    `_unit_weights`."""
-    BLOCK_B: tl.constexpr = TILES.BLOCK_B
-    BLOCK_H: tl.constexpr = TILES.BLOCK_H
-    CACHE: tl.constexpr = TILES.CACHE
-    if TILES.RESIDENT:
-        ks = tl.arange(0, TILES.HP)
-        hp = _rows_cols(h_prev, rows, ks, H, row_ok, ks < H, CACHE)  # (BLOCK_B, HP)
-        acc = tl.dot(hp, w, input_precision=TILES.PRECISION)
-    else:
-        acc = tl.zeros((BLOCK_B, BLOCK_H), dtype=h_prev.dtype.element_ty)
-        for k0 in range(0, H, TILES.BLOCK_K):
-            ks = k0 + tl.arange(0, TILES.BLOCK_K)
-            k_ok = ks < H
-            hp = _rows_cols(h_prev, rows, ks, H, row_ok, k_ok, CACHE)  # (BLOCK_B, BLOCK_K)
-            acc += tl.dot(hp, _unit_tile(w, ks, k_ok, cols, col_ok, H), input_precision=TILES.PRECISION)
-    return acc
 
 
 @triton.jit
@@ -750,7 +727,7 @@ def lstm_forward_sweep(
 ):
     rows, row_ok, lo = _owned(B, TILES)
     peep = (w_ci, w_cf, w_co)
-    w = _gates_weights(w_hh, lo, V.G, H, TILES)
+    w = _weights(w_hh, lo, V.G, H, TILES)
     s = T * 0
     while s < T:  # a while loop: T stays a run-time value (and Triton's interpreter accepts it)
         # slots of the (T+1, B, ·) buffers: the state before step t and after it (engine/tape.py)
@@ -855,7 +832,7 @@ def gru_forward_sweep(
     TILES: tl.constexpr,
 ):
     rows, row_ok, lo = _owned(B, TILES)
-    w = _gates_weights(w_hh, lo, 3, H, TILES)
+    w = _weights(w_hh, lo, 3, H, TILES)
     s = T * 0
     while s < T:
         t, prev, now = _position(s, T, REVERSE, False)
@@ -923,15 +900,15 @@ def rnn_forward_sweep(
     TILES: tl.constexpr,
 ):
     rows, row_ok, lo = _owned(B, TILES)
-    w = _unit_weights(w_hh, lo, H, TILES)
+    w = _weights(w_hh, lo, 1, H, TILES)
     s = T * 0
     while s < T:
         t, prev, now = _position(s, T, REVERSE, False)
         for j in range(0, TILES.UNITS, TILES.BLOCK_H):
             j0 = lo + j
-            cols, col_ok, ok, here, _at = _tile(rows, row_ok, j0, H, 1, TILES.BLOCK_H)
+            _cols, _col_ok, ok, here, _at = _tile(rows, row_ok, j0, H, 1, TILES.BLOCK_H)
             # z_t = W_ih x_t + b + W_hh h_{t−1}
-            acc = _unit_product(h_buf + prev * B * H, w, rows, row_ok, cols, col_ok, H, TILES)
+            acc = _product(h_buf + prev * B * H, w, rows, row_ok, j0, 1, H, TILES)
             z = acc + tl.load(gx + t * B * H + here, mask=ok, other=0.0)
             tl.store(h_buf + now * B * H + here, _activate(z, ACT), mask=ok)  # h_t = a(z_t)
         _sync(sync, s + 1, TILES)  # h_t is complete (every program's part) before step t+1 reads it
