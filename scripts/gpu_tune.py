@@ -35,6 +35,7 @@ SHAPES = [(32, 200, 2, 128, 1), (16, 1000, 2, 64, 1), (20, 35, 200, 200, 2)]  # 
 
 # name → gpu module settings; the rest as the defaults
 SETTINGS: dict[str, dict[str, object]] = {
+    "auto (the default)": {"LOOP": "auto"},
     "persistent": {"LOOP": "persistent"},
     "persistent, 2 stages, bwd chunk 64": {"LOOP": "persistent", "STAGES": 2, "BACKWARD_CHUNK": 64},
     "split": {"LOOP": "split"},
@@ -43,7 +44,7 @@ SETTINGS: dict[str, dict[str, object]] = {
     "split, 4 stages, bwd chunk 32": {"LOOP": "split", "STAGES": 4, "BACKWARD_CHUNK": 32},
     "resident, 4 stages, bwd chunk 64": {"LOOP": "resident", "STAGES": 4, "BACKWARD_CHUNK": 64},
 }
-DEFAULTS = {name: getattr(gpu, name) for name in ("LOOP", "CHUNK", "BACKWARD_CHUNK", "STAGES")}
+DEFAULTS = {"LOOP": "auto", "CHUNK": 0, "BACKWARD_CHUNK": 0, "STAGES": 1}
 
 
 DEVICE = "cuda"
