@@ -38,25 +38,28 @@ import torch, triton
 print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)
 print(torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0))"
 
-# One LSTM through the Triton sweeps against the PyTorch loop: a first signal even if pytest cannot run.
-part "smoke" 60 "$PY" -c "
+# Two LSTMs through the Triton sweeps against the PyTorch loop, a first signal even if pytest cannot
+# run: H = 16 runs the persistent sweeps, H = 128 the split ones (cooperative launches).
+part "smoke" 90 "$PY" -c "
 import time, torch, bptt
 from bptt.engine import dispatch, gpu, native
-torch.manual_seed(0)
-m = bptt.LSTM(3, 16, num_layers=2).cuda()
-x = torch.randn(20, 4, 3, device='cuda')
-assert dispatch.select(m.step, x).name == 'triton', gpu.import_error()
-t0 = time.perf_counter()
-out, _ = m(x)
-g = torch.autograd.grad(out.square().sum(), list(m.parameters()))
-torch.cuda.synchronize()
-print(f'first triton forward + backward (compiles): {time.perf_counter() - t0:.1f} s')
-with native.use_engine('python'):
-    out_r, _ = m(x)
-    g_r = torch.autograd.grad(out_r.square().sum(), list(m.parameters()))
-err = max(float((a - b).abs().max() / b.abs().max()) for a, b in zip([out.detach(), *g], [out_r.detach(), *g_r]))
-print(f'triton against the PyTorch loop: max rel err {err:.2e}')
-assert err < 1e-5"
+for H, B in ((16, 4), (128, 32)):
+    torch.manual_seed(0)
+    m = bptt.LSTM(3, H, num_layers=2).cuda()
+    x = torch.randn(20, B, 3, device='cuda')
+    assert dispatch.select(m.step, x).name == 'triton', gpu.import_error()
+    t0 = time.perf_counter()
+    out, _ = m(x)
+    g = torch.autograd.grad(out.square().sum(), list(m.parameters()))
+    gpu.check_barriers(wait=True)
+    print(f'H = {H}: first triton forward + backward (compiles): {time.perf_counter() - t0:.1f} s')
+    with native.use_engine('python'):
+        out_r, _ = m(x)
+        g_r = torch.autograd.grad(out_r.square().sum(), list(m.parameters()))
+    pairs = zip([out.detach(), *g], [out_r.detach(), *g_r])
+    err = max(float((a - b).abs().max() / b.abs().max()) for a, b in pairs)
+    print(f'H = {H}: triton against the PyTorch loop: max rel err {err:.2e}, cooperative launches: {gpu._cooperative}')
+    assert err < 1e-5"
 
 # Every cell and variant on CUDA against the float64 PyTorch loop on the CPU, and against cuDNN.
 # Four workers where pytest-xdist is installed (compiling the kernels is most of the time), without
