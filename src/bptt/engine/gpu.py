@@ -258,9 +258,11 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
                     stacklevel=2,
                 )
             else:
+                # the flag into pinned host memory, without waiting; read once the event has passed
+                stuck = torch.empty(1, dtype=torch.int32, pin_memory=True).copy_(sync[-1:], non_blocking=True)
                 event = torch.cuda.Event()  # type: ignore[no-untyped-call]  # unannotated in torch
-                _unchecked.append((event, sync[-1:].to("cpu", non_blocking=True)))
                 event.record()
+                _unchecked.append((event, stuck))
                 return
         kernel[(rows, parts)](*args, sync=sync, **kwargs, **bound)
         if bool(sync[-1]):
