@@ -187,6 +187,10 @@ def test_a_grid_barrier_that_gave_up_raises_on_the_next_check(monkeypatch) -> No
     with pytest.raises(RuntimeError, match="grid barrier gave up"):
         gpu.check_barriers(wait=True)
     assert gpu._unchecked == []
+    # a trace waits for them: its numbers are never handed out unchecked
+    gpu._unchecked.append((FinishedLaunch(done=False), torch.tensor([1], dtype=torch.int32)))
+    with pytest.raises(RuntimeError, match="grid barrier gave up"):
+        bptt.trace(bptt.RNN(2, 3), torch.randn(4, 1, 2), lambda out, state: out.sum())
 
 
 def test_resident_tiles_fall_back_to_split_where_w_hh_does_not_fit() -> None:

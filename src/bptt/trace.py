@@ -22,6 +22,7 @@ from . import _checks
 from ._checks import InputError, InputTypeError
 from .cells.base import RecurrentBase, State
 from .convert import from_torch, torch_recurrent
+from .engine import gpu
 from .engine.function import LayerPlan
 from .engine.sweep import Step, allocate_step_grads
 from .engine.tape import Tape
@@ -293,6 +294,7 @@ def build(
     A packed output is kept padded, (T, B, ·) in the sequences' own order, with their `lengths`.
     """
     step = model.step
+    gpu.check_barriers(wait=True)  # a split sweep whose grid barrier gave up raises here, not later
     lengths = None
     if isinstance(output, PackedSequence):
         output, lengths = pad_packed_sequence(output)

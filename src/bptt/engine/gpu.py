@@ -279,7 +279,8 @@ _STUCK = (
 # Split launches are cooperative: the driver starts all their programs at once or refuses the launch,
 # so the grid barrier never waits on a program that is not running. Each barrier still gives up after
 # SPIN_LIMIT polls (kernels._sync), a guard against a bug; its flag comes back to the host without
-# waiting, and `check_barriers` raises on the next launch (or when asked) if one gave up.
+# waiting, and `check_barriers` raises if one gave up: at the next launch, and when a trace is built
+# (which waits for them all).
 _cooperative = True
 _unchecked: list[tuple[torch.cuda.Event, Tensor]] = []
 
