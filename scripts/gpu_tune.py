@@ -42,9 +42,16 @@ SETTINGS: dict[str, dict[str, object]] = {
     "split, 4 stages": {"LOOP": "split", "STAGES": 4},
     "split, 4 stages, bwd chunk 64": {"LOOP": "split", "STAGES": 4, "BACKWARD_CHUNK": 64},
     "split, 4 stages, bwd chunk 32": {"LOOP": "split", "STAGES": 4, "BACKWARD_CHUNK": 32},
+    "split, counter barrier": {"LOOP": "split", "BARRIER": "counter"},
+    "split, counter, 4 stages, bwd chunk 64": {
+        "LOOP": "split",
+        "BARRIER": "counter",
+        "STAGES": 4,
+        "BACKWARD_CHUNK": 64,
+    },
     "resident, 4 stages, bwd chunk 64": {"LOOP": "resident", "STAGES": 4, "BACKWARD_CHUNK": 64},
 }
-DEFAULTS = {"LOOP": "auto", "CHUNK": 0, "BACKWARD_CHUNK": 0, "STAGES": 1}
+DEFAULTS = {"LOOP": "auto", "CHUNK": 0, "BACKWARD_CHUNK": 0, "STAGES": 1, "BARRIER": "flags"}
 
 
 DEVICE = "cuda"
@@ -140,24 +147,43 @@ def only_barrier(sync, T, TILES: tl.constexpr):
 
 
 def barrier_table(repeats: int) -> list[dict[str, object]]:
-    """µs per step of a split kernel that only meets at the grid barrier, by programs per block."""
+    """µs per step of a split kernel that only meets at the grid barrier, by barrier and programs."""
     rows = []
-    tiles = Tiles(BLOCK_B=16, BLOCK_H=16, BLOCK_K=32, PRECISION="tf32x3", SPLIT=True, CACHE=".cg", UNITS=16)
-    for blocks, parts in [(1, 2), (1, 4), (1, 8), (2, 8), (2, 13), (4, 16), (8, 16)]:
-        for T in (1, 1001):
-            sync = torch.zeros(blocks * MAX_PARTS.value + 1, dtype=torch.int32, device="cuda")
+    for barrier in gpu.BARRIERS:
+        tiles = Tiles(
+            BLOCK_B=16,
+            BLOCK_H=16,
+            BLOCK_K=32,
+            PRECISION="tf32x3",
+            SPLIT=True,
+            CACHE=".cg",
+            UNITS=16,
+            BARRIER=barrier,
+        )
+        for blocks, parts in [(1, 2), (1, 4), (1, 8), (2, 8), (2, 13), (4, 16), (8, 16)]:
+            for T in (1, 1001):
+                sync = torch.zeros(blocks * MAX_PARTS.value + 1, dtype=torch.int32, device="cuda")
 
-            def run(sync=sync, T=T, blocks=blocks, parts=parts):
-                sync.zero_()
-                only_barrier[(blocks, parts)](sync, T, TILES=tiles, num_warps=4, launch_cooperative_grid=True)
+                def run(sync=sync, T=T, blocks=blocks, parts=parts, tiles=tiles):
+                    sync.zero_()
+                    only_barrier[(blocks, parts)](
+                        sync, T, TILES=tiles, num_warps=4, launch_cooperative_grid=True
+                    )
 
-            run()
-            ms = timed(run, repeats)
-            if T == 1:
-                base = ms
-        row = {"blocks": blocks, "programs_per_block": parts, "us_per_step": 1e3 * (ms - base) / 1000}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+                run()
+                ms = timed(run, repeats)
+                if T == 1:
+                    base = ms
+            stuck = int(sync[-1])
+            row = {
+                "barrier": barrier,
+                "blocks": blocks,
+                "programs_per_block": parts,
+                "us_per_step": 1e3 * (ms - base) / 1000,
+                "gave_up": bool(stuck),
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     return rows
 
 
@@ -187,10 +213,10 @@ def main() -> int:
     for row in result["sweeps"]:
         shape = "x".join(map(str, row["shape"]))
         if "failed" in row:
-            print(f"{shape:<16} {row['setting']:<36} FAILED {row['failed']}")
+            print(f"{shape:<16} {row['setting']:<40} FAILED {row['failed']}")
         else:
             print(
-                f"{shape:<16} {row['setting']:<36} {row['ms']:7.2f} ms  cuDNN {row['cudnn_ms']:6.2f} ms"
+                f"{shape:<16} {row['setting']:<40} {row['ms']:7.2f} ms  cuDNN {row['cudnn_ms']:6.2f} ms"
                 f"  {row['ratio']:5.2f}×  err {row['error']:.1e}"
             )
     return 0

@@ -135,6 +135,18 @@ def test_persistent_tiles_cover_batch_and_units_past_one_block() -> None:
 
 @pytest.mark.gpu_interpret
 @needs_triton
+def test_the_counter_barrier_gives_the_same_numbers(monkeypatch) -> None:
+    """BPTT_TRITON_BARRIER=counter: the split sweeps meet at one counter per block of rows."""
+    use_loop("split")
+    monkeypatch.setattr(gpu, "BARRIER", "counter")
+    assert gpu._blocks(8, torch.float64)["TILES"].BARRIER == "counter"
+    torch.manual_seed(0)
+    model = bptt.LSTM(2, 20, bidirectional=True, dtype=torch.float64)
+    interpreted(model, torch.randn(3, 17, 2, dtype=torch.float64), torch.float64)
+
+
+@pytest.mark.gpu_interpret
+@needs_triton
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_resident_tiles_pad_the_units_and_the_inner_dimension(kind: str) -> None:
     """B = 17 and H = 20: two blocks of rows; the forward's resident tile is 32 units wide and its
@@ -244,10 +256,12 @@ def test_dispatch_is_by_exact_step_type_dtype_device_and_engine(monkeypatch) -> 
         ):
             dispatch.select(lstm.step, x)
         monkeypatch.setattr(gpu, "LOOP", "auto")
-        for name, value in (("CHUNK", 48), ("BACKWARD_CHUNK", 256), ("STAGES", 0)):
+        for name, value in (("CHUNK", 48), ("BACKWARD_CHUNK", 256), ("STAGES", 0), ("BARRIER", "spin")):
             with monkeypatch.context() as m:
                 m.setattr(gpu, name, value)
-                with pytest.raises(ValueError, match=f"expected BPTT_TRITON_{name} to be .*, got {value}"):
+                with pytest.raises(
+                    ValueError, match=f"expected BPTT_TRITON_{name} to be .*, got '?{value}'?$"
+                ):
                     dispatch.select(lstm.step, x)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with native.use_engine("triton"):  # CPU tensors without the interpreter: the PyTorch loop

@@ -36,15 +36,16 @@ LOOPS = ("persistent", "split", "resident")  # the persistent sweeps' loops (gpu
 def _split_blocks(
     H: int, dtype: Any, backward: bool = False, gates: bool = True, *, loop: str
 ) -> dict[str, Any] | None:
-    """`gpu._blocks` for one of `LOOPS`, with a split launch's share of one tile of 16 units per
-    program as `gpu._persistent` binds it; None for a resident backward (it runs split)."""
+    """`gpu._blocks` for one of `LOOPS` (or "counter": split, with the counter barrier), with a split
+    launch's share of one tile of 16 units per program as `gpu._persistent` binds it; None for a
+    resident backward (it runs split)."""
     from .engine import gpu
 
     split, resident = loop != "persistent", loop == "resident"
     if resident and backward:
         return None
     blocks = gpu._blocks(H, dtype, backward, gates, split=split, resident=resident)
-    tiles = blocks["TILES"]
+    tiles = blocks["TILES"]._replace(BARRIER="counter" if loop == "counter" else "flags")
     if resident:
         fits = gpu.resident_tiles(H, tiles.BLOCK_H, dtype.itemsize)
         assert fits is not None
@@ -81,7 +82,7 @@ def specs(full: bool = True, dtype: str | None = None) -> Iterator[Spec]:
                 )
             torch_dtype = {"fp32": torch.float32, "fp64": torch.float64}[dtype]
             for kernel in ("lstm_forward_sweep", "lstm_backward_sweep") if not fgr else ():
-                for loop in LOOPS:
+                for loop in (*LOOPS, "counter") if name == "vanilla" else LOOPS:
                     blocks = _split_blocks(128, torch_dtype, "backward" in kernel, loop=loop)
                     if blocks is not None:
                         yield Spec(

@@ -62,10 +62,13 @@ AUTO_SPLIT_BYTES = 192 * 1024
 
 # Settings to measure others by (scripts/gpu_tune.py): the persistent forward's and backward's chunk
 # of a product's inner dimension (0: the default) and the software-pipeline stages of the chunk loops
-# (1: none; n: the loads of n − 1 chunks ahead in flight, through shared memory).
+# (1: none; n: the loads of n − 1 chunks ahead in flight, through shared memory); and the split
+# sweeps' grid barrier (kernels._sync).
 CHUNK = int(os.environ.get("BPTT_TRITON_CHUNK", "0"))
 BACKWARD_CHUNK = int(os.environ.get("BPTT_TRITON_BACKWARD_CHUNK", "0"))
 STAGES = int(os.environ.get("BPTT_TRITON_STAGES", "1"))
+BARRIERS = ("flags", "counter")  # the split sweeps' grid barrier (kernels._sync)
+BARRIER = os.environ.get("BPTT_TRITON_BARRIER", "flags")
 
 _kernels: ModuleType | None = None
 _import_error: str | None = None
@@ -107,6 +110,8 @@ def available(x: Tensor) -> bool:
             raise InputError(f"expected {name} to be 16, 32, 64 or 128, got {chunk}")
     if STAGES not in (1, 2, 3, 4):
         raise InputError(f"expected BPTT_TRITON_STAGES to be 1, 2, 3 or 4, got {STAGES}")
+    if BARRIER not in BARRIERS:
+        raise InputError(f"expected BPTT_TRITON_BARRIER to be one of {', '.join(BARRIERS)}, got {BARRIER!r}")
     if kernels() is None:
         if engine == "triton":
             raise RuntimeError(f"BPTT_ENGINE=triton, but the Triton sweeps are unavailable: {_import_error}")
@@ -346,6 +351,7 @@ def _blocks(
         UNITS=H,  # one program computes all units; `_persistent` shares them out when split
         # forward only (see kernels._back_product); `_persistent` keeps it where W_hh's rows fit on chip
         RESIDENT=split and resident and not backward,
+        BARRIER=BARRIER,
     )
     return {"TILES": tiles, "num_warps": 4, "num_stages": STAGES}
 

@@ -60,6 +60,7 @@ class Tiles(NamedTuple):
     CACHE: str = ""  # the cache of loads of what other programs wrote: ".cg" (past L1) when split
     UNITS: int = 0  # the units of its block of rows a program computes: H, or its share when split
     RESIDENT: bool = False  # W_hh's rows for the program's units loaded once a sweep, kept on chip
+    BARRIER: str = "flags"  # the split grid barrier: a flag per program, or one counter per block
     HP: int = 0  # H padded to a power of two: the inner dimension of a RESIDENT product, in one piece
 
 
@@ -543,30 +544,44 @@ def _rows_cols(ptr, rows, cols, stride, row_ok, col_ok, CACHE: tl.constexpr):
 def _sync(sync, done, TILES: tl.constexpr):
     """Wait until every program of this block of rows has written its part of step `done` (a count).
 
-    A CTA barrier; with SPLIT also a grid barrier: each program raises its flag in `sync` to `done`
-    (release) and polls its block's flags (acquire) until all reach it. The programs must all be
-    resident: gpu.py launches no more than the GPU's SMs, cooperatively (the driver starts them all at
-    once or refuses). After SPIN_LIMIT polls a program gives up and raises the last flag of `sync`,
-    and gpu.py raises an error (`gpu.check_barriers`): a guard against a bug, never a wrong number.
+    A CTA barrier; with SPLIT also a grid barrier, one of two (TILES.BARRIER). "flags": each program
+    raises its flag in `sync` to `done` (release) and polls its block's flags (acquire) until all
+    reach it. "counter": each program adds one to its block's counter (the block's first flag) and,
+    unless it came last, polls the counter (acquire) until every program has added its `done`-th
+    one. The programs must all be resident: gpu.py launches no more than the GPU's SMs,
+    cooperatively (the driver starts them all at once or refuses). After SPIN_LIMIT polls a program
+    gives up and raises the last flag of `sync`, and gpu.py raises an error (`gpu.check_barriers`):
+    a guard against a bug, never a wrong number.
     """
+    BARRIER: tl.constexpr = TILES.BARRIER
     tl.debug_barrier()
     if TILES.SPLIT:
         flags = sync + tl.program_id(0) * MAX_PARTS
         stuck = sync + tl.num_programs(0) * MAX_PARTS
-        tl.atomic_xchg(flags + tl.program_id(1), done, sem="release", scope="gpu")
-        p = tl.arange(0, MAX_PARTS)
-        mine = p < tl.num_programs(1)
-        seen = tl.min(
-            tl.where(mine, tl.atomic_add(flags + p, 0, mask=mine, sem="acquire", scope="gpu"), done)
-        )
-        polls = tl.atomic_add(stuck, 0, sem="acquire", scope="gpu") * SPIN_LIMIT  # once stuck, never wait
-        while (seen < done) & (polls < SPIN_LIMIT):
+        if BARRIER == "counter":
+            target = done * tl.num_programs(1)
+            seen = tl.atomic_add(flags, 1, sem="acq_rel", scope="gpu") + 1
+            polls = tl.atomic_add(stuck, 0, sem="relaxed", scope="gpu") * SPIN_LIMIT  # once stuck, never wait
+            while (seen < target) & (polls < SPIN_LIMIT):
+                seen = tl.atomic_add(flags, 0, sem="acquire", scope="gpu")
+                polls += 1
+            if seen < target:
+                tl.atomic_xchg(stuck, 1)
+        else:
+            tl.atomic_xchg(flags + tl.program_id(1), done, sem="release", scope="gpu")
+            p = tl.arange(0, MAX_PARTS)
+            mine = p < tl.num_programs(1)
             seen = tl.min(
                 tl.where(mine, tl.atomic_add(flags + p, 0, mask=mine, sem="acquire", scope="gpu"), done)
             )
-            polls += 1
-        if seen < done:
-            tl.atomic_xchg(stuck, 1)
+            polls = tl.atomic_add(stuck, 0, sem="acquire", scope="gpu") * SPIN_LIMIT  # once stuck, never wait
+            while (seen < done) & (polls < SPIN_LIMIT):
+                seen = tl.min(
+                    tl.where(mine, tl.atomic_add(flags + p, 0, mask=mine, sem="acquire", scope="gpu"), done)
+                )
+                polls += 1
+            if seen < done:
+                tl.atomic_xchg(stuck, 1)
         tl.debug_barrier()
 
 
