@@ -3,6 +3,7 @@ spawned process imports only torch and bptt."""
 
 from __future__ import annotations
 
+import faulthandler
 from datetime import timedelta
 
 import torch
@@ -26,6 +27,8 @@ def run(rank: int, world: int, store: str, path: str) -> None:
     They meet through a file (`store`), not a TCP port that another process could take between its
     choice and its use; a wait longer than a minute is an error, not a hang.
     """
+    # a process that hangs prints every thread's stack and exits, failing the test with where it hung
+    faulthandler.dump_traceback_later(120, exit=True)
     torch.set_num_threads(1)
     bptt.engine.native.set_engine("python")  # the PyTorch loop: no wait on a first native build
     dist.init_process_group(
