@@ -3,10 +3,10 @@
     python scripts/gpu_tune.py [--out DIR] [--repeats N]
 
 For each setting of `bptt.engine.gpu` (the loop, the forward's and the backward's chunk, the
-pipeline stages of the chunk loops) and each shape, one bptt.LSTM forward + backward is timed with
+pipeline stages of the chunk loops, the grid barrier) and each shape, one bptt.LSTM forward + backward is timed with
 CUDA events, interleaved with torch.nn.LSTM's (cuDNN) on the same weights, and checked against the
 float64 PyTorch loop; the ratio is bptt's time over cuDNN's in the same run. A second table times
-the split sweeps' grid barrier alone: a kernel that does nothing but meet at it every step. Results
+each of the split sweeps' grid barriers alone: a kernel that does nothing but meet at it every step. Results
 go to DIR/gpu_tune.json as well (default runs/gpu). Needs a CUDA GPU and Triton; `--dry-run` runs
 the sweeps' table at a tiny shape in Triton's interpreter on the CPU instead, to check the script.
 """
