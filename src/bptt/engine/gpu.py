@@ -16,9 +16,10 @@ The persistent kernels (engine/kernels.py) run a whole sweep in one launch inste
 owning a block of the batch's rows. `BPTT_TRITON_LOOP=split` spreads each block's hidden units over
 several programs, as many as fit on the GPU at once, which meet at a grid barrier every step: more
 of the GPU at work for a small batch. `BPTT_TRITON_LOOP=resident` splits too, and each program loads
-the rows of W_hh of its units once a sweep and keeps them on chip (the design of FlashRNN), where
-they fit in `RESIDENT_BYTES`; it falls back to split where they do not. Both are checked in the
-interpreter with one program a block and on a GPU by the CUDA tests.
+the rows of W_hh of its units once a sweep (forward) and keeps them on chip (the design of FlashRNN),
+where they fit in `RESIDENT_BYTES`; it falls back to split where they do not. Both are checked in
+the interpreter with one program a block and on a GPU by the CUDA tests. The default,
+`BPTT_TRITON_LOOP=auto`, splits where W_hh is large (`AUTO_SPLIT_BYTES`), as measured on an H100.
 
 `BPTT_ENGINE=triton` (or `use_engine("triton")`) forces these sweeps; without a GPU that needs
 `TRITON_INTERPRET=1`, which runs the kernels in Triton's interpreter on CPU tensors (the tests do
