@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import time
+import warnings
 
 import pytest
 import torch
@@ -362,18 +363,36 @@ def test_autocast_runs_in_the_autocast_dtype(kind: str, dtype: torch.dtype) -> N
 # -- DistributedDataParallel ----------------------------------------------------------------------------
 
 
-def test_distributed_data_parallel_averages_the_gradients(tmp_path) -> None:
-    path, store = str(tmp_path / "grads.pt"), str(tmp_path / "store")
+def run_ddp(folder) -> str:
+    """Run ddp_worker in two spawned processes; the path of the gradients rank 0 saved.
+
+    Raises TimeoutError where the processes have not finished after 180 s, and
+    ProcessExitedException where one exited without a Python error (a worker that hangs prints its
+    threads' stacks after 120 s and exits).
+    """
+    folder.mkdir()
+    path, store = str(folder / "grads.pt"), str(folder / "store")
     # spawn, not fork: a forked process can inherit a lock another thread held and wait on it forever
     context = mp.start_processes(
         ddp_worker.run, args=(2, store, path), nprocs=2, join=False, start_method="spawn"
     )
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 180
     while not context.join(timeout=5):
         if time.monotonic() > deadline:
             for process in context.processes:
                 process.kill()
-            pytest.fail("the two DistributedDataParallel processes did not finish within 300 s")
+            raise TimeoutError("the two DistributedDataParallel processes did not finish within 180 s")
+    return path
+
+
+def test_distributed_data_parallel_averages_the_gradients(tmp_path) -> None:
+    try:
+        path = run_ddp(tmp_path / "first")
+    except (TimeoutError, mp.ProcessExitedException) as err:
+        # once in several runs on a loaded machine the two processes hung before they finished (see
+        # ddp_worker); a second hang fails the test
+        warnings.warn(f"DistributedDataParallel processes hung ({err}); running them once more", stacklevel=1)
+        path = run_ddp(tmp_path / "second")
     ddp = torch.load(path)
     model = ddp_worker.model()
     (model(ddp_worker.data())[0].pow(2).sum() / 2).backward()  # DDP averages the two halves' gradients
