@@ -4,6 +4,7 @@ spawned process imports only torch and bptt."""
 from __future__ import annotations
 
 import faulthandler
+import os
 from datetime import timedelta
 
 import torch
@@ -27,8 +28,9 @@ def run(rank: int, world: int, store: str, path: str) -> None:
     They meet through a file (`store`), not a TCP port that another process could take between its
     choice and its use; a wait longer than a minute is an error, not a hang.
     """
-    # a process that hangs prints every thread's stack and exits, failing the test with where it hung
-    faulthandler.dump_traceback_later(120, exit=True)
+    # a process that hangs writes every thread's stack beside the store and exits: the test says where
+    stacks = open(os.path.join(os.path.dirname(store), f"stacks-{rank}.txt"), "w")
+    faulthandler.dump_traceback_later(120, exit=True, file=stacks)
     torch.set_num_threads(1)
     bptt.engine.native.set_engine("python")  # the PyTorch loop: no wait on a first native build
     dist.init_process_group(

@@ -391,7 +391,11 @@ def test_distributed_data_parallel_averages_the_gradients(tmp_path) -> None:
     except (TimeoutError, mp.ProcessExitedException) as err:
         # once in several runs on a loaded machine the two processes hung before they finished (see
         # ddp_worker); a second hang fails the test
-        warnings.warn(f"DistributedDataParallel processes hung ({err}); running them once more", stacklevel=1)
+        stacks = "".join(f.read_text()[-3000:] for f in sorted((tmp_path / "first").glob("stacks-*.txt")))
+        warnings.warn(
+            f"DistributedDataParallel processes hung ({err}); running them once more. Where:\n{stacks}",
+            stacklevel=1,
+        )
         path = run_ddp(tmp_path / "second")
     ddp = torch.load(path)
     model = ddp_worker.model()
