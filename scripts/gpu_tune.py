@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import triton.language as tl
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 import bptt
+from bptt import bench
 from bptt.engine import gpu, native
 from bptt.engine.kernels import MAX_PARTS, Tiles, _sync
 
@@ -54,37 +54,12 @@ SETTINGS: dict[str, dict[str, object]] = {
 DEFAULTS = {"LOOP": "auto", "CHUNK": 0, "BACKWARD_CHUNK": 0, "STAGES": 1, "BARRIER": "flags"}
 
 
-DEVICE = "cuda"
+DEVICE = torch.device("cuda")
 
 
-def timed(fn, repeats: int) -> float:
-    """Median ms of fn(): CUDA events on a GPU, the wall clock on the CPU."""
-    times = []
-    for _ in range(repeats):
-        if DEVICE == "cpu":
-            start_s = time.perf_counter()
-            fn()
-            times.append(1e3 * (time.perf_counter() - start_s))
-            continue
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
-
-
-def fwd_bwd(model, x, grad):
-    def run():
-        out = model(x)[0]
-        torch.autograd.backward(out, grad)
-
-    return run
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b).abs().max() / b.abs().max())
+def median_ms(fn, repeats: int) -> float:
+    """Median ms of fn() after a warm-up run: CUDA events on a GPU, the wall clock on the CPU."""
+    return bench._median_ms(bench._interleaved([lambda: bench._spans(DEVICE, [fn])[0]], 1, repeats)[0])
 
 
 def sweep_table(repeats: int, shapes: list[tuple[int, int, int, int, int]]) -> list[dict[str, object]]:
@@ -99,28 +74,21 @@ def sweep_table(repeats: int, shapes: list[tuple[int, int, int, int, int]]) -> l
             truth_model = bptt.from_torch(twin).double()
             out = truth_model(x.double())[0]
             truth = [out.detach(), *torch.autograd.grad(out, list(truth_model.parameters()), grad.double())]
-        cudnn = fwd_bwd(twin, x, grad)
-        for _ in range(3):
-            cudnn()
+        cudnn = bench._fwd_bwd(twin, x, grad)
         for name, setting in SETTINGS.items():
             for key, value in {**DEFAULTS, **setting}.items():
                 setattr(gpu, key, value)
             try:
                 out = ours(x)[0]
                 got = [out.detach(), *torch.autograd.grad(out, list(ours.parameters()), grad)]
-                err = max(rel(a, b) for a, b in zip(got, truth, strict=True))
-                run = fwd_bwd(ours, x, grad)
-                for _ in range(3):
-                    run()
-                ms, ref = [], []
-                for _ in range(repeats):  # interleaved with cuDNN's
-                    ms.append(timed(run, 1))
-                    ref.append(timed(cudnn, 1))
+                err = max(bench._rel(a.double(), b) for a, b in zip(got, truth, strict=True))
+                # interleaved with cuDNN's, after 3 warm-ups; (forward s, backward s) each
+                ms, ref = bench._interleaved([bench._fwd_bwd(ours, x, grad), cudnn], 3, repeats)
                 row = {
                     "shape": [B, T, I, H, L],
                     "setting": name,
-                    "ms": statistics.median(ms),
-                    "cudnn_ms": statistics.median(ref),
+                    "ms": bench._median_ms([sum(t) for t in ms]),
+                    "cudnn_ms": bench._median_ms([sum(t) for t in ref]),
                     "error": err,
                 }
                 row["ratio"] = row["ms"] / row["cudnn_ms"]
@@ -170,8 +138,7 @@ def barrier_table(repeats: int) -> list[dict[str, object]]:
                         sync, T, TILES=tiles, num_warps=4, launch_cooperative_grid=True
                     )
 
-                run()
-                ms = timed(run, repeats)
+                ms = median_ms(run, repeats)
                 if T == 1:
                     base = ms
             stuck = int(sync[-1])
@@ -195,7 +162,7 @@ def main() -> int:
     args = parser.parse_args()
     global DEVICE
     if args.dry_run:
-        DEVICE = "cpu"
+        DEVICE = torch.device("cpu")
         if not gpu.interpreting() or native.engine() != "triton":
             print("--dry-run needs TRITON_INTERPRET=1 BPTT_ENGINE=triton", file=sys.stderr)
             return 2
@@ -203,7 +170,7 @@ def main() -> int:
         print(f"needs a CUDA GPU and Triton ({gpu.import_error()})", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    result: dict[str, object] = {"device": DEVICE if args.dry_run else torch.cuda.get_device_name(0)}
+    result: dict[str, object] = {"device": "cpu" if args.dry_run else torch.cuda.get_device_name(0)}
     result["torch"] = torch.__version__
     result["barrier"] = [] if args.dry_run else barrier_table(args.repeats)
     result["sweeps"] = sweep_table(args.repeats, [(2, 3, 2, 5, 2)] if args.dry_run else SHAPES)
