@@ -31,22 +31,20 @@ class Spec:
 
 
 LOOPS = ("persistent", "split", "resident")  # the persistent sweeps' loops (gpu.LOOPS less per-step)
+BACKWARD_LOOPS = ("persistent", "split")  # a resident backward is the split one (gpu._blocks)
 
 
 def _split_blocks(
     H: int, dtype: Any, backward: bool = False, gates: bool = True, *, loop: str
-) -> dict[str, Any] | None:
+) -> dict[str, Any]:
     """`gpu._blocks` for one of `LOOPS` (or "counter": split, with the counter barrier), with a split
-    launch's share of one tile of 16 units per program as `gpu._persistent` binds it; None for a
-    resident backward (it runs split)."""
+    launch's share of one tile of 16 units per program as `gpu._persistent` binds it."""
     from .engine import gpu
 
-    split, resident = loop != "persistent", loop == "resident"
-    if resident and backward:
-        return None
-    blocks = gpu._blocks(H, dtype, backward, gates, split=split, resident=resident)
+    split = loop != "persistent"
+    blocks = gpu._blocks(H, dtype, backward, gates, split=split, resident=loop == "resident")
     tiles = blocks["TILES"]._replace(BARRIER="counter" if loop == "counter" else "flags")
-    if resident:
+    if tiles.RESIDENT:
         fits = gpu.resident_tiles(H, tiles.BLOCK_H, dtype.itemsize)
         assert fits is not None
         units, hp, num_warps = fits
@@ -68,6 +66,7 @@ def specs(full: bool = True, dtype: str | None = None) -> Iterator[Spec]:
     names = [n for n in VARIANTS if n != "np"] if full else ["vanilla", "cifg", "fgr"]
     block = {"BLOCK": 256}
     for dtype in dtypes:
+        torch_dtype = {"fp32": torch.float32, "fp64": torch.float64}[dtype]
         for name in names:
             step = LSTMStep(VARIANTS[name])
             c = {"V": gpu._variant(step)}
@@ -80,18 +79,17 @@ def specs(full: bool = True, dtype: str | None = None) -> Iterator[Spec]:
                     {**c, "GATE_RECURRENCE": fgr, "PROJECTION": proj, **block},
                     f"lstm {name}{' proj' if proj else ''}",
                 )
-            torch_dtype = {"fp32": torch.float32, "fp64": torch.float64}[dtype]
-            for kernel in ("lstm_forward_sweep", "lstm_backward_sweep") if not fgr else ():
-                for loop in (*LOOPS, "counter") if name == "vanilla" else LOOPS:
+            if fgr:
+                continue  # FGR's gate recurrence runs the per-step kernels only
+            for kernel, loops in (("lstm_forward_sweep", LOOPS), ("lstm_backward_sweep", BACKWARD_LOOPS)):
+                for loop in (*loops, "counter") if name == "vanilla" else loops:
                     blocks = _split_blocks(128, torch_dtype, "backward" in kernel, loop=loop)
-                    if blocks is not None:
-                        yield Spec(
-                            kernel,
-                            dtype,
-                            {**c, "H": 128, "REVERSE": False, **blocks},
-                            f"lstm {name} H=128{_label(loop)}",
-                        )
-        torch_dtype = {"fp32": torch.float32, "fp64": torch.float64}[dtype]
+                    yield Spec(
+                        kernel,
+                        dtype,
+                        {**c, "H": 128, "REVERSE": False, **blocks},
+                        f"lstm {name} H=128{_label(loop)}",
+                    )
         yield Spec("gru_forward_step", dtype, dict(block), "gru")
         yield Spec("gru_backward_step", dtype, dict(block), "gru")
         for act_name, act in gpu.ACTIVATIONS.items() if full else [("tanh", 0)]:
@@ -99,23 +97,21 @@ def specs(full: bool = True, dtype: str | None = None) -> Iterator[Spec]:
             yield Spec("rnn_backward_step", dtype, {"ACT": act, **block}, f"rnn {act_name}")
         for loop in LOOPS:
             label, at = _label(loop), {"H": 128, "REVERSE": False}
-            sweep = {**at, **(_split_blocks(128, torch_dtype, loop=loop) or {})}
-            one = {**at, **(_split_blocks(128, torch_dtype, gates=False, loop=loop) or {})}
-            back = _split_blocks(128, torch_dtype, backward=True, loop=loop)
+            sweep = {**at, **_split_blocks(128, torch_dtype, loop=loop)}
+            one = {**at, **_split_blocks(128, torch_dtype, gates=False, loop=loop)}
+            back = {**at, **_split_blocks(128, torch_dtype, backward=True, loop=loop)}
+            backward = loop in BACKWARD_LOOPS
             for bias in (True, False) if full else (True,):
                 yield Spec(
                     "gru_forward_sweep", dtype, {**sweep, "HAS_BIAS": bias}, f"gru H=128 bias={bias}{label}"
                 )
-            if back is not None:
-                yield Spec("gru_backward_sweep", dtype, {**at, **back}, f"gru H=128{label}")
+            if backward:
+                yield Spec("gru_backward_sweep", dtype, back, f"gru H=128{label}")
             for act_name, act in gpu.ACTIVATIONS.items() if full else [("tanh", 0)]:
                 yield Spec("rnn_forward_sweep", dtype, {**one, "ACT": act}, f"rnn {act_name} H=128{label}")
-                if back is not None:
+                if backward:
                     yield Spec(
-                        "rnn_backward_sweep",
-                        dtype,
-                        {**at, **back, "ACT": act},
-                        f"rnn {act_name} H=128{label}",
+                        "rnn_backward_sweep", dtype, {**back, "ACT": act}, f"rnn {act_name} H=128{label}"
                     )
 
 
