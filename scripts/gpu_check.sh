@@ -3,7 +3,7 @@
 # machine with an NVIDIA GPU, Python, a CUDA build of torch and triton installed (no network, nothing
 # to install, the native C++ sweeps not needed). Everything goes to $OUT/gpu.log; the results to
 # $OUT/bench_cuda*.json and $OUT/gpu_tune.json. OUT defaults to runs/gpu. Each part has its own time
-# limit, the whole under nine minutes.
+# limit, the whole under seven minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-runs/gpu}"
@@ -12,7 +12,7 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
 exec > >(tee "$OUT/gpu.log") 2>&1
 
-BUDGET=${BUDGET:-500}  # seconds for the whole script; a part gets at most what is left
+BUDGET=${BUDGET:-420}  # seconds for the whole script; a part gets at most what is left
 status=0
 part() {
     local name=$1 limit=$2
@@ -62,18 +62,21 @@ for H, B in ((16, 4), (128, 32)):
     assert err < 1e-5"
 
 # Every cell and variant on CUDA against the float64 PyTorch loop on the CPU, and against cuDNN.
-# Four workers where pytest-xdist is installed (compiling the kernels is most of the time), without
+# Eight workers where pytest-xdist is installed (compiling the kernels is most of the time), without
 # pytest-benchmark, which refuses to run beside xdist.
 XDIST=()
-"$PY" -c "import xdist" 2>/dev/null && XDIST=(-n 4 -p no:benchmark)
-part "cuda tests" 150 "$PY" -m pytest tests/test_gpu.py -q -rfEs -W default -p no:cacheprovider "${XDIST[@]}"
+"$PY" -c "import xdist" 2>/dev/null && XDIST=(-n 8 -p no:benchmark)
+part "cuda tests" 120 "$PY" -m pytest tests/test_gpu.py -q -rfEs -W default -p no:cacheprovider "${XDIST[@]}"
 
 # The cells with a torch.nn twin at every default shape (the word-LM shape included), the trace.
 part "bench: lstm, gru, rnn" 90 "${BPTT[@]}" bench --device cuda --cells lstm,gru,rnn --repeats 10 --warmup 3 \
     --json "$OUT/bench_cuda.json"
-# The persistent layouts and their chunks and pipeline stages, LSTM against cuDNN at three shapes, and
-# the grid barrier alone (scripts/gpu_tune.py; it checks each setting's numbers against float64).
-part "tune" 200 "$PY" scripts/gpu_tune.py --out "$OUT"
+# The default against its alternatives (barriers, the backward's precision, the layouts), LSTM against
+# cuDNN at four shapes, and 1 and 50 steps for the fixed cost of a call; then the grid barrier alone
+# (scripts/gpu_tune.py; it checks each setting's numbers against float64).
+part "tune" 150 "$PY" scripts/gpu_tune.py --out "$OUT" --shape 32,200,2,128,1 --shape 64,100,64,256,1 \
+    --shape 20,35,200,200,2 --shape 16,1000,2,64,1 --shape 32,1,2,128,1 --shape 32,50,2,128,1 \
+    --settings "auto (the default);auto, flags barrier;auto, data barrier;auto, tf32x3 backward;auto, bwd 8 warps;auto, 8 warps;auto, bwd 8 warps, bwd chunk 512;split;persistent"
 # The LSTM variants against torch.nn.LSTM, checked against their own float64 PyTorch loop.
 part "bench: variants" 90 "${BPTT[@]}" bench --device cuda --cells peephole,original,nig,nfg,nog,niaf,noaf,cifg,fgr \
     --repeats 3 --warmup 1 --no-trace --no-contributions --no-watch --json "$OUT/bench_cuda_variants.json"

@@ -36,9 +36,13 @@ SHAPES = [(32, 200, 2, 128, 1), (16, 1000, 2, 64, 1), (20, 35, 200, 200, 2)]  # 
 # name → gpu module settings; the rest as the defaults
 SETTINGS: dict[str, dict[str, object]] = {
     "auto (the default)": {"LOOP": "auto"},
+    "auto, flags barrier": {"LOOP": "auto", "BARRIER": "flags"},
+    "auto, data barrier": {"LOOP": "auto", "BARRIER": "data"},
+    "auto, tf32x3 backward": {"LOOP": "auto", "BACKWARD_PRECISION": "tf32x3"},
     "persistent": {"LOOP": "persistent"},
     "persistent, 2 stages, bwd chunk 64": {"LOOP": "persistent", "STAGES": 2, "BACKWARD_CHUNK": 64},
     "split": {"LOOP": "split"},
+    "split, flags barrier": {"LOOP": "split", "BARRIER": "flags"},
     "split, 4 stages": {"LOOP": "split", "STAGES": 4},
     "split, 4 stages, bwd chunk 64": {"LOOP": "split", "STAGES": 4, "BACKWARD_CHUNK": 64},
     "split, 4 stages, bwd chunk 32": {"LOOP": "split", "STAGES": 4, "BACKWARD_CHUNK": 32},
@@ -50,8 +54,58 @@ SETTINGS: dict[str, dict[str, object]] = {
         "BACKWARD_CHUNK": 64,
     },
     "resident, 4 stages, bwd chunk 64": {"LOOP": "resident", "STAGES": 4, "BACKWARD_CHUNK": 64},
+    "resident": {"LOOP": "resident"},
+    "resident, counter barrier": {"LOOP": "resident", "BARRIER": "counter"},
+    # what the products cost: one TF32 pass, IEEE float32 (both less accurate or slower by design)
+    "split, tf32": {"LOOP": "split", "PRECISION": "tf32"},
+    "split, ieee": {"LOOP": "split", "PRECISION": "ieee"},
+    "resident, tf32": {"LOOP": "resident", "PRECISION": "tf32"},
+    "split, data barrier": {"LOOP": "split", "BARRIER": "data"},
+    "resident, data barrier": {"LOOP": "resident", "BARRIER": "data"},
+    "split, data, bwd ieee": {"LOOP": "split", "BARRIER": "data", "BACKWARD_PRECISION": "ieee"},
+    "resident, data, bwd ieee": {"LOOP": "resident", "BARRIER": "data", "BACKWARD_PRECISION": "ieee"},
+    "resident, counter, bwd ieee": {"LOOP": "resident", "BARRIER": "counter", "BACKWARD_PRECISION": "ieee"},
+    "split, data, 4 stages": {"LOOP": "split", "BARRIER": "data", "STAGES": 4},
+    "resident, data, bwd ieee, bwd chunk 512": {
+        "LOOP": "resident",
+        "BARRIER": "data",
+        "BACKWARD_PRECISION": "ieee",
+        "BACKWARD_CHUNK": 512,
+    },
+    "resident, data, bwd ieee, bwd chunk 64": {
+        "LOOP": "resident",
+        "BARRIER": "data",
+        "BACKWARD_PRECISION": "ieee",
+        "BACKWARD_CHUNK": 64,
+    },
+    "resident, counter, bwd ieee, bwd chunk 256": {
+        "LOOP": "resident",
+        "BARRIER": "counter",
+        "BACKWARD_PRECISION": "ieee",
+        "BACKWARD_CHUNK": 256,
+    },
+    "persistent, bwd ieee": {"LOOP": "persistent", "BACKWARD_PRECISION": "ieee"},
+    "split, 2 warps": {"LOOP": "split", "WARPS": 2},
+    "split, 8 warps": {"LOOP": "split", "WARPS": 8},
+    "auto, bwd 8 warps": {"LOOP": "auto", "BACKWARD_WARPS": 8},
+    "auto, 8 warps": {"LOOP": "auto", "WARPS": 8, "BACKWARD_WARPS": 8},
+    "auto, bwd 8 warps, bwd chunk 512": {"LOOP": "auto", "BACKWARD_WARPS": 8, "BACKWARD_CHUNK": 512},
 }
-DEFAULTS = {"LOOP": "auto", "CHUNK": 0, "BACKWARD_CHUNK": 0, "STAGES": 1, "BARRIER": "flags"}
+# the settings as this process found them (the defaults, or the BPTT_TRITON_* environment)
+DEFAULTS = {
+    key: getattr(gpu, key)
+    for key in (
+        "LOOP",
+        "CHUNK",
+        "BACKWARD_CHUNK",
+        "STAGES",
+        "BARRIER",
+        "PRECISION",
+        "BACKWARD_PRECISION",
+        "WARPS",
+        "BACKWARD_WARPS",
+    )
+}
 
 
 DEVICE = torch.device("cuda")
@@ -62,11 +116,15 @@ def median_ms(fn, repeats: int) -> float:
     return bench._median_ms(bench._interleaved([lambda: bench._spans(DEVICE, [fn])[0]], 1, repeats)[0])
 
 
-def sweep_table(repeats: int, shapes: list[tuple[int, int, int, int, int]]) -> list[dict[str, object]]:
+def sweep_table(
+    repeats: int, shapes: list[tuple[int, int, int, int, int]], only: str = "", cells: str = "lstm"
+) -> list[dict[str, object]]:
     rows = []
-    for B, T, I, H, L in shapes:
+    for cell, (B, T, I, H, L) in [(c, shape) for c in cells.split(",") for shape in shapes]:
         torch.manual_seed(0)
-        twin = torch.nn.LSTM(I, H, num_layers=L).to(DEVICE)
+        twin = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell](I, H, num_layers=L).to(
+            DEVICE
+        )
         ours = bptt.from_torch(twin)
         x = torch.randn(T, B, I, device=DEVICE)
         grad = torch.randn(T, B, H, device=DEVICE)
@@ -76,6 +134,8 @@ def sweep_table(repeats: int, shapes: list[tuple[int, int, int, int, int]]) -> l
             truth = [out.detach(), *torch.autograd.grad(out, list(truth_model.parameters()), grad.double())]
         cudnn = bench._fwd_bwd(twin, x, grad)
         for name, setting in SETTINGS.items():
+            if only and not any(word.strip() == name for word in only.split(";")):
+                continue
             for key, value in {**DEFAULTS, **setting}.items():
                 setattr(gpu, key, value)
             try:
@@ -85,15 +145,21 @@ def sweep_table(repeats: int, shapes: list[tuple[int, int, int, int, int]]) -> l
                 # interleaved with cuDNN's, after 3 warm-ups; (forward s, backward s) each
                 ms, ref = bench._interleaved([bench._fwd_bwd(ours, x, grad), cudnn], 3, repeats)
                 row = {
+                    "cell": cell,
                     "shape": [B, T, I, H, L],
                     "setting": name,
                     "ms": bench._median_ms([sum(t) for t in ms]),
                     "cudnn_ms": bench._median_ms([sum(t) for t in ref]),
+                    "fwd_ms": bench._median_ms([t[0] for t in ms]),
+                    "bwd_ms": bench._median_ms([t[1] for t in ms]),
+                    "cudnn_fwd_ms": bench._median_ms([t[0] for t in ref]),
+                    "cudnn_bwd_ms": bench._median_ms([t[1] for t in ref]),
                     "error": err,
                 }
                 row["ratio"] = row["ms"] / row["cudnn_ms"]
             except Exception as exc:  # a setting that fails to compile or run: say so, go on
                 row = {
+                    "cell": cell,
                     "shape": [B, T, I, H, L],
                     "setting": name,
                     "failed": f"{type(exc).__name__}: {exc}"[:300],
@@ -117,7 +183,7 @@ def only_barrier(sync, T, TILES: tl.constexpr):
 def barrier_table(repeats: int) -> list[dict[str, object]]:
     """µs per step of a split kernel that only meets at the grid barrier, by barrier and programs."""
     rows = []
-    for barrier in gpu.BARRIERS:
+    for barrier in [b for b in gpu.BARRIERS if b != "data"]:  # data: no barrier, polls where it reads
         tiles = Tiles(
             BLOCK_B=16,
             BLOCK_H=16,
@@ -159,6 +225,12 @@ def main() -> int:
     parser.add_argument("--out", default=os.environ.get("OUT", "runs/gpu"))
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--dry-run", action="store_true", help="a tiny shape in the interpreter, on the CPU")
+    parser.add_argument(
+        "--shape", action="append", default=[], help="B,T,I,H,layers (repeatable; default: three shapes)"
+    )
+    parser.add_argument("--settings", default="", help="only these settings, by name, separated by ';'")
+    parser.add_argument("--cells", default="lstm", help="lstm, gru, rnn: comma-separated (default: lstm)")
+    parser.add_argument("--no-barrier", action="store_true", help="skip the grid barrier's table")
     args = parser.parse_args()
     global DEVICE
     if args.dry_run:
@@ -172,18 +244,22 @@ def main() -> int:
     start = time.perf_counter()
     result: dict[str, object] = {"device": "cpu" if args.dry_run else torch.cuda.get_device_name(0)}
     result["torch"] = torch.__version__
-    result["barrier"] = [] if args.dry_run else barrier_table(args.repeats)
-    result["sweeps"] = sweep_table(args.repeats, [(2, 3, 2, 5, 2)] if args.dry_run else SHAPES)
+    shapes = [tuple(int(v) for v in shape.split(",")) for shape in args.shape] or SHAPES
+    result["barrier"] = [] if args.dry_run or args.no_barrier else barrier_table(args.repeats)
+    result["sweeps"] = sweep_table(
+        args.repeats, [(2, 3, 2, 5, 2)] if args.dry_run else shapes, args.settings, args.cells
+    )
     Path(args.out).mkdir(parents=True, exist_ok=True)
     Path(args.out, "gpu_tune.json").write_text(json.dumps(result, indent=1))
     print(f"{time.perf_counter() - start:.0f} s; wrote {Path(args.out, 'gpu_tune.json')}")
     for row in result["sweeps"]:
-        shape = "x".join(map(str, row["shape"]))
+        shape = f"{row['cell']} " + "x".join(map(str, row["shape"]))
         if "failed" in row:
-            print(f"{shape:<16} {row['setting']:<40} FAILED {row['failed']}")
+            print(f"{shape:<21} {row['setting']:<40} FAILED {row['failed']}")
         else:
             print(
-                f"{shape:<16} {row['setting']:<40} {row['ms']:7.2f} ms  cuDNN {row['cudnn_ms']:6.2f} ms"
+                f"{shape:<21} {row['setting']:<40} {row['ms']:7.2f} ms ({row['fwd_ms']:.2f} + {row['bwd_ms']:.2f})"
+                f"  cuDNN {row['cudnn_ms']:6.2f} ms ({row['cudnn_fwd_ms']:.2f} + {row['cudnn_bwd_ms']:.2f})"
                 f"  {row['ratio']:5.2f}×  err {row['error']:.1e}"
             )
     return 0

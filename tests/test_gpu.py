@@ -29,6 +29,12 @@ CELLS = (
 )
 
 
+# the GPU's time loops, and the split loop with each of its other grid barriers (`use_loop`)
+LOOPS = [loop for loop in gpu.LOOPS if loop != "auto"] + [
+    f"split+{barrier}" for barrier in gpu.BARRIERS if barrier != "flags"
+]
+
+
 def with_loops(cells: list[tuple[str, dict]], persistent: set[str] | None = None) -> list:
     """Each cell in each of the GPU's time loops (the LSTM's FGR and projections have only the
     per-step one); with `persistent`, only the cells of those ids in the persistent loops."""
@@ -37,7 +43,7 @@ def with_loops(cells: list[tuple[str, dict]], persistent: set[str] | None = None
         ident = f"{kind}-{'-'.join(str(v) for v in cfg.values())}".rstrip("-")
         both = not cfg.get("proj_size") and cfg.get("variant") != "fgr"
         both = both and (persistent is None or ident in persistent)
-        for loop in [loop for loop in gpu.LOOPS if loop != "auto"] if both else ("per-step",):
+        for loop in LOOPS if both else ("per-step",):
             out.append(pytest.param(kind, cfg, loop, id=f"{ident}-{loop}"))
     return out
 
@@ -63,12 +69,14 @@ def make(kind: str, cfg: dict, dtype: torch.dtype, num_layers: int = 2, **kw):
 @pytest.fixture(autouse=True)
 def _loop_setting(monkeypatch):
     monkeypatch.setattr(gpu, "LOOP", gpu.LOOP)  # restored after each test
+    monkeypatch.setattr(gpu, "BARRIER", gpu.BARRIER)
 
 
 def use_loop(loop: str) -> None:
     """The time loop on the GPU: one launch per sweep (persistent, split over programs or not), or two
-    per step."""
-    gpu.LOOP = loop
+    per step; "split+counter" and "split+data": split, with that grid barrier."""
+    gpu.LOOP, _, barrier = loop.partition("+")
+    gpu.BARRIER = barrier or "flags"
 
 
 def traced(model, x, engine: str, hx=None):
@@ -135,14 +143,57 @@ def test_persistent_tiles_cover_batch_and_units_past_one_block() -> None:
 
 @pytest.mark.gpu_interpret
 @needs_triton
-def test_the_counter_barrier_gives_the_same_numbers(monkeypatch) -> None:
-    """BPTT_TRITON_BARRIER=counter: the split sweeps meet at one counter per block of rows."""
-    use_loop("split")
-    monkeypatch.setattr(gpu, "BARRIER", "counter")
-    assert gpu._blocks(8, torch.float64)["TILES"].BARRIER == "counter"
+@pytest.mark.parametrize("barrier", ["counter", "data"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_other_barriers_give_the_same_numbers(barrier: str, dtype: torch.dtype) -> None:
+    """BPTT_TRITON_BARRIER=counter: the split sweeps meet at one counter per block of rows; =data: they
+    poll what the other programs wrote, the buffers filled with all-ones bits before each launch."""
+    use_loop(f"split+{barrier}")
+    assert gpu._blocks(8, dtype)["TILES"].BARRIER == barrier
     torch.manual_seed(0)
-    model = bptt.LSTM(2, 20, bidirectional=True, dtype=torch.float64)
-    interpreted(model, torch.randn(3, 17, 2, dtype=torch.float64), torch.float64)
+    model = bptt.LSTM(2, 20, bidirectional=True, dtype=dtype)
+    interpreted(model, torch.randn(3, 17, 2, dtype=dtype), dtype)
+
+
+if gpu.kernels() is not None:
+    import triton
+    import triton.language as tl
+
+    from bptt.engine import kernels
+
+    @triton.jit
+    def shared_copy(src, dst, sync, B, H, TILES: tl.constexpr):
+        """Copy a (B, H) tile (16 × 16 at most) through kernels._shared."""
+        rows = tl.arange(0, 16)
+        cols = tl.arange(0, 16)
+        x = kernels._shared(src, rows, cols, H, rows < B, cols < H, sync, TILES)
+        tl.store(dst + rows[:, None] * H + cols[None, :], x, mask=(rows < B)[:, None] & (cols < H)[None, :])
+
+
+@pytest.mark.gpu_interpret
+@needs_triton
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_polling_reads_what_was_written_and_gives_up_on_what_was_not(dtype: torch.dtype, monkeypatch) -> None:
+    """kernels._shared under BARRIER "data": a tile already written comes back as it is; a tile still
+    all ones (never written) comes back after the give-up flag is raised, without waiting once it is."""
+    if not gpu.interpreting():
+        pytest.skip("runs Triton's interpreter on CPU tensors (TRITON_INTERPRET=1)")
+    k = gpu.kernels()
+    tiles = k.Tiles(BLOCK_B=16, BLOCK_H=16, BLOCK_K=16, PRECISION="ieee", SPLIT=True, BARRIER="data")
+    written = torch.randn(3, 5, dtype=dtype)
+    written[1, 2] = float("nan")  # a canonical NaN is a value like any other
+    out = torch.empty_like(written)
+    sync = torch.zeros(k.MAX_PARTS.value + 1, dtype=torch.int32)
+    shared_copy[(1,)](written, out, sync, 3, 5, TILES=tiles)
+    assert torch.equal(out.nan_to_num(7.0), written.nan_to_num(7.0)) and int(sync[-1]) == 0
+    unwritten = torch.empty_like(written)
+    unwritten.view(torch.int64 if dtype == torch.float64 else torch.int32).fill_(-1)
+    monkeypatch.setattr(kernels, "SPIN_LIMIT", tl.constexpr(5))  # the interpreter reads it at run time
+    shared_copy[(1,)](unwritten, out, sync, 3, 5, TILES=tiles)
+    assert int(sync[-1]) == 1 and torch.isnan(out).all()  # gave up after 5 polls
+    monkeypatch.setattr(kernels, "SPIN_LIMIT", tl.constexpr(1 << 30))
+    shared_copy[(1,)](unwritten, out, sync, 3, 5, TILES=tiles)  # already stuck: returns at once
+    assert int(sync[-1]) == 1
 
 
 @pytest.mark.gpu_interpret
@@ -167,9 +218,11 @@ def test_auto_splits_where_w_hh_is_large() -> None:
         weight = torch.empty(G * H, H, dtype=dtype)
         return gpu._blocks(H, dtype, weight_bytes=gpu._nbytes(weight))["TILES"].SPLIT
 
-    assert split(4, 128) and split(3, 128) and split(1, 256) and split(4, 200)  # LSTM, GRU, Elman
-    assert not split(4, 64) and not split(1, 200) and not split(1, 128)
-    assert split(4, 96, torch.float64) and not split(4, 96)  # 288 KB of W_hh in float64, 144 KB in float32
+    assert split(4, 64) and split(3, 74) and split(1, 128) and split(4, 200)  # LSTM, GRU, Elman
+    assert not split(4, 63) and not split(3, 73) and not split(1, 127)
+    assert split(4, 48, torch.float64) and not split(4, 48)  # 72 KB of W_hh in float64, 36 KB in float32
+    # auto keeps W_hh on chip forward where it splits
+    assert gpu._blocks(128, torch.float32, weight_bytes=1 << 18)["TILES"].RESIDENT
     use_loop("persistent")
     assert not gpu._blocks(256, torch.float32, weight_bytes=1 << 20)["TILES"].SPLIT
 
@@ -215,9 +268,13 @@ def test_resident_tiles_fall_back_to_split_where_w_hh_does_not_fit() -> None:
 
 @pytest.mark.gpu_interpret
 @needs_triton
-def test_triton_keeps_nan_where_the_python_steps_do() -> None:
+@pytest.mark.parametrize("loop", ["auto", "split+data"])
+def test_triton_keeps_nan_where_the_python_steps_do(loop: str) -> None:
+    """A NaN in the input stays in its own sequence, also where the programs poll h_{t−1} (NaNs are
+    stored canonical, never the bits that mark an element not yet written)."""
     if not gpu.interpreting():
         pytest.skip("runs Triton's interpreter on CPU tensors (TRITON_INTERPRET=1)")
+    use_loop(loop)
     for kind, cfg in [("rnn", {"nonlinearity": "relu"}), ("gru", {}), ("lstm", {})]:
         torch.manual_seed(0)
         model = {"rnn": bptt.RNN, "gru": bptt.GRU, "lstm": bptt.LSTM}[kind](3, 5, **cfg)
@@ -256,7 +313,16 @@ def test_dispatch_is_by_exact_step_type_dtype_device_and_engine(monkeypatch) -> 
         ):
             dispatch.select(lstm.step, x)
         monkeypatch.setattr(gpu, "LOOP", "auto")
-        for name, value in (("CHUNK", 48), ("BACKWARD_CHUNK", 256), ("STAGES", 0), ("BARRIER", "spin")):
+        for name, value in (
+            ("CHUNK", 48),
+            ("BACKWARD_CHUNK", 1024),
+            ("STAGES", 0),
+            ("BARRIER", "spin"),
+            ("PRECISION", "bf16"),
+            ("BACKWARD_PRECISION", "fp8"),
+            ("WARPS", 3),
+            ("BACKWARD_WARPS", 32),
+        ):
             with monkeypatch.context() as m:
                 m.setattr(gpu, name, value)
                 with pytest.raises(

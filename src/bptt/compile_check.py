@@ -32,18 +32,20 @@ class Spec:
 
 LOOPS = ("persistent", "split", "resident")  # the persistent sweeps' loops (gpu.LOOPS less per-step)
 BACKWARD_LOOPS = ("persistent", "split")  # a resident backward is the split one (gpu._blocks)
+BARRIERS = ("flags", "data")  # the split sweeps' other grid barriers (gpu.BARRIERS less the default)
 
 
 def _split_blocks(
     H: int, dtype: Any, backward: bool = False, gates: bool = True, *, loop: str
 ) -> dict[str, Any]:
-    """`gpu._blocks` for one of `LOOPS` (or "counter": split, with the counter barrier), with a split
+    """`gpu._blocks` for one of `LOOPS` (or one of `BARRIERS`: split, with that barrier), with a split
     launch's share of one tile of 16 units per program as `gpu._persistent` binds it."""
     from .engine import gpu
 
     split = loop != "persistent"
     blocks = gpu._blocks(H, dtype, backward, gates, split=split, resident=loop == "resident")
-    tiles = blocks["TILES"]._replace(BARRIER="counter" if loop == "counter" else "flags")
+    tiles = blocks["TILES"]
+    tiles = tiles._replace(BARRIER=loop if loop in BARRIERS else tiles.BARRIER)
     if tiles.RESIDENT:
         fits = gpu.resident_tiles(H, tiles.BLOCK_H, dtype.itemsize)
         assert fits is not None
@@ -82,7 +84,7 @@ def specs(full: bool = True, dtype: str | None = None) -> Iterator[Spec]:
             if fgr:
                 continue  # FGR's gate recurrence runs the per-step kernels only
             for kernel, loops in (("lstm_forward_sweep", LOOPS), ("lstm_backward_sweep", BACKWARD_LOOPS)):
-                for loop in (*loops, "counter") if name == "vanilla" else loops:
+                for loop in (*loops, *BARRIERS) if name == "vanilla" else loops:
                     blocks = _split_blocks(128, torch_dtype, "backward" in kernel, loop=loop)
                     yield Spec(
                         kernel,

@@ -19,7 +19,8 @@ of the GPU at work for a small batch. `BPTT_TRITON_LOOP=resident` splits too, an
 the rows of W_hh of its units once a sweep (forward) and keeps them on chip (the design of FlashRNN),
 where they fit in `RESIDENT_BYTES`; it falls back to split where they do not. Both are checked in
 the interpreter with one program a block and on a GPU by the CUDA tests. The default,
-`BPTT_TRITON_LOOP=auto`, splits where W_hh is large (`AUTO_SPLIT_BYTES`), as measured on an H100.
+`BPTT_TRITON_LOOP=auto`, runs resident where W_hh is large enough (`AUTO_SPLIT_BYTES`), as
+measured on an H100 and an H200.
 
 `BPTT_ENGINE=triton` (or `use_engine("triton")`) forces these sweeps; without a GPU that needs
 `TRITON_INTERPRET=1`, which runs the kernels in Triton's interpreter on CPU tensors (the tests do
@@ -52,14 +53,17 @@ LOOPS = ("auto", "persistent", "per-step", "split", "resident")
 # The time loop on the GPU: one launch per sweep (persistent), two per step (per-step), one launch
 # per sweep whose blocks of rows each spread their units over several programs (split), or split with
 # each program's rows of W_hh loaded once a sweep and kept on chip (resident, where they fit); auto:
-# split where W_hh has at least AUTO_SPLIT_BYTES, else persistent.
+# resident (split where W_hh does not fit on chip) where W_hh has at least AUTO_SPLIT_BYTES, else
+# persistent.
 LOOP = os.environ.get("BPTT_TRITON_LOOP", "auto")
 
 # Measured on an H100 (`scripts/gpu_check.sh`, forward + backward over cuDNN's, persistent → split):
 # LSTM H = 128: 5.3× → 3.8×, 256: 2.5× → 1.0×, 200: 2.0× → 1.2×, 64: 5.7× → 7.2×; GRU alike; Elman
-# H = 256: 4.5× → 2.8×, 200: 2.0× → 3.4×, 128: 2.1× → 3.3×. Split pays where a step's W_hh (G·H² values)
-# is large enough that streaming it through one program costs more than a grid barrier.
-AUTO_SPLIT_BYTES = 192 * 1024
+# H = 256: 4.5× → 2.8×, 200: 2.0× → 3.4×, 128: 2.1× → 3.3×. With the counter barrier, the resident
+# forward, the backward in IEEE float32 and the carries on chip (an H200, `scripts/gpu_tune.py`),
+# resident beats persistent at every measured point down to 64 KB of W_hh: LSTM H = 64 (B = 16,
+# T = 1000) 12.0 → 6.8 ms, Elman H = 128 (B = 32, T = 200) 2.3 → 1.7 ms.
+AUTO_SPLIT_BYTES = 64 * 1024
 
 # Settings to measure others by (scripts/gpu_tune.py): the persistent forward's and backward's chunk
 # of a product's inner dimension (0: the default) and the software-pipeline stages of the chunk loops
@@ -68,8 +72,18 @@ AUTO_SPLIT_BYTES = 192 * 1024
 CHUNK = int(os.environ.get("BPTT_TRITON_CHUNK", "0"))
 BACKWARD_CHUNK = int(os.environ.get("BPTT_TRITON_BACKWARD_CHUNK", "0"))
 STAGES = int(os.environ.get("BPTT_TRITON_STAGES", "1"))
-BARRIERS = ("flags", "counter")  # the split sweeps' grid barrier (kernels._sync)
-BARRIER = os.environ.get("BPTT_TRITON_BARRIER", "flags")
+BARRIERS = ("flags", "counter", "data")  # the split sweeps' grid barrier (kernels._sync, kernels._shared)
+BARRIER = os.environ.get("BPTT_TRITON_BARRIER", "counter")
+# float32 products: three TF32 passes on tensor cores (float32 accuracy; the forward's default), one
+# TF32 pass (cuDNN's default for float32, ~1e-3 relative error), or IEEE float32 FMAs (the backward's
+# default: faster than tf32x3 for its (16, 256) · (256, 16) chunks on an H200, 2.04 → 1.37 ms at
+# B = 32, T = 200, H = 128); and the warps of a persistent program (0: the default, 4; a resident
+# forward takes 8 above 32 KB).
+PRECISIONS = ("tf32x3", "tf32", "ieee")
+PRECISION = os.environ.get("BPTT_TRITON_PRECISION", "tf32x3")
+BACKWARD_PRECISION = os.environ.get("BPTT_TRITON_BACKWARD_PRECISION", "ieee")
+WARPS = int(os.environ.get("BPTT_TRITON_WARPS", "0"))
+BACKWARD_WARPS = int(os.environ.get("BPTT_TRITON_BACKWARD_WARPS", "0"))
 
 _kernels: ModuleType | None = None
 _import_error: str | None = None
@@ -107,12 +121,25 @@ def available(x: Tensor) -> bool:
     if LOOP not in LOOPS:
         raise InputError(f"expected BPTT_TRITON_LOOP to be one of {', '.join(LOOPS)}, got {LOOP!r}")
     for name, chunk in (("BPTT_TRITON_CHUNK", CHUNK), ("BPTT_TRITON_BACKWARD_CHUNK", BACKWARD_CHUNK)):
-        if chunk and chunk not in (16, 32, 64, 128):
-            raise InputError(f"expected {name} to be 16, 32, 64 or 128, got {chunk}")
+        if chunk and chunk not in (16, 32, 64, 128, 256, 512):
+            raise InputError(f"expected {name} to be 16, 32, 64, 128, 256 or 512, got {chunk}")
     if STAGES not in (1, 2, 3, 4):
         raise InputError(f"expected BPTT_TRITON_STAGES to be 1, 2, 3 or 4, got {STAGES}")
     if BARRIER not in BARRIERS:
         raise InputError(f"expected BPTT_TRITON_BARRIER to be one of {', '.join(BARRIERS)}, got {BARRIER!r}")
+    for name, precision in (
+        ("PRECISION", PRECISION),
+        ("BACKWARD_PRECISION", BACKWARD_PRECISION),
+    ):
+        if precision not in PRECISIONS:
+            raise InputError(
+                f"expected BPTT_TRITON_{name} to be one of {', '.join(PRECISIONS)}, got {precision!r}"
+            )
+    for name, warps in (("WARPS", WARPS), ("BACKWARD_WARPS", BACKWARD_WARPS)):
+        if warps not in (0, 1, 2, 4, 8, 16):
+            raise InputError(
+                f"expected BPTT_TRITON_{name} to be 0 (the default), 1, 2, 4, 8 or 16, got {warps}"
+            )
     if kernels() is None:
         if engine == "triton":
             raise RuntimeError(f"BPTT_ENGINE=triton, but the Triton sweeps are unavailable: {_import_error}")
@@ -240,14 +267,22 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
     if resident is not None:  # one tile a program, a power of two wide
         units, hp, num_warps = resident
         parts = triton_cdiv(H, units)
-        bound = {**blocks, "num_warps": num_warps, "TILES": tiles._replace(UNITS=units, BLOCK_H=units, HP=hp)}
+        bound = {
+            **blocks,
+            "num_warps": WARPS or num_warps,
+            "TILES": tiles._replace(UNITS=units, BLOCK_H=units, HP=hp),
+        }
     else:
         bound = {**blocks, "TILES": tiles._replace(UNITS=units, RESIDENT=False)}
 
     barrier = split and parts > 1  # programs that wait on each other every step
+    polled = tiles.SPLIT and tiles.BARRIER == "data"
 
-    def launch(*args: Any, **kwargs: Any) -> None:
+    def launch(*args: Any, pending: tuple[Tensor, ...] = (), **kwargs: Any) -> None:
+        """Launch; `pending`: the buffers of what the programs share (polled where BARRIER is "data")."""
         check_barriers()
+        for buf in pending if polled else ():  # all ones: not yet written (kernels._shared)
+            buf.view(torch.int64 if buf.element_size() == 8 else torch.int32).fill_(-1)
         if not barrier:
             kernel[(rows, parts)](*args, sync=sync, **kwargs, **bound)
             return
@@ -326,27 +361,37 @@ def _blocks(
     tl.dot needs tiles of at least 16 (BPTT_TRITON_LOOP=split takes 16 units a tile, to spread a
     block's units over the most programs). The LSTM's and GRU's forward take all gates of 64 units
     in one product, in chunks of 32 along h_{t−1}; the Elman forward (one gate) and every backward product
-    (∂L/∂gh_t W_hh, over G·H) in chunks of 128 (64 in float64). Measured on an H200 at B = 32,
+    (∂L/∂gh_t W_hh, over G·H) in chunks of 128 (64 in float64; IEEE backward products 256 split, else 64). Measured on an H200 at B = 32,
     T = 200, H = 128: the LSTM forward takes 3.4 ms in chunks of 32 and 39.8 ms in chunks of 128
     (a 128 KB tile per step); the Elman forward 1.1 ms in chunks of 128. BPTT_TRITON_CHUNK and
-    BPTT_TRITON_BACKWARD_CHUNK set the chunks (16 to 128), BPTT_TRITON_STAGES the chunk loops'
-    pipeline stages, to measure others. float32 products use three TF32 passes (`tf32x3`),
-    which keeps float32 accuracy on tensor cores; the interpreter and float64 use plain IEEE products.
+    BPTT_TRITON_BACKWARD_CHUNK set the chunks (16 to 512), BPTT_TRITON_STAGES the chunk loops'
+    pipeline stages, to measure others. float32 products forward use three TF32 passes (`tf32x3`),
+    which keeps float32 accuracy on tensor cores, and backward plain float32 FMAs (`ieee`), which an
+    H200 ran faster there (BPTT_TRITON_PRECISION, BPTT_TRITON_BACKWARD_PRECISION); the interpreter
+    and float64 use IEEE products.
     """
     exact = dtype == torch.float64 or interpreting()
-    chunk = 32 if gates and not backward else 64 if dtype == torch.float64 else 128
-    chunk = (BACKWARD_CHUNK if backward else CHUNK) or chunk
     k = kernels()
     assert k is not None
     if split is None:
         split = LOOP in ("split", "resident") or (LOOP == "auto" and weight_bytes >= AUTO_SPLIT_BYTES)
-    resident = LOOP == "resident" if resident is None else resident
+    resident = LOOP in ("resident", "auto") if resident is None else resident
+    precision = "ieee" if exact else BACKWARD_PRECISION if backward else PRECISION
+    if gates and not backward:
+        chunk = 32
+    elif dtype == torch.float64:
+        chunk = 64
+    elif backward and precision == "ieee":  # FMA products: 256 split; 128 spilled an Elman's registers
+        chunk = 256 if split else 64
+    else:
+        chunk = 128
+    chunk = (BACKWARD_CHUNK if backward else CHUNK) or chunk
     tiles = k.Tiles(
         BLOCK_B=16,
         # split: tiles of 16 units, the most programs a block of rows can spread over
         BLOCK_H=16 if split else min(64, max(16, 1 << (H - 1).bit_length())),
         BLOCK_K=32 if interpreting() else chunk,
-        PRECISION="ieee" if exact else "tf32x3",
+        PRECISION=precision,
         SPLIT=split,
         CACHE=".cg" if split else "",  # L1 is not coherent across the programs of a split block
         UNITS=H,  # one program computes all units; `_persistent` shares them out when split
@@ -354,7 +399,7 @@ def _blocks(
         RESIDENT=split and resident and not backward,
         BARRIER=BARRIER,
     )
-    return {"TILES": tiles, "num_warps": 4, "num_stages": STAGES}
+    return {"TILES": tiles, "num_warps": (BACKWARD_WARPS if backward else WARPS) or 4, "num_stages": STAGES}
 
 
 def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
@@ -380,6 +425,7 @@ def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
             H,
             V=_variant(step),
             REVERSE=tape.reverse,
+            pending=(tape.h,),
         )
         return
     B, H = gx.shape[1], tape.hidden_size
@@ -456,6 +502,7 @@ def lstm_backward_sweep(
             H,
             V=_variant(step),
             REVERSE=tape.reverse,
+            pending=(tape.dgx,),
         )
         return dh_next, (dc_carry,)
     R = _gate_recurrence_matrix(p["weight_gg"], H) if fgr else None
@@ -526,6 +573,7 @@ def gru_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
             H,
             HAS_BIAS=b_hh is not None,
             REVERSE=tape.reverse,
+            pending=(tape.h,),
         )
         return
     gh = gx.new_empty(gx.shape[1:])  # (B, 3H)
@@ -578,6 +626,7 @@ def gru_backward_sweep(
             B,
             H,
             REVERSE=tape.reverse,
+            pending=(tape.dgh,),
         )
         return dh_next, ()
     launch = _launch(k.gru_backward_step, B * H)
@@ -628,6 +677,7 @@ def rnn_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
             H,
             ACT=act,
             REVERSE=tape.reverse,
+            pending=(tape.h,),
         )
         return
     gh = gx.new_empty(gx.shape[1:])
@@ -663,6 +713,7 @@ def rnn_backward_sweep(
             H,
             ACT=act,
             REVERSE=tape.reverse,
+            pending=(tape.dgx,),
         )
         return dh_next, ()
     launch = _launch(k.rnn_backward_step, B * H)

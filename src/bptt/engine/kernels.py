@@ -124,6 +124,13 @@ def _incoming(grad_out, dh_next, dh, here, ok):
     return d
 
 
+@triton.jit
+def _publish(v):
+    """v as stored where the programs of a split sweep poll it (BARRIER "data", `_shared`): every NaN
+    as the canonical one, so no value written is the all-ones bit pattern of an unwritten element."""
+    return tl.where(v == v, v, float("nan"))
+
+
 # -- Elman RNN ---------------------------------------------------------------------------------------
 
 
@@ -137,7 +144,7 @@ def rnn_forward_step(gx, gh, h, n, ACT: tl.constexpr, BLOCK: tl.constexpr):
 @triton.jit
 def _rnn_backward(d, h, dgx, here, ok, ACT: tl.constexpr):
     a_grad = _activation_grad(tl.load(h + here, mask=ok, other=0.0), ACT)
-    tl.store(dgx + here, d * a_grad, mask=ok)  # ∂L/∂z_t = ∂L/∂h_t ⊙ a'(z_t)
+    tl.store(dgx + here, _publish(d * a_grad), mask=ok)  # ∂L/∂z_t = ∂L/∂h_t ⊙ a'(z_t)
 
 
 @triton.jit
@@ -177,7 +184,7 @@ def _gru_forward(gx, gh, h_prev, gates, ghn, h, at, here, ok, H):
     nn = _tanh(gx_n + r * gh_n)  # n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t−1} + b_hn))
     _store3(gates, at, H, r, z, nn, ok)
     tl.store(ghn + here, gh_n, mask=ok)
-    tl.store(h + here, nn + z * (hp - nn), mask=ok)  # h_t = n_t + z_t ⊙ (h_{t−1} − n_t)
+    tl.store(h + here, _publish(nn + z * (hp - nn)), mask=ok)  # h_t = n_t + z_t ⊙ (h_{t−1} − n_t)
 
 
 @triton.jit
@@ -190,7 +197,8 @@ def _gru_backward(d, gates, h_prev, ghn, dgx, dgh, direct, at, here, ok, H):
     dz_n = d * (1.0 - z) * (1.0 - nn * nn)  # ∂L/∂z_n = ∂L/∂h_t ⊙ (1 − z_t) ⊙ tanh'
     dz_r = dz_n * gh_n * r * (1.0 - r)  # ∂L/∂z_r = ∂L/∂z_n ⊙ (W_hn h_{t−1} + b_hn) ⊙ σ'
     _store3(dgx, at, H, dz_r, dz_z, dz_n, ok)
-    _store3(dgh, at, H, dz_r, dz_z, dz_n * r, ok)  # ∂L/∂(W_hn h_{t−1} + b_hn) = ∂L/∂z_n ⊙ r_t
+    # ∂L/∂(W_hn h_{t−1} + b_hn) = ∂L/∂z_n ⊙ r_t
+    _store3(dgh, at, H, _publish(dz_r), _publish(dz_z), _publish(dz_n * r), ok)
     tl.store(direct + here, d * z, mask=ok)  # the direct path: ∂h_t/∂h_{t−1} ⊃ diag(z_t)
 
 
@@ -381,7 +389,8 @@ def _lstm_forward(z, cp, peep, j, j_ok, gates, c, m, at, here, ok, H, V: tl.cons
     i, f, g, o, cc, mm = _lstm_cell(z[0], z[1], z[2], z[3], cp, p_i, p_f, p_o, V)
     _store_gates(gates, at, i, f, g, o, H, ok, V)
     tl.store(c + here, cc, mask=ok)
-    tl.store(m + here, mm, mask=ok)
+    tl.store(m + here, _publish(mm), mask=ok)
+    return cc
 
 
 @triton.jit
@@ -415,7 +424,7 @@ def _lstm_backward(
     dz_i, dz_f, dz_g, dz_o, d, d_prev = _lstm_cell_backward(
         dm, dc_next, i, f, g, o, cc, cp, da[0], da[1], da[2], p_i, p_f, p_o, V, FGR
     )
-    _store_gates(dgx, at, dz_i, dz_f, dz_g, dz_o, H, ok, V)
+    _store_gates(dgx, at, _publish(dz_i), _publish(dz_f), _publish(dz_g), _publish(dz_o), H, ok, V)
     tl.store(dc + here, d, mask=ok)
     tl.store(dc_prev + here, d_prev, mask=ok)
 
@@ -541,6 +550,45 @@ def _rows_cols(ptr, rows, cols, stride, row_ok, col_ok, CACHE: tl.constexpr):
 
 
 @triton.jit
+def _unwritten(x):
+    """How many elements of x still hold the all-ones bits gpu.py fills a polled buffer with."""
+    if x.dtype == tl.float64:
+        bits = x.to(tl.int64, bitcast=True)
+    else:
+        bits = x.to(tl.int32, bitcast=True)
+    return tl.sum(tl.sum((bits == -1).to(tl.int32), axis=1), axis=0)
+
+
+@triton.jit
+def _shared(ptr, rows, cols, stride, row_ok, col_ok, sync, TILES: tl.constexpr):
+    """rows × cols of a (·, stride) buffer that every program of the block writes a part of each step.
+
+    With a split sweep's BARRIER "data" there is no barrier before this load: gpu.py fills the buffer
+    with all-ones bits (a NaN no kernel writes, `_publish`) before the launch, each element is written
+    once, and the load is repeated (volatile, past L1) until no element holds those bits, or gives up
+    after SPIN_LIMIT polls as `_sync` does. Else the barrier came before: one load, past L1 when split.
+    """
+    if TILES.SPLIT and TILES.BARRIER == "data":
+        ptrs = ptr + rows[:, None] * stride + cols[None, :]
+        mask = row_ok[:, None] & col_ok[None, :]
+        x = tl.load(ptrs, mask=mask, other=0.0, volatile=True)
+        left = _unwritten(x)
+        if left > 0:
+            stuck = sync + tl.num_programs(0) * MAX_PARTS
+            polls = tl.atomic_add(stuck, 0, sem="relaxed", scope="gpu") * SPIN_LIMIT  # once stuck, never wait
+            while (left > 0) & (polls < SPIN_LIMIT):
+                x = tl.load(ptrs, mask=mask, other=0.0, volatile=True)
+                left = _unwritten(x)
+                polls += 1
+            if left > 0:
+                tl.atomic_xchg(stuck, 1)
+    else:
+        CACHE: tl.constexpr = TILES.CACHE
+        x = _rows_cols(ptr, rows, cols, stride, row_ok, col_ok, CACHE)
+    return x
+
+
+@triton.jit
 def _sync(sync, done, TILES: tl.constexpr):
     """Wait until every program of this block of rows has written its part of step `done` (a count).
 
@@ -548,7 +596,8 @@ def _sync(sync, done, TILES: tl.constexpr):
     raises its flag in `sync` to `done` (release) and polls its block's flags (acquire) until all
     reach it. "counter": each program adds one to its block's counter (the block's first flag) and,
     unless it came last, polls the counter (acquire) until every program has added its `done`-th
-    one. The programs must all be resident: gpu.py launches no more than the GPU's SMs,
+    one. "data": no barrier at all; what other programs wrote is polled where it is read (`_shared`).
+    The programs must all be resident: gpu.py launches no more than the GPU's SMs,
     cooperatively (the driver starts them all at once or refuses). After SPIN_LIMIT polls a program
     gives up and raises the last flag of `sync`, and gpu.py raises an error (`gpu.check_barriers`):
     a guard against a bug, never a wrong number.
@@ -567,7 +616,7 @@ def _sync(sync, done, TILES: tl.constexpr):
                 polls += 1
             if seen < target:
                 tl.atomic_xchg(stuck, 1)
-        else:
+        elif BARRIER == "flags":
             tl.atomic_xchg(flags + tl.program_id(1), done, sem="release", scope="gpu")
             p = tl.arange(0, MAX_PARTS)
             mine = p < tl.num_programs(1)
@@ -620,36 +669,35 @@ def _weights(w_hh, j0, G: tl.constexpr, H: tl.constexpr, TILES: tl.constexpr):
 
 
 @triton.jit
-def _product(h_prev, w, rows, row_ok, j0, G: tl.constexpr, H: tl.constexpr, TILES: tl.constexpr):
+def _product(h_prev, w, rows, row_ok, j0, sync, G: tl.constexpr, H: tl.constexpr, TILES: tl.constexpr):
     """W_hh h_{t−1} at units j0 … j0 + BLOCK_H of every gate block, as one product laid out as
     `_weight_tile`'s columns. `w` is `_weights`: the resident tile (one product over all of h_{t−1})
     or W_hh (chunk by chunk)."""
     BLOCK_B: tl.constexpr = TILES.BLOCK_B
     BLOCK_H: tl.constexpr = TILES.BLOCK_H
-    CACHE: tl.constexpr = TILES.CACHE
     WIDTH: tl.constexpr = BLOCK_H if G == 1 else 4 * BLOCK_H
     if TILES.RESIDENT:
         ks = tl.arange(0, TILES.HP)
-        hp = _rows_cols(h_prev, rows, ks, H, row_ok, ks < H, CACHE)  # (BLOCK_B, HP)
+        hp = _shared(h_prev, rows, ks, H, row_ok, ks < H, sync, TILES)  # (BLOCK_B, HP)
         acc = tl.dot(hp, w, input_precision=TILES.PRECISION)
     else:
         acc = tl.zeros((BLOCK_B, WIDTH), dtype=h_prev.dtype.element_ty)
         for k0 in range(0, H, TILES.BLOCK_K):
             ks = k0 + tl.arange(0, TILES.BLOCK_K)
             k_ok = ks < H
-            hp = _rows_cols(h_prev, rows, ks, H, row_ok, k_ok, CACHE)  # (BLOCK_B, BLOCK_K)
+            hp = _shared(h_prev, rows, ks, H, row_ok, k_ok, sync, TILES)  # (BLOCK_B, BLOCK_K)
             acc += tl.dot(hp, _weight_tile(w, ks, k_ok, j0, G, H, BLOCK_H), input_precision=TILES.PRECISION)
     return acc
 
 
 @triton.jit
-def _gates_product(h_prev, w, rows, row_ok, j0, G: tl.constexpr, H: tl.constexpr, TILES: tl.constexpr):
+def _gates_product(h_prev, w, rows, row_ok, j0, sync, G: tl.constexpr, H: tl.constexpr, TILES: tl.constexpr):
     """W_hh h_{t−1} at units j0 … j0 + BLOCK_H of every gate block (up to 4): `_product`'s column
     c = 4·j + k is unit j0 + j of gate block k, so one tl.dot per chunk of h_{t−1} serves all
     gates; blocks k ≥ G come back as zeros."""
     BLOCK_B: tl.constexpr = TILES.BLOCK_B
     BLOCK_H: tl.constexpr = TILES.BLOCK_H
-    acc = _product(h_prev, w, rows, row_ok, j0, G, H, TILES)
+    acc = _product(h_prev, w, rows, row_ok, j0, sync, G, H, TILES)
     # (BLOCK_B, BLOCK_H, a, b) with k = 2a + b: split b, then a
     even, odd = tl.split(tl.reshape(acc, (BLOCK_B, BLOCK_H, 2, 2)))
     z0, z2 = tl.split(even)
@@ -678,6 +726,23 @@ def _by_gate(zs, V: tl.constexpr):
 
 
 @triton.jit
+def _back_tile(
+    src, rows, row_ok, w_hh, cols, col_ok, sync, KW: tl.constexpr, H: tl.constexpr, TILES: tl.constexpr
+):
+    """src[rows] (·, KW) · W_hh[:, cols]: one tile of ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t, chunk by chunk."""
+    BLOCK_B: tl.constexpr = TILES.BLOCK_B
+    BLOCK_H: tl.constexpr = TILES.BLOCK_H
+    acc = tl.zeros((BLOCK_B, BLOCK_H), dtype=src.dtype.element_ty)
+    for k0 in range(0, KW, TILES.BLOCK_K):
+        ks = k0 + tl.arange(0, TILES.BLOCK_K)
+        k_ok = ks < KW
+        a = _shared(src, rows, ks, KW, row_ok, k_ok, sync, TILES)
+        w = _rows_cols(w_hh, ks, cols, H, k_ok, col_ok, "")  # W_hh[k, j]
+        acc += tl.dot(a, w, input_precision=TILES.PRECISION)
+    return acc
+
+
+@triton.jit
 def _back_product(
     src,
     rows,
@@ -697,29 +762,63 @@ def _back_product(
     (G·H, BLOCK_H) tile or G tiles of (H, BLOCK_H) a program, it compiled for sm_90 to 1.7–16 KB of
     local memory per thread (spilled registers) at H = 128 to 256.
 
-    Between two barriers: what the pointwise step wrote (every program's part of the `done`-th step)
-    is complete before the product reads it, and ∂L/∂h_{t−1} is complete before step t−1 reads it.
+    After a barrier (or polling, `_shared`): what the pointwise step wrote (every program's part of
+    the `done`-th step) is complete before the product reads it. ∂L/∂h_{t−1} is the program's own
+    units, which only it reads at step t−1.
     """
-    BLOCK_B: tl.constexpr = TILES.BLOCK_B
-    BLOCK_H: tl.constexpr = TILES.BLOCK_H
-    CACHE: tl.constexpr = TILES.CACHE
     _sync(sync, done, TILES)
     lo = tl.program_id(1) * TILES.UNITS  # the first unit of this program's share
     for j in range(0, TILES.UNITS, TILES.BLOCK_H):
         j0 = lo + j
         cols = j0 + tl.arange(0, TILES.BLOCK_H)
         col_ok = cols < H
-        acc = tl.zeros((BLOCK_B, BLOCK_H), dtype=dst.dtype.element_ty)
-        for k0 in range(0, KW, TILES.BLOCK_K):
-            ks = k0 + tl.arange(0, TILES.BLOCK_K)
-            k_ok = ks < KW
-            a = _rows_cols(src, rows, ks, KW, row_ok, k_ok, CACHE)
-            w = _rows_cols(w_hh, ks, cols, H, k_ok, col_ok, "")  # W_hh[k, j]
-            acc += tl.dot(a, w, input_precision=TILES.PRECISION)
+        acc = _back_tile(src, rows, row_ok, w_hh, cols, col_ok, sync, KW, H, TILES)
         if ADD:
             acc += _rows_cols(add, rows, cols, H, row_ok, col_ok, "")
         tl.store(dst + rows[:, None] * H + cols[None, :], acc, mask=row_ok[:, None] & col_ok[None, :])
     tl.debug_barrier()
+
+
+@triton.jit
+def _lstm_forward_tile(
+    gx,
+    w,
+    peep,
+    h_buf,
+    c_buf,
+    gates_buf,
+    T,
+    B,
+    H: tl.constexpr,
+    sync,
+    rows,
+    row_ok,
+    lo,
+    V: tl.constexpr,
+    REVERSE: tl.constexpr,
+    TILES: tl.constexpr,
+):
+    """`lstm_forward_sweep` where a program computes one tile of units: c_{t−1} is carried on chip
+    instead of read back from the tape, and W_ih x_{t+1} + b is loaded while step t runs, so a step
+    waits on h_{t−1} alone."""
+    cols, col_ok, ok, here, at = _tile(rows, row_ok, lo, H, V.G, TILES.BLOCK_H)
+    t, prev, _now = _position(T * 0, T, REVERSE, False)
+    cp = tl.load(c_buf + prev * B * H + here, mask=ok, other=0.0)
+    x_i, x_f, x_g, x_o = _load_gates(gx + t * B * V.G * H, at, H, ok, V)
+    s = T * 0
+    while s < T:
+        t, prev, now = _position(s, T, REVERSE, False)
+        t_next, _, _ = _position(s + 1, T, REVERSE, False)
+        # W_ih x_{t+1} + b, in flight during this step (none after the last)
+        n_i, n_f, n_g, n_o = _load_gates(gx + t_next * B * V.G * H, at, H, ok & (s + 1 < T), V)
+        # z_t = W_ih x_t + b + W_hh h_{t−1}, all gates in one product
+        zs = _gates_product(h_buf + prev * B * H, w, rows, row_ok, lo, sync, V.G, H, TILES)
+        z = _plus(_by_gate(zs, V), (x_i, x_f, x_g, x_o))
+        gates_t, c_t, h_t = gates_buf + now * B * V.G * H, c_buf + now * B * H, h_buf + now * B * H
+        cp = _lstm_forward(z, cp, peep, cols, col_ok, gates_t, c_t, h_t, at, here, ok, H, V)
+        x_i, x_f, x_g, x_o = n_i, n_f, n_g, n_o
+        _sync(sync, s + 1, TILES)  # h_t is complete (every program's part) before step t+1 reads it
+        s += 1
 
 
 @triton.jit
@@ -743,6 +842,11 @@ def lstm_forward_sweep(
     rows, row_ok, lo = _owned(B, TILES)
     peep = (w_ci, w_cf, w_co)
     w = _weights(w_hh, lo, V.G, H, TILES)
+    if TILES.UNITS == TILES.BLOCK_H:  # one tile a program (split): c_t stays on chip, gx_{t+1} comes early
+        _lstm_forward_tile(
+            gx, w, peep, h_buf, c_buf, gates_buf, T, B, H, sync, rows, row_ok, lo, V, REVERSE, TILES
+        )
+        return
     s = T * 0
     while s < T:  # a while loop: T stays a run-time value (and Triton's interpreter accepts it)
         # slots of the (T+1, B, ·) buffers: the state before step t and after it (engine/tape.py)
@@ -758,12 +862,75 @@ def lstm_forward_sweep(
             j0 = lo + j
             cols, col_ok, ok, here, at = _tile(rows, row_ok, j0, H, V.G, TILES.BLOCK_H)
             # z_t = W_ih x_t + b + W_hh h_{t−1}, all gates in one product
-            zs = _gates_product(h_prev, w, rows, row_ok, j0, V.G, H, TILES)
+            zs = _gates_product(h_prev, w, rows, row_ok, j0, sync, V.G, H, TILES)
             z = _plus(_by_gate(zs, V), _load_gates(gx_t, at, H, ok, V))
             cp = tl.load(c_prev + here, mask=ok, other=0.0)
             _lstm_forward(z, cp, peep, cols, col_ok, gates_t, c_t, h_t, at, here, ok, H, V)
         _sync(sync, s + 1, TILES)  # h_t is complete (every program's part) before step t+1 reads it
         s += 1
+
+
+@triton.jit
+def _lstm_backward_tile(
+    grad_out,
+    dh_next,
+    dc_carry,
+    w_hh,
+    peep,
+    c_buf,
+    gates_buf,
+    dh,
+    dc,
+    dgx,
+    T,
+    B,
+    H: tl.constexpr,
+    sync,
+    rows,
+    row_ok,
+    lo,
+    V: tl.constexpr,
+    REVERSE: tl.constexpr,
+    TILES: tl.constexpr,
+):
+    """`lstm_backward_sweep` where a program computes one tile of units: ∂L/∂h_t via step t+1 and
+    ∂L/∂c_t stay on chip (written back once, at the end), and step t−1's gates, c and ∂ℓ/∂h are
+    loaded while step t runs, so a step waits on ∂L/∂gh_t alone."""
+    cols, col_ok, ok, here, at = _tile(rows, row_ok, lo, H, V.G, TILES.BLOCK_H)
+    dh_in = tl.load(dh_next + here, mask=ok, other=0.0)
+    dc_in = tl.load(dc_carry + here, mask=ok, other=0.0)
+    t, prev, now = _position(T * 0, T, REVERSE, True)
+    i, f, g, o = _load_gates(gates_buf + now * B * V.G * H, at, H, ok, V)
+    cc = tl.load(c_buf + now * B * H + here, mask=ok, other=0.0)
+    cp = tl.load(c_buf + prev * B * H + here, mask=ok, other=0.0)
+    go = tl.load(grad_out + t * B * H + here, mask=ok, other=0.0)
+    s = T * 0
+    while s < T:
+        t, prev, now = _position(s, T, REVERSE, True)
+        # the next step's tape, in flight during this one (none after the last)
+        t1, prev1, now1 = _position(s + 1, T, REVERSE, True)
+        ok1 = ok & (s + 1 < T)
+        n_i, n_f, n_g, n_o = _load_gates(gates_buf + now1 * B * V.G * H, at, H, ok1, V)
+        n_cc = tl.load(c_buf + now1 * B * H + here, mask=ok1, other=0.0)
+        n_cp = tl.load(c_buf + prev1 * B * H + here, mask=ok1, other=0.0)
+        n_go = tl.load(grad_out + t1 * B * H + here, mask=ok1, other=0.0)
+        dm = go + dh_in  # ∂L/∂h_t = ∂ℓ/∂h_t + ∂L/∂h_t via step t+1
+        tl.store(dh + t * B * H + here, dm, mask=ok)
+        p_i, p_f, p_o = _peepholes(peep, cols, col_ok, cp, V)
+        dz_i, dz_f, dz_g, dz_o, d, dc_in = _lstm_cell_backward(
+            dm, dc_in, i, f, g, o, cc, cp, cp, cp, cp, p_i, p_f, p_o, V, False
+        )
+        dgx_t = dgx + t * B * V.G * H
+        _store_gates(dgx_t, at, _publish(dz_i), _publish(dz_f), _publish(dz_g), _publish(dz_o), H, ok, V)
+        tl.store(dc + t * B * H + here, d, mask=ok)
+        # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t, once every program's part of ∂L/∂gh_t is written
+        _sync(sync, s + 1, TILES)
+        dh_in = _back_tile(dgx_t, rows, row_ok, w_hh, cols, col_ok, sync, V.G * H, H, TILES)
+        tl.debug_barrier()
+        i, f, g, o, cc, cp, go = n_i, n_f, n_g, n_o, n_cc, n_cp, n_go
+        s += 1
+    tl.store(dh_next + here, dh_in, mask=ok)  # ∂L/∂h_0 and ∂L/∂c_0, for the layer below and hx
+    tl.store(dc_carry + here, dc_in, mask=ok)
 
 
 @triton.jit
@@ -790,6 +957,30 @@ def lstm_backward_sweep(
 ):
     rows, row_ok, lo = _owned(B, TILES)
     peep = (w_ci, w_cf, w_co)
+    if TILES.UNITS == TILES.BLOCK_H:  # one tile a program (split): the carries stay on chip
+        _lstm_backward_tile(
+            grad_out,
+            dh_next,
+            dc_carry,
+            w_hh,
+            peep,
+            c_buf,
+            gates_buf,
+            dh,
+            dc,
+            dgx,
+            T,
+            B,
+            H,
+            sync,
+            rows,
+            row_ok,
+            lo,
+            V,
+            REVERSE,
+            TILES,
+        )
+        return
     s = T * 0
     while s < T:
         # backward visits the steps in the reverse of the forward order
@@ -857,7 +1048,7 @@ def gru_forward_sweep(
             j0 = lo + j
             cols, col_ok, ok, here, at = _tile(rows, row_ok, j0, H, 3, TILES.BLOCK_H)
             # gh_t = W_hh h_{t−1} + b_hh (b_hn stays inside r_t ⊙ (·)), all gates in one product
-            gh_r, gh_z, gh_n, _ = _gates_product(h_prev, w, rows, row_ok, j0, 3, H, TILES)
+            gh_r, gh_z, gh_n, _ = _gates_product(h_prev, w, rows, row_ok, j0, sync, 3, H, TILES)
             if HAS_BIAS:
                 b_r, b_z, b_n = _load3(b_hh, cols, H, col_ok)
                 gh_r, gh_z, gh_n = gh_r + b_r[None, :], gh_z + b_z[None, :], gh_n + b_n[None, :]
@@ -923,9 +1114,9 @@ def rnn_forward_sweep(
             j0 = lo + j
             _cols, _col_ok, ok, here, _at = _tile(rows, row_ok, j0, H, 1, TILES.BLOCK_H)
             # z_t = W_ih x_t + b + W_hh h_{t−1}
-            acc = _product(h_buf + prev * B * H, w, rows, row_ok, j0, 1, H, TILES)
+            acc = _product(h_buf + prev * B * H, w, rows, row_ok, j0, sync, 1, H, TILES)
             z = acc + tl.load(gx + t * B * H + here, mask=ok, other=0.0)
-            tl.store(h_buf + now * B * H + here, _activate(z, ACT), mask=ok)  # h_t = a(z_t)
+            tl.store(h_buf + now * B * H + here, _publish(_activate(z, ACT)), mask=ok)  # h_t = a(z_t)
         _sync(sync, s + 1, TILES)  # h_t is complete (every program's part) before step t+1 reads it
         s += 1
 
