@@ -27,6 +27,16 @@ def slots(buf: Tensor, reverse: bool) -> tuple[Tensor, Tensor]:
     return (buf[:-1], buf[1:]) if reverse else (buf[1:], buf[:-1])
 
 
+def _after(buf: Tensor, reverse: bool) -> Tensor:
+    """`slots(buf, reverse)[0]` alone (one view: the tape's properties are read on every call)."""
+    return buf[:-1] if reverse else buf[1:]
+
+
+def _before(buf: Tensor, reverse: bool) -> Tensor:
+    """`slots(buf, reverse)[1]` alone."""
+    return buf[1:] if reverse else buf[:-1]
+
+
 @dataclass(eq=False)
 class Tape:
     """What one layer-direction keeps for its explicit backward pass and for `bptt.trace`.
@@ -65,31 +75,31 @@ class Tape:
 
     @property
     def h(self) -> Tensor:
-        return slots(self.h_buf, self.reverse)[0]
+        return _after(self.h_buf, self.reverse)
 
     @property
     def h_prev(self) -> Tensor:
-        return slots(self.h_buf, self.reverse)[1]
+        return _before(self.h_buf, self.reverse)
 
     @property
     def c(self) -> Tensor:
         assert self.c_buf is not None
-        return slots(self.c_buf, self.reverse)[0]
+        return _after(self.c_buf, self.reverse)
 
     @property
     def c_prev(self) -> Tensor:
         assert self.c_buf is not None
-        return slots(self.c_buf, self.reverse)[1]
+        return _before(self.c_buf, self.reverse)
 
     @property
     def gates(self) -> Tensor:
         assert self.gates_buf is not None
-        return slots(self.gates_buf, self.reverse)[0]
+        return _after(self.gates_buf, self.reverse)
 
     @property
     def gates_prev(self) -> Tensor:
         assert self.gates_buf is not None
-        return slots(self.gates_buf, self.reverse)[1]
+        return _before(self.gates_buf, self.reverse)
 
     def samples(self, index: slice | Tensor) -> Tape:
         """The same tape for a slice of the batch (views of every buffer, no copies) or for the rows of
