@@ -547,8 +547,8 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> Benc
         info = native.BuildInfo(False, None, 0.0, False, "not used on a GPU")
         probe = torch.zeros(1, 1, 1, device=device)
         engine = (
-            f"triton ({gpu.LOOP}, chunks {gpu.CHUNK or 'default'}/{gpu.BACKWARD_CHUNK or 'default'}, "
-            f"{gpu.STAGES} stage(s))"
+            f"triton ({gpu.LOOP}, {gpu.BARRIER} barrier, {gpu.PRECISION}/{gpu.BACKWARD_PRECISION} products, "
+            f"chunks {gpu.CHUNK or 'default'}/{gpu.BACKWARD_CHUNK or 'default'}, {gpu.STAGES} stage(s))"
             if dispatch.select(LSTM(1, 1).step, probe).name == "triton"
             else f"python ({gpu.import_error() or native.engine()})"
         )

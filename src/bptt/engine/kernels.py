@@ -60,7 +60,8 @@ class Tiles(NamedTuple):
     CACHE: str = ""  # the cache of loads of what other programs wrote: ".cg" (past L1) when split
     UNITS: int = 0  # the units of its block of rows a program computes: H, or its share when split
     RESIDENT: bool = False  # W_hh's rows for the program's units loaded once a sweep, kept on chip
-    BARRIER: str = "flags"  # the split grid barrier: a flag per program, or one counter per block
+    BARRIER: str = "counter"  # the split grid barrier: one counter per block, a flag per program, or
+    # none ("data": the programs poll the values they read, `_shared`); gpu.BARRIER sets it
     HP: int = 0  # H padded to a power of two: the inner dimension of a RESIDENT product, in one piece
 
 
@@ -592,7 +593,7 @@ def _shared(ptr, rows, cols, stride, row_ok, col_ok, sync, TILES: tl.constexpr):
 def _sync(sync, done, TILES: tl.constexpr):
     """Wait until every program of this block of rows has written its part of step `done` (a count).
 
-    A CTA barrier; with SPLIT also a grid barrier, one of two (TILES.BARRIER). "flags": each program
+    A CTA barrier; with SPLIT also a grid barrier, one of two (TILES.BARRIER), or none ("data"). "flags": each program
     raises its flag in `sync` to `done` (release) and polls its block's flags (acquire) until all
     reach it. "counter": each program adds one to its block's counter (the block's first flag) and,
     unless it came last, polls the counter (acquire) until every program has added its `done`-th
