@@ -86,7 +86,9 @@ def main() -> int:
     x = torch.randn(args.steps, 32, 2, device="cuda")
     grad = torch.randn(args.steps, 32, 128, device="cuda")
     for name, model in (("bptt.LSTM", ours), ("torch.nn.LSTM", reference)):
-        print(f"== {name}, T = {args.steps}: {wall_us(model, x, grad, args.repeats):.0f} µs a forward + backward")
+        print(
+            f"== {name}, T = {args.steps}: {wall_us(model, x, grad, args.repeats):.0f} µs a forward + backward"
+        )
         print(launches(model, x, grad, 20))
     print(own_time(ours, x, grad, args.repeats, args.top))
     return 0

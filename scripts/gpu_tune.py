@@ -1,13 +1,15 @@
 """Time the persistent Triton sweeps' settings against cuDNN on one GPU, in one process.
 
-    python scripts/gpu_tune.py [--out DIR] [--repeats N]
+    python scripts/gpu_tune.py [--out DIR] [--repeats N] [--cells lstm,gru,rnn] [--shape B,T,I,H,L]…
+        [--settings "name;name"] [--no-barrier]
 
-For each setting of `bptt.engine.gpu` (the loop, the forward's and the backward's chunk, the
-pipeline stages of the chunk loops, the grid barrier) and each shape, one bptt.LSTM forward + backward is timed with
-CUDA events, interleaved with torch.nn.LSTM's (cuDNN) on the same weights, and checked against the
-float64 PyTorch loop; the ratio is bptt's time over cuDNN's in the same run. A second table times
-each of the split sweeps' grid barriers alone: a kernel that does nothing but meet at it every step. Results
-go to DIR/gpu_tune.json as well (default runs/gpu). Needs a CUDA GPU and Triton; `--dry-run` runs
+For each setting of `bptt.engine.gpu` (the loop, the grid barrier, the products' precision, the
+forward's and the backward's chunk and warps, the pipeline stages of the chunk loops) and each cell
+(`--cells`, default LSTM) and shape, one forward + backward is timed with CUDA events, interleaved
+with torch.nn's (cuDNN) on the same weights, and checked against the float64 PyTorch loop; the
+ratio is bptt's time over cuDNN's in the same run. A second table times each of the split sweeps'
+grid barriers alone: a kernel that does nothing but meet at it every step. Results go to
+DIR/gpu_tune.json as well (default runs/gpu). Needs a CUDA GPU and Triton; `--dry-run` runs
 the sweeps' table at a tiny shape in Triton's interpreter on the CPU instead, to check the script.
 """
 
@@ -33,63 +35,23 @@ from bptt.engine.kernels import MAX_PARTS, Tiles, _sync
 
 SHAPES = [(32, 200, 2, 128, 1), (16, 1000, 2, 64, 1), (20, 35, 200, 200, 2)]  # B, T, I, H, layers
 
-# name → gpu module settings; the rest as the defaults
+# name → gpu module settings; the rest as the defaults (counter barrier, IEEE backward products)
 SETTINGS: dict[str, dict[str, object]] = {
     "auto (the default)": {"LOOP": "auto"},
     "auto, flags barrier": {"LOOP": "auto", "BARRIER": "flags"},
     "auto, data barrier": {"LOOP": "auto", "BARRIER": "data"},
     "auto, tf32x3 backward": {"LOOP": "auto", "BACKWARD_PRECISION": "tf32x3"},
-    "persistent": {"LOOP": "persistent"},
-    "persistent, 2 stages, bwd chunk 64": {"LOOP": "persistent", "STAGES": 2, "BACKWARD_CHUNK": 64},
-    "split": {"LOOP": "split"},
-    "split, flags barrier": {"LOOP": "split", "BARRIER": "flags"},
-    "split, 4 stages": {"LOOP": "split", "STAGES": 4},
-    "split, 4 stages, bwd chunk 64": {"LOOP": "split", "STAGES": 4, "BACKWARD_CHUNK": 64},
-    "split, 4 stages, bwd chunk 32": {"LOOP": "split", "STAGES": 4, "BACKWARD_CHUNK": 32},
-    "split, counter barrier": {"LOOP": "split", "BARRIER": "counter"},
-    "split, counter, 4 stages, bwd chunk 64": {
-        "LOOP": "split",
-        "BARRIER": "counter",
-        "STAGES": 4,
-        "BACKWARD_CHUNK": 64,
-    },
-    "resident, 4 stages, bwd chunk 64": {"LOOP": "resident", "STAGES": 4, "BACKWARD_CHUNK": 64},
-    "resident": {"LOOP": "resident"},
-    "resident, counter barrier": {"LOOP": "resident", "BARRIER": "counter"},
-    # what the products cost: one TF32 pass, IEEE float32 (both less accurate or slower by design)
-    "split, tf32": {"LOOP": "split", "PRECISION": "tf32"},
-    "split, ieee": {"LOOP": "split", "PRECISION": "ieee"},
-    "resident, tf32": {"LOOP": "resident", "PRECISION": "tf32"},
-    "split, data barrier": {"LOOP": "split", "BARRIER": "data"},
-    "resident, data barrier": {"LOOP": "resident", "BARRIER": "data"},
-    "split, data, bwd ieee": {"LOOP": "split", "BARRIER": "data", "BACKWARD_PRECISION": "ieee"},
-    "resident, data, bwd ieee": {"LOOP": "resident", "BARRIER": "data", "BACKWARD_PRECISION": "ieee"},
-    "resident, counter, bwd ieee": {"LOOP": "resident", "BARRIER": "counter", "BACKWARD_PRECISION": "ieee"},
-    "split, data, 4 stages": {"LOOP": "split", "BARRIER": "data", "STAGES": 4},
-    "resident, data, bwd ieee, bwd chunk 512": {
-        "LOOP": "resident",
-        "BARRIER": "data",
-        "BACKWARD_PRECISION": "ieee",
-        "BACKWARD_CHUNK": 512,
-    },
-    "resident, data, bwd ieee, bwd chunk 64": {
-        "LOOP": "resident",
-        "BARRIER": "data",
-        "BACKWARD_PRECISION": "ieee",
-        "BACKWARD_CHUNK": 64,
-    },
-    "resident, counter, bwd ieee, bwd chunk 256": {
-        "LOOP": "resident",
-        "BARRIER": "counter",
-        "BACKWARD_PRECISION": "ieee",
-        "BACKWARD_CHUNK": 256,
-    },
-    "persistent, bwd ieee": {"LOOP": "persistent", "BACKWARD_PRECISION": "ieee"},
-    "split, 2 warps": {"LOOP": "split", "WARPS": 2},
-    "split, 8 warps": {"LOOP": "split", "WARPS": 8},
+    "auto, bwd chunk 64": {"LOOP": "auto", "BACKWARD_CHUNK": 64},
+    "auto, bwd chunk 512": {"LOOP": "auto", "BACKWARD_CHUNK": 512},
     "auto, bwd 8 warps": {"LOOP": "auto", "BACKWARD_WARPS": 8},
     "auto, 8 warps": {"LOOP": "auto", "WARPS": 8, "BACKWARD_WARPS": 8},
-    "auto, bwd 8 warps, bwd chunk 512": {"LOOP": "auto", "BACKWARD_WARPS": 8, "BACKWARD_CHUNK": 512},
+    "auto, 4 stages": {"LOOP": "auto", "STAGES": 4},
+    "persistent": {"LOOP": "persistent"},
+    "persistent, tf32x3 backward": {"LOOP": "persistent", "BACKWARD_PRECISION": "tf32x3"},
+    "split": {"LOOP": "split"},
+    "split, 4 stages": {"LOOP": "split", "STAGES": 4},
+    # what the forward's products cost: one TF32 pass (cuDNN's float32 accuracy, not bptt's)
+    "auto, tf32": {"LOOP": "auto", "PRECISION": "tf32"},
 }
 # the settings as this process found them (the defaults, or the BPTT_TRITON_* environment)
 DEFAULTS = {

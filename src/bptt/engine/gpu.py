@@ -76,8 +76,8 @@ BARRIERS = ("flags", "counter", "data")  # the split sweeps' grid barrier (kerne
 BARRIER = os.environ.get("BPTT_TRITON_BARRIER", "counter")
 # float32 products: three TF32 passes on tensor cores (float32 accuracy; the forward's default), one
 # TF32 pass (cuDNN's default for float32, ~1e-3 relative error), or IEEE float32 FMAs (the backward's
-# default: faster than tf32x3 for its (16, 256) · (256, 16) chunks on an H200, 2.04 → 1.37 ms at
-# B = 32, T = 200, H = 128); and the warps of a persistent program (0: the default, 4; a resident
+# default: faster than tf32x3 for its (16, 256) · (256, 16) chunks, LSTM backward at B = 32, T = 200,
+# H = 128 2.04 → 1.37 ms on an H100 split, 1.93 → 1.26 ms on an H200 resident); and the warps of a persistent program (0: the default, 4; a resident
 # forward takes 8 above 32 KB).
 PRECISIONS = ("tf32x3", "tf32", "ieee")
 PRECISION = os.environ.get("BPTT_TRITON_PRECISION", "tf32x3")
@@ -360,15 +360,15 @@ def _blocks(
 
     tl.dot needs tiles of at least 16 (BPTT_TRITON_LOOP=split takes 16 units a tile, to spread a
     block's units over the most programs). The LSTM's and GRU's forward take all gates of 64 units
-    in one product, in chunks of 32 along h_{t−1}; the Elman forward (one gate) and every backward product
-    (∂L/∂gh_t W_hh, over G·H) in chunks of 128 (64 in float64; IEEE backward products 256 split, else 64). Measured on an H200 at B = 32,
-    T = 200, H = 128: the LSTM forward takes 3.4 ms in chunks of 32 and 39.8 ms in chunks of 128
+    in one product, in chunks of 32 along h_{t−1}; the Elman forward (one gate) and every backward
+    product (∂L/∂gh_t W_hh, over G·H) in chunks of 128 (64 in float64; IEEE backward products 256
+    split, else 64). Measured on an H200 at B = 32, T = 200, H = 128: the LSTM forward takes 3.4 ms in chunks of 32 and 39.8 ms in chunks of 128
     (a 128 KB tile per step); the Elman forward 1.1 ms in chunks of 128. BPTT_TRITON_CHUNK and
     BPTT_TRITON_BACKWARD_CHUNK set the chunks (16 to 512), BPTT_TRITON_STAGES the chunk loops'
     pipeline stages, to measure others. float32 products forward use three TF32 passes (`tf32x3`),
-    which keeps float32 accuracy on tensor cores, and backward plain float32 FMAs (`ieee`), which an
-    H200 ran faster there (BPTT_TRITON_PRECISION, BPTT_TRITON_BACKWARD_PRECISION); the interpreter
-    and float64 use IEEE products.
+    which keeps float32 accuracy on tensor cores, and backward plain float32 FMAs (`ieee`), which ran
+    faster there on an H100 and an H200 (BPTT_TRITON_PRECISION, BPTT_TRITON_BACKWARD_PRECISION); the
+    interpreter and float64 use IEEE products.
     """
     exact = dtype == torch.float64 or interpreting()
     k = kernels()
