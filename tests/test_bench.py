@@ -5,6 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -192,3 +196,20 @@ def test_bench_times_each_kernel_against_the_python_loop() -> None:
     for e in result.engines:
         assert e["speedup"] == pytest.approx(e["python_ms"] / e["kernel_ms"], rel=1e-9)
     assert any("kernel against the Python" in str(getattr(t, "title", "")) for t in bench.render(result))
+
+
+def test_the_host_profile_script_runs_on_the_cpu() -> None:
+    """scripts/gpu_host.py, which profiles a call's host time on a GPU, runs with --device cpu."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "gpu_host.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--device", "cpu", "--repeats", "5", "--top", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    times = re.findall(r"== (bptt\.LSTM|torch\.nn\.LSTM), T = 1: (\d+) µs", done.stdout)
+    assert [name for name, _ in times] == ["bptt.LSTM", "torch.nn.LSTM"]
+    assert all(int(us) > 0 for _, us in times)
+    assert "ncalls" in done.stdout  # cProfile's table
