@@ -419,15 +419,44 @@ def _lstm_backward(
 
     da = ∂L/∂[i, f, o]_t via step t+1 under FGR's gate recurrence; placeholders otherwise.
     """
-    p_i, p_f, p_o = _peepholes(peep, j, j_ok, cp, V)
-    i, f, g, o = _load_gates(gates, at, H, ok, V)
+    gates_t = _load_gates(gates, at, H, ok, V)
     cc = tl.load(c + here, mask=ok, other=0.0)
+    d_prev = _lstm_step_back(
+        dm, dc_next, da, cp, cc, gates_t, peep, j, j_ok, dgx, dc, at, here, ok, H, V, FGR
+    )
+    tl.store(dc_prev + here, d_prev, mask=ok)
+
+
+@triton.jit
+def _lstm_step_back(
+    dm,
+    dc_next,
+    da,
+    cp,
+    cc,
+    gates_t,
+    peep,
+    j,
+    j_ok,
+    dgx,
+    dc,
+    at,
+    here,
+    ok,
+    H,
+    V: tl.constexpr,
+    FGR: tl.constexpr,
+):
+    """`_lstm_backward` from the step's gates (i, f, g, o) and c_t already loaded: ∂L/∂gx_t and
+    ∂L/∂c_t into the tape; returns ∂L/∂c_{t−1}."""
+    p_i, p_f, p_o = _peepholes(peep, j, j_ok, cp, V)
+    i, f, g, o = gates_t
     dz_i, dz_f, dz_g, dz_o, d, d_prev = _lstm_cell_backward(
         dm, dc_next, i, f, g, o, cc, cp, da[0], da[1], da[2], p_i, p_f, p_o, V, FGR
     )
     _store_gates(dgx, at, _publish(dz_i), _publish(dz_f), _publish(dz_g), _publish(dz_o), H, ok, V)
     tl.store(dc + here, d, mask=ok)
-    tl.store(dc_prev + here, d_prev, mask=ok)
+    return d_prev
 
 
 @triton.jit
@@ -917,13 +946,26 @@ def _lstm_backward_tile(
         n_go = tl.load(grad_out + t1 * B * H + here, mask=ok1, other=0.0)
         dm = go + dh_in  # ∂L/∂h_t = ∂ℓ/∂h_t + ∂L/∂h_t via step t+1
         tl.store(dh + t * B * H + here, dm, mask=ok)
-        p_i, p_f, p_o = _peepholes(peep, cols, col_ok, cp, V)
-        dz_i, dz_f, dz_g, dz_o, d, dc_in = _lstm_cell_backward(
-            dm, dc_in, i, f, g, o, cc, cp, cp, cp, cp, p_i, p_f, p_o, V, False
-        )
         dgx_t = dgx + t * B * V.G * H
-        _store_gates(dgx_t, at, _publish(dz_i), _publish(dz_f), _publish(dz_g), _publish(dz_o), H, ok, V)
-        tl.store(dc + t * B * H + here, d, mask=ok)
+        dc_in = _lstm_step_back(
+            dm,
+            dc_in,
+            (cp, cp, cp),
+            cp,
+            cc,
+            (i, f, g, o),
+            peep,
+            cols,
+            col_ok,
+            dgx_t,
+            dc + t * B * H,
+            at,
+            here,
+            ok,
+            H,
+            V,
+            False,
+        )
         # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t, once every program's part of ∂L/∂gh_t is written
         _sync(sync, s + 1, TILES)
         dh_in = _back_tile(dgx_t, rows, row_ok, w_hh, cols, col_ok, sync, V.G * H, H, TILES)

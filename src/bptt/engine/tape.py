@@ -24,7 +24,7 @@ from torch import Tensor
 
 def slots(buf: Tensor, reverse: bool) -> tuple[Tensor, Tensor]:
     """(state after step t, state before step t) as views of a (T+1, …) buffer, indexed by t."""
-    return (buf[:-1], buf[1:]) if reverse else (buf[1:], buf[:-1])
+    return _after(buf, reverse), _before(buf, reverse)
 
 
 def _after(buf: Tensor, reverse: bool) -> Tensor:
