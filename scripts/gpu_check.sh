@@ -76,7 +76,7 @@ part "bench: lstm, gru, rnn" 90 "${BPTT[@]}" bench --device cuda --cells lstm,gr
 # (scripts/gpu_tune.py; it checks each setting's numbers against float64).
 part "tune" 150 "$PY" scripts/gpu_tune.py --out "$OUT" --shape 32,200,2,128,1 --shape 64,100,64,256,1 \
     --shape 20,35,200,200,2 --shape 16,1000,2,64,1 --shape 32,1,2,128,1 --shape 32,50,2,128,1 \
-    --settings "auto (the default);auto, flags barrier;auto, data barrier;auto, tf32x3 backward;auto, 8 warps;split;persistent"
+    --settings "auto (the default);auto, 4 accumulators;auto, 8 accumulators;auto, 8 accumulators backward;auto, data barrier;split;persistent"
 # The LSTM variants against torch.nn.LSTM, checked against their own float64 PyTorch loop.
 part "bench: variants" 90 "${BPTT[@]}" bench --device cuda --cells peephole,original,nig,nfg,nog,niaf,noaf,cifg,fgr \
     --repeats 3 --warmup 1 --no-trace --no-contributions --no-watch --json "$OUT/bench_cuda_variants.json"

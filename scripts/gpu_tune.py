@@ -50,6 +50,10 @@ SETTINGS: dict[str, dict[str, object]] = {
     "persistent, tf32x3 backward": {"LOOP": "persistent", "BACKWARD_PRECISION": "tf32x3"},
     "split": {"LOOP": "split"},
     "split, 4 stages": {"LOOP": "split", "STAGES": 4},
+    # the products as independent partial sums (kernels._dot): shorter dependent chains, more reshaping
+    "auto, 4 accumulators": {"LOOP": "auto", "ACCUMULATORS": 4, "BACKWARD_ACCUMULATORS": 4},
+    "auto, 8 accumulators": {"LOOP": "auto", "ACCUMULATORS": 8, "BACKWARD_ACCUMULATORS": 8},
+    "auto, 8 accumulators backward": {"LOOP": "auto", "BACKWARD_ACCUMULATORS": 8},
     # what the forward's products cost: one TF32 pass (cuDNN's float32 accuracy, not bptt's)
     "auto, tf32": {"LOOP": "auto", "PRECISION": "tf32"},
 }
@@ -66,6 +70,8 @@ DEFAULTS = {
         "BACKWARD_PRECISION",
         "WARPS",
         "BACKWARD_WARPS",
+        "ACCUMULATORS",
+        "BACKWARD_ACCUMULATORS",
     )
 }
 

@@ -70,6 +70,8 @@ def make(kind: str, cfg: dict, dtype: torch.dtype, num_layers: int = 2, **kw):
 def _loop_setting(monkeypatch):
     monkeypatch.setattr(gpu, "LOOP", gpu.LOOP)  # restored after each test
     monkeypatch.setattr(gpu, "BARRIER", gpu.BARRIER)
+    monkeypatch.setattr(gpu, "ACCUMULATORS", gpu.ACCUMULATORS)
+    monkeypatch.setattr(gpu, "BACKWARD_ACCUMULATORS", gpu.BACKWARD_ACCUMULATORS)
 
 
 def use_loop(loop: str) -> None:
@@ -210,6 +212,32 @@ def test_resident_tiles_pad_the_units_and_the_inner_dimension(kind: str) -> None
     interpreted(model, torch.randn(2, 17, 2, dtype=torch.float64), torch.float64)
 
 
+@pytest.mark.gpu_interpret
+@needs_triton
+@pytest.mark.parametrize("loop", ["persistent", "split", "resident"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_products_as_independent_partial_sums_give_the_same_numbers(kind: str, loop: str) -> None:
+    """BPTT_TRITON_ACCUMULATORS: each product as partial sums over parts of its inner dimension (the
+    interpreter's chunks of 32 in two, the resident forward's 64 in four), summed."""
+    use_loop(loop)
+    gpu.ACCUMULATORS, gpu.BACKWARD_ACCUMULATORS = 4, 8
+    assert gpu._blocks(40, torch.float64)["TILES"].ACCUMULATORS == (1 if loop == "persistent" else 4)
+    assert gpu._blocks(40, torch.float64, backward=True)["TILES"].ACCUMULATORS == 8
+    torch.manual_seed(0)
+    cls = {"rnn": bptt.RNN, "gru": bptt.GRU, "lstm": bptt.LSTM}[kind]
+    model = cls(2, 40, bidirectional=True, dtype=torch.float64)
+    interpreted(model, torch.randn(2, 3, 2, dtype=torch.float64), torch.float64)
+
+
+@needs_triton
+def test_accumulators_halve_until_each_part_is_16_deep() -> None:
+    from bptt.engine import kernels
+
+    parts = kernels._accumulators
+    assert [parts(K, 8) for K in (16, 32, 64, 128, 256)] == [1, 2, 4, 8, 8]
+    assert parts(512, 1) == 1 and parts(512, 32) == 32 and parts(32, 32) == 2
+
+
 @needs_triton
 def test_auto_splits_where_w_hh_is_large() -> None:
     use_loop("auto")
@@ -322,6 +350,8 @@ def test_dispatch_is_by_exact_step_type_dtype_device_and_engine(monkeypatch) -> 
             ("BACKWARD_PRECISION", "fp8"),
             ("WARPS", 3),
             ("BACKWARD_WARPS", 32),
+            ("ACCUMULATORS", 3),
+            ("BACKWARD_ACCUMULATORS", 64),
         ):
             with monkeypatch.context() as m:
                 m.setattr(gpu, name, value)
@@ -420,6 +450,26 @@ def test_cuda_long_sequences_with_sizes_off_the_tiles(kind: str, cfg: dict, loop
     fast = traced(model, x.float().cuda(), "auto")
     slow = traced(truth, x, "python")
     assert_same_trace(fast, slow, 1e-4)
+
+
+@pytest.mark.cuda
+@needs_cuda
+@needs_triton
+@pytest.mark.parametrize("loop", ["persistent", "split", "resident"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_cuda_products_as_independent_partial_sums(kind: str, loop: str) -> None:
+    """BPTT_TRITON_ACCUMULATORS=8 at H = 128 and 130 (the resident forward's inner dimension 256)
+    against the float64 PyTorch loop on the CPU."""
+    use_loop(loop)
+    gpu.ACCUMULATORS = gpu.BACKWARD_ACCUMULATORS = 8
+    cls = {"rnn": bptt.RNN, "gru": bptt.GRU, "lstm": bptt.LSTM}[kind]
+    for H in (128, 130):
+        torch.manual_seed(0)
+        truth = cls(7, H, dtype=torch.float64)
+        model = cls(7, H, device="cuda")
+        model.load_state_dict(truth.state_dict())
+        x = torch.randn(60, 40, 7, dtype=torch.float64)
+        assert_same_trace(traced(model, x.float().cuda(), "auto"), traced(truth, x, "python"), 1e-4)
 
 
 @pytest.mark.cuda

@@ -33,6 +33,12 @@ class Spec:
 LOOPS = ("persistent", "split", "resident")  # the persistent sweeps' loops (gpu.LOOPS less per-step)
 BACKWARD_LOOPS = ("persistent", "split")  # a resident backward is the split one (gpu._blocks)
 BARRIERS = ("flags", "data")  # the split sweeps' other grid barriers (gpu.BARRIERS less the default)
+ACCUMULATORS = 8  # the products as independent partial sums (gpu.ACCUMULATORS), one more spec a sweep
+
+
+def _accumulating(blocks: dict[str, Any]) -> dict[str, Any]:
+    """`blocks` with the products split into ACCUMULATORS partial sums (kernels._dot)."""
+    return {**blocks, "TILES": blocks["TILES"]._replace(ACCUMULATORS=ACCUMULATORS)}
 
 
 def _split_blocks(
@@ -86,12 +92,16 @@ def specs(full: bool = True, dtype: str | None = None) -> Iterator[Spec]:
             for kernel, loops in (("lstm_forward_sweep", LOOPS), ("lstm_backward_sweep", BACKWARD_LOOPS)):
                 for loop in (*loops, *BARRIERS) if name == "vanilla" else loops:
                     blocks = _split_blocks(128, torch_dtype, "backward" in kernel, loop=loop)
-                    yield Spec(
-                        kernel,
-                        dtype,
-                        {**c, "H": 128, "REVERSE": False, **blocks},
-                        f"lstm {name} H=128{_label(loop)}",
-                    )
+                    at = {**c, "H": 128, "REVERSE": False}
+                    yield Spec(kernel, dtype, {**at, **blocks}, f"lstm {name} H=128{_label(loop)}")
+                    # as gpu._blocks sets them: the forward takes accumulators where split only
+                    if name == "vanilla" and loop in LOOPS and (loop != "persistent" or "backward" in kernel):
+                        yield Spec(
+                            kernel,
+                            dtype,
+                            {**at, **_accumulating(blocks)},
+                            f"lstm {name} H=128{_label(loop)} acc{ACCUMULATORS}",
+                        )
         yield Spec("gru_forward_step", dtype, dict(block), "gru")
         yield Spec("gru_backward_step", dtype, dict(block), "gru")
         for act_name, act in gpu.ACTIVATIONS.items() if full else [("tanh", 0)]:
@@ -107,8 +117,30 @@ def specs(full: bool = True, dtype: str | None = None) -> Iterator[Spec]:
                 yield Spec(
                     "gru_forward_sweep", dtype, {**sweep, "HAS_BIAS": bias}, f"gru H=128 bias={bias}{label}"
                 )
+            if loop != "persistent":  # the forward takes accumulators where split only
+                yield Spec(
+                    "gru_forward_sweep",
+                    dtype,
+                    {**_accumulating(sweep), "HAS_BIAS": True},
+                    f"gru H=128{label} acc{ACCUMULATORS}",
+                )
+                yield Spec(
+                    "rnn_forward_sweep",
+                    dtype,
+                    {**_accumulating(one), "ACT": 0},
+                    f"rnn tanh H=128{label} acc{ACCUMULATORS}",
+                )
             if backward:
                 yield Spec("gru_backward_sweep", dtype, back, f"gru H=128{label}")
+                yield Spec(
+                    "gru_backward_sweep", dtype, _accumulating(back), f"gru H=128{label} acc{ACCUMULATORS}"
+                )
+                yield Spec(
+                    "rnn_backward_sweep",
+                    dtype,
+                    {**_accumulating(back), "ACT": 0},
+                    f"rnn tanh H=128{label} acc{ACCUMULATORS}",
+                )
             for act_name, act in gpu.ACTIVATIONS.items() if full else [("tanh", 0)]:
                 yield Spec("rnn_forward_sweep", dtype, {**one, "ACT": act}, f"rnn {act_name} H=128{label}")
                 if backward:

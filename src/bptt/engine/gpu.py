@@ -84,6 +84,14 @@ PRECISION = os.environ.get("BPTT_TRITON_PRECISION", "tf32x3")
 BACKWARD_PRECISION = os.environ.get("BPTT_TRITON_BACKWARD_PRECISION", "ieee")
 WARPS = int(os.environ.get("BPTT_TRITON_WARPS", "0"))
 BACKWARD_WARPS = int(os.environ.get("BPTT_TRITON_BACKWARD_WARPS", "0"))
+# The persistent sweeps' products as up to this many independent partial sums over their inner
+# dimension (kernels._dot): shorter chains of dependent multiply-adds per step (in the sm_90 code,
+# 48 → 11 TF32 mma forward at H = 128 and 8; 512 → 64 FMAs backward), for more reshaping and CTA
+# barriers (`python -m bptt.compile_check` lists their registers). The forward takes them where split
+# only. 1: one chain (tl.dot's own). Not yet timed on a GPU: opt-in until scripts/gpu_tune.py has
+# measured it.
+ACCUMULATORS = int(os.environ.get("BPTT_TRITON_ACCUMULATORS", "1"))
+BACKWARD_ACCUMULATORS = int(os.environ.get("BPTT_TRITON_BACKWARD_ACCUMULATORS", "1"))
 
 _kernels: ModuleType | None = None
 _import_error: str | None = None
@@ -140,6 +148,9 @@ def available(x: Tensor) -> bool:
             raise InputError(
                 f"expected BPTT_TRITON_{name} to be 0 (the default), 1, 2, 4, 8 or 16, got {warps}"
             )
+    for name, parts in (("ACCUMULATORS", ACCUMULATORS), ("BACKWARD_ACCUMULATORS", BACKWARD_ACCUMULATORS)):
+        if parts not in (1, 2, 4, 8, 16, 32):
+            raise InputError(f"expected BPTT_TRITON_{name} to be 1, 2, 4, 8, 16 or 32, got {parts}")
     if kernels() is None:
         if engine == "triton":
             raise RuntimeError(f"BPTT_ENGINE=triton, but the Triton sweeps are unavailable: {_import_error}")
@@ -398,6 +409,8 @@ def _blocks(
         # forward only (see kernels._back_product); `_persistent` keeps it where W_hh's rows fit on chip
         RESIDENT=split and resident and not backward,
         BARRIER=BARRIER,
+        # forward where split: a whole block's units a program (4 × 64 wide) spilled 1.1 KB at 8
+        ACCUMULATORS=BACKWARD_ACCUMULATORS if backward else ACCUMULATORS if split else 1,
     )
     return {"TILES": tiles, "num_warps": (BACKWARD_WARPS if backward else WARPS) or 4, "num_stages": STAGES}
 

@@ -63,6 +63,7 @@ class Tiles(NamedTuple):
     BARRIER: str = "counter"  # the split grid barrier: one counter per block, a flag per program, or
     # none ("data": the programs poll the values they read, `_shared`); gpu.BARRIER sets it
     HP: int = 0  # H padded to a power of two: the inner dimension of a RESIDENT product, in one piece
+    ACCUMULATORS: int = 1  # independent partial sums a product's inner dimension is split into (`_dot`)
 
 
 MAX_PARTS = tl.constexpr(64)  # programs one block of rows may be split over (flags per block in `sync`)
@@ -664,6 +665,41 @@ def _sync(sync, done, TILES: tl.constexpr):
         tl.debug_barrier()
 
 
+@triton.constexpr_function
+def _accumulators(K, most):
+    """How many independent partial sums `_dot` splits an inner dimension K into: `most`
+    (TILES.ACCUMULATORS), halved until each part is at least 16 deep (tl.dot's least) and K splits
+    evenly."""
+    A = most
+    while A > 1 and (K % A != 0 or K // A < 16):
+        A //= 2
+    return A
+
+
+@triton.jit
+def _dot(x, w, TILES: tl.constexpr):
+    """x (M, K) · w (K, N), or w already split as (A, K/A, N) (the resident tile, `_weights`).
+
+    tl.dot accumulates along K in one chain: each multiply-add waits for the one before (the
+    compiled sm_90 code: 48 dependent TF32 mma in a forward step at H = 128, tf32x3; 512 dependent
+    FMAs a backward step in IEEE float32). With TILES.ACCUMULATORS = A > 1 the product is A
+    independent ones over K/A each, as one batched tl.dot, summed at the end: A shorter chains the
+    GPU overlaps (11 and 64 deep at A = 8), for a step's latency, at the cost of a reshape of x.
+    """
+    K: tl.constexpr = x.shape[1]
+    A: tl.constexpr = _accumulators(K, TILES.ACCUMULATORS)
+    if len(w.shape) == 3:
+        x3 = tl.permute(tl.reshape(x, (x.shape[0], w.shape[0], K // w.shape[0])), (1, 0, 2))
+        acc = tl.sum(tl.dot(x3, w, input_precision=TILES.PRECISION), axis=0)
+    elif A > 1:
+        N: tl.constexpr = w.shape[1]
+        x3 = tl.permute(tl.reshape(x, (x.shape[0], A, K // A)), (1, 0, 2))
+        acc = tl.sum(tl.dot(x3, tl.reshape(w, (A, K // A, N)), input_precision=TILES.PRECISION), axis=0)
+    else:
+        acc = tl.dot(x, w, input_precision=TILES.PRECISION)
+    return acc
+
+
 @triton.jit
 def _weight_tile(w_hh, ks, k_ok, j0, G: tl.constexpr, H: tl.constexpr, BLOCK_H: tl.constexpr):
     """W_hhᵀ at inner positions `ks` and units j0 … j0 + BLOCK_H: the one gate block (G = 1) as
@@ -693,6 +729,9 @@ def _weights(w_hh, j0, G: tl.constexpr, H: tl.constexpr, TILES: tl.constexpr):
     if TILES.RESIDENT:
         ks = tl.arange(0, TILES.HP)
         w = _weight_tile(w_hh, ks, ks < H, j0, G, H, TILES.BLOCK_H)
+        A: tl.constexpr = _accumulators(TILES.HP, TILES.ACCUMULATORS)
+        if A > 1:  # split for `_dot` once a sweep, not every step
+            w = tl.reshape(w, (A, TILES.HP // A, w.shape[1]))
     else:
         w = w_hh
     return w
@@ -709,14 +748,14 @@ def _product(h_prev, w, rows, row_ok, j0, sync, G: tl.constexpr, H: tl.constexpr
     if TILES.RESIDENT:
         ks = tl.arange(0, TILES.HP)
         hp = _shared(h_prev, rows, ks, H, row_ok, ks < H, sync, TILES)  # (BLOCK_B, HP)
-        acc = tl.dot(hp, w, input_precision=TILES.PRECISION)
+        acc = _dot(hp, w, TILES)
     else:
         acc = tl.zeros((BLOCK_B, WIDTH), dtype=h_prev.dtype.element_ty)
         for k0 in range(0, H, TILES.BLOCK_K):
             ks = k0 + tl.arange(0, TILES.BLOCK_K)
             k_ok = ks < H
             hp = _shared(h_prev, rows, ks, H, row_ok, k_ok, sync, TILES)  # (BLOCK_B, BLOCK_K)
-            acc += tl.dot(hp, _weight_tile(w, ks, k_ok, j0, G, H, BLOCK_H), input_precision=TILES.PRECISION)
+            acc += _dot(hp, _weight_tile(w, ks, k_ok, j0, G, H, BLOCK_H), TILES)
     return acc
 
 
@@ -768,7 +807,7 @@ def _back_tile(
         k_ok = ks < KW
         a = _shared(src, rows, ks, KW, row_ok, k_ok, sync, TILES)
         w = _rows_cols(w_hh, ks, cols, H, k_ok, col_ok, "")  # W_hh[k, j]
-        acc += tl.dot(a, w, input_precision=TILES.PRECISION)
+        acc += _dot(a, w, TILES)
     return acc
 
 
