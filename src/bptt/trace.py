@@ -26,7 +26,7 @@ from .engine import gpu
 from .engine.function import LayerPlan
 from .engine.sweep import Step, allocate_step_grads
 from .engine.tape import Tape
-from .engine.terms import Term
+from .engine.terms import Term, sq_norms
 
 LossFn = Callable[[Tensor, State], Tensor]
 
@@ -166,12 +166,8 @@ class Trace:
         squares are summed in float64 so that a float32 model's vanishing contributions (below
         ~1e−19, whose squares float32 cannot hold) do not read 0.
         """
-        total = torch.zeros(self.steps, dtype=torch.float64, device=self.h.device)
         with torch.no_grad():
-            for _, terms in self._terms:
-                for term in terms.values():
-                    total += term.sq_norms()
-        return total.sqrt()
+            return sq_norms(term for _, terms in self._terms for term in terms.values()).sqrt()
 
 
 def _stack(tensors: list[Tensor]) -> Tensor:
@@ -294,21 +290,20 @@ def build(
     A packed output is kept padded, (T, B, ·) in the sequences' own order, with their `lengths`.
     """
     step = model.step
-    gpu.check_barriers(wait=True)  # a split sweep whose grid barrier gave up raises here, not later
     lengths = None
     if isinstance(output, PackedSequence):
         output, lengths = pad_packed_sequence(output)
     for tape in tapes:  # a layer whose outputs the loss never reads gets no backward call
         if tape.dh is None:
             _zero_fill(step, tape)
-    gate_names = list(step.gates(tapes[0]))
-    return Trace(
+    gates = [step.gates(t) for t in tapes]
+    traced = Trace(
         loss=loss,
         output=output.detach(),
         state=(state[0].detach(), state[1].detach()) if isinstance(state, tuple) else state.detach(),
         h=_stack([t.h for t in tapes]),
         c=_stack([t.c for t in tapes]) if step.has_cell else None,
-        gates={name: _stack([step.gates(t)[name] for t in tapes]) for name in gate_names},
+        gates={name: _stack([g[name] for g in gates]) for name in gates[0]},
         dh=_stack([_filled(t.dh) for t in tapes]),
         dc=_stack([_filled(t.dc) for t in tapes]) if step.has_cell else None,
         model=model,
@@ -317,6 +312,10 @@ def build(
         lengths=lengths,
         _grads=grads,
     )
+    # a split sweep whose grid barrier gave up raises here, not later; after the copies above are
+    # queued, so that the GPU works on them while this waits
+    gpu.check_barriers(wait=True)
+    return traced
 
 
 def _zero_fill(step: Step, tape: Tape) -> None:

@@ -15,7 +15,7 @@ B×B Gram matrices: ‖uᵀv‖²_F = Σ_{b,b'} (u uᵀ)_{bb'} (v vᵀ)_{bb'}, n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -82,6 +82,36 @@ class Sum:
 
 
 Term = Outer | Sum
+
+
+def sq_norms(terms: Iterable[Term]) -> Tensor:
+    """(T,) Σ over `terms` of their squared norms at every step, in float64: one `Outer` per left factor.
+
+    Terms with the same left factor u are one term: ‖uᵀv₁‖² + ‖uᵀv₂‖² = ‖uᵀ[v₁ v₂]‖², and a
+    `Sum(u)` is `Outer(u, 1)`. So a layer's W_ih, W_hh, b_ih and b_hh (u = ∂L/∂gx_t for all four in an
+    LSTM) cost one Gram product instead of four terms' worth of small ones.
+
+    Example:
+        >>> u, x, h = torch.randn(5, 3, 8), torch.randn(5, 3, 2), torch.randn(5, 3, 4)
+        >>> parts = [Outer(u, x), Outer(u, h), Sum(u), Sum(u)]
+        >>> bool(torch.allclose(sq_norms(parts), sum(t.sq_norms() for t in parts)))
+        True
+    """
+    groups: dict[int, tuple[Tensor, list[Tensor]]] = {}
+    alone: list[Term] = []
+    for term in terms:
+        u = term.u if isinstance(term, Outer) else term.x
+        if u.dim() != 3:  # a Sum over more than one axis of features
+            alone.append(term)
+            continue
+        vs = groups.setdefault(id(u), (u, []))[1]
+        vs.append(term.v if isinstance(term, Outer) else u.new_ones((*u.shape[:2], 1)))
+    out = [Outer(u, vs[0] if len(vs) == 1 else torch.cat(vs, dim=-1)).sq_norms() for u, vs in groups.values()]
+    out += [term.sq_norms() for term in alone]
+    total = out[0]
+    for part in out[1:]:
+        total = total + part
+    return total
 
 
 def projection_terms(tape: Tape, p: Mapping[str, Tensor]) -> dict[str, Term]:
