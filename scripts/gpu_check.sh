@@ -71,6 +71,10 @@ part "cuda tests" 120 "$PY" -m pytest tests/test_gpu.py -q -rfEs -W default -p n
 # The cells with a torch.nn twin at every default shape (the word-LM shape included), the trace.
 part "bench: lstm, gru, rnn" 90 "${BPTT[@]}" bench --device cuda --cells lstm,gru,rnn --repeats 10 --warmup 3 \
     --json "$OUT/bench_cuda.json"
+# Where one call's time goes: the host's (launches, operators, Python) and the GPU's own, by kernel,
+# for 1 step (the fixed cost) and 200 (the sweeps).
+part "host profile" 45 bash -c "'$PY' scripts/gpu_host.py --steps 1 --repeats 100 --top 25 &&
+    '$PY' scripts/gpu_host.py --steps 200 --repeats 20 --top 5"
 # The default against its alternatives (barriers, the backward's precision, the layouts), LSTM against
 # cuDNN at four shapes, and 1 and 50 steps for the fixed cost of a call; then the grid barrier alone
 # (scripts/gpu_tune.py; it checks each setting's numbers against float64).

@@ -4,8 +4,10 @@
 
 At a few steps the GPU waits on the host: a call costs what Python, the dispatcher and the kernel
 launches cost. This prints, for B = 32, I = 2, H = 128: the wall-clock µs of a forward + backward,
-the host's launch calls (CUDA runtime and driver) per call from torch.profiler, and cProfile's
-functions by their own time, for bptt.LSTM and for cuDNN through torch.nn.LSTM. Needs a CUDA GPU;
+the host's launch calls (CUDA runtime and driver) per call from torch.profiler, the ATen operators
+below autograd (views apart), the GPU's own busy time by kernel (against the wall time: who waits
+on whom), and cProfile's functions by their own time, for bptt.LSTM and for cuDNN through
+torch.nn.LSTM. Needs a CUDA GPU;
 `--device cpu` profiles the same call on the CPU (the native sweeps), which also checks the script.
 """
 
@@ -65,6 +67,62 @@ def launches(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, repeat
     return "\n".join(f"  {key:<40} {count:6.1f} calls  {us:8.1f} µs" for us, key, count in rows[:12])
 
 
+def gpu_time(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, repeats: int) -> str:
+    """The GPU's own time per forward + backward, by kernel, from torch.profiler's CUDA activity: the
+    sum over kernels against the wall time says whether a call waits on the host or on the GPU."""
+    if x.device.type != "cuda":
+        return "  (no GPU timeline on the CPU)"
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(3):
+        step(model, x, grad)
+    sync(x)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(repeats):
+            step(model, x, grad)
+        sync(x)
+    rows = [
+        (event.self_device_time_total / repeats, event.key, event.count / repeats)
+        for event in prof.key_averages()
+        if event.self_device_time_total > 0
+    ]
+    rows.sort(reverse=True)
+    busy = sum(us for us, _, _ in rows)
+    lines = [f"  GPU busy {busy:8.1f} µs a call, in {sum(n for _, _, n in rows):.0f} kernels and copies"]
+    lines += [f"  {key[:60]:<60} {count:5.1f}×  {us:8.1f} µs" for us, key, count in rows[:10]]
+    return "\n".join(lines)
+
+
+def ops(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor) -> str:
+    """ATen operators per forward + backward below autograd, views apart from the rest: on a GPU
+    each of the rest is a launch (or an allocation) the host pays for."""
+    import collections
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    views = ("view", "select", "slice", "permute", "unsqueeze", "squeeze", "detach", "expand", "alias")
+    views += ("transpose", "t.default", "as_strided", "unbind", "split", "lift_fresh", "_unsafe_view")
+
+    class Count(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: collections.Counter[str] = collections.Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            self.seen[str(func)] += 1
+            return func(*args, **(kwargs or {}))
+
+    step(model, x, grad)
+    with Count() as count:
+        step(model, x, grad)
+    rest = {k: n for k, n in count.seen.items() if not any(v in k for v in views)}
+    top = ", ".join(
+        f"{k.removeprefix('aten.').removesuffix('.default')} {n}"
+        for k, n in sorted(rest.items(), key=lambda kv: -kv[1])
+    )
+    return f"  {sum(count.seen.values())} operators, {sum(rest.values())} of them not views: {top}"
+
+
 def own_time(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, repeats: int, top: int) -> str:
     """cProfile's functions by their own time over `repeats` calls."""
     profiler = cProfile.Profile()
@@ -98,6 +156,8 @@ def main() -> int:
             f"== {name}, T = {args.steps}: {wall_us(model, x, grad, args.repeats):.0f} µs a forward + backward"
         )
         print(launches(model, x, grad, 20))
+        print(ops(model, x, grad))
+        print(gpu_time(model, x, grad, 20))
     print(own_time(ours, x, grad, args.repeats, args.top))
     return 0
 

@@ -213,3 +213,5 @@ def test_the_host_profile_script_runs_on_the_cpu() -> None:
     assert [name for name, _ in times] == ["bptt.LSTM", "torch.nn.LSTM"]
     assert all(int(us) > 0 for _, us in times)
     assert "ncalls" in done.stdout  # cProfile's table
+    counts = re.findall(r"(\d+) operators, (\d+) of them not views", done.stdout)
+    assert len(counts) == 2 and all(0 < int(rest) <= int(every) for every, rest in counts)

@@ -229,6 +229,35 @@ def test_products_as_independent_partial_sums_give_the_same_numbers(kind: str, l
     interpreted(model, torch.randn(2, 3, 2, dtype=torch.float64), torch.float64)
 
 
+@pytest.mark.gpu_interpret
+@needs_triton
+@pytest.mark.parametrize("loop", ["persistent", "split", "per-step"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_gradients_reach_the_initial_state_from_the_final_one(kind: str, loop: str) -> None:
+    """∂L/∂h_0 (and ∂L/∂c_0): the backward sweeps start from ∂L/∂h_n and ∂L/∂c_n, which the
+    persistent kernels copy into buffers of their own, and end where hx's gradient is read. At H = 5
+    a program computes one tile of units (the LSTM's carries stay on chip), at H = 65 two."""
+    if not gpu.interpreting():
+        pytest.skip("runs Triton's interpreter on CPU tensors (TRITON_INTERPRET=1)")
+    use_loop(loop)
+    cls = {"rnn": bptt.RNN, "gru": bptt.GRU, "lstm": bptt.LSTM}[kind]
+    for H in (5, 65):
+        torch.manual_seed(0)
+        model = cls(2, H, num_layers=2, dtype=torch.float64)
+        x = torch.randn(2, 3, 2, dtype=torch.float64)
+        hx = [
+            torch.randn(2, 3, H, dtype=torch.float64, requires_grad=True)
+            for _ in range(2 if kind == "lstm" else 1)
+        ]
+        grads = []
+        for engine in ("triton", "python"):
+            with native.use_engine(engine):
+                out, state = model(x, tuple(hx) if kind == "lstm" else hx[0])
+                grads.append(torch.autograd.grad(weighted_loss(out, state), hx))
+        for fast, slow in zip(*grads, strict=True):
+            assert rel_err(fast, slow) < TOL[torch.float64]
+
+
 @needs_triton
 def test_accumulators_halve_until_each_part_is_16_deep() -> None:
     from bptt.engine import kernels

@@ -80,14 +80,17 @@ class LayerSweep(torch.autograd.Function):
         # differentiable backward; the tape keeps the data. The outputs are copies, so changing them
         # in place cannot corrupt the tape.
         ctx.save_for_backward(x, h0, c0, *weights)
-        outputs = [tape.h, tape.final(tape.h_buf)]
+        # h_n and c_n as (1, B, ·), the layer-direction's row of the model's (L·D, B, ·) state, so that a
+        # one-layer model returns them without another copy
+        outputs = [tape.h, tape.final(tape.h_buf).unsqueeze(0)]
         if step.has_cell:
             assert tape.c_buf is not None
-            outputs.append(tape.final(tape.c_buf))
+            outputs.append(tape.final(tape.c_buf).unsqueeze(0))
         return tuple(o.clone() for o in outputs)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor, grad_hn: Tensor, *grad_cn: Tensor) -> tuple[Tensor | None, ...]:
+        grad_hn, grad_cn = grad_hn[0], tuple(g[0] for g in grad_cn)  # (1, B, ·) → (B, ·)
         if torch.is_grad_enabled():  # create_graph=True: these gradients will be differentiated again
             return _differentiable_backward(ctx, grad_out, grad_hn, *grad_cn)
         plan: LayerPlan = ctx.plan

@@ -495,12 +495,15 @@ def lstm_backward_sweep(
     if persistent(step):
         T = grad_out.shape[0]
         blocks = _blocks(H, grad_out.dtype, backward=True, weight_bytes=_nbytes(W_hh))
-        dh_next = dh_n.clone()  # ∂L/∂h_t via step t+1, in place; at the end ∂L/∂h_0
-        dc_carry = (dc_n if dc_n is not None else grad_out.new_zeros((B, H))).clone()
+        # ∂L/∂h_t via step t+1 and ∂L/∂c_t, from ∂L/∂h_n and ∂L/∂c_n (the kernel copies them in); at
+        # the end ∂L/∂h_0 and ∂L/∂c_0
+        dh_next, dc_carry = torch.empty_like(dh_n), grad_out.new_empty((B, H))
         w = [p.get(name, grad_out) for name in ("weight_ci", "weight_cf", "weight_co")]
         launch = _persistent(k.lstm_backward_sweep, B, H, blocks, grad_out)
         launch(
             grad_out,
+            dh_n,
+            dc_n if dc_n is not None else grad_out.new_zeros((B, H)),
             dh_next,
             dc_carry,
             W_hh.contiguous(),
@@ -619,13 +622,14 @@ def gru_backward_sweep(
     assert k is not None and tape.dgx is not None and tape.dgh is not None and tape.dh is not None
     B, H = grad_out.shape[1], tape.hidden_size
     W_hh = p["weight_hh"]
-    dh_next = dh_n.clone()  # ∂L/∂h_t via step t+1; at the end ∂L/∂h_0
-    direct = torch.empty_like(dh_next)  # z_t ⊙ ∂L/∂h_t
+    direct = torch.empty_like(dh_n)  # z_t ⊙ ∂L/∂h_t
     if persistent(step):
+        dh_next = torch.empty_like(dh_n)  # from ∂L/∂h_n (the kernel copies it in); at the end ∂L/∂h_0
         blocks = _blocks(H, grad_out.dtype, backward=True, weight_bytes=_nbytes(W_hh))
         launch = _persistent(k.gru_backward_sweep, B, H, blocks, grad_out)
         launch(
             grad_out,
+            dh_n,
             dh_next,
             direct,
             W_hh.contiguous(),
@@ -642,6 +646,7 @@ def gru_backward_sweep(
             pending=(tape.dgh,),
         )
         return dh_next, ()
+    dh_next = dh_n.clone()  # ∂L/∂h_t via step t+1; at the end ∂L/∂h_0
     launch = _launch(k.gru_backward_step, B * H)
     # views of the tape by time position t, taken once
     dgh, dgx, dh, gates, h_prev, ghn = (
@@ -710,12 +715,13 @@ def rnn_backward_sweep(
     B, H = grad_out.shape[1], tape.hidden_size
     W_hh = p["weight_hh"]
     act = ACTIVATIONS[step.nonlinearity]  # type: ignore[attr-defined]
-    dh_next = dh_n.clone()
     if persistent(step):
+        dh_next = torch.empty_like(dh_n)  # from ∂L/∂h_n (the kernel copies it in); at the end ∂L/∂h_0
         blocks = _blocks(H, grad_out.dtype, backward=True, weight_bytes=_nbytes(W_hh))
         launch = _persistent(k.rnn_backward_sweep, B, H, blocks, grad_out)
         launch(
             grad_out,
+            dh_n,
             dh_next,
             W_hh.contiguous(),
             tape.h_buf,
@@ -729,6 +735,7 @@ def rnn_backward_sweep(
             pending=(tape.dgx,),
         )
         return dh_next, ()
+    dh_next = dh_n.clone()  # ∂L/∂h_t via step t+1; at the end ∂L/∂h_0
     launch = _launch(k.rnn_backward_step, B * H)
     # views of the tape by time position t, taken once
     dgx, dh, h = tape.dgx, tape.dh, tape.h

@@ -571,6 +571,16 @@ def _tile(rows, row_ok, j0, H, G, BLOCK_H: tl.constexpr):
 
 
 @triton.jit
+def _carry_in(src, dst, rows, row_ok, lo, H, TILES: tl.constexpr):
+    """dst = src at the program's rows and units: a backward sweep's carry (∂L/∂h, ∂L/∂c) starts from
+    what came in (∂L/∂h_n, ∂L/∂c_n) in a buffer of its own, so the host copies nothing."""
+    for j in range(0, TILES.UNITS, TILES.BLOCK_H):
+        _cols, _col_ok, ok, here, _at = _tile(rows, row_ok, lo + j, H, 1, TILES.BLOCK_H)
+        tl.store(dst + here, tl.load(src + here, mask=ok, other=0.0), mask=ok)
+    tl.debug_barrier()  # the program's later reads of dst see it
+
+
+@triton.jit
 def _rows_cols(ptr, rows, cols, stride, row_ok, col_ok, CACHE: tl.constexpr):
     return tl.load(
         ptr + rows[:, None] * stride + cols[None, :],
@@ -942,6 +952,8 @@ def lstm_forward_sweep(
 @triton.jit
 def _lstm_backward_tile(
     grad_out,
+    dh_n,
+    dc_n,
     dh_next,
     dc_carry,
     w_hh,
@@ -966,8 +978,8 @@ def _lstm_backward_tile(
     ∂L/∂c_t stay on chip (written back once, at the end), and step t−1's gates, c and ∂ℓ/∂h are
     loaded while step t runs, so a step waits on ∂L/∂gh_t alone."""
     cols, col_ok, ok, here, at = _tile(rows, row_ok, lo, H, V.G, TILES.BLOCK_H)
-    dh_in = tl.load(dh_next + here, mask=ok, other=0.0)
-    dc_in = tl.load(dc_carry + here, mask=ok, other=0.0)
+    dh_in = tl.load(dh_n + here, mask=ok, other=0.0)
+    dc_in = tl.load(dc_n + here, mask=ok, other=0.0)
     t, prev, now = _position(T * 0, T, REVERSE, True)
     i, f, g, o = _load_gates(gates_buf + now * B * V.G * H, at, H, ok, V)
     cc = tl.load(c_buf + now * B * H + here, mask=ok, other=0.0)
@@ -1018,6 +1030,8 @@ def _lstm_backward_tile(
 @triton.jit
 def lstm_backward_sweep(
     grad_out,
+    dh_n,
+    dc_n,
     dh_next,
     dc_carry,
     w_hh,
@@ -1042,6 +1056,8 @@ def lstm_backward_sweep(
     if TILES.UNITS == TILES.BLOCK_H:  # one tile a program (split): the carries stay on chip
         _lstm_backward_tile(
             grad_out,
+            dh_n,
+            dc_n,
             dh_next,
             dc_carry,
             w_hh,
@@ -1063,6 +1079,8 @@ def lstm_backward_sweep(
             TILES,
         )
         return
+    _carry_in(dh_n, dh_next, rows, row_ok, lo, H, TILES)
+    _carry_in(dc_n, dc_carry, rows, row_ok, lo, H, TILES)
     s = T * 0
     while s < T:
         # backward visits the steps in the reverse of the forward order
@@ -1142,6 +1160,7 @@ def gru_forward_sweep(
 @triton.jit
 def gru_backward_sweep(
     grad_out,
+    dh_n,
     dh_next,
     direct,
     w_hh,
@@ -1159,6 +1178,7 @@ def gru_backward_sweep(
     TILES: tl.constexpr,
 ):
     rows, row_ok, lo = _owned(B, TILES)
+    _carry_in(dh_n, dh_next, rows, row_ok, lo, H, TILES)
     s = T * 0
     while s < T:
         t, prev, now = _position(s, T, REVERSE, True)
@@ -1206,6 +1226,7 @@ def rnn_forward_sweep(
 @triton.jit
 def rnn_backward_sweep(
     grad_out,
+    dh_n,
     dh_next,
     w_hh,
     h_buf,
@@ -1220,6 +1241,7 @@ def rnn_backward_sweep(
     TILES: tl.constexpr,
 ):
     rows, row_ok, lo = _owned(B, TILES)
+    _carry_in(dh_n, dh_next, rows, row_ok, lo, H, TILES)
     s = T * 0
     while s < T:
         t, _prev, now = _position(s, T, REVERSE, True)

@@ -69,4 +69,9 @@ def run_layers(
         layer_input = outputs[0] if D == 1 else torch.cat(outputs, dim=-1)  # (T, B, D·P)
         if model.dropout and model.training and layer < model.num_layers - 1:
             layer_input = F.dropout(layer_input, p=model.dropout, training=True)
-    return layer_input, torch.stack(h_n), (torch.stack(c_n) if c_n else None)
+    return layer_input, _joined(h_n), (_joined(c_n) if c_n else None)
+
+
+def _joined(states: list[Tensor]) -> Tensor:
+    """(L·D, B, ·) from each layer-direction's own (1, B, ·) output: that one where there is one."""
+    return states[0] if len(states) == 1 else torch.cat(states)

@@ -7,7 +7,7 @@ products of 16×64×256 take 5–7 µs with MKL and 13 µs with oneDNN; 64×256�
 100 µs. The one-off products (input projection, weight gradients) favour oneDNN at every bench
 shape: ∂L/∂W_hh at T·B = 6400, 4H = 1024, H = 256 takes 19 ms with MKL and 10 ms with oneDNN, and
 ∂L/∂W_ih with I = 2 takes 4 ms as MKL's uᵀv but 0.3 ms as oneDNN's (vᵀu)ᵀ. Float64 and non-CPU
-tensors take the ordinary path, with the smaller side first.
+tensors take the ordinary path, with the smaller side first on the CPU.
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def matmul_tn(u: Tensor, v: Tensor) -> Tensor:
     """uᵀ v for u (r×m) and v (r×n): the weight gradients Σ_rows u vᵀ, contiguous (m×n)."""
     if onednn(u, u.shape[0] * u.shape[1] * v.shape[1], BULK_MIN_MACS):
         return _onednn_linear(v.T, u.T, None).T.contiguous()  # (vᵀu)ᵀ
-    return (v.T @ u).T.contiguous() if v.shape[1] < u.shape[1] else u.T @ v
+    if u.device.type == "cpu" and v.shape[1] < u.shape[1]:  # the BLAS's faster order on the CPU
+        return (v.T @ u).T.contiguous()
+    return u.T @ v  # contiguous as it comes; cuBLAS takes either order without a copy
 
 
 def matmul(u: Tensor, W: Tensor) -> Tensor:
