@@ -75,12 +75,13 @@ part "bench: lstm, gru, rnn" 90 "${BPTT[@]}" bench --device cuda --cells lstm,gr
 # for 1 step (the fixed cost) and 200 (the sweeps).
 part "host profile" 45 bash -c "'$PY' scripts/gpu_host.py --steps 1 --repeats 100 --top 25 &&
     '$PY' scripts/gpu_host.py --steps 200 --repeats 20 --top 5"
-# The default against its alternatives (barriers, the backward's precision, the layouts), LSTM against
-# cuDNN at four shapes, and 1 and 50 steps for the fixed cost of a call; then the grid barrier alone
+# The default against its alternatives (the products as independent partial sums, with 8 warps, the
+# data barrier), LSTM against cuDNN at four shapes, and 1 and 50 steps for the fixed cost of a call;
+# then the grid barrier alone
 # (scripts/gpu_tune.py; it checks each setting's numbers against float64).
 part "tune" 150 "$PY" scripts/gpu_tune.py --out "$OUT" --shape 32,200,2,128,1 --shape 64,100,64,256,1 \
     --shape 20,35,200,200,2 --shape 16,1000,2,64,1 --shape 32,1,2,128,1 --shape 32,50,2,128,1 \
-    --settings "auto (the default);auto, 4 accumulators;auto, 8 accumulators;auto, 8 accumulators backward;auto, data barrier;split;persistent"
+    --settings "auto (the default);auto, 4 accumulators;auto, 8 accumulators;auto, 8 accumulators, 8 warps;auto, 8 accumulators backward;auto, data barrier"
 # The LSTM variants against torch.nn.LSTM, checked against their own float64 PyTorch loop.
 part "bench: variants" 90 "${BPTT[@]}" bench --device cuda --cells peephole,original,nig,nfg,nog,niaf,noaf,cifg,fgr \
     --repeats 3 --warmup 1 --no-trace --no-contributions --no-watch --json "$OUT/bench_cuda_variants.json"

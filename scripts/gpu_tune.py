@@ -54,6 +54,14 @@ SETTINGS: dict[str, dict[str, object]] = {
     "auto, 4 accumulators": {"LOOP": "auto", "ACCUMULATORS": 4, "BACKWARD_ACCUMULATORS": 4},
     "auto, 8 accumulators": {"LOOP": "auto", "ACCUMULATORS": 8, "BACKWARD_ACCUMULATORS": 8},
     "auto, 8 accumulators backward": {"LOOP": "auto", "BACKWARD_ACCUMULATORS": 8},
+    # 8 warps halve each thread's share of the resident W_hh: no spills at 8 accumulators (sm_90)
+    "auto, 8 accumulators, 8 warps": {
+        "LOOP": "auto",
+        "ACCUMULATORS": 8,
+        "BACKWARD_ACCUMULATORS": 8,
+        "WARPS": 8,
+        "BACKWARD_WARPS": 8,
+    },
     # what the forward's products cost: one TF32 pass (cuDNN's float32 accuracy, not bptt's)
     "auto, tf32": {"LOOP": "auto", "PRECISION": "tf32"},
 }

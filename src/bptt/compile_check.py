@@ -102,6 +102,13 @@ def specs(full: bool = True, dtype: str | None = None) -> Iterator[Spec]:
                             {**at, **_accumulating(blocks)},
                             f"lstm {name} H=128{_label(loop)} acc{ACCUMULATORS}",
                         )
+                    if name == "vanilla" and loop == ("split" if "backward" in kernel else "resident"):
+                        yield Spec(  # 8 warps: each thread holds half as much (scripts/gpu_tune.py)
+                            kernel,
+                            dtype,
+                            {**at, **_accumulating(blocks), "num_warps": 8},
+                            f"lstm {name} H=128{_label(loop)} acc{ACCUMULATORS} 8 warps",
+                        )
         yield Spec("gru_forward_step", dtype, dict(block), "gru")
         yield Spec("gru_backward_step", dtype, dict(block), "gru")
         for act_name, act in gpu.ACTIVATIONS.items() if full else [("tanh", 0)]:
