@@ -56,6 +56,7 @@ INTERPRETED_LOOPS = with_loops(
     CELLS, persistent={"rnn-relu", "gru", "lstm-vanilla", "lstm-original", "lstm-nog", "lstm-cifg"}
 )
 
+each_cell = pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 needs_triton = pytest.mark.skipif(gpu.kernels() is None, reason=f"{gpu.import_error()}")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -112,6 +113,14 @@ def interpreted(model, x: torch.Tensor, dtype: torch.dtype) -> None:
     with native.use_engine("triton"):
         assert dispatch.select(model.step, x).name == "triton"
     assert_same_trace(traced(model, x, "triton", hx), traced(model, x, "python", hx), TOL[dtype])
+
+
+def interpreted_cell(kind: str, hidden: int, steps: int, batch: int) -> None:
+    """`interpreted` for a bidirectional float64 layer of the cell, 2 inputs wide."""
+    torch.manual_seed(0)
+    cls = {"rnn": bptt.RNN, "gru": bptt.GRU, "lstm": bptt.LSTM}[kind]
+    model = cls(2, hidden, bidirectional=True, dtype=torch.float64)
+    interpreted(model, torch.randn(steps, batch, 2, dtype=torch.float64), torch.float64)
 
 
 @pytest.mark.gpu_interpret
@@ -200,22 +209,19 @@ def test_polling_reads_what_was_written_and_gives_up_on_what_was_not(dtype: torc
 
 @pytest.mark.gpu_interpret
 @needs_triton
-@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+@each_cell
 def test_resident_tiles_pad_the_units_and_the_inner_dimension(kind: str) -> None:
     """B = 17 and H = 20: two blocks of rows; the forward's resident tile is 32 units wide and its
     product runs over h_{t−1} padded to 32, the padding masked to zeros."""
     use_loop("resident")
     assert gpu.resident_tiles(20, 32, 8) == (32, 32, 4)
-    torch.manual_seed(0)
-    cls = {"rnn": bptt.RNN, "gru": bptt.GRU, "lstm": bptt.LSTM}[kind]
-    model = cls(2, 20, bidirectional=True, dtype=torch.float64)
-    interpreted(model, torch.randn(2, 17, 2, dtype=torch.float64), torch.float64)
+    interpreted_cell(kind, hidden=20, steps=2, batch=17)
 
 
 @pytest.mark.gpu_interpret
 @needs_triton
 @pytest.mark.parametrize("loop", ["persistent", "split", "resident"])
-@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+@each_cell
 def test_products_as_independent_partial_sums_give_the_same_numbers(kind: str, loop: str) -> None:
     """BPTT_TRITON_ACCUMULATORS: each product as partial sums over parts of its inner dimension (the
     interpreter's chunks of 32 in two, the resident forward's 64 in four), summed."""
@@ -223,16 +229,13 @@ def test_products_as_independent_partial_sums_give_the_same_numbers(kind: str, l
     gpu.ACCUMULATORS, gpu.BACKWARD_ACCUMULATORS = 4, 8
     assert gpu._blocks(40, torch.float64)["TILES"].ACCUMULATORS == (1 if loop == "persistent" else 4)
     assert gpu._blocks(40, torch.float64, backward=True)["TILES"].ACCUMULATORS == 8
-    torch.manual_seed(0)
-    cls = {"rnn": bptt.RNN, "gru": bptt.GRU, "lstm": bptt.LSTM}[kind]
-    model = cls(2, 40, bidirectional=True, dtype=torch.float64)
-    interpreted(model, torch.randn(2, 3, 2, dtype=torch.float64), torch.float64)
+    interpreted_cell(kind, hidden=40, steps=2, batch=3)
 
 
 @pytest.mark.gpu_interpret
 @needs_triton
 @pytest.mark.parametrize("loop", ["persistent", "split", "per-step"])
-@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+@each_cell
 def test_gradients_reach_the_initial_state_from_the_final_one(kind: str, loop: str) -> None:
     """∂L/∂h_0 (and ∂L/∂c_0): the backward sweeps start from ∂L/∂h_n and ∂L/∂c_n, which the
     persistent kernels copy into buffers of their own, and end where hx's gradient is read. At H = 5
@@ -485,7 +488,7 @@ def test_cuda_long_sequences_with_sizes_off_the_tiles(kind: str, cfg: dict, loop
 @needs_cuda
 @needs_triton
 @pytest.mark.parametrize("loop", ["persistent", "split", "resident"])
-@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+@each_cell
 def test_cuda_products_as_independent_partial_sums(kind: str, loop: str) -> None:
     """BPTT_TRITON_ACCUMULATORS=8 at H = 128 and 130 (the resident forward's inner dimension 256)
     against the float64 PyTorch loop on the CPU."""
