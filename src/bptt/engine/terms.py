@@ -85,7 +85,8 @@ Term = Outer | Sum
 
 
 def sq_norms(terms: Iterable[Term]) -> Tensor:
-    """(T,) Σ over `terms` of their squared norms at every step, in float64: one `Outer` per left factor.
+    """(T,) Σ over `terms` (at least one) of their squared norms at every step, in float64: one
+    `Outer` per left factor.
 
     Terms with the same left factor u are one term: ‖uᵀv₁‖² + ‖uᵀv₂‖² = ‖uᵀ[v₁ v₂]‖², and a
     `Sum(u)` is `Outer(u, 1)`. So a layer's W_ih, W_hh, b_ih and b_hh (u = ∂L/∂gx_t for all four in an
@@ -108,10 +109,7 @@ def sq_norms(terms: Iterable[Term]) -> Tensor:
         vs.append(term.v if isinstance(term, Outer) else u.new_ones((*u.shape[:2], 1)))
     out = [Outer(u, vs[0] if len(vs) == 1 else torch.cat(vs, dim=-1)).sq_norms() for u, vs in groups.values()]
     out += [term.sq_norms() for term in alone]
-    total = out[0]
-    for part in out[1:]:
-        total = total + part
-    return total
+    return sum(out[1:], out[0])
 
 
 def projection_terms(tape: Tape, p: Mapping[str, Tensor]) -> dict[str, Term]:
