@@ -1,14 +1,18 @@
 """Where the host's time goes in one bptt.LSTM forward + backward on a GPU, against torch.nn.LSTM.
 
-    python scripts/gpu_host.py [--steps T] [--repeats N] [--top K] [--device cpu]
+    python scripts/gpu_host.py [--steps T] [--repeats N] [--top K] [--device cpu] [--batch B]
+        [--hidden H] [--stub]
 
 At a few steps the GPU waits on the host: a call costs what Python, the dispatcher and the kernel
 launches cost. This prints, for B = 32, I = 2, H = 128: the wall-clock µs of a forward + backward,
 the host's launch calls (CUDA runtime and driver) per call from torch.profiler, the ATen operators
 below autograd (views apart), the GPU's own busy time by kernel (against the wall time: who waits
 on whom), and cProfile's functions by their own time, for bptt.LSTM and for cuDNN through
-torch.nn.LSTM. Needs a CUDA GPU;
-`--device cpu` profiles the same call on the CPU (the native sweeps), which also checks the script.
+torch.nn.LSTM, and the wall time and operators of a `bptt.trace` with its contribution norms.
+Needs a CUDA GPU; `--device cpu` profiles the same call on the CPU (the native sweeps), which also
+checks the script. `--stub` (with TRITON_INTERPRET=1 BPTT_ENGINE=triton, on the CPU) runs the CUDA
+sweeps' host path with each kernel launch replaced by nothing: what bptt's Python and operators cost
+around the kernels, at a size (`--batch 2 --hidden 8`) where the rest costs little.
 """
 
 from __future__ import annotations
@@ -38,14 +42,15 @@ def sync(x: torch.Tensor) -> None:
         torch.cuda.synchronize(x.device)
 
 
-def wall_us(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, repeats: int) -> float:
-    """µs per forward + backward, back to back, waiting for the GPU once at the end."""
+def wall_us(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, repeats: int, call=None) -> float:  # type: ignore[no-untyped-def]
+    """µs per forward + backward (or `call`), back to back, waiting for the GPU once at the end."""
+    call = call or step
     for _ in range(10):
-        step(model, x, grad)
+        call(model, x, grad)
     sync(x)
     start = time.perf_counter()
     for _ in range(repeats):
-        step(model, x, grad)
+        call(model, x, grad)
     sync(x)
     return 1e6 * (time.perf_counter() - start) / repeats
 
@@ -93,7 +98,7 @@ def gpu_time(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, repeat
     return "\n".join(lines)
 
 
-def ops(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor) -> str:
+def ops(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, call=None) -> str:  # type: ignore[no-untyped-def]
     """ATen operators per forward + backward below autograd, views apart from the rest: on a GPU
     each of the rest is a launch (or an allocation) the host pays for."""
     import collections
@@ -112,9 +117,10 @@ def ops(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor) -> str:
             self.seen[str(func)] += 1
             return func(*args, **(kwargs or {}))
 
-    step(model, x, grad)
+    call = call or step
+    call(model, x, grad)
     with Count() as count:
-        step(model, x, grad)
+        call(model, x, grad)
     rest = {k: n for k, n in count.seen.items() if not any(v in k for v in views)}
     top = ", ".join(
         f"{k.removeprefix('aten.').removesuffix('.default')} {n}"
@@ -136,21 +142,51 @@ def own_time(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, repeat
     return text.getvalue()
 
 
+class _NoKernel:
+    """Stands for a Triton kernel: `kernel[grid](...)` launches nothing."""
+
+    def __getitem__(self, grid: object) -> object:
+        return lambda *args, **kwargs: None
+
+
+def stub_kernels() -> None:
+    """The persistent sweeps' launches (engine/gpu.py `_persistent`) with no kernel behind them."""
+    from bptt.engine import gpu
+
+    persistent = gpu._persistent
+    gpu._persistent = lambda kernel, *args: persistent(_NoKernel(), *args)
+
+
+def traced(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor) -> None:
+    bptt.trace(model, x, lambda out, state: (out * grad).sum()).contribution_norms()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--stub", action="store_true", help="the CUDA sweeps' host path, no kernels (CPU)")
     args = parser.parse_args()
-    if args.device == "cuda" and not torch.cuda.is_available():
+    if args.stub:
+        from bptt.engine import gpu, native
+
+        if args.device != "cpu" or not gpu.interpreting() or native.engine() != "triton":
+            print("--stub needs --device cpu and TRITON_INTERPRET=1 BPTT_ENGINE=triton", file=sys.stderr)
+            return 2
+        stub_kernels()
+    elif args.device == "cuda" and not torch.cuda.is_available():
         print("needs a CUDA GPU (or --device cpu)", file=sys.stderr)
         return 2
     torch.manual_seed(0)
-    reference = torch.nn.LSTM(2, 128).to(args.device)
+    B, H = args.batch, args.hidden
+    reference = torch.nn.LSTM(2, H).to(args.device)
     ours = bptt.from_torch(reference)
-    x = torch.randn(args.steps, 32, 2, device=args.device)
-    grad = torch.randn(args.steps, 32, 128, device=args.device)
+    x = torch.randn(args.steps, B, 2, device=args.device)
+    grad = torch.randn(args.steps, B, H, device=args.device)
     for name, model in (("bptt.LSTM", ours), ("torch.nn.LSTM", reference)):
         print(
             f"== {name}, T = {args.steps}: {wall_us(model, x, grad, args.repeats):.0f} µs a forward + backward"
@@ -158,6 +194,9 @@ def main() -> int:
         print(launches(model, x, grad, 20))
         print(ops(model, x, grad))
         print(gpu_time(model, x, grad, 20))
+    trace_us = wall_us(ours, x, grad, args.repeats, traced)
+    print(f"== bptt.trace with contribution norms, T = {args.steps}: {trace_us:.0f} µs")
+    print(ops(ours, x, grad, traced))
     print(own_time(ours, x, grad, args.repeats, args.top))
     return 0
 

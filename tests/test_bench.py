@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -214,4 +215,27 @@ def test_the_host_profile_script_runs_on_the_cpu() -> None:
     assert all(int(us) > 0 for _, us in times)
     assert "ncalls" in done.stdout  # cProfile's table
     counts = re.findall(r"(\d+) operators, (\d+) of them not views", done.stdout)
-    assert len(counts) == 2 and all(0 < int(rest) <= int(every) for every, rest in counts)
+    assert len(counts) == 3 and all(0 < int(rest) <= int(every) for every, rest in counts)
+    assert re.search(r"== bptt\.trace with contribution norms, T = 1: \d+ µs", done.stdout)
+
+
+def test_the_host_profile_script_stubs_the_cuda_kernels_on_the_cpu() -> None:
+    """--stub: the CUDA sweeps' host path, each launch a no-op, its operators counted (Triton needed)."""
+    pytest.importorskip("triton")
+    script = Path(__file__).resolve().parent.parent / "scripts" / "gpu_host.py"
+    argv = [sys.executable, str(script), "--device", "cpu", "--stub", "--batch", "2", "--hidden", "8"]
+    env = {**os.environ, "TRITON_INTERPRET": "1", "BPTT_ENGINE": "triton"}
+    done = subprocess.run(
+        [*argv, "--steps", "5", "--repeats", "3", "--top", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    every, rest = (int(n) for n in re.findall(r"(\d+) operators, (\d+) of them not views", done.stdout)[0])
+    assert 0 < rest < every  # bptt.LSTM: the tape's views, no kernel behind the sweeps
+    plain = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "BPTT_ENGINE")}
+    refused = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False, env=plain)
+    assert refused.returncode == 2 and "--stub needs" in refused.stderr
