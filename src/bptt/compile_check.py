@@ -186,11 +186,11 @@ class Compiled:
     shared: int
     registers: int | None
     local: int | None
+    chain: tuple[int, int, int] | None = None  # `chains` of its machine code
 
 
-def _resources(cubin: bytes) -> tuple[int | None, int | None]:
-    """Registers and stack bytes per thread of a cubin's one kernel, from `cuobjdump -res-usage`."""
-    import re
+def _cuobjdump(cubin: bytes, flag: str) -> str | None:
+    """Triton's cuobjdump run on a cubin (`-res-usage`, `-sass`); None where it is missing."""
     import subprocess
     import tempfile
 
@@ -198,19 +198,68 @@ def _resources(cubin: bytes) -> tuple[int | None, int | None]:
 
     tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
     if not os.path.exists(tool):
-        return None, None
+        return None
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)
         f.flush()
-        usage = subprocess.run(
-            [tool, "-res-usage", f.name], capture_output=True, text=True, check=True
-        ).stdout
-    found = re.search(r"REG:(\d+) STACK:(\d+)", usage)
+        return subprocess.run([tool, flag, f.name], capture_output=True, text=True, check=True).stdout
+
+
+def _resources(cubin: bytes) -> tuple[int | None, int | None]:
+    """Registers and stack bytes per thread of a cubin's one kernel, from `cuobjdump -res-usage`."""
+    import re
+
+    usage = _cuobjdump(cubin, "-res-usage")
+    found = re.search(r"REG:(\d+) STACK:(\d+)", usage or "")
     return (int(found[1]), int(found[2])) if found else (None, None)
 
 
-def compile_all(arch: int = 90, full: bool = True, dtype: str | None = None) -> list[Compiled]:
-    """Compile every spec for sm_`arch`, with its resources; raises on failure."""
+MULTIPLY_ADDS = ("HMMA", "FFMA", "DFMA", "DMMA")  # tensor-core products and fused multiply-adds
+
+
+def chains(sass: str) -> tuple[int, int, int]:
+    """From SASS: (multiply-adds, the longest run of them each reading the one before, CTA barriers).
+
+    A step's product waits on its longest dependent run, however many run beside it. Dependences are
+    read from register names, through other instructions (a move passes a run on, a load from an
+    address starts afresh), so a run is a bound from above; once through the code, as the loops'
+    bodies stand in it.
+
+    Example:
+        >>> code = "FFMA R2, R4, R5, RZ ;\\nFFMA R3, R6, R7, RZ ;\\nFFMA R2, R8, R9, R2 ;\\n"
+        >>> code += "BAR.SYNC.DEFER_BLOCKING 0x0 ;\\nMOV R10, R2 ;\\nFFMA R3, R10, R9, R3 ;\\n"
+        >>> chains(code)  # R2 (2 deep) moved to R10, read by the last FFMA: 3
+        (4, 3, 1)
+    """
+    import re
+
+    depth: dict[str, int] = {}
+    count = longest = barriers = 0
+    for line in sass.splitlines():
+        words = line.split(";")[0].split("*/")[-1].split()
+        if words and words[0].startswith("@"):  # a predicate
+            words = words[1:]
+        if not words:
+            continue
+        opcode = words[0].split(".")[0]
+        registers = re.findall(r"\bR\d+\b", " ".join(words[1:]))
+        if words[0].startswith("BAR.SYNC"):
+            barriers += 1
+        elif opcode in MULTIPLY_ADDS and registers:
+            count += 1
+            depth[registers[0]] = 1 + max((depth.get(r, 0) for r in registers[1:]), default=0)
+            longest = max(longest, depth[registers[0]])
+        elif registers and not opcode.startswith(("ST", "BRA", "RED", "BAR")):
+            # another instruction passes on what it reads (a move), or starts afresh (a load)
+            depth[registers[0]] = max((depth.get(r, 0) for r in registers[1:]), default=0)
+    return count, longest, barriers
+
+
+def compile_all(
+    arch: int = 90, full: bool = True, dtype: str | None = None, with_chains: bool = False
+) -> list[Compiled]:
+    """Compile every spec for sm_`arch`, with its resources (and, `with_chains`, its `chains`);
+    raises on failure."""
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         raise RuntimeError("the compile check needs TRITON_INTERPRET unset: it runs Triton's compiler")
     from triton.backends.compiler import GPUTarget
@@ -230,7 +279,9 @@ def compile_all(arch: int = 90, full: bool = True, dtype: str | None = None) -> 
         compiled = triton_compile(ASTSource(fn, sig, constants), target=target, options=options)
         seconds = time.perf_counter() - start
         registers, local = _resources(compiled.asm["cubin"])
-        out.append(Compiled(spec, seconds, int(compiled.metadata.shared), registers, local))
+        sass = _cuobjdump(compiled.asm["cubin"], "-sass") if with_chains else None
+        chain = chains(sass) if sass is not None else None
+        out.append(Compiled(spec, seconds, int(compiled.metadata.shared), registers, local, chain))
     return out
 
 
@@ -239,12 +290,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", type=int, default=90, help="compute capability ×10 (default: 90, Hopper)")
     parser.add_argument("--quick", action="store_true", help="one specialization of each kernel")
     parser.add_argument("--dtype", choices=("fp32", "fp64"), help="only this dtype")
+    parser.add_argument(
+        "--chains",
+        action="store_true",
+        help="also each kernel's multiply-adds, their longest dependent run and its CTA barriers",
+    )
     args = parser.parse_args(argv)
-    results = compile_all(args.arch, full=not args.quick, dtype=args.dtype)
+    results = compile_all(args.arch, full=not args.quick, dtype=args.dtype, with_chains=args.chains)
     for c in results:
+        chain = (
+            f"  multiply-adds {c.chain[0]}  longest run {c.chain[1]}  barriers {c.chain[2]}"
+            if c.chain
+            else ""
+        )
         print(
             f"{c.spec.kernel:<22} {c.spec.dtype} {c.spec.label:<28} {c.seconds:6.2f} s  shared {c.shared:>6} B"
-            f"  registers {c.registers}  local {c.local} B",
+            f"  registers {c.registers}  local {c.local} B{chain}",
             flush=True,
         )
     print(f"compiled {len(results)} kernel specializations for sm_{args.arch}")

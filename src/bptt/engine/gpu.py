@@ -85,11 +85,11 @@ BACKWARD_PRECISION = os.environ.get("BPTT_TRITON_BACKWARD_PRECISION", "ieee")
 WARPS = int(os.environ.get("BPTT_TRITON_WARPS", "0"))
 BACKWARD_WARPS = int(os.environ.get("BPTT_TRITON_BACKWARD_WARPS", "0"))
 # The persistent sweeps' products as up to this many independent partial sums over their inner
-# dimension (kernels._dot): shorter chains of dependent multiply-adds per step (in the sm_90 code,
-# 48 → 11 TF32 mma forward at H = 128 and 8; 512 → 64 FMAs backward), for more reshaping and CTA
-# barriers (`python -m bptt.compile_check` lists their registers). The forward takes them where split
-# only. 1: one chain (tl.dot's own). Not yet timed on a GPU: opt-in until scripts/gpu_tune.py has
-# measured it.
+# dimension (kernels._dot): shorter chains of dependent multiply-adds per step (in the sm_90 code at
+# H = 128 and 8 of them, 48 → 6 TF32 mma forward, 512 → 64 FMAs backward), for more reshaping and
+# CTA barriers (`python -m bptt.compile_check --chains` lists them with the registers). The forward
+# takes them where split only. 1: one chain (tl.dot's own). Not yet timed on a GPU: opt-in until
+# scripts/gpu_tune.py has measured it.
 ACCUMULATORS = int(os.environ.get("BPTT_TRITON_ACCUMULATORS", "1"))
 BACKWARD_ACCUMULATORS = int(os.environ.get("BPTT_TRITON_BACKWARD_ACCUMULATORS", "1"))
 

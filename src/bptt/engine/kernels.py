@@ -694,7 +694,8 @@ def _dot(x, w, TILES: tl.constexpr):
     compiled sm_90 code: 48 dependent TF32 mma in a forward step at H = 128, tf32x3; 512 dependent
     FMAs a backward step in IEEE float32). With TILES.ACCUMULATORS = A > 1 the product is A
     independent ones over K/A each, as one batched tl.dot, summed at the end: A shorter chains the
-    GPU overlaps (11 and 64 deep at A = 8), for a step's latency, at the cost of a reshape of x.
+    GPU overlaps (6 and 64 deep at A = 8, `python -m bptt.compile_check --chains`), for a step's
+    latency, at the cost of a reshape of x.
     """
     K: tl.constexpr = x.shape[1]
     A: tl.constexpr = _accumulators(K, TILES.ACCUMULATORS)
