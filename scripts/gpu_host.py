@@ -23,6 +23,7 @@ import io
 import pstats
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -37,14 +38,18 @@ def step(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor) -> None:
     torch.autograd.backward(out, grad)
 
 
+Call = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], None]  # one timed call: step, traced
+
+
 def sync(x: torch.Tensor) -> None:
     if x.device.type == "cuda":
         torch.cuda.synchronize(x.device)
 
 
-def wall_us(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, repeats: int, call=None) -> float:  # type: ignore[no-untyped-def]
+def wall_us(
+    model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, repeats: int, call: Call = step
+) -> float:
     """µs per forward + backward (or `call`), back to back, waiting for the GPU once at the end."""
-    call = call or step
     for _ in range(10):
         call(model, x, grad)
     sync(x)
@@ -98,7 +103,7 @@ def gpu_time(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, repeat
     return "\n".join(lines)
 
 
-def ops(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, call=None) -> str:  # type: ignore[no-untyped-def]
+def ops(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, call: Call = step) -> str:
     """ATen operators per forward + backward below autograd, views apart from the rest: on a GPU
     each of the rest is a launch (or an allocation) the host pays for."""
     import collections
@@ -117,7 +122,6 @@ def ops(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, call=None) 
             self.seen[str(func)] += 1
             return func(*args, **(kwargs or {}))
 
-    call = call or step
     call(model, x, grad)
     with Count() as count:
         call(model, x, grad)
