@@ -69,13 +69,13 @@ XDIST=()
 "$PY" -c "import xdist" 2>/dev/null && XDIST=(-n 8 -p no:benchmark)
 part "cuda tests" 120 "$PY" -m pytest tests/test_gpu.py -q -rfEs -W default -p no:cacheprovider "${XDIST[@]}"
 
-# The default against its alternatives (the products as independent partial sums, with 8 warps, the
-# data barrier), LSTM against cuDNN at four shapes, and 1 and 50 steps for the fixed cost of a call
-# (scripts/gpu_tune.py; it checks each setting's numbers against float64; the grid barrier alone,
-# measured before, left out).
+# The default against its alternatives (the data barrier, the products as independent partial sums,
+# both, and autotuning, which picks among them at each shape and says what it chose), LSTM against
+# cuDNN at four shapes, and 1 step for the fixed cost of a call (scripts/gpu_tune.py; it checks each
+# setting's numbers against float64; the grid barrier alone, measured before, left out).
 part "tune" 150 "$PY" scripts/gpu_tune.py --out "$OUT" --shape 32,200,2,128,1 --shape 64,100,64,256,1 \
-    --shape 20,35,200,200,2 --shape 16,1000,2,64,1 --shape 32,1,2,128,1 --shape 32,50,2,128,1 \
-    --no-barrier --settings "auto (the default);auto, 4 accumulators;auto, 8 accumulators;auto, 8 accumulators, 8 warps;auto, 8 accumulators backward;auto, data barrier"
+    --shape 20,35,200,200,2 --shape 16,1000,2,64,1 --shape 32,1,2,128,1 --no-barrier \
+    --settings "auto (the default);auto, data barrier;auto, 8 accumulators;auto, 8 accumulators backward;auto, 8 accumulators, 8 warps;auto, data barrier, 8 accumulators;autotune"
 # Where one call's time goes: the host's (launches, operators, Python) and the GPU's own, by kernel,
 # for 1 step (the fixed cost) and 200 (the sweeps).
 part "host profile" 45 bash -c "'$PY' scripts/gpu_host.py --steps 1 --repeats 100 --top 25 &&
@@ -83,6 +83,10 @@ part "host profile" 45 bash -c "'$PY' scripts/gpu_host.py --steps 1 --repeats 10
 # The cells with a torch.nn twin at every default shape (the word-LM shape included), the trace.
 part "bench: lstm, gru, rnn" 90 "${BPTT[@]}" bench --device cuda --cells lstm,gru,rnn --repeats 10 --warmup 3 \
     --json "$OUT/bench_cuda.json"
+# The LSTM and its trace again, autotuned (BPTT_TRITON_AUTOTUNE=1: the first call of each shape times
+# the candidates, in the bench's warm-up).
+part "bench: lstm, autotuned" 60 env BPTT_TRITON_AUTOTUNE=1 "${BPTT[@]}" bench --device cuda --cells lstm \
+    --repeats 10 --warmup 3 --no-watch --json "$OUT/bench_cuda_autotuned.json"
 # The LSTM variants against torch.nn.LSTM, checked against their own float64 PyTorch loop.
 part "bench: variants" 90 "${BPTT[@]}" bench --device cuda --cells peephole,original,nig,nfg,nog,niaf,noaf,cifg,fgr \
     --repeats 3 --warmup 1 --no-trace --no-contributions --no-watch --json "$OUT/bench_cuda_variants.json"

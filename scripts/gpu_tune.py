@@ -62,26 +62,20 @@ SETTINGS: dict[str, dict[str, object]] = {
         "WARPS": 8,
         "BACKWARD_WARPS": 8,
     },
+    # no grid barrier (each program polls the values it reads) and shorter chains, together
+    "auto, data barrier, 8 accumulators": {
+        "LOOP": "auto",
+        "BARRIER": "data",
+        "ACCUMULATORS": 8,
+        "BACKWARD_ACCUMULATORS": 8,
+    },
+    # the fastest of gpu.FORWARD_CANDIDATES and gpu.BACKWARD_CANDIDATES at each shape, timed at its first call
+    "autotune": {"AUTOTUNE": "1"},
     # what the forward's products cost: one TF32 pass (cuDNN's float32 accuracy, not bptt's)
     "auto, tf32": {"LOOP": "auto", "PRECISION": "tf32"},
 }
 # the settings as this process found them (the defaults, or the BPTT_TRITON_* environment)
-DEFAULTS = {
-    key: getattr(gpu, key)
-    for key in (
-        "LOOP",
-        "CHUNK",
-        "BACKWARD_CHUNK",
-        "STAGES",
-        "BARRIER",
-        "PRECISION",
-        "BACKWARD_PRECISION",
-        "WARPS",
-        "BACKWARD_WARPS",
-        "ACCUMULATORS",
-        "BACKWARD_ACCUMULATORS",
-    )
-}
+DEFAULTS = {key: getattr(gpu, key) for key in (*gpu.SETTINGS, "AUTOTUNE")}
 
 
 DEVICE = torch.device("cuda")
@@ -114,6 +108,7 @@ def sweep_table(
                 continue
             for key, value in {**DEFAULTS, **setting}.items():
                 setattr(gpu, key, value)
+            gpu.clear_tuned()
             try:
                 out = ours(x)[0]
                 got = [out.detach(), *torch.autograd.grad(out, list(ours.parameters()), grad)]
@@ -133,6 +128,8 @@ def sweep_table(
                     "error": err,
                 }
                 row["ratio"] = row["ms"] / row["cudnn_ms"]
+                if gpu.AUTOTUNE == "1":  # what it chose, forward and backward
+                    row["tuned"] = {entry.key[0]: entry.label for entry in gpu.tuned()}
             except Exception as exc:  # a setting that fails to compile or run: say so, go on
                 row = {
                     "cell": cell,
@@ -238,6 +235,8 @@ def main() -> int:
                 f"  cuDNN {row['cudnn_ms']:6.2f} ms ({row['cudnn_fwd_ms']:.2f} + {row['cudnn_bwd_ms']:.2f})"
                 f"  {row['ratio']:5.2f}×  err {row['error']:.1e}"
             )
+            if "tuned" in row:
+                print(f"{'':<21} {'':<40} chose: {row['tuned']}")
     return 0
 
 

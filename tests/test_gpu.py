@@ -73,6 +73,8 @@ def _loop_setting(monkeypatch):
     monkeypatch.setattr(gpu, "BARRIER", gpu.BARRIER)
     monkeypatch.setattr(gpu, "ACCUMULATORS", gpu.ACCUMULATORS)
     monkeypatch.setattr(gpu, "BACKWARD_ACCUMULATORS", gpu.BACKWARD_ACCUMULATORS)
+    monkeypatch.setattr(gpu, "AUTOTUNE", gpu.AUTOTUNE)
+    monkeypatch.setattr(gpu, "_tuned", {})
 
 
 def use_loop(loop: str) -> None:
@@ -287,6 +289,102 @@ def test_auto_splits_where_w_hh_is_large() -> None:
     assert not gpu._blocks(256, torch.float32, weight_bytes=1 << 20)["TILES"].SPLIT
 
 
+def fake_times(times: dict[str, float | Exception], calls: list[str]):
+    """`gpu._time_ms` that runs the sweep once and says the candidate took `times[label]` ms (or raises it)."""
+
+    def time_ms(run, like) -> float:
+        name = gpu.label(gpu._chosen.get() or {})
+        calls.append(name)
+        run()
+        taken = times[name]
+        if isinstance(taken, Exception):
+            raise taken
+        return taken
+
+    return time_ms
+
+
+def lstm_run(model, x: torch.Tensor) -> list[torch.Tensor]:
+    with native.use_engine("triton"):
+        out, _ = model(x)
+        return [out.detach(), *torch.autograd.grad(out.square().sum(), list(model.parameters()))]
+
+
+@pytest.mark.gpu_interpret
+@needs_triton
+def test_autotuning_times_each_candidate_once_and_runs_the_fastest(monkeypatch) -> None:
+    """BPTT_TRITON_AUTOTUNE=1: the first sweep of a kind times every candidate, forward and backward
+    apart, and it and every later sweep of that kind run the fastest; another batch is another kind."""
+    if not gpu.interpreting():
+        pytest.skip("runs Triton's interpreter on CPU tensors (TRITON_INTERPRET=1)")
+    fast_forward = {"LOOP": "split", "ACCUMULATORS": 2}
+    fast_backward = {"LOOP": "split", "BACKWARD_ACCUMULATORS": 2}
+    monkeypatch.setattr(gpu, "FORWARD_CANDIDATES", ({}, {"LOOP": "persistent"}, fast_forward))
+    monkeypatch.setattr(gpu, "BACKWARD_CANDIDATES", ({}, fast_backward))
+    times: dict[str, float | Exception] = {
+        "as set": 3.0,
+        "loop persistent": 2.0,
+        "loop split, accumulators 2": 1.0,
+        "loop split, backward accumulators 2": 0.5,
+    }
+    calls: list[str] = []
+    monkeypatch.setattr(gpu, "_time_ms", fake_times(times, calls))
+    torch.manual_seed(0)
+    model = bptt.LSTM(2, 40)  # float32, so that the settings' sums round apart
+    x = torch.randn(3, 2, 2)
+    untuned = lstm_run(model, x)
+    gpu.autotune()
+    tuned = lstm_run(model, x)
+    assert calls == [
+        "as set",
+        "loop persistent",
+        "loop split, accumulators 2",
+        "as set",
+        "loop split, backward accumulators 2",
+    ]
+    (forward, backward) = gpu.tuned()
+    assert forward.key[0] == "forward" and forward.choice == fast_forward
+    assert forward.times == {name: times[name] for name in calls[:3]}
+    assert backward.key[0] == "backward" and backward.label == "loop split, backward accumulators 2"
+    # what ran is the fastest candidate's sweep, bit for bit
+    gpu.autotune(False)
+    gpu.LOOP, gpu.ACCUMULATORS, gpu.BACKWARD_ACCUMULATORS = "split", 2, 2
+    chosen = lstm_run(model, x)
+    assert all(torch.equal(a, b) for a, b in zip(tuned, chosen, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(untuned, chosen, strict=True))  # it could tell
+    gpu.LOOP, gpu.ACCUMULATORS, gpu.BACKWARD_ACCUMULATORS = "auto", 1, 1
+    gpu.autotune()
+    again = lstm_run(model, x)
+    assert len(calls) == 5 and all(torch.equal(a, b) for a, b in zip(tuned, again, strict=True))
+    lstm_run(model, torch.randn(3, 5, 2))  # another batch: timed again
+    assert len(calls) == 10 and len(gpu.tuned()) == 4
+    gpu.clear_tuned()
+    assert gpu.tuned() == []
+
+
+@pytest.mark.gpu_interpret
+@needs_triton
+def test_a_candidate_that_fails_is_left_out_and_its_error_kept(monkeypatch) -> None:
+    if not gpu.interpreting():
+        pytest.skip("runs Triton's interpreter on CPU tensors (TRITON_INTERPRET=1)")
+    monkeypatch.setattr(gpu, "FORWARD_CANDIDATES", ({}, {"LOOP": "persistent"}))
+    monkeypatch.setattr(gpu, "BACKWARD_CANDIDATES", ({},))
+    failing = RuntimeError("out of resources: shared memory")
+    calls: list[str] = []
+    monkeypatch.setattr(gpu, "_time_ms", fake_times({"as set": 2.0, "loop persistent": failing}, calls))
+    gpu.autotune()
+    model = bptt.RNN(2, 8)
+    lstm_run(model, torch.randn(3, 2, 2))
+    forward = gpu.tuned()[0]
+    assert forward.label == "as set"
+    assert forward.times["loop persistent"] == "RuntimeError: out of resources: shared memory"
+    # the settings as set fail as they would untuned
+    gpu.clear_tuned()
+    monkeypatch.setattr(gpu, "_time_ms", fake_times({"as set": failing}, calls))
+    with pytest.raises(RuntimeError, match="out of resources"):
+        lstm_run(model, torch.randn(3, 2, 2))
+
+
 class FinishedLaunch:
     """A CUDA event of a launch that has finished (no GPU needed)."""
 
@@ -384,6 +482,7 @@ def test_dispatch_is_by_exact_step_type_dtype_device_and_engine(monkeypatch) -> 
             ("BACKWARD_WARPS", 32),
             ("ACCUMULATORS", 3),
             ("BACKWARD_ACCUMULATORS", 64),
+            ("AUTOTUNE", "yes"),
         ):
             with monkeypatch.context() as m:
                 m.setattr(gpu, name, value)
@@ -502,6 +601,30 @@ def test_cuda_products_as_independent_partial_sums(kind: str, loop: str) -> None
         model.load_state_dict(truth.state_dict())
         x = torch.randn(60, 40, 7, dtype=torch.float64)
         assert_same_trace(traced(model, x.float().cuda(), "auto"), traced(truth, x, "python"), 1e-4)
+
+
+@pytest.mark.cuda
+@needs_cuda
+@needs_triton
+@each_cell
+def test_cuda_autotuned_sweeps(kind: str) -> None:
+    """BPTT_TRITON_AUTOTUNE=1 at H = 128: every candidate runs on the GPU and is timed, and the
+    fastest's trace equals the float64 PyTorch loop's."""
+    gpu.autotune()
+    cls = {"rnn": bptt.RNN, "gru": bptt.GRU, "lstm": bptt.LSTM}[kind]
+    torch.manual_seed(0)
+    truth = cls(7, 128, dtype=torch.float64)
+    model = cls(7, 128, device="cuda")
+    model.load_state_dict(truth.state_dict())
+    x = torch.randn(50, 32, 7, dtype=torch.float64)
+    assert_same_trace(traced(model, x.float().cuda(), "auto"), traced(truth, x, "python"), 1e-4)
+    forward, backward = gpu.tuned()
+    assert len(forward.times) == len(gpu.FORWARD_CANDIDATES) and len(backward.times) == len(
+        gpu.BACKWARD_CANDIDATES
+    )
+    for entry in (forward, backward):
+        assert all(isinstance(ms, float) and ms > 0 for ms in entry.times.values()), entry.times
+        assert entry.times[entry.label] == min(entry.times.values())
 
 
 @pytest.mark.cuda

@@ -548,7 +548,8 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> Benc
         probe = torch.zeros(1, 1, 1, device=device)
         engine = (
             f"triton ({gpu.LOOP}, {gpu.BARRIER} barrier, {gpu.PRECISION}/{gpu.BACKWARD_PRECISION} products, "
-            f"chunks {gpu.CHUNK or 'default'}/{gpu.BACKWARD_CHUNK or 'default'}, {gpu.STAGES} stage(s))"
+            f"chunks {gpu.CHUNK or 'default'}/{gpu.BACKWARD_CHUNK or 'default'}, {gpu.STAGES} stage(s)"
+            f"{', autotuned at each shape' if gpu.AUTOTUNE == '1' else ''})"
             if dispatch.select(LSTM(1, 1).step, probe).name == "triton"
             else f"python ({gpu.import_error() or native.engine()})"
         )

@@ -30,14 +30,16 @@ this at tiny sizes against the Python steps).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import importlib
 import importlib.util
 import os
+import time
 import warnings
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
@@ -92,6 +94,55 @@ BACKWARD_WARPS = int(os.environ.get("BPTT_TRITON_BACKWARD_WARPS", "0"))
 # scripts/gpu_tune.py has measured it.
 ACCUMULATORS = int(os.environ.get("BPTT_TRITON_ACCUMULATORS", "1"))
 BACKWARD_ACCUMULATORS = int(os.environ.get("BPTT_TRITON_BACKWARD_ACCUMULATORS", "1"))
+
+# Autotuning ("1"; `autotune`): the first sweep of each cell, shape and dtype times the persistent
+# sweeps under each of the settings below, on the user's own GPU, and keeps the fastest for the later
+# sweeps of that kind, as torch.backends.cudnn.benchmark does for cuDNN's algorithms. Every candidate
+# computes the same sweep to float32 rounding (the CUDA tests hold each to float64); the loop, barrier,
+# warps and accumulators are the candidates' (the other settings stay as set); forward and backward
+# are tuned apart. Off by default: the first call of each shape compiles and times them all.
+AUTOTUNE = os.environ.get("BPTT_TRITON_AUTOTUNE", "0")
+FORWARD_CANDIDATES: tuple[dict[str, Any], ...] = (
+    {},  # the settings as they are (the defaults)
+    {"LOOP": "persistent"},
+    {"LOOP": "resident", "BARRIER": "counter"},
+    {"LOOP": "resident", "BARRIER": "data"},
+    {"LOOP": "resident", "BARRIER": "counter", "ACCUMULATORS": 8},
+    {"LOOP": "resident", "BARRIER": "data", "ACCUMULATORS": 8},
+    {"LOOP": "resident", "BARRIER": "data", "ACCUMULATORS": 8, "WARPS": 8},
+)
+BACKWARD_CANDIDATES: tuple[dict[str, Any], ...] = (
+    {},
+    {"LOOP": "persistent"},
+    {"LOOP": "split", "BARRIER": "counter"},
+    {"LOOP": "split", "BARRIER": "data"},
+    {"LOOP": "split", "BARRIER": "counter", "BACKWARD_ACCUMULATORS": 8},
+    {"LOOP": "split", "BARRIER": "data", "BACKWARD_ACCUMULATORS": 8},
+)
+SETTINGS = (
+    "LOOP",
+    "BARRIER",
+    "CHUNK",
+    "BACKWARD_CHUNK",
+    "STAGES",
+    "PRECISION",
+    "BACKWARD_PRECISION",
+    "WARPS",
+    "BACKWARD_WARPS",
+    "ACCUMULATORS",
+    "BACKWARD_ACCUMULATORS",
+)
+# A candidate's settings while it is timed or runs tuned: this thread's, over the module's
+_chosen: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "bptt_triton_settings", default=None
+)
+
+
+def _setting(name: str) -> Any:
+    """A setting of the persistent sweeps (one of `SETTINGS`): the tuned candidate's, else the module's."""
+    chosen = _chosen.get()
+    return chosen[name] if chosen is not None and name in chosen else globals()[name]
+
 
 _kernels: ModuleType | None = None
 _import_error: str | None = None
@@ -151,6 +202,8 @@ def available(x: Tensor) -> bool:
     for name, parts in (("ACCUMULATORS", ACCUMULATORS), ("BACKWARD_ACCUMULATORS", BACKWARD_ACCUMULATORS)):
         if parts not in (1, 2, 4, 8, 16, 32):
             raise InputError(f"expected BPTT_TRITON_{name} to be 1, 2, 4, 8, 16 or 32, got {parts}")
+    if AUTOTUNE not in ("0", "1"):
+        raise InputError(f"expected BPTT_TRITON_AUTOTUNE to be 0 or 1, got {AUTOTUNE!r}")
     if kernels() is None:
         if engine == "triton":
             raise RuntimeError(f"BPTT_ENGINE=triton, but the Triton sweeps are unavailable: {_import_error}")
@@ -205,8 +258,13 @@ def _gate_recurrence_matrix(W_gg: Tensor, H: int) -> Tensor:
 def persistent(step: Any) -> bool:
     """Whether this step runs the persistent kernels (split or not): every cell but the LSTM's FGR and
     projections."""
-    if LOOP == "per-step":
+    if _setting("LOOP") == "per-step":
         return False
+    return persistent_kind(step)
+
+
+def persistent_kind(step: Any) -> bool:
+    """Whether this step has persistent kernels: every cell but the LSTM's FGR and projections."""
     return not getattr(step, "proj_size", 0) and not (
         hasattr(step, "variant") and step.variant.gate_recurrence
     )
@@ -280,7 +338,7 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
         parts = triton_cdiv(H, units)
         bound = {
             **blocks,
-            "num_warps": WARPS or num_warps,
+            "num_warps": _setting("WARPS") or num_warps,
             "TILES": tiles._replace(UNITS=units, BLOCK_H=units, HP=hp),
         }
     else:
@@ -384,10 +442,12 @@ def _blocks(
     exact = dtype == torch.float64 or interpreting()
     k = kernels()
     assert k is not None
+    v = {name: _setting(name) for name in SETTINGS}
     if split is None:
-        split = LOOP in ("split", "resident") or (LOOP == "auto" and weight_bytes >= AUTO_SPLIT_BYTES)
-    resident = LOOP in ("resident", "auto") if resident is None else resident
-    precision = "ieee" if exact else BACKWARD_PRECISION if backward else PRECISION
+        loop = v["LOOP"]
+        split = loop in ("split", "resident") or (loop == "auto" and weight_bytes >= AUTO_SPLIT_BYTES)
+    resident = v["LOOP"] in ("resident", "auto") if resident is None else resident
+    precision = "ieee" if exact else v["BACKWARD_PRECISION"] if backward else v["PRECISION"]
     if gates and not backward:
         chunk = 32
     elif dtype == torch.float64:
@@ -396,7 +456,7 @@ def _blocks(
         chunk = 256 if split else 64
     else:
         chunk = 128
-    chunk = (BACKWARD_CHUNK if backward else CHUNK) or chunk
+    chunk = (v["BACKWARD_CHUNK"] if backward else v["CHUNK"]) or chunk
     tiles = k.Tiles(
         BLOCK_B=16,
         # split: tiles of 16 units, the most programs a block of rows can spread over
@@ -408,11 +468,12 @@ def _blocks(
         UNITS=H,  # one program computes all units; `_persistent` shares them out when split
         # forward only (see kernels._back_product); `_persistent` keeps it where W_hh's rows fit on chip
         RESIDENT=split and resident and not backward,
-        BARRIER=BARRIER,
+        BARRIER=v["BARRIER"],
         # forward where split: a whole block's units a program (4 × 64 wide) spilled 1.1 KB at 8
-        ACCUMULATORS=BACKWARD_ACCUMULATORS if backward else ACCUMULATORS if split else 1,
+        ACCUMULATORS=v["BACKWARD_ACCUMULATORS"] if backward else v["ACCUMULATORS"] if split else 1,
     )
-    return {"TILES": tiles, "num_warps": (BACKWARD_WARPS if backward else WARPS) or 4, "num_stages": STAGES}
+    warps = (v["BACKWARD_WARPS"] if backward else v["WARPS"]) or 4
+    return {"TILES": tiles, "num_warps": warps, "num_stages": v["STAGES"]}
 
 
 def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
@@ -781,20 +842,150 @@ def _sweeps(step: Step) -> tuple[Callable[..., None], Callable[..., tuple[Tensor
 
 
 def forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
+    gx = gx.contiguous()
     with _on(gx):
-        _sweeps(step)[0](step, tape, gx.contiguous(), p)
+        _tuned_call("forward", step, functools.partial(_sweeps(step)[0], step, tape, gx, p), gx, p)
 
 
 def backward_sweep(
     step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
 ) -> tuple[Tensor, Carry]:
     allocate_step_grads(step, tape, grad_out)
+    grad_out = grad_out.contiguous()
+    sweep = functools.partial(
+        _sweeps(step)[1],
+        step,
+        tape,
+        grad_out,
+        dh_n.contiguous(),
+        None if dc_n is None else dc_n.contiguous(),
+        p,
+    )
     with _on(grad_out):
-        return _sweeps(step)[1](
-            step,
-            tape,
-            grad_out.contiguous(),
-            dh_n.contiguous(),
-            None if dc_n is None else dc_n.contiguous(),
-            p,
-        )
+        return _tuned_call("backward", step, sweep, grad_out, p)
+
+
+# -- autotuning ----------------------------------------------------------------------------------------
+
+
+class Tuned(NamedTuple):
+    """One kind of sweep as autotuning timed it: which (`key`: direction, step type and constants,
+    parameters, batch, hidden size, steps rounded up to a power of two, dtype, device, the settings
+    as set), each candidate's milliseconds or why it failed, and the candidate chosen."""
+
+    key: tuple[Any, ...]
+    times: dict[str, float | str]
+    choice: dict[str, Any]
+    label: str
+
+
+_tuned: dict[tuple[Any, ...], Tuned] = {}
+R = TypeVar("R")
+
+
+def autotune(enabled: bool = True) -> None:
+    """Time the persistent sweeps' settings on the first sweep of each kind and keep the fastest
+    (`AUTOTUNE`, BPTT_TRITON_AUTOTUNE=1), or stop (what was chosen is kept for when it is on again).
+
+    Example:
+        >>> from bptt.engine import gpu
+        >>> gpu.autotune()
+        >>> gpu.AUTOTUNE
+        '1'
+        >>> gpu.autotune(False)
+    """
+    global AUTOTUNE
+    AUTOTUNE = "1" if enabled else "0"
+
+
+def tuned() -> list[Tuned]:
+    """What autotuning chose in this process so far, one entry per kind of sweep."""
+    return list(_tuned.values())
+
+
+def clear_tuned() -> None:
+    """Forget every choice: the next sweep of each kind is timed again."""
+    _tuned.clear()
+
+
+def label(candidate: dict[str, Any]) -> str:
+    """A candidate's settings in words, e.g. "loop resident, barrier data, accumulators 8"."""
+    return (
+        ", ".join(f"{name.lower().replace('_', ' ')} {value}" for name, value in candidate.items())
+        or "as set"
+    )
+
+
+def _time_ms(run: Callable[[], Any], like: Tensor) -> float:
+    """Milliseconds one sweep takes under the current candidate: after a first run (which compiles),
+    the mean of three by CUDA events on a GPU (checking the grid barriers), the wall clock of one in
+    the interpreter."""
+    run()
+    if like.device.type != "cuda":
+        start = time.perf_counter()
+        run()
+        return (time.perf_counter() - start) * 1e3
+    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+    begin.record()
+    for _ in range(3):
+        run()
+    end.record()
+    end.synchronize()
+    check_barriers(wait=True)
+    return float(begin.elapsed_time(end)) / 3
+
+
+def _tune(direction: str, run: Callable[[], Any], like: Tensor, key: tuple[Any, ...]) -> Tuned:
+    """Time every candidate of this direction; the fastest. The settings as set come first and fail as
+    they would untuned; another candidate that fails (a kernel that does not compile for this GPU, a
+    grid barrier that gave up) is left out, its error kept in `Tuned.times`."""
+    times: dict[str, float | str] = {}
+    best: tuple[float, dict[str, Any]] | None = None
+    for candidate in FORWARD_CANDIDATES if direction == "forward" else BACKWARD_CANDIDATES:
+        name = label(candidate)
+        token = _chosen.set(candidate)
+        try:
+            ms = _time_ms(run, like)
+        except Exception as err:
+            if not candidate:
+                raise
+            times[name] = f"{type(err).__name__}: {err}"[:300]
+            continue
+        finally:
+            _chosen.reset(token)
+        times[name] = ms
+        if best is None or ms < best[0]:
+            best = (ms, candidate)
+    assert best is not None
+    return Tuned(key, times, best[1], label(best[1]))
+
+
+def _tuned_call(direction: str, step: Step, run: Callable[[], R], like: Tensor, p: Params) -> R:
+    """run() under the settings autotuning chose for this kind of sweep, timing the candidates first
+    where it has not chosen yet (not while a CUDA graph is captured: the settings as set run then).
+    Without AUTOTUNE, or for a step without persistent kernels, run() as it is."""
+    if AUTOTUNE != "1" or not persistent_kind(step):
+        return run()
+    T, B = like.shape[0], like.shape[1]
+    key = (
+        direction,
+        type(step),
+        repr(getattr(step, "variant", None)),
+        getattr(step, "nonlinearity", None),
+        tuple(sorted(p)),
+        B,
+        int(p["weight_hh"].shape[1]),
+        1 << max(T - 1, 0).bit_length(),
+        like.dtype,
+        str(like.device),
+        tuple(globals()[name] for name in SETTINGS),
+    )
+    if key not in _tuned:
+        if like.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            return run()
+        _tuned[key] = _tune(direction, run, like, key)
+    token = _chosen.set(_tuned[key].choice)
+    try:
+        return run()
+    finally:
+        _chosen.reset(token)
