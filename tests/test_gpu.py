@@ -358,6 +358,14 @@ def test_autotuning_times_each_candidate_once_and_runs_the_fastest(monkeypatch) 
     assert len(calls) == 5 and all(torch.equal(a, b) for a, b in zip(tuned, again, strict=True))
     lstm_run(model, torch.randn(3, 5, 2))  # another batch: timed again
     assert len(calls) == 10 and len(gpu.tuned()) == 4
+    x7 = torch.randn(3, 7, 2)
+    with monkeypatch.context() as m:  # deterministic algorithms: no timing, the settings as set
+        m.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
+        deterministic = lstm_run(model, x7)
+    assert len(calls) == 10 and len(gpu.tuned()) == 4
+    gpu.autotune(False)
+    assert all(torch.equal(a, b) for a, b in zip(deterministic, lstm_run(model, x7), strict=True))
+    gpu.autotune()
     gpu.clear_tuned()
     assert gpu.tuned() == []
 

@@ -962,8 +962,10 @@ def _tune(direction: str, run: Callable[[], Any], like: Tensor, key: tuple[Any, 
 
 def _tuned_call(direction: str, step: Step, run: Callable[[], R], like: Tensor, p: Params) -> R:
     """run() under the settings autotuning chose for this kind of sweep, timing the candidates first
-    where it has not chosen yet (not while a CUDA graph is captured: the settings as set run then).
-    Without AUTOTUNE, or for a step without persistent kernels, run() as it is."""
+    where it has not chosen yet. Not while a CUDA graph is captured, and not under
+    torch.use_deterministic_algorithms (timings differ from run to run, and so could the choice and
+    the last bits of the numbers, as with cudnn.benchmark): the settings as set run then. Without
+    AUTOTUNE, or for a step without persistent kernels, run() as it is."""
     if AUTOTUNE != "1" or not persistent_kind(step):
         return run()
     T, B = like.shape[0], like.shape[1]
@@ -981,7 +983,8 @@ def _tuned_call(direction: str, step: Step, run: Callable[[], R], like: Tensor, 
         tuple(globals()[name] for name in SETTINGS),
     )
     if key not in _tuned:
-        if like.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        capturing = like.device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+        if capturing or torch.are_deterministic_algorithms_enabled():
             return run()
         _tuned[key] = _tune(direction, run, like, key)
     token = _chosen.set(_tuned[key].choice)
