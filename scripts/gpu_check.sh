@@ -75,7 +75,7 @@ part "cuda tests" 120 "$PY" -m pytest tests/test_gpu.py -q -rfEs -W default -p n
 # setting's numbers against float64; the grid barrier alone, measured before, left out).
 part "tune" 150 "$PY" scripts/gpu_tune.py --out "$OUT" --shape 32,200,2,128,1 --shape 64,100,64,256,1 \
     --shape 20,35,200,200,2 --shape 16,1000,2,64,1 --shape 32,1,2,128,1 --no-barrier \
-    --settings "auto (the default);auto, data barrier;auto, 8 accumulators;auto, 8 accumulators backward;auto, 8 accumulators, 8 warps;auto, data barrier, 8 accumulators;autotune"
+    --settings "auto (the default);auto, data barrier;auto, 8 accumulators;auto, 8 accumulators backward;auto, 8 accumulators, 8 warps;auto, 2 accumulators, 8 warps backward;auto, data barrier, 8 accumulators;autotune"
 # Where one call's time goes: the host's (launches, operators, Python) and the GPU's own, by kernel,
 # for 1 step (the fixed cost) and 200 (the sweeps).
 part "host profile" 45 bash -c "'$PY' scripts/gpu_host.py --steps 1 --repeats 100 --top 25 &&

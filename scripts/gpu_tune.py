@@ -62,6 +62,13 @@ SETTINGS: dict[str, dict[str, object]] = {
         "WARPS": 8,
         "BACKWARD_WARPS": 8,
     },
+    # two partial sums a thread on 8 warps backward: in the sm_90 code half the dependent FMAs a step
+    # and no more CTA barriers (4 warps, or more sums, add 34 at H = 128)
+    "auto, 2 accumulators, 8 warps backward": {
+        "LOOP": "auto",
+        "BACKWARD_ACCUMULATORS": 2,
+        "BACKWARD_WARPS": 8,
+    },
     # no grid barrier (each program polls the values it reads) and shorter chains, together
     "auto, data barrier, 8 accumulators": {
         "LOOP": "auto",

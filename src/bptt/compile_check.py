@@ -62,9 +62,70 @@ def _split_blocks(
     return blocks
 
 
+def _candidate_blocks(
+    candidate: dict[str, Any], H: int, dtype: Any, backward: bool, G: int
+) -> dict[str, Any]:
+    """`gpu._blocks` under one of autotuning's candidates (gpu.FORWARD_CANDIDATES,
+    gpu.BACKWARD_CANDIDATES), bound as `gpu._persistent` binds a split launch of one tile a program."""
+    from .engine import gpu
+
+    token = gpu._chosen.set(candidate)
+    try:
+        itemsize = dtype.itemsize
+        blocks = gpu._blocks(H, dtype, backward, G > 1, weight_bytes=G * H * H * itemsize)
+        tiles = blocks["TILES"]
+        fits = gpu.resident_tiles(H, tiles.BLOCK_H, itemsize) if tiles.RESIDENT else None
+        if fits is not None:
+            units, hp, num_warps = fits
+            tiles = tiles._replace(UNITS=units, BLOCK_H=units, HP=hp)
+            blocks.update(num_warps=gpu._setting("WARPS") or num_warps, TILES=tiles)
+        elif tiles.SPLIT:
+            blocks["TILES"] = tiles._replace(UNITS=tiles.BLOCK_H, RESIDENT=False)
+        return blocks
+    finally:
+        gpu._chosen.reset(token)
+
+
+def _candidate_specs(dtype: str) -> Iterator[Spec]:
+    """Each cell's persistent sweeps at H = 128 under every autotuning candidate."""
+    import torch
+
+    from .cells.lstm import VARIANTS, LSTMStep
+    from .engine import gpu
+
+    torch_dtype = {"fp32": torch.float32, "fp64": torch.float64}[dtype]
+    at = {"H": 128, "REVERSE": False}
+    cells = (
+        ("lstm", 4, {"V": gpu._variant(LSTMStep(VARIANTS["vanilla"]))}),
+        ("gru", 3, {"HAS_BIAS": True}),
+        ("rnn", 1, {"ACT": 0}),
+    )
+    for cell, G, constants in cells:
+        for direction, candidates in (
+            ("forward", gpu.FORWARD_CANDIDATES),
+            ("backward", gpu.BACKWARD_CANDIDATES),
+        ):
+            for candidate in candidates:
+                blocks = _candidate_blocks(candidate, 128, torch_dtype, direction == "backward", G)
+                kernel = f"{cell}_{direction}_sweep"
+                extra = {} if kernel == "gru_backward_sweep" else constants
+                yield Spec(
+                    kernel, dtype, {**extra, **at, **blocks}, f"{cell} H=128 tuned: {gpu.label(candidate)}"
+                )
+
+
 def specs(full: bool = True, dtype: str | None = None) -> Iterator[Spec]:
-    """Every specialization the sweeps launch (`full`; the persistent ones at H = 128, split and not), or one
-    of each kernel."""
+    """Every specialization the sweeps launch (`full`; the persistent ones at H = 128, split and not,
+    and under each of autotuning's candidates), or one of each kernel; each once."""
+    seen = set()
+    for spec in _specs(full, dtype):
+        key = (spec.kernel, spec.dtype, repr(sorted(spec.constants.items())))
+        if key not in seen:
+            seen.add(key)
+            yield spec
+
+
+def _specs(full: bool, dtype: str | None) -> Iterator[Spec]:
     import torch
 
     from .cells.lstm import VARIANTS, LSTMStep
@@ -154,6 +215,8 @@ def specs(full: bool = True, dtype: str | None = None) -> Iterator[Spec]:
                     yield Spec(
                         "rnn_backward_sweep", dtype, {**back, "ACT": act}, f"rnn {act_name} H=128{label}"
                     )
+        if full:
+            yield from _candidate_specs(dtype)
 
 
 def _label(loop: str) -> str:

@@ -118,6 +118,9 @@ BACKWARD_CANDIDATES: tuple[dict[str, Any], ...] = (
     {"LOOP": "split", "BARRIER": "data"},
     {"LOOP": "split", "BARRIER": "counter", "BACKWARD_ACCUMULATORS": 8},
     {"LOOP": "split", "BARRIER": "data", "BACKWARD_ACCUMULATORS": 8},
+    # two partial sums a thread, 8 warps: half the chain, no more CTA barriers (compile_check --chains)
+    {"LOOP": "split", "BARRIER": "counter", "BACKWARD_ACCUMULATORS": 2, "BACKWARD_WARPS": 8},
+    {"LOOP": "split", "BARRIER": "data", "BACKWARD_ACCUMULATORS": 2, "BACKWARD_WARPS": 8},
 )
 SETTINGS = (
     "LOOP",
