@@ -8,6 +8,7 @@ loop on the CPU and skip without one.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import pytest
 import torch
@@ -386,6 +387,30 @@ def test_a_candidate_that_fails_is_left_out_and_its_error_kept(monkeypatch) -> N
     forward = gpu.tuned()[0]
     assert forward.label == "as set"
     assert forward.times["loop persistent"] == "RuntimeError: out of resources: shared memory"
+    # a cooperative launch that failed on the way: cooperative launches stay on, and nothing is said
+    gpu.clear_tuned()
+    monkeypatch.setattr(gpu, "_cooperative", True)
+
+    def refused(run, like) -> float:
+        if gpu._chosen.get():
+            gpu._cooperative = False
+            warnings.warn("a cooperative launch failed", RuntimeWarning, stacklevel=1)
+            raise failing
+        return 1.0
+
+    monkeypatch.setattr(gpu, "_time_ms", refused)
+    lstm_run(model, torch.randn(3, 2, 2))  # warnings are errors here
+    assert gpu._cooperative and "RuntimeError" in gpu.tuned()[0].times["loop persistent"]
+    # one that ran says what it said
+    gpu.clear_tuned()
+
+    def noisy(run, like) -> float:
+        warnings.warn("a cooperative launch failed", RuntimeWarning, stacklevel=1)
+        return 1.0
+
+    monkeypatch.setattr(gpu, "_time_ms", noisy)
+    with pytest.warns(RuntimeWarning, match="a cooperative launch failed"):
+        lstm_run(model, torch.randn(3, 2, 2))
     # the settings as set fail as they would untuned
     gpu.clear_tuned()
     monkeypatch.setattr(gpu, "_time_ms", fake_times({"as set": failing}, calls))

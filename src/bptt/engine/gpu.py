@@ -941,21 +941,30 @@ def _time_ms(run: Callable[[], Any], like: Tensor) -> float:
 def _tune(direction: str, run: Callable[[], Any], like: Tensor, key: tuple[Any, ...]) -> Tuned:
     """Time every candidate of this direction; the fastest. The settings as set come first and fail as
     they would untuned; another candidate that fails (a kernel that does not compile for this GPU, a
-    grid barrier that gave up) is left out, its error kept in `Tuned.times`."""
+    grid barrier that gave up) is left out, its error kept in `Tuned.times`, and what it changed on
+    the way undone: a failed cooperative launch (a kernel too large for one) does not turn cooperative
+    launches off for the rest, nor warn that it did."""
+    global _cooperative
     times: dict[str, float | str] = {}
     best: tuple[float, dict[str, Any]] | None = None
     for candidate in FORWARD_CANDIDATES if direction == "forward" else BACKWARD_CANDIDATES:
         name = label(candidate)
         token = _chosen.set(candidate)
+        cooperative = _cooperative
         try:
-            ms = _time_ms(run, like)
+            with warnings.catch_warnings(record=True) as said:
+                warnings.simplefilter("always")
+                ms = _time_ms(run, like)
         except Exception as err:
             if not candidate:
                 raise
             times[name] = f"{type(err).__name__}: {err}"[:300]
+            _cooperative = cooperative
             continue
         finally:
             _chosen.reset(token)
+        for warning in said:  # a candidate that ran says what it has to say
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
         times[name] = ms
         if best is None or ms < best[0]:
             best = (ms, candidate)
