@@ -69,13 +69,14 @@ XDIST=()
 "$PY" -c "import xdist" 2>/dev/null && XDIST=(-n 8 -p no:benchmark)
 part "cuda tests" 120 "$PY" -m pytest tests/test_gpu.py -q -rfEs -W default -p no:cacheprovider "${XDIST[@]}"
 
-# The default against its alternatives (the data barrier, the products as independent partial sums,
-# both, and autotuning, which picks among them at each shape and says what it chose), LSTM against
-# cuDNN at four shapes, and 1 step for the fixed cost of a call (scripts/gpu_tune.py; it checks each
-# setting's numbers against float64; the grid barrier alone, measured before, left out).
-part "tune" 150 "$PY" scripts/gpu_tune.py --out "$OUT" --shape 32,200,2,128,1 --shape 64,100,64,256,1 \
-    --shape 20,35,200,200,2 --shape 16,1000,2,64,1 --shape 32,1,2,128,1 --no-barrier \
-    --settings "auto (the default);auto, data barrier;auto, 8 accumulators;auto, 8 accumulators backward;auto, 8 accumulators, 8 warps;auto, 2 accumulators, 8 warps backward;auto, data barrier, 8 accumulators;autotune"
+# The default (its barrier: data up to 8 programs a block, else counter) against its alternatives
+# (either barrier throughout, the products as independent partial sums, with the data barrier, and
+# autotuning, which picks among them at each shape and says what it chose), LSTM against cuDNN at
+# four shapes (scripts/gpu_tune.py; it checks each setting's numbers against float64; the grid
+# barrier alone, measured before, left out; the fixed cost of a call: the host profile below).
+part "tune" 170 "$PY" scripts/gpu_tune.py --out "$OUT" --shape 32,200,2,128,1 --shape 64,100,64,256,1 \
+    --shape 20,35,200,200,2 --shape 16,1000,2,64,1 --no-barrier \
+    --settings "auto (the default);auto, counter barrier;auto, data barrier;auto, 8 accumulators;auto, 8 accumulators backward;auto, 8 accumulators, 8 warps;auto, 2 accumulators, 8 warps backward;auto, data barrier, 8 accumulators;autotune"
 # Where one call's time goes: the host's (launches, operators, Python) and the GPU's own, by kernel,
 # for 1 step (the fixed cost) and 200 (the sweeps).
 part "host profile" 45 bash -c "'$PY' scripts/gpu_host.py --steps 1 --repeats 100 --top 25 &&

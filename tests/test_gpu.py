@@ -32,7 +32,7 @@ CELLS = (
 
 # the GPU's time loops, and the split loop with each of its other grid barriers (`use_loop`)
 LOOPS = [loop for loop in gpu.LOOPS if loop != "auto"] + [
-    f"split+{barrier}" for barrier in gpu.BARRIERS if barrier != "flags"
+    f"split+{barrier}" for barrier in gpu.BARRIERS if barrier not in ("flags", "auto")
 ]
 
 
@@ -447,6 +447,26 @@ def test_a_grid_barrier_that_gave_up_raises_on_the_next_check(monkeypatch) -> No
     gpu._unchecked.append((FinishedLaunch(done=False), torch.tensor([1], dtype=torch.int32)))
     with pytest.raises(RuntimeError, match="grid barrier gave up"):
         bptt.trace(bptt.RNN(2, 3), torch.randn(4, 1, 2), lambda out, state: out.sum())
+
+
+@needs_triton
+def test_launches_meet_at_a_resolved_barrier(monkeypatch) -> None:
+    """BPTT_TRITON_BARRIER=auto reaches no kernel: a launch gets data or counter by its programs a block
+    (here one, on the CPU), and a barrier set by name as it is."""
+    got = []
+
+    class Kernel:
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: got.append(kwargs["TILES"].BARRIER)
+
+    x = torch.zeros(3, 2, 2)
+    for barrier, resolved in (("auto", "data"), ("counter", "counter"), ("flags", "flags")):
+        monkeypatch.setattr(gpu, "BARRIER", barrier)
+        blocks = gpu._blocks(64, torch.float32, split=True)
+        assert blocks["TILES"].BARRIER == barrier
+        gpu._persistent(Kernel(), 2, 64, blocks, x)()
+        assert got[-1] == resolved
+    assert gpu.barrier_for("auto", gpu.DATA_BARRIER_PARTS + 1) == "counter"
 
 
 def test_resident_tiles_fall_back_to_split_where_w_hh_does_not_fit() -> None:

@@ -32,7 +32,7 @@ class Spec:
 
 LOOPS = ("persistent", "split", "resident")  # the persistent sweeps' loops (gpu.LOOPS less per-step)
 BACKWARD_LOOPS = ("persistent", "split")  # a resident backward is the split one (gpu._blocks)
-BARRIERS = ("flags", "data")  # the split sweeps' other grid barriers (gpu.BARRIERS less the default)
+BARRIERS = ("flags", "counter")  # the split sweeps' other grid barriers (auto is data at 8 programs a block)
 ACCUMULATORS = 8  # the products as independent partial sums (gpu.ACCUMULATORS), one more spec a sweep
 
 
@@ -59,7 +59,16 @@ def _split_blocks(
         blocks.update(num_warps=num_warps, TILES=tiles._replace(UNITS=units, BLOCK_H=units, HP=hp))
     elif split:
         blocks["TILES"] = tiles._replace(UNITS=tiles.BLOCK_H)
-    return blocks
+    return _resolved(blocks, H)
+
+
+def _resolved(blocks: dict[str, Any], H: int) -> dict[str, Any]:
+    """`blocks` with the barrier resolved as `gpu._persistent` resolves it for one tile a program."""
+    from .engine import gpu
+
+    tiles = blocks["TILES"]
+    parts = -(-H // tiles.UNITS) if tiles.SPLIT else 1
+    return {**blocks, "TILES": tiles._replace(BARRIER=gpu.barrier_for(tiles.BARRIER, parts))}
 
 
 def _candidate_blocks(
@@ -81,7 +90,7 @@ def _candidate_blocks(
             blocks.update(num_warps=gpu._setting("WARPS") or num_warps, TILES=tiles)
         elif tiles.SPLIT:
             blocks["TILES"] = tiles._replace(UNITS=tiles.BLOCK_H, RESIDENT=False)
-        return blocks
+        return _resolved(blocks, H)
     finally:
         gpu._chosen.reset(token)
 

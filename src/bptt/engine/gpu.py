@@ -74,8 +74,28 @@ AUTO_SPLIT_BYTES = 64 * 1024
 CHUNK = int(os.environ.get("BPTT_TRITON_CHUNK", "0"))
 BACKWARD_CHUNK = int(os.environ.get("BPTT_TRITON_BACKWARD_CHUNK", "0"))
 STAGES = int(os.environ.get("BPTT_TRITON_STAGES", "1"))
-BARRIERS = ("flags", "counter", "data")  # the split sweeps' grid barrier (kernels._sync, kernels._shared)
-BARRIER = os.environ.get("BPTT_TRITON_BARRIER", "counter")
+BARRIERS = ("auto", "flags", "counter", "data")  # the split sweeps' grid barrier (kernels._sync, _shared)
+BARRIER = os.environ.get("BPTT_TRITON_BARRIER", "auto")
+# auto: "data" where a block of rows splits over at most this many programs, else "counter". Measured
+# on an H200 (LSTM forward + backward, data against counter): H = 64 (4 programs a block) 5.75 against
+# 6.64 ms, H = 128 (8) 2.37 against 2.43; H = 200 (13, the word LM) 3.19 against 3.01, H = 256 (16)
+# 2.52 against 2.22: the more programs poll a block's values, the more the polling costs.
+DATA_BARRIER_PARTS = 8
+
+
+def barrier_for(barrier: str, parts: int) -> str:
+    """The grid barrier a split launch of `parts` programs a block of rows meets at: BPTT_TRITON_BARRIER,
+    with "auto" resolved (`DATA_BARRIER_PARTS`).
+
+    Example:
+        >>> barrier_for("auto", 8), barrier_for("auto", 16), barrier_for("flags", 4)
+        ('data', 'counter', 'flags')
+    """
+    if barrier != "auto":
+        return barrier
+    return "data" if parts <= DATA_BARRIER_PARTS else "counter"
+
+
 # float32 products: three TF32 passes on tensor cores (float32 accuracy; the forward's default), one
 # TF32 pass (cuDNN's default for float32, ~1e-3 relative error), or IEEE float32 FMAs (the backward's
 # default: faster than tf32x3 for its (16, 256) · (256, 16) chunks, LSTM backward at B = 32, T = 200,
@@ -346,9 +366,10 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
         }
     else:
         bound = {**blocks, "TILES": tiles._replace(UNITS=units, RESIDENT=False)}
+    bound["TILES"] = bound["TILES"]._replace(BARRIER=barrier_for(tiles.BARRIER, parts))
 
     barrier = split and parts > 1  # programs that wait on each other every step
-    polled = tiles.SPLIT and tiles.BARRIER == "data"
+    polled = tiles.SPLIT and bound["TILES"].BARRIER == "data"
 
     def launch(*args: Any, pending: tuple[Tensor, ...] = (), **kwargs: Any) -> None:
         """Launch; `pending`: the buffers of what the programs share (polled where BARRIER is "data")."""

@@ -61,7 +61,7 @@ class Tiles(NamedTuple):
     UNITS: int = 0  # the units of its block of rows a program computes: H, or its share when split
     RESIDENT: bool = False  # W_hh's rows for the program's units loaded once a sweep, kept on chip
     BARRIER: str = "counter"  # the split grid barrier: one counter per block, a flag per program, or
-    # none ("data": the programs poll the values they read, `_shared`); gpu.BARRIER sets it
+    # none ("data": the programs poll the values they read, `_shared`); gpu.barrier_for resolves it
     HP: int = 0  # H padded to a power of two: the inner dimension of a RESIDENT product, in one piece
     ACCUMULATORS: int = 1  # independent partial sums a product's inner dimension is split into (`_dot`)
 
@@ -644,6 +644,10 @@ def _sync(sync, done, TILES: tl.constexpr):
     a guard against a bug, never a wrong number.
     """
     BARRIER: tl.constexpr = TILES.BARRIER
+    tl.static_assert(
+        (BARRIER == "counter") or (BARRIER == "flags") or (BARRIER == "data"),
+        "TILES.BARRIER must be counter, flags or data (gpu.barrier_for resolves auto)",
+    )
     tl.debug_barrier()
     if TILES.SPLIT:
         flags = sync + tl.program_id(0) * MAX_PARTS
