@@ -22,6 +22,9 @@ the interpreter with one program a block and on a GPU by the CUDA tests. The def
 `BPTT_TRITON_LOOP=auto`, runs resident where W_hh is large enough (`AUTO_SPLIT_BYTES`), as
 measured on an H100 and an H200.
 
+`BPTT_TRITON_AUTOTUNE=1` (or `autotune()`) times these settings on the first sweep of each cell and
+shape instead, and keeps the fastest (`tuned()` says what it chose), as cudnn.benchmark does.
+
 `BPTT_ENGINE=triton` (or `use_engine("triton")`) forces these sweeps; without a GPU that needs
 `TRITON_INTERPRET=1`, which runs the kernels in Triton's interpreter on CPU tensors (the tests do
 this at tiny sizes against the Python steps).
