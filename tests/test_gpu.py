@@ -205,9 +205,56 @@ def test_polling_reads_what_was_written_and_gives_up_on_what_was_not(dtype: torc
     monkeypatch.setattr(kernels, "SPIN_LIMIT", tl.constexpr(5))  # the interpreter reads it at run time
     shared_copy[(1,)](unwritten, out, sync, 3, 5, TILES=tiles)
     assert int(sync[-1]) == 1 and torch.isnan(out).all()  # gave up after 5 polls
-    monkeypatch.setattr(kernels, "SPIN_LIMIT", tl.constexpr(1 << 30))
-    shared_copy[(1,)](unwritten, out, sync, 3, 5, TILES=tiles)  # already stuck: returns at once
+    monkeypatch.setattr(kernels, "SPIN_LIMIT", tl.constexpr(1000))
+    monkeypatch.setattr(kernels, "STUCK_EVERY", tl.constexpr(3))
+    shared_copy[(1,)](unwritten, out, sync, 3, 5, TILES=tiles)  # already stuck: returns after 3 polls
     assert int(sync[-1]) == 1
+
+
+if gpu.kernels() is not None:
+
+    @triton.jit
+    def meet(sync, done, TILES: tl.constexpr):
+        kernels._sync(sync, done, TILES)
+
+    @triton.jit
+    def count_polls(stuck, out, n):
+        polls = tl.load(out) * 0
+        i = n * 0
+        while i < n:
+            polls = kernels._polled(polls, stuck)
+            i += 1
+        tl.store(out, polls)
+
+
+@pytest.mark.gpu_interpret
+@needs_triton
+@pytest.mark.parametrize("barrier", ["counter", "flags"])
+def test_a_barrier_passes_once_all_arrived_and_gives_up_on_one_that_never_comes(barrier, monkeypatch) -> None:
+    """kernels._sync: one program alone meets step 1 at once; of two, run one after the other by the
+    interpreter, the first gives up on the second after SPIN_LIMIT polls and raises the flag; once the
+    flag is up, a barrier waits STUCK_EVERY polls at most (`kernels._polled`, counted below)."""
+    if not gpu.interpreting():
+        pytest.skip("runs Triton's interpreter on CPU tensors (TRITON_INTERPRET=1)")
+    k = gpu.kernels()
+    tiles = k.Tiles(BLOCK_B=16, BLOCK_H=16, BLOCK_K=16, PRECISION="ieee", SPLIT=True, BARRIER=barrier)
+    sync = torch.zeros(k.MAX_PARTS.value + 1, dtype=torch.int32)
+    meet[(1, 1)](sync, 1, TILES=tiles)
+    assert int(sync[-1]) == 0
+    monkeypatch.setattr(kernels, "SPIN_LIMIT", tl.constexpr(5))
+    meet[(1, 2)](sync, 2, TILES=tiles)
+    assert int(sync[-1]) == 1
+    monkeypatch.setattr(kernels, "SPIN_LIMIT", tl.constexpr(1000))
+    monkeypatch.setattr(kernels, "STUCK_EVERY", tl.constexpr(3))
+    meet[(1, 2)](sync, 5, TILES=tiles)
+    assert int(sync[-1]) == 1
+    # the flag is looked at every third poll, not before: a barrier passed at once never reads it
+    out, flag = torch.zeros(1, dtype=torch.int32), torch.ones(1, dtype=torch.int32)
+    for n, polls in ((2, 2), (3, 1003), (4, 1004)):
+        count_polls[(1,)](flag, out, n)
+        assert int(out) == polls
+    count_polls[(1,)](flag * 0, out, 7)
+    assert int(out) == 7
 
 
 @pytest.mark.gpu_interpret

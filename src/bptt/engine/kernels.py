@@ -68,6 +68,7 @@ class Tiles(NamedTuple):
 
 MAX_PARTS = tl.constexpr(64)  # programs one block of rows may be split over (flags per block in `sync`)
 SPIN_LIMIT = tl.constexpr(1 << 22)  # polls of the flags before a split sweep gives up (about a second)
+STUCK_EVERY = tl.constexpr(256)  # polls between two looks at whether another program gave up
 
 
 @triton.jit
@@ -591,6 +592,18 @@ def _rows_cols(ptr, rows, cols, stride, row_ok, col_ok, CACHE: tl.constexpr):
 
 
 @triton.jit
+def _polled(polls, stuck):
+    """polls + 1, or at least SPIN_LIMIT where another program of the launch has given up: looked at
+    every STUCK_EVERY polls, not before the first, so that a program waits on no read of the flag
+    that a barrier passed at once does not need (each is a round trip to L2, on a step's critical
+    path); once stuck, a barrier waits STUCK_EVERY polls at most."""
+    polls += 1
+    if polls % STUCK_EVERY == 0:
+        polls += tl.atomic_add(stuck, 0, sem="relaxed", scope="gpu") * SPIN_LIMIT
+    return polls
+
+
+@triton.jit
 def _unwritten(x):
     """How many elements of x still hold the all-ones bits gpu.py fills a polled buffer with."""
     if x.dtype == tl.float64:
@@ -616,11 +629,11 @@ def _shared(ptr, rows, cols, stride, row_ok, col_ok, sync, TILES: tl.constexpr):
         left = _unwritten(x)
         if left > 0:
             stuck = sync + tl.num_programs(0) * MAX_PARTS
-            polls = tl.atomic_add(stuck, 0, sem="relaxed", scope="gpu") * SPIN_LIMIT  # once stuck, never wait
+            polls = left * 0
             while (left > 0) & (polls < SPIN_LIMIT):
                 x = tl.load(ptrs, mask=mask, other=0.0, volatile=True)
                 left = _unwritten(x)
-                polls += 1
+                polls = _polled(polls, stuck)
             if left > 0:
                 tl.atomic_xchg(stuck, 1)
     else:
@@ -641,7 +654,8 @@ def _sync(sync, done, TILES: tl.constexpr):
     The programs must all be resident: gpu.py launches no more than the GPU's SMs,
     cooperatively (the driver starts them all at once or refuses). After SPIN_LIMIT polls a program
     gives up and raises the last flag of `sync`, and gpu.py raises an error (`gpu.check_barriers`):
-    a guard against a bug, never a wrong number.
+    a guard against a bug, never a wrong number; a program that finds the flag up (`_polled`: every
+    STUCK_EVERY polls) waits no longer.
     """
     BARRIER: tl.constexpr = TILES.BARRIER
     tl.static_assert(
@@ -655,10 +669,10 @@ def _sync(sync, done, TILES: tl.constexpr):
         if BARRIER == "counter":
             target = done * tl.num_programs(1)
             seen = tl.atomic_add(flags, 1, sem="acq_rel", scope="gpu") + 1
-            polls = tl.atomic_add(stuck, 0, sem="relaxed", scope="gpu") * SPIN_LIMIT  # once stuck, never wait
+            polls = seen * 0
             while (seen < target) & (polls < SPIN_LIMIT):
                 seen = tl.atomic_add(flags, 0, sem="acquire", scope="gpu")
-                polls += 1
+                polls = _polled(polls, stuck)
             if seen < target:
                 tl.atomic_xchg(stuck, 1)
         elif BARRIER == "flags":
@@ -668,12 +682,12 @@ def _sync(sync, done, TILES: tl.constexpr):
             seen = tl.min(
                 tl.where(mine, tl.atomic_add(flags + p, 0, mask=mine, sem="acquire", scope="gpu"), done)
             )
-            polls = tl.atomic_add(stuck, 0, sem="acquire", scope="gpu") * SPIN_LIMIT  # once stuck, never wait
+            polls = seen * 0
             while (seen < done) & (polls < SPIN_LIMIT):
                 seen = tl.min(
                     tl.where(mine, tl.atomic_add(flags + p, 0, mask=mine, sem="acquire", scope="gpu"), done)
                 )
-                polls += 1
+                polls = _polled(polls, stuck)
             if seen < done:
                 tl.atomic_xchg(stuck, 1)
         tl.debug_barrier()
