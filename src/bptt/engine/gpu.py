@@ -125,25 +125,28 @@ BACKWARD_ACCUMULATORS = int(os.environ.get("BPTT_TRITON_BACKWARD_ACCUMULATORS", 
 # warps and accumulators are the candidates' (the other settings stay as set); forward and backward
 # are tuned apart. Off by default: the first call of each shape compiles and times them all.
 AUTOTUNE = os.environ.get("BPTT_TRITON_AUTOTUNE", "0")
+
+
+def _with_each_barrier(loop: str, *extras: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """Candidates of one split loop: each of `extras` (settings beside it) with the counter and the data barrier."""
+    return tuple(
+        {"LOOP": loop, "BARRIER": barrier, **extra} for extra in extras for barrier in ("counter", "data")
+    )
+
+
 FORWARD_CANDIDATES: tuple[dict[str, Any], ...] = (
     {},  # the settings as they are (the defaults)
     {"LOOP": "persistent"},
-    {"LOOP": "resident", "BARRIER": "counter"},
-    {"LOOP": "resident", "BARRIER": "data"},
-    {"LOOP": "resident", "BARRIER": "counter", "ACCUMULATORS": 8},
-    {"LOOP": "resident", "BARRIER": "data", "ACCUMULATORS": 8},
+    *_with_each_barrier("resident", {}, {"ACCUMULATORS": 8}),
     {"LOOP": "resident", "BARRIER": "data", "ACCUMULATORS": 8, "WARPS": 8},
 )
 BACKWARD_CANDIDATES: tuple[dict[str, Any], ...] = (
     {},
     {"LOOP": "persistent"},
-    {"LOOP": "split", "BARRIER": "counter"},
-    {"LOOP": "split", "BARRIER": "data"},
-    {"LOOP": "split", "BARRIER": "counter", "BACKWARD_ACCUMULATORS": 8},
-    {"LOOP": "split", "BARRIER": "data", "BACKWARD_ACCUMULATORS": 8},
-    # two partial sums a thread, 8 warps: half the chain, no more CTA barriers (compile_check --chains)
-    {"LOOP": "split", "BARRIER": "counter", "BACKWARD_ACCUMULATORS": 2, "BACKWARD_WARPS": 8},
-    {"LOOP": "split", "BARRIER": "data", "BACKWARD_ACCUMULATORS": 2, "BACKWARD_WARPS": 8},
+    # two partial sums a thread on 8 warps: half the chain, no more CTA barriers (compile_check --chains)
+    *_with_each_barrier(
+        "split", {}, {"BACKWARD_ACCUMULATORS": 8}, {"BACKWARD_ACCUMULATORS": 2, "BACKWARD_WARPS": 8}
+    ),
 )
 SETTINGS = (
     "LOOP",
