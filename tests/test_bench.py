@@ -239,3 +239,44 @@ def test_the_host_profile_script_stubs_the_cuda_kernels_on_the_cpu() -> None:
     plain = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "BPTT_ENGINE")}
     refused = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False, env=plain)
     assert refused.returncode == 2 and "--stub needs" in refused.stderr
+
+
+def test_the_gpu_tuning_script_runs_in_the_interpreter_and_names_real_settings(tmp_path, monkeypatch) -> None:
+    """scripts/gpu_tune.py --dry-run (a tiny LSTM in Triton's interpreter): the default and autotuning,
+    each checked against float64, autotuning saying what it chose; every setting it knows sets real
+    `bptt.engine.gpu` settings to valid values, and every name scripts/gpu_check.sh asks for exists."""
+    pytest.importorskip("triton")
+    import importlib.util
+
+    from bptt.engine import gpu
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "TRITON_INTERPRET": "1", "BPTT_ENGINE": "triton"}
+    script = str(root / "scripts" / "gpu_tune.py")
+    argv = [sys.executable, script, "--dry-run", "--repeats", "1", "--out", str(tmp_path)]
+    done = subprocess.run(
+        [*argv, "--settings", "auto (the default);autotune"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((tmp_path / "gpu_tune.json").read_text())["sweeps"]
+    assert [row["setting"] for row in rows] == ["auto (the default)", "autotune"]
+    assert all(row["error"] < 1e-5 for row in rows)
+    assert set(rows[1]["tuned"]) == {"forward", "backward"}
+    spec = importlib.util.spec_from_file_location("gpu_tune", root / "scripts" / "gpu_tune.py")
+    assert spec is not None and spec.loader is not None
+    tune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tune)
+    for name, setting in tune.SETTINGS.items():
+        with monkeypatch.context() as m:
+            for key, value in setting.items():
+                assert key in (*gpu.SETTINGS, "AUTOTUNE"), (name, key)
+                m.setattr(gpu, key, value)
+            gpu.available(torch.zeros(1))  # raises on a value out of range
+    asked = re.search(r'--settings "([^"]+)"', (root / "scripts" / "gpu_check.sh").read_text())
+    assert asked is not None
+    assert set(asked[1].split(";")) <= set(tune.SETTINGS)
