@@ -199,16 +199,25 @@ def test_bench_times_each_kernel_against_the_python_loop() -> None:
     assert any("kernel against the Python" in str(getattr(t, "title", "")) for t in bench.render(result))
 
 
-def test_the_host_profile_script_runs_on_the_cpu() -> None:
-    """scripts/gpu_host.py, which profiles a call's host time on a GPU, runs with --device cpu."""
-    script = Path(__file__).resolve().parent.parent / "scripts" / "gpu_host.py"
-    done = subprocess.run(
-        [sys.executable, str(script), "--device", "cpu", "--repeats", "5", "--top", "3"],
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+INTERPRETED = {"TRITON_INTERPRET": "1", "BPTT_ENGINE": "triton"}  # the CUDA sweeps' path on the CPU
+
+
+def run_script(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """scripts/`name` with `args` in this Python, `env` over this environment."""
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS / name), *args],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
+        env={**os.environ, **(env or {})},
     )
+
+
+def test_the_host_profile_script_runs_on_the_cpu() -> None:
+    """scripts/gpu_host.py, which profiles a call's host time on a GPU, runs with --device cpu."""
+    done = run_script("gpu_host.py", "--device", "cpu", "--repeats", "5", "--top", "3")
     assert done.returncode == 0, done.stderr
     times = re.findall(r"== (bptt\.LSTM|torch\.nn\.LSTM), T = 1: (\d+) µs", done.stdout)
     assert [name for name, _ in times] == ["bptt.LSTM", "torch.nn.LSTM"]
@@ -222,22 +231,12 @@ def test_the_host_profile_script_runs_on_the_cpu() -> None:
 def test_the_host_profile_script_stubs_the_cuda_kernels_on_the_cpu() -> None:
     """--stub: the CUDA sweeps' host path, each launch a no-op, its operators counted (Triton needed)."""
     pytest.importorskip("triton")
-    script = Path(__file__).resolve().parent.parent / "scripts" / "gpu_host.py"
-    argv = [sys.executable, str(script), "--device", "cpu", "--stub", "--batch", "2", "--hidden", "8"]
-    env = {**os.environ, "TRITON_INTERPRET": "1", "BPTT_ENGINE": "triton"}
-    done = subprocess.run(
-        [*argv, "--steps", "5", "--repeats", "3", "--top", "3"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env,
-    )
+    argv = ["--device", "cpu", "--stub", "--batch", "2", "--hidden", "8"]
+    done = run_script("gpu_host.py", *argv, "--steps", "5", "--repeats", "3", "--top", "3", env=INTERPRETED)
     assert done.returncode == 0, done.stderr
     every, rest = (int(n) for n in re.findall(r"(\d+) operators, (\d+) of them not views", done.stdout)[0])
     assert 0 < rest < every  # bptt.LSTM: the tape's views, no kernel behind the sweeps
-    plain = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "BPTT_ENGINE")}
-    refused = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False, env=plain)
+    refused = run_script("gpu_host.py", *argv, env={"TRITON_INTERPRET": "0", "BPTT_ENGINE": "auto"})
     assert refused.returncode == 2 and "--stub needs" in refused.stderr
 
 
@@ -250,24 +249,22 @@ def test_the_gpu_tuning_script_runs_in_the_interpreter_and_names_real_settings(t
 
     from bptt.engine import gpu
 
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "TRITON_INTERPRET": "1", "BPTT_ENGINE": "triton"}
-    script = str(root / "scripts" / "gpu_tune.py")
-    argv = [sys.executable, script, "--dry-run", "--repeats", "1", "--out", str(tmp_path)]
-    done = subprocess.run(
-        [*argv, "--settings", "auto (the default);autotune"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env,
-    )
+    argv = [
+        "--dry-run",
+        "--repeats",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--settings",
+        "auto (the default);autotune",
+    ]
+    done = run_script("gpu_tune.py", *argv, env=INTERPRETED)
     assert done.returncode == 0, done.stderr
     rows = json.loads((tmp_path / "gpu_tune.json").read_text())["sweeps"]
     assert [row["setting"] for row in rows] == ["auto (the default)", "autotune"]
     assert all(row["error"] < 1e-5 for row in rows)
     assert set(rows[1]["tuned"]) == {"forward", "backward"}
-    spec = importlib.util.spec_from_file_location("gpu_tune", root / "scripts" / "gpu_tune.py")
+    spec = importlib.util.spec_from_file_location("gpu_tune", SCRIPTS / "gpu_tune.py")
     assert spec is not None and spec.loader is not None
     tune = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tune)
@@ -277,6 +274,6 @@ def test_the_gpu_tuning_script_runs_in_the_interpreter_and_names_real_settings(t
                 assert key in (*gpu.SETTINGS, "AUTOTUNE"), (name, key)
                 m.setattr(gpu, key, value)
             gpu.available(torch.zeros(1))  # raises on a value out of range
-    asked = re.search(r'--settings "([^"]+)"', (root / "scripts" / "gpu_check.sh").read_text())
+    asked = re.search(r'--settings "([^"]+)"', (SCRIPTS / "gpu_check.sh").read_text())
     assert asked is not None
     assert set(asked[1].split(";")) <= set(tune.SETTINGS)
