@@ -285,8 +285,8 @@ def _gate_recurrence_matrix(W_gg: Tensor, H: int) -> Tensor:
 
 
 def persistent(step: Any) -> bool:
-    """Whether this step runs the persistent kernels (split or not): every cell but the LSTM's FGR and
-    projections."""
+    """Whether this step runs the persistent kernels (split or not) under the loop setting: where it has
+    them (`persistent_kind`) and BPTT_TRITON_LOOP is not per-step."""
     if _setting("LOOP") == "per-step":
         return False
     return persistent_kind(step)
