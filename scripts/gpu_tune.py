@@ -137,7 +137,7 @@ def sweep_table(
                 }
                 row["ratio"] = row["ms"] / row["cudnn_ms"]
                 if gpu.AUTOTUNE == "1":  # what it chose, forward and backward
-                    row["tuned"] = {entry.key[0]: entry.label for entry in gpu.tuned()}
+                    row["tuned"] = {entry.key.direction: entry.label for entry in gpu.tuned()}
             except Exception as exc:  # a setting that fails to compile or run: say so, go on
                 row = {
                     "cell": cell,

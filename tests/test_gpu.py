@@ -391,9 +391,9 @@ def test_autotuning_times_each_candidate_once_and_runs_the_fastest(monkeypatch) 
         "loop split, backward accumulators 2",
     ]
     (forward, backward) = gpu.tuned()
-    assert forward.key[0] == "forward" and forward.choice == fast_forward
+    assert forward.key.direction == "forward" and forward.choice == fast_forward
     assert forward.times == {name: times[name] for name in calls[:3]}
-    assert backward.key[0] == "backward" and backward.label == "loop split, backward accumulators 2"
+    assert backward.key.direction == "backward" and backward.label == "loop split, backward accumulators 2"
     # what ran is the fastest candidate's sweep, bit for bit
     gpu.autotune(False)
     gpu.LOOP, gpu.ACCUMULATORS, gpu.BACKWARD_ACCUMULATORS = "split", 2, 2

@@ -597,6 +597,18 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> Benc
     if cfg.watch:
         say(f"the watched training step at (B, T, I, H) = {cfg.watch_shape}")
         result.watch = bench_watch(cfg, device)
+    if device.type == "cuda" and gpu.AUTOTUNE == "1":  # what autotuning chose, each kind of sweep
+        result.machine["autotuned"] = [
+            {
+                "sweep": t.key.direction,
+                "step": t.key.step.__name__,
+                "batch": t.key.batch,
+                "hidden": t.key.hidden,
+                "steps up to": t.key.steps,
+                "choice": t.label,
+            }
+            for t in gpu.tuned()
+        ]
     return result
 
 

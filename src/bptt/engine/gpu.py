@@ -898,18 +898,32 @@ def backward_sweep(
 # -- autotuning ----------------------------------------------------------------------------------------
 
 
-class Tuned(NamedTuple):
-    """One kind of sweep as autotuning timed it: which (`key`: direction, step type and constants,
-    parameters, batch, hidden size, steps rounded up to a power of two, dtype, device, the settings
-    as set), each candidate's milliseconds or why it failed, and the candidate chosen."""
+class Kind(NamedTuple):
+    """A kind of sweep, as autotuning tells them apart."""
 
-    key: tuple[Any, ...]
+    direction: str  # "forward" or "backward"
+    step: type
+    constants: tuple[str, Any]  # the LSTM's variant, the Elman RNN's nonlinearity
+    params: tuple[str, ...]  # the parameters' names: biases, peepholes
+    batch: int
+    hidden: int
+    steps: int  # the sequence length rounded up to a power of two
+    dtype: torch.dtype
+    device: str
+    settings: tuple[Any, ...]  # the module's `SETTINGS` as set
+
+
+class Tuned(NamedTuple):
+    """One kind of sweep as autotuning timed it: each candidate's milliseconds or why it failed, and
+    the candidate chosen."""
+
+    key: Kind
     times: dict[str, float | str]
     choice: dict[str, Any]
     label: str
 
 
-_tuned: dict[tuple[Any, ...], Tuned] = {}
+_tuned: dict[Kind, Tuned] = {}
 R = TypeVar("R")
 
 
@@ -965,7 +979,7 @@ def _time_ms(run: Callable[[], Any], like: Tensor) -> float:
     return float(begin.elapsed_time(end)) / 3
 
 
-def _tune(direction: str, run: Callable[[], Any], like: Tensor, key: tuple[Any, ...]) -> Tuned:
+def _tune(direction: str, run: Callable[[], Any], like: Tensor, key: Kind) -> Tuned:
     """Time every candidate of this direction; the fastest. The settings as set come first and fail as
     they would untuned; another candidate that fails (a kernel that does not compile for this GPU, a
     grid barrier that gave up) is left out, its error kept in `Tuned.times`, and what it changed on
@@ -1008,11 +1022,10 @@ def _tuned_call(direction: str, step: Step, run: Callable[[], R], like: Tensor, 
     if AUTOTUNE != "1" or not persistent_kind(step):
         return run()
     T, B = like.shape[0], like.shape[1]
-    key = (
+    key = Kind(
         direction,
         type(step),
-        repr(getattr(step, "variant", None)),
-        getattr(step, "nonlinearity", None),
+        (repr(getattr(step, "variant", None)), getattr(step, "nonlinearity", None)),
         tuple(sorted(p)),
         B,
         int(p["weight_hh"].shape[1]),
