@@ -44,53 +44,38 @@ def _accumulating(blocks: dict[str, Any]) -> dict[str, Any]:
 def _split_blocks(
     H: int, dtype: Any, backward: bool = False, gates: bool = True, *, loop: str
 ) -> dict[str, Any]:
-    """`gpu._blocks` for one of `LOOPS` (or one of `BARRIERS`: split, with that barrier), with a split
-    launch's share of one tile of 16 units per program as `gpu._persistent` binds it."""
+    """`gpu._blocks` for one of `LOOPS` (or one of `BARRIERS`: split, with that barrier), bound as
+    `_bound` binds it."""
     from .engine import gpu
 
     split = loop != "persistent"
     blocks = gpu._blocks(H, dtype, backward, gates, split=split, resident=loop == "resident")
     tiles = blocks["TILES"]
-    tiles = tiles._replace(BARRIER=loop if loop in BARRIERS else tiles.BARRIER)
-    if tiles.RESIDENT:
-        fits = gpu.resident_tiles(H, tiles.BLOCK_H, dtype.itemsize)
-        assert fits is not None
-        units, hp, num_warps = fits
-        blocks.update(num_warps=num_warps, TILES=tiles._replace(UNITS=units, BLOCK_H=units, HP=hp))
-    elif split:
-        blocks["TILES"] = tiles._replace(UNITS=tiles.BLOCK_H)
-    return _resolved(blocks, H)
+    blocks["TILES"] = tiles._replace(BARRIER=loop if loop in BARRIERS else tiles.BARRIER)
+    return _bound(blocks, H, dtype)
 
 
-def _resolved(blocks: dict[str, Any], H: int) -> dict[str, Any]:
-    """`blocks` with the barrier resolved as `gpu._persistent` resolves it for one tile a program."""
+def _bound(blocks: dict[str, Any], H: int, dtype: Any) -> dict[str, Any]:
+    """`blocks` bound as `gpu._persistent` binds them (`gpu.bind`): split, one tile of units a program;
+    else one program a block of rows."""
     from .engine import gpu
 
     tiles = blocks["TILES"]
-    parts = -(-H // tiles.UNITS) if tiles.SPLIT else 1
-    return {**blocks, "TILES": tiles._replace(BARRIER=gpu.barrier_for(tiles.BARRIER, parts))}
+    units = tiles.BLOCK_H if tiles.SPLIT else H
+    return gpu.bind(blocks, H, units, -(-H // units), dtype.itemsize)[0]
 
 
 def _candidate_blocks(
     candidate: dict[str, Any], H: int, dtype: Any, backward: bool, G: int
 ) -> dict[str, Any]:
     """`gpu._blocks` under one of autotuning's candidates (gpu.FORWARD_CANDIDATES,
-    gpu.BACKWARD_CANDIDATES), bound as `gpu._persistent` binds a split launch of one tile a program."""
+    gpu.BACKWARD_CANDIDATES), bound as `_bound` binds it."""
     from .engine import gpu
 
     token = gpu._chosen.set(candidate)
     try:
-        itemsize = dtype.itemsize
-        blocks = gpu._blocks(H, dtype, backward, G > 1, weight_bytes=G * H * H * itemsize)
-        tiles = blocks["TILES"]
-        fits = gpu.resident_tiles(H, tiles.BLOCK_H, itemsize) if tiles.RESIDENT else None
-        if fits is not None:
-            units, hp, num_warps = fits
-            tiles = tiles._replace(UNITS=units, BLOCK_H=units, HP=hp)
-            blocks.update(num_warps=gpu._setting("WARPS") or num_warps, TILES=tiles)
-        elif tiles.SPLIT:
-            blocks["TILES"] = tiles._replace(UNITS=tiles.BLOCK_H, RESIDENT=False)
-        return _resolved(blocks, H)
+        blocks = gpu._blocks(H, dtype, backward, G > 1, weight_bytes=G * H * H * dtype.itemsize)
+        return _bound(blocks, H, dtype)
     finally:
         gpu._chosen.reset(token)
 

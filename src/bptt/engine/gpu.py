@@ -345,6 +345,26 @@ def resident_tiles(H: int, units: int, itemsize: int) -> tuple[int, int, int] | 
     return units, hp, 4 if size <= 32 * 1024 else 8
 
 
+def bind(blocks: dict[str, Any], H: int, units: int, parts: int, itemsize: int) -> tuple[dict[str, Any], int]:
+    """`_blocks` as a launch of `parts` programs a block of rows, each computing `units` units, binds
+    them, and its programs a block: a resident sweep one tile a program, a power of two wide, where
+    W_hh's rows fit (`resident_tiles`), else not resident; the barrier resolved (`barrier_for`)."""
+    tiles = blocks["TILES"]
+    resident = resident_tiles(H, units, itemsize) if tiles.RESIDENT else None
+    if resident is not None:
+        units, hp, num_warps = resident
+        parts = triton_cdiv(H, units)
+        bound = {
+            **blocks,
+            "num_warps": _setting("WARPS") or num_warps,
+            "TILES": tiles._replace(UNITS=units, BLOCK_H=units, HP=hp),
+        }
+    else:
+        bound = {**blocks, "TILES": tiles._replace(UNITS=units, RESIDENT=False)}
+    bound["TILES"] = bound["TILES"]._replace(BARRIER=barrier_for(tiles.BARRIER, parts))
+    return bound, parts
+
+
 def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tensor) -> Callable[..., None]:
     """A persistent kernel's launch over its `split_grid`, with its tiles, launch options and zeroed
     `sync` flags (kernels._sync) bound. Split only on a GPU: Triton's interpreter runs programs one
@@ -361,19 +381,7 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
         if tiles.SPLIT
         else _unused_flags(like.device)
     )
-    resident = resident_tiles(H, units, like.element_size()) if tiles.RESIDENT else None
-    if resident is not None:  # one tile a program, a power of two wide
-        units, hp, num_warps = resident
-        parts = triton_cdiv(H, units)
-        bound = {
-            **blocks,
-            "num_warps": _setting("WARPS") or num_warps,
-            "TILES": tiles._replace(UNITS=units, BLOCK_H=units, HP=hp),
-        }
-    else:
-        bound = {**blocks, "TILES": tiles._replace(UNITS=units, RESIDENT=False)}
-    bound["TILES"] = bound["TILES"]._replace(BARRIER=barrier_for(tiles.BARRIER, parts))
-
+    bound, parts = bind(blocks, H, units, parts, like.element_size())
     barrier = split and parts > 1  # programs that wait on each other every step
     polled = tiles.SPLIT and bound["TILES"].BARRIER == "data"
 
