@@ -169,6 +169,47 @@ def test_the_other_barriers_give_the_same_numbers(barrier: str, dtype: torch.dty
     interpreted(model, torch.randn(3, 17, 2, dtype=dtype), dtype)
 
 
+# (cell, loop+barrier, dtype, accumulators): each barrier in the split loop, the resident loop (W_hh's
+# rows on chip) with the two the default picks between, each cell's own exchange of h_t and ∂L/∂gh_t
+CONCURRENT = [
+    ("lstm", "split+counter", torch.float64, 1),
+    ("lstm", "split+flags", torch.float64, 1),
+    ("lstm", "split+data", torch.float32, 1),
+    ("lstm", "resident+counter", torch.float64, 1),
+    ("lstm", "resident+data", torch.float64, 4),
+    ("gru", "split+counter", torch.float64, 1),
+    ("gru", "resident+data", torch.float64, 1),
+    ("rnn", "split+flags", torch.float64, 1),
+    ("rnn", "resident+data", torch.float64, 1),
+]
+
+
+@pytest.mark.gpu_interpret
+@needs_triton
+@pytest.mark.parametrize(
+    ("kind", "loop", "dtype", "accumulators"),
+    [pytest.param(*c, id=f"{c[0]}-{c[1]}-{str(c[2])[6:]}-acc{c[3]}") for c in CONCURRENT],
+)
+def test_split_sweeps_with_their_programs_running_at_once(kind, loop, dtype, accumulators) -> None:
+    """The split sweeps as on a GPU: each block of rows' units spread over 3 programs (H = 40, tiles of
+    16) that exchange h_t and ∂L/∂gh_t every step through a grid barrier or by polling, all 6
+    programs (B = 17: two blocks) running at once in threads (tests/concurrent_programs.py), the odd
+    ones' stores late; both directions against the PyTorch loop. Sabotaged, a barrier that lets a
+    program pass early, or polled buffers not filled beforehand, fail these."""
+    if not gpu.interpreting():
+        pytest.skip("runs Triton's interpreter on CPU tensors (TRITON_INTERPRET=1)")
+    from concurrent_programs import concurrent_programs
+
+    use_loop(loop)
+    gpu.ACCUMULATORS = gpu.BACKWARD_ACCUMULATORS = accumulators
+    torch.manual_seed(0)
+    cls = {"rnn": bptt.RNN, "gru": bptt.GRU, "lstm": bptt.LSTM}[kind]
+    model = cls(2, 40, bidirectional=True, dtype=dtype)
+    with concurrent_programs(sms=8) as grid:
+        interpreted(model, torch.randn(3, 17, 2, dtype=dtype), dtype)
+    assert grid.most_at_once == 2 * 3
+
+
 if gpu.kernels() is not None:
     import triton
     import triton.language as tl

@@ -368,13 +368,19 @@ def bind(blocks: dict[str, Any], H: int, units: int, parts: int, itemsize: int) 
 def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tensor) -> Callable[..., None]:
     """A persistent kernel's launch over its `split_grid`, with its tiles, launch options and zeroed
     `sync` flags (kernels._sync) bound. Split only on a GPU: Triton's interpreter runs programs one
-    after another, so there one program a block computes all its units. A resident sweep whose rows
-    of W_hh do not fit on chip runs split. Split launches are cooperative (see `check_barriers`)."""
+    after another, so there one program a block computes all its units (unless `_interpreter_sms`).
+    A resident sweep whose rows of W_hh do not fit on chip runs split. Split launches are
+    cooperative on a GPU (see `check_barriers`)."""
     k = kernels()
     assert k is not None
     tiles = blocks["TILES"]
-    split = tiles.SPLIT and like.device.type == "cuda"
-    sms = torch.cuda.get_device_properties(like.device).multi_processor_count if split else None
+    on_gpu = like.device.type == "cuda"
+    split = tiles.SPLIT and (on_gpu or _interpreter_sms is not None)
+    sms = (
+        (torch.cuda.get_device_properties(like.device).multi_processor_count if on_gpu else _interpreter_sms)
+        if split
+        else None
+    )
     rows, parts, units = split_grid(B, H, tiles.BLOCK_B, tiles.BLOCK_H, sms, k.MAX_PARTS.value)
     sync = (
         torch.zeros(rows * k.MAX_PARTS.value + 1, dtype=torch.int32, device=like.device)
@@ -394,7 +400,7 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
             kernel[(rows, parts)](*args, sync=sync, **kwargs, **bound)
             return
         global _cooperative
-        if _cooperative:
+        if _cooperative and on_gpu:
             try:
                 kernel[(rows, parts)](*args, sync=sync, **kwargs, **bound, launch_cooperative_grid=True)
             except Exception as err:  # a driver without cooperative launches: wait on each launch instead
@@ -430,6 +436,10 @@ _STUCK = (
 # waiting, and `check_barriers` raises if one gave up: at the next launch, and when a trace is built
 # (which waits for them all).
 _cooperative = True
+# In Triton's interpreter, the SMs a split launch spreads a block's units over, as on a GPU; None (the
+# default) computes a block's units in one program, since the interpreter runs programs one after
+# another. Set only where each program runs in a thread of its own (tests/concurrent_programs.py).
+_interpreter_sms: int | None = None
 _unchecked: list[tuple[torch.cuda.Event, Tensor]] = []
 
 

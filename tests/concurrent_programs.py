@@ -1,0 +1,143 @@
+"""Triton's interpreter with every program of a launch running at once, each in a thread of its own.
+
+The interpreter runs a launch's programs one after another, so a split sweep, whose programs wait
+for each other every step (a grid barrier, or polling what the others wrote), cannot run there: the
+first program would wait for a second that has not started. `concurrent_programs(sms)` runs each
+program in its own thread, all started before any is waited for, as a cooperative launch starts
+them on a GPU, and lets `gpu._persistent` split a block's units over up to `sms` programs in the
+interpreter (`gpu._interpreter_sms`): the split sweeps' exchange between programs then runs on the
+CPU, in the test suite, instead of only on a GPU.
+
+Threads share the interpreter's one builder; the program a thread runs (`tl.program_id`) is made
+per-thread, and the builder's other state is set once a launch. The interpreter's atomics are
+C++ atomics on the tensors' memory; volatile loads read it afresh. Python's switch interval is
+shortened so that a program polling for another's values gives it the interpreter soon, and a
+barrier gives up after `spin_limit` polls instead of the GPU's millions (a hung test would
+otherwise poll for hours). Pinned to the GridExecutor of triton==3.6.0 (constraints.txt).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import itertools
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import triton
+import triton.language as tl
+from triton.runtime import interpreter
+
+from bptt.engine import gpu, kernels
+
+_local = threading.local()
+
+
+class _Builder(interpreter.InterpreterBuilder):
+    """The interpreter's builder with the running program's index per thread, and the stores of every
+    other program of a block (odd index along the grid's axis 1) made late by `lag` seconds each."""
+
+    lag = 0.0
+
+    @property  # type: ignore[override]
+    def grid_idx(self) -> tuple[int, int, int] | None:
+        return getattr(_local, "grid_idx", None)
+
+    @grid_idx.setter
+    def grid_idx(self, idx: tuple[int, int, int] | None) -> None:
+        _local.grid_idx = idx
+
+    def create_masked_store(self, ptrs, value, mask, cache_modifier, eviction_policy):  # type: ignore[no-untyped-def]
+        idx = self.grid_idx
+        if self.lag and idx is not None and idx[1] % 2 == 1:
+            time.sleep(self.lag)
+        return super().create_masked_store(ptrs, value, mask, cache_modifier, eviction_policy)
+
+
+class _ConcurrentGrid(interpreter.GridExecutor):
+    """interpreter.GridExecutor.__call__ with the loop over the grid replaced by one thread a program."""
+
+    most_at_once = 0  # the most programs of one launch seen running at once, over the context
+
+    def __call__(self, *args_dev, **kwargs):  # type: ignore[no-untyped-def]
+        argspec = inspect.getfullargspec(self.fn)
+        kwargs = {k: v for k, v in kwargs.items() if k in argspec.args}
+        args_hst, kwargs_hst = self._init_args_hst(args_dev, kwargs)
+        for hook in self.pre_run_hooks:
+            hook(*args_hst, **kwargs_hst)
+        patch_scope = interpreter._patch_lang(self.fn)
+        try:
+            args = inspect.getcallargs(self.fn, *args_hst, **kwargs_hst)
+            args = {
+                name: arg if name in self.constexprs else interpreter._implicit_cvt(arg)
+                for name, arg in args.items()
+            }
+            grid = self.grid(args) if callable(self.grid) else self.grid
+            grid = tuple(grid) + (1,) * (3 - len(grid))
+            interpreter.interpreter_builder.set_grid_dim(*grid)
+            errors: list[BaseException] = []
+            alive = [0]
+            lock = threading.Lock()
+
+            def program(idx: tuple[int, int, int]) -> None:
+                interpreter.interpreter_builder.grid_idx = idx
+                with lock:
+                    alive[0] += 1
+                    _ConcurrentGrid.most_at_once = max(_ConcurrentGrid.most_at_once, alive[0])
+                try:
+                    self.fn(**args)
+                except BaseException as err:  # re-raised by the launching thread
+                    errors.append(err)
+                finally:
+                    with lock:
+                        alive[0] -= 1
+
+            threads = [
+                threading.Thread(target=program, args=(idx,), daemon=True)
+                for idx in itertools.product(*(range(n) for n in grid))
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            if errors:
+                raise interpreter.InterpreterError(repr(errors[0])) from errors[0]
+        finally:
+            patch_scope.restore()
+        self._restore_args_dev(args_dev, args_hst, kwargs, kwargs_hst)
+
+
+@contextlib.contextmanager
+def concurrent_programs(
+    sms: int = 8, spin_limit: int = 20_000, lag: float = 0.05
+) -> Iterator[type[_ConcurrentGrid]]:
+    """Within: each launch's programs run at once, one thread each, and the split sweeps spread a
+    block's units over up to `sms` programs in the interpreter; yields the executor class, whose
+    `most_at_once` counts the most programs seen running together.
+
+    Every other program of a block stores each value `lag` seconds late, so that a program that
+    read another's values before they were written (a barrier that let it pass too early) reads
+    them stale, and the numbers come out wrong, rather than by luck of the threads' timing right."""
+    if not gpu.interpreting():
+        raise RuntimeError("concurrent_programs runs Triton's interpreter (TRITON_INTERPRET=1)")
+    if triton.__version__ != "3.6.0":
+        raise RuntimeError(
+            f"concurrent_programs copies triton 3.6.0's GridExecutor, found {triton.__version__}"
+        )
+    builder = interpreter.interpreter_builder
+    saved = (builder.__class__, interpreter.GridExecutor, gpu._interpreter_sms, kernels.SPIN_LIMIT)
+    switch = sys.getswitchinterval()
+    builder.__class__ = _Builder
+    interpreter.GridExecutor = _ConcurrentGrid
+    gpu._interpreter_sms = sms
+    kernels.SPIN_LIMIT = tl.constexpr(spin_limit)  # the interpreter reads it at run time
+    _ConcurrentGrid.most_at_once = 0
+    _Builder.lag = lag
+    sys.setswitchinterval(1e-4)
+    try:
+        yield _ConcurrentGrid
+    finally:
+        sys.setswitchinterval(switch)
+        builder.__class__, interpreter.GridExecutor, gpu._interpreter_sms, kernels.SPIN_LIMIT = saved
