@@ -77,6 +77,14 @@ SETTINGS: dict[str, dict[str, object]] = {
         "ACCUMULATORS": 8,
         "BACKWARD_ACCUMULATORS": 8,
     },
+    # the forward's products as IEEE float32 FMAs (as the backward's), on 8 warps, and as two partial sums
+    "auto, ieee forward, 8 warps": {"LOOP": "auto", "PRECISION": "ieee", "WARPS": 8},
+    "auto, ieee forward, 2 accumulators, 8 warps": {
+        "LOOP": "auto",
+        "PRECISION": "ieee",
+        "ACCUMULATORS": 2,
+        "WARPS": 8,
+    },
     # the fastest of gpu.FORWARD_CANDIDATES and gpu.BACKWARD_CANDIDATES at each shape, timed at its first call
     "autotune": {"AUTOTUNE": "1"},
     # what the forward's products cost: one TF32 pass (cuDNN's float32 accuracy, not bptt's)

@@ -352,6 +352,20 @@ def test_gradients_reach_the_initial_state_from_the_final_one(kind: str, loop: s
             assert rel_err(fast, slow) < TOL[torch.float64]
 
 
+def test_every_autotuning_candidate_sets_real_settings_to_valid_values(monkeypatch) -> None:
+    """gpu.FORWARD_CANDIDATES and BACKWARD_CANDIDATES: each name a setting of the persistent sweeps,
+    each value one `gpu.available` accepts, no two candidates alike."""
+    for candidates in (gpu.FORWARD_CANDIDATES, gpu.BACKWARD_CANDIDATES):
+        assert len({gpu.label(c) for c in candidates}) == len(candidates)
+        for candidate in candidates:
+            with monkeypatch.context() as m:
+                for key, value in candidate.items():
+                    assert key in gpu.SETTINGS, (candidate, key)
+                    m.setattr(gpu, key, value)
+                with native.use_engine("auto"):  # checks each setting (without Triton, returns False)
+                    gpu.available(torch.zeros(1))
+
+
 @needs_triton
 def test_accumulators_halve_until_each_part_is_16_deep() -> None:
     from bptt.engine import kernels

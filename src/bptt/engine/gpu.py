@@ -122,8 +122,8 @@ BACKWARD_ACCUMULATORS = int(os.environ.get("BPTT_TRITON_BACKWARD_ACCUMULATORS", 
 # sweeps under each of the settings below, on the user's own GPU, and keeps the fastest for the later
 # sweeps of that kind, as torch.backends.cudnn.benchmark does for cuDNN's algorithms. Every candidate
 # computes the same sweep to float32 rounding (the CUDA tests hold each to float64); the loop, barrier,
-# warps and accumulators are the candidates' (the other settings stay as set); forward and backward
-# are tuned apart. Off by default: the first call of each shape compiles and times them all.
+# warps, accumulators and, forward, float32 products as tf32x3 or IEEE FMAs are the candidates' (the
+# other settings stay as set); forward and backward are tuned apart. Off by default: the first call of each shape compiles and times them all.
 AUTOTUNE = os.environ.get("BPTT_TRITON_AUTOTUNE", "0")
 
 
@@ -139,6 +139,11 @@ FORWARD_CANDIDATES: tuple[dict[str, Any], ...] = (
     {"LOOP": "persistent"},
     *_with_each_barrier("resident", {}, {"ACCUMULATORS": 8}),
     {"LOOP": "resident", "BARRIER": "data", "ACCUMULATORS": 8, "WARPS": 8},
+    # IEEE float32 FMAs, as the backward's products (which ran faster so than tf32x3): on 8 warps no
+    # spills at H = 64 to 256 but 32 B at 128 (LSTM, sm_90), where two partial sums a thread spill
+    # none (but 160–216 B at 200 and 256); the Elman forward's default spills 160–168 B there, these none
+    *_with_each_barrier("resident", {"PRECISION": "ieee", "WARPS": 8}),
+    {"LOOP": "resident", "BARRIER": "data", "PRECISION": "ieee", "ACCUMULATORS": 2, "WARPS": 8},
 )
 BACKWARD_CANDIDATES: tuple[dict[str, Any], ...] = (
     {},
