@@ -10,10 +10,10 @@ CPU, in the test suite, instead of only on a GPU.
 
 Threads share the interpreter's one builder; the program a thread runs (`tl.program_id`) is made
 per-thread, and the builder's other state is set once a launch. The interpreter's atomics are
-C++ atomics on the tensors' memory; volatile loads read it afresh. Python's switch interval is
-shortened so that a program polling for another's values gives it the interpreter soon, and a
-barrier gives up after `spin_limit` polls instead of the GPU's millions (a hung test would
-otherwise poll for hours). Pinned to the GridExecutor of triton==3.6.0 (constraints.txt).
+C++ atomics on the tensors' memory; volatile loads read it afresh. A program sleeps briefly before
+each poll (a volatile load, an atomic) and Python's switch interval is shortened, so that a program
+polling for another's values leaves it the interpreter, and a barrier gives up after `spin_limit`
+polls instead of the GPU's millions (a hung test would otherwise poll for hours). Pinned to the GridExecutor of triton==3.6.0 (constraints.txt).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from triton.runtime import interpreter
 from bptt.engine import gpu, kernels
 
 _local = threading.local()
+POLL_PAUSE = 1e-4  # seconds a program sleeps before each poll, leaving the interpreter to the others
 
 
 class _Builder(interpreter.InterpreterBuilder):
@@ -48,6 +49,16 @@ class _Builder(interpreter.InterpreterBuilder):
     @grid_idx.setter
     def grid_idx(self, idx: tuple[int, int, int] | None) -> None:
         _local.grid_idx = idx
+
+    # a program that polls (a volatile load, an atomic) lets the others have the interpreter first
+    def create_masked_load(self, ptrs, mask, other, cache_modifier, eviction_policy, is_volatile):  # type: ignore[no-untyped-def]
+        if is_volatile:
+            time.sleep(POLL_PAUSE)
+        return super().create_masked_load(ptrs, mask, other, cache_modifier, eviction_policy, is_volatile)
+
+    def create_atomic_rmw(self, rmwOp, ptr, val, mask, sem, scope):  # type: ignore[no-untyped-def]
+        time.sleep(POLL_PAUSE)
+        return super().create_atomic_rmw(rmwOp, ptr, val, mask, sem, scope)
 
     def create_masked_store(self, ptrs, value, mask, cache_modifier, eviction_policy):  # type: ignore[no-untyped-def]
         idx = self.grid_idx
@@ -111,7 +122,7 @@ class _ConcurrentGrid(interpreter.GridExecutor):
 
 @contextlib.contextmanager
 def concurrent_programs(
-    sms: int = 8, spin_limit: int = 20_000, lag: float = 0.05
+    sms: int = 8, spin_limit: int = 100_000, lag: float = 0.05
 ) -> Iterator[type[_ConcurrentGrid]]:
     """Within: each launch's programs run at once, one thread each, and the split sweeps spread a
     block's units over up to `sms` programs in the interpreter; yields the executor class, whose
