@@ -85,6 +85,15 @@ SETTINGS: dict[str, dict[str, object]] = {
         "ACCUMULATORS": 2,
         "WARPS": 8,
     },
+    # the LSTM backward's programs exchange partial sums of ∂L/∂h_{t−1} from W_hh's rows kept on chip
+    # (BPTT_TRITON_BACKWARD_EXCHANGE=partials), as IEEE FMAs and as three TF32 passes on 8 warps
+    "auto, partials backward": {"LOOP": "auto", "BACKWARD_EXCHANGE": "partials"},
+    "auto, partials backward, tf32x3, 8 warps": {
+        "LOOP": "auto",
+        "BACKWARD_EXCHANGE": "partials",
+        "BACKWARD_PRECISION": "tf32x3",
+        "BACKWARD_WARPS": 8,
+    },
     # the fastest of gpu.FORWARD_CANDIDATES and gpu.BACKWARD_CANDIDATES at each shape, timed at its first call
     "autotune": {"AUTOTUNE": "1"},
     # what the forward's products cost: one TF32 pass (cuDNN's float32 accuracy, not bptt's)

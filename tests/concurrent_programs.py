@@ -38,7 +38,8 @@ POLL_PAUSE = 1e-4  # seconds a program sleeps before each poll, leaving the inte
 
 class _Builder(interpreter.InterpreterBuilder):
     """The interpreter's builder with the running program's index per thread, and the stores of every
-    other program of a block (odd index along the grid's axis 1) made late by `lag` seconds each."""
+    other program of a block (odd index along the grid's axis 1), and its loads past L1 (".cg": what
+    the other programs wrote, read after a barrier), made late by `lag` seconds each."""
 
     lag = 0.0
 
@@ -54,6 +55,8 @@ class _Builder(interpreter.InterpreterBuilder):
     def create_masked_load(self, ptrs, mask, other, cache_modifier, eviction_policy, is_volatile):  # type: ignore[no-untyped-def]
         if is_volatile:
             time.sleep(POLL_PAUSE)
+        elif getattr(cache_modifier, "name", "") == "CG" and self._lagging():  # after a barrier
+            time.sleep(self.lag)
         return super().create_masked_load(ptrs, mask, other, cache_modifier, eviction_policy, is_volatile)
 
     def create_atomic_rmw(self, rmwOp, ptr, val, mask, sem, scope):  # type: ignore[no-untyped-def]
@@ -61,10 +64,13 @@ class _Builder(interpreter.InterpreterBuilder):
         return super().create_atomic_rmw(rmwOp, ptr, val, mask, sem, scope)
 
     def create_masked_store(self, ptrs, value, mask, cache_modifier, eviction_policy):  # type: ignore[no-untyped-def]
-        idx = self.grid_idx
-        if self.lag and idx is not None and idx[1] % 2 == 1:
+        if self._lagging():
             time.sleep(self.lag)
         return super().create_masked_store(ptrs, value, mask, cache_modifier, eviction_policy)
+
+    def _lagging(self) -> bool:
+        idx = self.grid_idx
+        return bool(self.lag) and idx is not None and idx[1] % 2 == 1
 
 
 class _ConcurrentGrid(interpreter.GridExecutor):
@@ -128,9 +134,10 @@ def concurrent_programs(
     block's units over up to `sms` programs in the interpreter; yields the executor class, whose
     `most_at_once` counts the most programs seen running together.
 
-    Every other program of a block stores each value `lag` seconds late, so that a program that
-    read another's values before they were written (a barrier that let it pass too early) reads
-    them stale, and the numbers come out wrong, rather than by luck of the threads' timing right."""
+    Every other program of a block stores each value, and reads each value the others wrote after
+    a barrier, `lag` seconds late, so that a program that reads another's values before they are
+    written (a barrier that let it pass too early), or overwrites them before the other has read
+    them, makes the numbers come out wrong, rather than by luck of the threads' timing right."""
     if not gpu.interpreting():
         raise RuntimeError("concurrent_programs runs Triton's interpreter (TRITON_INTERPRET=1)")
     if triton.__version__ != "3.6.0":

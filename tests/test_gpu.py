@@ -30,10 +30,12 @@ CELLS = (
 )
 
 
-# the GPU's time loops, and the split loop with each of its other grid barriers (`use_loop`)
+# the GPU's time loops, the split loop with each of its other grid barriers, and the resident loop
+# with the LSTM backward's partial sums (`use_loop`)
 LOOPS = [loop for loop in gpu.LOOPS if loop != "auto"] + [
     f"split+{barrier}" for barrier in gpu.BARRIERS if barrier not in ("flags", "auto")
 ]
+LOOPS.append("resident+partials")
 
 
 def with_loops(cells: list[tuple[str, dict]], persistent: set[str] | None = None) -> list:
@@ -74,15 +76,18 @@ def _loop_setting(monkeypatch):
     monkeypatch.setattr(gpu, "BARRIER", gpu.BARRIER)
     monkeypatch.setattr(gpu, "ACCUMULATORS", gpu.ACCUMULATORS)
     monkeypatch.setattr(gpu, "BACKWARD_ACCUMULATORS", gpu.BACKWARD_ACCUMULATORS)
+    monkeypatch.setattr(gpu, "BACKWARD_EXCHANGE", gpu.BACKWARD_EXCHANGE)
     monkeypatch.setattr(gpu, "AUTOTUNE", gpu.AUTOTUNE)
     monkeypatch.setattr(gpu, "_tuned", {})
 
 
 def use_loop(loop: str) -> None:
     """The time loop on the GPU: one launch per sweep (persistent, split over programs or not), or two
-    per step; "split+counter" and "split+data": split, with that grid barrier."""
+    per step; "split+counter" and "split+data": split, with that grid barrier; "resident+partials":
+    the LSTM backward exchanging partial sums of ∂L/∂h_{t−1} (the default barrier)."""
     gpu.LOOP, _, barrier = loop.partition("+")
-    gpu.BARRIER = barrier or "flags"
+    gpu.BACKWARD_EXCHANGE = "partials" if barrier == "partials" else "gates"
+    gpu.BARRIER = "auto" if barrier == "partials" else barrier or "flags"
 
 
 def traced(model, x, engine: str, hx=None):
@@ -169,45 +174,93 @@ def test_the_other_barriers_give_the_same_numbers(barrier: str, dtype: torch.dty
     interpreted(model, torch.randn(3, 17, 2, dtype=dtype), dtype)
 
 
-# (cell, loop+barrier, dtype, accumulators): each barrier in the split loop, the resident loop (W_hh's
-# rows on chip) with the two the default picks between, each cell's own exchange of h_t and ∂L/∂gh_t
+# (cell, loop+barrier, dtype, other settings): each barrier in the split loop, the resident loop (W_hh's
+# rows on chip) with the two the default picks between, each cell's own exchange of h_t and ∂L/∂gh_t,
+# and the LSTM backward's partial sums of ∂L/∂h_{t−1} (a slot a step, two slots, two for want of room)
+PARTIALS = {"BACKWARD_EXCHANGE": "partials"}
 CONCURRENT = [
-    ("lstm", "split+counter", torch.float64, 1),
-    ("lstm", "split+flags", torch.float64, 1),
-    ("lstm", "split+data", torch.float32, 1),
-    ("lstm", "resident+counter", torch.float64, 1),
-    ("lstm", "resident+data", torch.float64, 4),
-    ("gru", "split+counter", torch.float64, 1),
-    ("gru", "resident+data", torch.float64, 1),
-    ("rnn", "split+flags", torch.float64, 1),
-    ("rnn", "resident+data", torch.float64, 1),
+    ("lstm", "split+counter", torch.float64, {}),
+    ("lstm", "split+flags", torch.float64, {}),
+    ("lstm", "split+data", torch.float32, {}),
+    ("lstm", "resident+counter", torch.float64, {}),
+    ("lstm", "resident+data", torch.float64, {"ACCUMULATORS": 4, "BACKWARD_ACCUMULATORS": 4}),
+    ("lstm", "resident+data", torch.float32, PARTIALS),
+    ("lstm", "resident+flags", torch.float64, PARTIALS),
+    ("lstm", "resident+data", torch.float64, {**PARTIALS, "EXCHANGE_BYTES": 0}),
+    ("gru", "split+counter", torch.float64, {}),
+    ("gru", "resident+data", torch.float64, {}),
+    ("rnn", "split+flags", torch.float64, {}),
+    ("rnn", "resident+data", torch.float64, {}),
 ]
+
+
+def _concurrent_id(kind: str, loop: str, dtype: torch.dtype, settings: dict) -> str:
+    extra = "-".join(f"{k.lower()}={v}" for k, v in settings.items())
+    return f"{kind}-{loop}-{str(dtype)[6:]}" + (f"-{extra}" if extra else "")
 
 
 @pytest.mark.gpu_interpret
 @needs_triton
 @pytest.mark.parametrize(
-    ("kind", "loop", "dtype", "accumulators"),
-    [pytest.param(*c, id=f"{c[0]}-{c[1]}-{str(c[2])[6:]}-acc{c[3]}") for c in CONCURRENT],
+    ("kind", "loop", "dtype", "settings"), [pytest.param(*c, id=_concurrent_id(*c)) for c in CONCURRENT]
 )
-def test_split_sweeps_with_their_programs_running_at_once(kind, loop, dtype, accumulators) -> None:
+def test_split_sweeps_with_their_programs_running_at_once(kind, loop, dtype, settings, monkeypatch) -> None:
     """The split sweeps as on a GPU: each block of rows' units spread over 3 programs (H = 40, tiles of
-    16) that exchange h_t and ∂L/∂gh_t every step through a grid barrier or by polling, all 6
-    programs (B = 17: two blocks) running at once in threads (tests/concurrent_programs.py), the odd
-    ones' stores late; both directions against the PyTorch loop. Sabotaged, a barrier that lets a
-    program pass early, or polled buffers not filled beforehand, fail these."""
+    16) that exchange h_t and ∂L/∂gh_t (or partial sums of ∂L/∂h_{t−1}, in two slots or one a step)
+    every step through a grid barrier or by polling, all 6 programs (B = 17: two blocks) running at once in threads
+    (tests/concurrent_programs.py), the odd ones' stores late; both directions against the PyTorch
+    loop. Sabotaged, a barrier that lets a program pass early, or polled buffers not filled
+    beforehand, fail these."""
     if not gpu.interpreting():
         pytest.skip("runs Triton's interpreter on CPU tensors (TRITON_INTERPRET=1)")
     from concurrent_programs import concurrent_programs
 
     use_loop(loop)
-    gpu.ACCUMULATORS = gpu.BACKWARD_ACCUMULATORS = accumulators
+    for name, value in settings.items():
+        monkeypatch.setattr(gpu, name, value)
+    exchanged = _record_exchanges(monkeypatch)
     torch.manual_seed(0)
     cls = {"rnn": bptt.RNN, "gru": bptt.GRU, "lstm": bptt.LSTM}[kind]
     model = cls(2, 40, bidirectional=True, dtype=dtype)
+    steps = 4 if settings.get("BACKWARD_EXCHANGE") == "partials" else 3  # 4: a slot of two used again
     with concurrent_programs(sms=8) as grid:
-        interpreted(model, torch.randn(3, 17, 2, dtype=dtype), dtype)
+        interpreted(model, torch.randn(steps, 17, 2, dtype=dtype), dtype)
     assert grid.most_at_once == 2 * 3
+    if settings.get("BACKWARD_EXCHANGE") == "partials":  # every backward sweep exchanged partial sums
+        slots = steps if loop.endswith("data") and settings.get("EXCHANGE_BYTES") != 0 else 2
+        assert exchanged == [("partials", slots, 3)] * 2  # the two directions
+    else:
+        assert {e[0] for e in exchanged} <= {"gates"}
+
+
+def _record_exchanges(monkeypatch) -> list[tuple[str, int, int]]:
+    """What each LSTM backward launch exchanges: (TILES.EXCHANGE, slots, programs a block)."""
+    seen = []
+    exchange = gpu._exchange
+
+    def recorded(bound, steps, B, parts, H, like):
+        part, slots = exchange(bound, steps, B, parts, H, like)
+        seen.append((bound["TILES"].EXCHANGE, slots, parts))
+        return part, slots
+
+    monkeypatch.setattr(gpu, "_exchange", recorded)
+    return seen
+
+
+@pytest.mark.gpu_interpret
+@needs_triton
+@pytest.mark.parametrize("variant", [v for v in LSTM_VARIANTS if v != "fgr"])
+def test_partial_sums_of_the_backward_give_the_same_numbers(variant: str, monkeypatch) -> None:
+    """BPTT_TRITON_BACKWARD_EXCHANGE=partials in the resident loop: each program's ∂L/∂z_t (its units,
+    every gate block of the variant) times its rows of W_hh, summed, is ∂L/∂h_{t−1}; B = 17, H = 20
+    (one program a block here, the tile padded to 32 units)."""
+    use_loop("resident+data")
+    gpu.BACKWARD_EXCHANGE = "partials"
+    exchanged = _record_exchanges(monkeypatch)
+    torch.manual_seed(0)
+    model = bptt.LSTM(2, 20, variant=variant, bidirectional=True, dtype=torch.float64)
+    interpreted(model, torch.randn(3, 17, 2, dtype=torch.float64), torch.float64)
+    assert exchanged == [("partials", 3, 1)] * 2  # the two directions
 
 
 if gpu.kernels() is not None:

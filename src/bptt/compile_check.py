@@ -66,15 +66,18 @@ def _bound(blocks: dict[str, Any], H: int, dtype: Any) -> dict[str, Any]:
 
 
 def _candidate_blocks(
-    candidate: dict[str, Any], H: int, dtype: Any, backward: bool, G: int
+    candidate: dict[str, Any], H: int, dtype: Any, backward: bool, G: int, exchange: bool = False
 ) -> dict[str, Any]:
     """`gpu._blocks` under one of autotuning's candidates (gpu.FORWARD_CANDIDATES,
-    gpu.BACKWARD_CANDIDATES), bound as `_bound` binds it."""
+    gpu.BACKWARD_CANDIDATES), or other settings, bound as `_bound` binds it; `exchange`: the LSTM's
+    backward, which can exchange partial sums (gpu.BACKWARD_EXCHANGE)."""
     from .engine import gpu
 
     token = gpu._chosen.set(candidate)
     try:
-        blocks = gpu._blocks(H, dtype, backward, G > 1, weight_bytes=G * H * H * dtype.itemsize)
+        blocks = gpu._blocks(
+            H, dtype, backward, G > 1, weight_bytes=G * H * H * dtype.itemsize, exchange=exchange
+        )
         return _bound(blocks, H, dtype)
     finally:
         gpu._chosen.reset(token)
@@ -100,7 +103,8 @@ def _candidate_specs(dtype: str) -> Iterator[Spec]:
             ("backward", gpu.BACKWARD_CANDIDATES),
         ):
             for candidate in candidates:
-                blocks = _candidate_blocks(candidate, 128, torch_dtype, direction == "backward", G)
+                backward = direction == "backward"
+                blocks = _candidate_blocks(candidate, 128, torch_dtype, backward, G, cell == "lstm")
                 kernel = f"{cell}_{direction}_sweep"
                 extra = {} if kernel == "gru_backward_sweep" else constants
                 yield Spec(
@@ -164,6 +168,16 @@ def _specs(full: bool, dtype: str | None) -> Iterator[Spec]:
                             {**at, **_accumulating(blocks), "num_warps": 8},
                             f"lstm {name} H=128{_label(loop)} acc{ACCUMULATORS} 8 warps",
                         )
+                if "backward" in kernel:  # partial sums of ∂L/∂h_{t−1} (gpu.BACKWARD_EXCHANGE)
+                    for barrier in ("data", "counter") if name == "vanilla" else ("data",):
+                        partials = {"LOOP": "resident", "BARRIER": barrier, "BACKWARD_EXCHANGE": "partials"}
+                        blocks = _candidate_blocks(partials, 128, torch_dtype, True, c["V"].G, True)
+                        yield Spec(
+                            kernel,
+                            dtype,
+                            {**c, "H": 128, "REVERSE": False, **blocks},
+                            f"lstm {name} H=128 partials {barrier}",
+                        )
         yield Spec("gru_forward_step", dtype, dict(block), "gru")
         yield Spec("gru_backward_step", dtype, dict(block), "gru")
         for act_name, act in gpu.ACTIVATIONS.items() if full else [("tanh", 0)]:
@@ -223,7 +237,7 @@ def _signature(fn: Any, spec: Spec) -> dict[str, str]:
     for p in fn.params:
         if p.is_constexpr:
             sig[p.name] = "constexpr"
-        elif p.name in ("n", "T", "B", "H"):
+        elif p.name in ("n", "T", "B", "H", "slots"):
             sig[p.name] = "i32"
         elif p.name == "sync":  # the persistent sweeps' int32 barrier flags
             sig[p.name] = "*i32"

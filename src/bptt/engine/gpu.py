@@ -117,13 +117,25 @@ BACKWARD_WARPS = int(os.environ.get("BPTT_TRITON_BACKWARD_WARPS", "0"))
 # scripts/gpu_tune.py has measured it.
 ACCUMULATORS = int(os.environ.get("BPTT_TRITON_ACCUMULATORS", "1"))
 BACKWARD_ACCUMULATORS = int(os.environ.get("BPTT_TRITON_BACKWARD_ACCUMULATORS", "1"))
+# What the programs of a split LSTM backward exchange each step. "gates": each writes its units' part
+# of ∂L/∂gh_t, and reads all of it (G·H wide) and W_hh's columns for its units from L2 to compute
+# ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t there. "partials": each keeps its units' rows of W_hh on chip (as the
+# resident forward does; where they fit, else "gates"), multiplies its own part of ∂L/∂gh_t by them
+# into a partial sum over all H units, and adds up the block's partial sums for its units
+# (kernels._from_partials): at H = 128, 8 programs a block, a program reads 8 KB a step instead of
+# 32 KB of ∂L/∂gh_t and 32 KB of W_hh, and its product's inner dimension is 64 instead of 512. Under
+# the data barrier the partial sums of every step have a slot of their own (T · programs · B · H
+# values, up to EXCHANGE_BYTES, else the counter barrier), two slots otherwise. Not yet timed on a GPU.
+EXCHANGES = ("gates", "partials")
+BACKWARD_EXCHANGE = os.environ.get("BPTT_TRITON_BACKWARD_EXCHANGE", "gates")
+EXCHANGE_BYTES = 64 * 1024 * 1024
 
 # Autotuning ("1"; `autotune`): the first sweep of each cell, shape and dtype times the persistent
 # sweeps under each of the settings below, on the user's own GPU, and keeps the fastest for the later
 # sweeps of that kind, as torch.backends.cudnn.benchmark does for cuDNN's algorithms. Every candidate
 # computes the same sweep to float32 rounding (the CUDA tests hold each to float64); the loop, barrier,
-# warps, accumulators and, forward, float32 products as tf32x3 or IEEE FMAs are the candidates' (the
-# other settings stay as set); forward and backward are tuned apart. Off by default: the first call of each shape compiles and times them all.
+# warps, accumulators, float32 products as tf32x3 or IEEE FMAs and the LSTM backward's exchange are the
+# candidates' (the other settings stay as set); forward and backward are tuned apart. Off by default: the first call of each shape compiles and times them all.
 AUTOTUNE = os.environ.get("BPTT_TRITON_AUTOTUNE", "0")
 
 
@@ -152,6 +164,19 @@ BACKWARD_CANDIDATES: tuple[dict[str, Any], ...] = (
     *_with_each_barrier(
         "split", {}, {"BACKWARD_ACCUMULATORS": 8}, {"BACKWARD_ACCUMULATORS": 2, "BACKWARD_WARPS": 8}
     ),
+    # the LSTM's partial sums of ∂L/∂h_{t−1} (BACKWARD_EXCHANGE; the GRU and Elman backward run split
+    # under these): in the sm_90 code at H = 128, 66 dependent FMAs a step instead of 256, no spills
+    # (the split backward spills 32 B under the data barrier), 19 CTA barriers instead of 12
+    *_with_each_barrier("resident", {"BACKWARD_EXCHANGE": "partials"}),
+    {"LOOP": "resident", "BARRIER": "data", "BACKWARD_EXCHANGE": "partials", "BACKWARD_WARPS": 8},
+    # on tensor cores: 24 dependent TF32 mma a step
+    {
+        "LOOP": "resident",
+        "BARRIER": "data",
+        "BACKWARD_EXCHANGE": "partials",
+        "BACKWARD_PRECISION": "tf32x3",
+        "BACKWARD_WARPS": 8,
+    },
 )
 SETTINGS = (
     "LOOP",
@@ -165,6 +190,7 @@ SETTINGS = (
     "BACKWARD_WARPS",
     "ACCUMULATORS",
     "BACKWARD_ACCUMULATORS",
+    "BACKWARD_EXCHANGE",
 )
 # A candidate's settings while it is timed or runs tuned: this thread's, over the module's
 _chosen: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
@@ -236,6 +262,11 @@ def available(x: Tensor) -> bool:
     for name, parts in (("ACCUMULATORS", ACCUMULATORS), ("BACKWARD_ACCUMULATORS", BACKWARD_ACCUMULATORS)):
         if parts not in (1, 2, 4, 8, 16, 32):
             raise InputError(f"expected BPTT_TRITON_{name} to be 1, 2, 4, 8, 16 or 32, got {parts}")
+    if BACKWARD_EXCHANGE not in EXCHANGES:
+        raise InputError(
+            f"expected BPTT_TRITON_BACKWARD_EXCHANGE to be one of {', '.join(EXCHANGES)}, "
+            f"got {BACKWARD_EXCHANGE!r}"
+        )
     if AUTOTUNE not in ("0", "1"):
         raise InputError(f"expected BPTT_TRITON_AUTOTUNE to be 0 or 1, got {AUTOTUNE!r}")
     if kernels() is None:
@@ -359,13 +390,14 @@ def bind(blocks: dict[str, Any], H: int, units: int, parts: int, itemsize: int) 
     if resident is not None:
         units, hp, num_warps = resident
         parts = triton_cdiv(H, units)
+        backward = tiles.EXCHANGE == "partials"  # the only resident backward
         bound = {
             **blocks,
-            "num_warps": _setting("WARPS") or num_warps,
+            "num_warps": _setting("BACKWARD_WARPS" if backward else "WARPS") or num_warps,
             "TILES": tiles._replace(UNITS=units, BLOCK_H=units, HP=hp),
         }
     else:
-        bound = {**blocks, "TILES": tiles._replace(UNITS=units, RESIDENT=False)}
+        bound = {**blocks, "TILES": tiles._replace(UNITS=units, RESIDENT=False, EXCHANGE="gates")}
     bound["TILES"] = bound["TILES"]._replace(BARRIER=barrier_for(tiles.BARRIER, parts))
     return bound, parts
 
@@ -394,11 +426,20 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
     )
     bound, parts = bind(blocks, H, units, parts, like.element_size())
     barrier = split and parts > 1  # programs that wait on each other every step
-    polled = tiles.SPLIT and bound["TILES"].BARRIER == "data"
 
-    def launch(*args: Any, pending: tuple[Tensor, ...] = (), **kwargs: Any) -> None:
-        """Launch; `pending`: the buffers of what the programs share (polled where BARRIER is "data")."""
+    def launch(*args: Any, pending: tuple[Tensor, ...] = (), steps: int | None = None, **kwargs: Any) -> None:
+        """Launch; `pending`: the buffers of what the programs share (polled where BARRIER is "data");
+        `steps`: T, for a kernel that exchanges partial sums (kernels.lstm_backward_sweep's `part`)."""
+        nonlocal bound
         check_barriers()
+        if steps is not None:
+            part, slots = _exchange(bound, steps, B, parts, H, like)
+            kwargs.update(part=part, slots=slots)
+            if bound["TILES"].EXCHANGE == "partials":
+                pending = (part,)  # what the programs poll: the partial sums, not ∂L/∂gh_t
+                if slots == 2 and bound["TILES"].BARRIER == "data":  # too many steps for a slot each
+                    bound = {**bound, "TILES": bound["TILES"]._replace(BARRIER="counter")}
+        polled = tiles.SPLIT and bound["TILES"].BARRIER == "data"
         for buf in pending if polled else ():  # all ones: not yet written (kernels._shared)
             buf.view(torch.int64 if buf.element_size() == 8 else torch.int32).fill_(-1)
         if not barrier:
@@ -428,6 +469,21 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
             raise RuntimeError(_STUCK)
 
     return launch
+
+
+def _exchange(
+    bound: dict[str, Any], steps: int, B: int, parts: int, H: int, like: Tensor
+) -> tuple[Tensor, int]:
+    """The buffer a split LSTM backward's programs exchange their partial sums of ∂L/∂h_{t−1} in, and
+    its slots (BACKWARD_EXCHANGE "partials"): one a step under the data barrier, up to
+    EXCHANGE_BYTES (each value is written once a launch), else two (the barrier keeps a step's
+    slot from being overwritten before every program has read it). `like` where nothing is exchanged."""
+    if bound["TILES"].EXCHANGE != "partials":
+        return like, 1
+    slots = steps if bound["TILES"].BARRIER == "data" else 2
+    if slots * parts * B * H * like.element_size() > EXCHANGE_BYTES:
+        slots = 2
+    return like.new_empty((slots, parts, B, H)), slots
 
 
 _STUCK = (
@@ -476,6 +532,7 @@ def _blocks(
     split: bool | None = None,
     resident: bool | None = None,
     weight_bytes: int = 0,
+    exchange: bool = False,
 ) -> dict[str, Any]:
     """Tile sizes and dot precision of the persistent kernels; split or not as `LOOP` says (auto: by the
     size of W_hh, `weight_bytes`).
@@ -500,6 +557,8 @@ def _blocks(
         loop = v["LOOP"]
         split = loop in ("split", "resident") or (loop == "auto" and weight_bytes >= AUTO_SPLIT_BYTES)
     resident = v["LOOP"] in ("resident", "auto") if resident is None else resident
+    # `exchange`: the kernel (the LSTM's backward) can exchange partial sums (BACKWARD_EXCHANGE)
+    partials = backward and exchange and split and resident and v["BACKWARD_EXCHANGE"] == "partials"
     precision = "ieee" if exact else v["BACKWARD_PRECISION"] if backward else v["PRECISION"]
     if gates and not backward:
         chunk = 32
@@ -519,8 +578,10 @@ def _blocks(
         SPLIT=split,
         CACHE=".cg" if split else "",  # L1 is not coherent across the programs of a split block
         UNITS=H,  # one program computes all units; `_persistent` shares them out when split
-        # forward only (see kernels._back_product); `_persistent` keeps it where W_hh's rows fit on chip
-        RESIDENT=split and resident and not backward,
+        # forward, and the LSTM backward's partial sums (see kernels._back_product, _from_partials);
+        # `_persistent` keeps it where W_hh's rows fit on chip
+        RESIDENT=split and resident and (not backward or partials),
+        EXCHANGE="partials" if partials else "gates",
         BARRIER=v["BARRIER"],
         # forward where split: a whole block's units a program (4 × 64 wide) spilled 1.1 KB at 8
         ACCUMULATORS=v["BACKWARD_ACCUMULATORS"] if backward else v["ACCUMULATORS"] if split else 1,
@@ -608,7 +669,7 @@ def lstm_backward_sweep(
     W_hh = p["weight_hh"]
     if persistent(step):
         T = grad_out.shape[0]
-        blocks = _blocks(H, grad_out.dtype, backward=True, weight_bytes=_nbytes(W_hh))
+        blocks = _blocks(H, grad_out.dtype, backward=True, weight_bytes=_nbytes(W_hh), exchange=True)
         # ∂L/∂h_t via step t+1 and ∂L/∂c_t, from ∂L/∂h_n and ∂L/∂c_n (the kernel copies them in); at
         # the end ∂L/∂h_0 and ∂L/∂c_0
         dh_next, dc_carry = torch.empty_like(dh_n), grad_out.new_empty((B, H))
@@ -633,6 +694,7 @@ def lstm_backward_sweep(
             V=_variant(step),
             REVERSE=tape.reverse,
             pending=(tape.dgx,),
+            steps=T,
         )
         return dh_next, (dc_carry,)
     R = _gate_recurrence_matrix(p["weight_gg"], H) if fgr else None
@@ -739,7 +801,7 @@ def gru_backward_sweep(
     direct = torch.empty_like(dh_n)  # z_t ⊙ ∂L/∂h_t
     if persistent(step):
         dh_next = torch.empty_like(dh_n)  # from ∂L/∂h_n (the kernel copies it in); at the end ∂L/∂h_0
-        blocks = _blocks(H, grad_out.dtype, backward=True, weight_bytes=_nbytes(W_hh))
+        blocks = _blocks(H, grad_out.dtype, backward=True, weight_bytes=_nbytes(W_hh), exchange=True)
         launch = _persistent(k.gru_backward_sweep, B, H, blocks, grad_out)
         launch(
             grad_out,
@@ -831,7 +893,7 @@ def rnn_backward_sweep(
     act = ACTIVATIONS[step.nonlinearity]  # type: ignore[attr-defined]
     if persistent(step):
         dh_next = torch.empty_like(dh_n)  # from ∂L/∂h_n (the kernel copies it in); at the end ∂L/∂h_0
-        blocks = _blocks(H, grad_out.dtype, backward=True, weight_bytes=_nbytes(W_hh))
+        blocks = _blocks(H, grad_out.dtype, backward=True, weight_bytes=_nbytes(W_hh), exchange=True)
         launch = _persistent(k.rnn_backward_sweep, B, H, blocks, grad_out)
         launch(
             grad_out,

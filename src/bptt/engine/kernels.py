@@ -64,6 +64,9 @@ class Tiles(NamedTuple):
     # none ("data": the programs poll the values they read, `_shared`); gpu.barrier_for resolves it
     HP: int = 0  # H padded to a power of two: the inner dimension of a RESIDENT product, in one piece
     ACCUMULATORS: int = 1  # independent partial sums a product's inner dimension is split into (`_dot`)
+    # what the programs of a split LSTM backward exchange each step (`_lstm_backward_tile`): ∂L/∂gh_t
+    # ("gates"), or partial sums of ∂L/∂h_{t−1} from W_hh's rows kept on chip ("partials", RESIDENT)
+    EXCHANGE: str = "gates"
 
 
 MAX_PARTS = tl.constexpr(64)  # programs one block of rows may be split over (flags per block in `sync`)
@@ -423,7 +426,7 @@ def _lstm_backward(
     """
     gates_t = _load_gates(gates, at, H, ok, V)
     cc = tl.load(c + here, mask=ok, other=0.0)
-    d_prev = _lstm_step_back(
+    d_prev, _dz = _lstm_step_back(
         dm, dc_next, da, cp, cc, gates_t, peep, j, j_ok, dgx, dc, at, here, ok, H, V, FGR
     )
     tl.store(dc_prev + here, d_prev, mask=ok)
@@ -450,7 +453,7 @@ def _lstm_step_back(
     FGR: tl.constexpr,
 ):
     """`_lstm_backward` from the step's gates (i, f, g, o) and c_t already loaded: ∂L/∂gx_t and
-    ∂L/∂c_t into the tape; returns ∂L/∂c_{t−1}."""
+    ∂L/∂c_t into the tape; returns ∂L/∂c_{t−1} and ∂L/∂z_t = (∂L/∂z_i, z_f, z_g, z_o)."""
     p_i, p_f, p_o = _peepholes(peep, j, j_ok, cp, V)
     i, f, g, o = gates_t
     dz_i, dz_f, dz_g, dz_o, d, d_prev = _lstm_cell_backward(
@@ -458,7 +461,7 @@ def _lstm_step_back(
     )
     _store_gates(dgx, at, _publish(dz_i), _publish(dz_f), _publish(dz_g), _publish(dz_o), H, ok, V)
     tl.store(dc + here, d, mask=ok)
-    return d_prev
+    return d_prev, (dz_i, dz_f, dz_g, dz_o)
 
 
 @triton.jit
@@ -969,6 +972,81 @@ def lstm_forward_sweep(
 
 
 @triton.jit
+def _weight_rows(w_hh, j0, G: tl.constexpr, H: tl.constexpr, BLOCK_H: tl.constexpr, HP: tl.constexpr):
+    """W_hh's rows of units j0 … j0 + BLOCK_H in every gate block (up to 4), as (4·BLOCK_H, HP):
+    element [c, κ] = W_hh[k·H + j0 + j, κ] for row c = 4·j + k (`_weight_tile` transposed), zeros
+    for blocks k ≥ G and past H."""
+    c = tl.arange(0, 4 * BLOCK_H)
+    unit, k = j0 + c // 4, c % 4
+    ks = tl.arange(0, HP)
+    ok = ((unit < H) & (k < G))[:, None] & (ks < H)[None, :]
+    return tl.load(w_hh + (k * H + unit)[:, None] * H + ks[None, :], mask=ok, other=0.0)
+
+
+@triton.jit
+def _of_block(dz, K: tl.constexpr, V: tl.constexpr):
+    """Of (∂L/∂z_i, z_f, z_g, z_o), the one in gate block K of the LSTM variant V (`_pick`'s inverse);
+    zeros for a block the variant lacks."""
+    if V.K_I == K:
+        v = dz[0]
+    elif V.K_F == K:
+        v = dz[1]
+    elif V.K_G == K:
+        v = dz[2]
+    elif V.K_O == K:
+        v = dz[3]
+    else:
+        v = dz[0] * 0.0
+    return v
+
+
+@triton.jit
+def _from_partials(
+    dz,
+    w,
+    part,
+    rows,
+    row_ok,
+    cols,
+    col_ok,
+    s,
+    slots,
+    B,
+    H: tl.constexpr,
+    sync,
+    V: tl.constexpr,
+    TILES: tl.constexpr,
+):
+    """∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t at the program's units, as the sum of every program's part: each
+    multiplies its own ∂L/∂z_t (its units, every gate block) by its own rows of W_hh, kept on chip
+    (`w`, `_weight_rows`), into a partial sum over all H units, writes it to step s's slot of `part`,
+    and adds up the ones the block's programs wrote for its units (after the barrier, or polled).
+
+    Against reading all of ∂L/∂gh_t (G·H wide) and W_hh's columns from L2 every step (`_back_tile`),
+    a program reads H/units partial tiles of its own units, and the product's inner dimension is
+    G·BLOCK_H instead of G·H.
+    """
+    BLOCK_B: tl.constexpr = TILES.BLOCK_B
+    BLOCK_H: tl.constexpr = TILES.BLOCK_H
+    # columns c = 4·j + k, as `_weight_rows`'s rows: block k = 2a + b of unit j at (j, a, b)
+    even = tl.join(_of_block(dz, 0, V), _of_block(dz, 2, V))
+    odd = tl.join(_of_block(dz, 1, V), _of_block(dz, 3, V))
+    dzc = tl.reshape(tl.join(even, odd), (BLOCK_B, 4 * BLOCK_H))
+    partial = _dot(dzc, w, TILES)  # (BLOCK_B, HP)
+    slot = part + (s % slots) * tl.num_programs(1) * B * H
+    ks = tl.arange(0, TILES.HP)
+    mine = slot + tl.program_id(1) * B * H + rows[:, None] * H + ks[None, :]
+    tl.store(mine, _publish(partial), mask=row_ok[:, None] & (ks < H)[None, :])
+    _sync(sync, s + 1, TILES)
+    acc = tl.zeros((BLOCK_B, BLOCK_H), dtype=partial.dtype)
+    p = s * 0
+    while p < tl.num_programs(1):  # a while loop: Triton's interpreter takes no run-time range
+        acc += _shared(slot + p * B * H, rows, cols, H, row_ok, col_ok, sync, TILES)
+        p += 1
+    return acc
+
+
+@triton.jit
 def _lstm_backward_tile(
     grad_out,
     dh_n,
@@ -982,6 +1060,8 @@ def _lstm_backward_tile(
     dh,
     dc,
     dgx,
+    part,
+    slots,
     T,
     B,
     H: tl.constexpr,
@@ -995,8 +1075,13 @@ def _lstm_backward_tile(
 ):
     """`lstm_backward_sweep` where a program computes one tile of units: ∂L/∂h_t via step t+1 and
     ∂L/∂c_t stay on chip (written back once, at the end), and step t−1's gates, c and ∂ℓ/∂h are
-    loaded while step t runs, so a step waits on ∂L/∂gh_t alone."""
+    loaded while step t runs, so a step waits on ∂L/∂gh_t alone (or, TILES.EXCHANGE "partials", on
+    the partial sums of ∂L/∂h_{t−1} for its units, `_from_partials`)."""
     cols, col_ok, ok, here, at = _tile(rows, row_ok, lo, H, V.G, TILES.BLOCK_H)
+    if TILES.EXCHANGE == "partials":
+        w = _weight_rows(w_hh, lo, V.G, H, TILES.BLOCK_H, TILES.HP)  # on chip for the whole sweep
+    else:
+        w = w_hh
     dh_in = tl.load(dh_n + here, mask=ok, other=0.0)
     dc_in = tl.load(dc_n + here, mask=ok, other=0.0)
     t, prev, now = _position(T * 0, T, REVERSE, True)
@@ -1017,7 +1102,7 @@ def _lstm_backward_tile(
         dm = go + dh_in  # ∂L/∂h_t = ∂ℓ/∂h_t + ∂L/∂h_t via step t+1
         tl.store(dh + t * B * H + here, dm, mask=ok)
         dgx_t = dgx + t * B * V.G * H
-        dc_in = _lstm_step_back(
+        dc_in, dz = _lstm_step_back(
             dm,
             dc_in,
             (cp, cp, cp),
@@ -1036,9 +1121,12 @@ def _lstm_backward_tile(
             V,
             False,
         )
-        # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t, once every program's part of ∂L/∂gh_t is written
-        _sync(sync, s + 1, TILES)
-        dh_in = _back_tile(dgx_t, rows, row_ok, w_hh, cols, col_ok, sync, V.G * H, H, TILES)
+        if TILES.EXCHANGE == "partials":
+            dh_in = _from_partials(dz, w, part, rows, row_ok, cols, col_ok, s, slots, B, H, sync, V, TILES)
+        else:
+            # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t, once every program's part of ∂L/∂gh_t is written
+            _sync(sync, s + 1, TILES)
+            dh_in = _back_tile(dgx_t, rows, row_ok, w_hh, cols, col_ok, sync, V.G * H, H, TILES)
         tl.debug_barrier()
         i, f, g, o, cc, cp, go = n_i, n_f, n_g, n_o, n_cc, n_cp, n_go
         s += 1
@@ -1066,10 +1154,14 @@ def lstm_backward_sweep(
     B,
     H: tl.constexpr,
     sync,
+    part,
+    slots,
     V: tl.constexpr,
     REVERSE: tl.constexpr,
     TILES: tl.constexpr,
 ):
+    """`part`: (slots, programs a block, B, H), the partial sums of ∂L/∂h_{t−1} the programs exchange
+    under TILES.EXCHANGE "partials" (step s in slot s mod `slots`); unread otherwise."""
     rows, row_ok, lo = _owned(B, TILES)
     peep = (w_ci, w_cf, w_co)
     if TILES.UNITS == TILES.BLOCK_H:  # one tile a program (split): the carries stay on chip
@@ -1086,6 +1178,8 @@ def lstm_backward_sweep(
             dh,
             dc,
             dgx,
+            part,
+            slots,
             T,
             B,
             H,
