@@ -153,8 +153,9 @@ def sweep_table(
                     "error": err,
                 }
                 row["ratio"] = row["ms"] / row["cudnn_ms"]
-                if gpu.AUTOTUNE == "1":  # what it chose, forward and backward
+                if gpu.AUTOTUNE == "1":  # what it chose, forward and backward, and each candidate's ms
                     row["tuned"] = {entry.key.direction: entry.label for entry in gpu.tuned()}
+                    row["candidates"] = {entry.key.direction: entry.times for entry in gpu.tuned()}
             except Exception as exc:  # a setting that fails to compile or run: say so, go on
                 row = {
                     "cell": cell,
@@ -262,6 +263,11 @@ def main() -> int:
             )
             if "tuned" in row:
                 print(f"{'':<21} {'':<40} chose: {row['tuned']}")
+                for direction, times in row["candidates"].items():
+                    ranked = sorted(times.items(), key=lambda kv: kv[1] if isinstance(kv[1], float) else 1e30)
+                    for name, ms in ranked:
+                        shown = f"{ms:7.3f} ms" if isinstance(ms, float) else f"failed: {ms}"[:80]
+                        print(f"{'':<21} {'':<40}   {direction:<8} {shown}  {name}")
     return 0
 
 
