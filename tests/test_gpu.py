@@ -233,6 +233,27 @@ def test_split_sweeps_with_their_programs_running_at_once(kind, loop, dtype, set
         assert {e[0] for e in exchanged} <= {"gates"}
 
 
+@pytest.mark.gpu_interpret
+@needs_triton
+@pytest.mark.parametrize("kind", ["gru", "rnn"])
+def test_only_the_lstm_backward_exchanges_partial_sums(kind: str, monkeypatch) -> None:
+    """BPTT_TRITON_BACKWARD_EXCHANGE=partials leaves the GRU's and the Elman RNN's backward sweeps as
+    they are (their kernels exchange ∂L/∂gh_t): bound as split, not resident."""
+    use_loop("resident+partials")
+    tiles = []
+    bind = gpu.bind
+
+    def recorded(*args):
+        bound = bind(*args)
+        tiles.append(bound[0]["TILES"])
+        return bound
+
+    monkeypatch.setattr(gpu, "bind", recorded)
+    interpreted_cell(kind, hidden=20, steps=2, batch=3)
+    assert len(tiles) == 4 and {t.EXCHANGE for t in tiles} == {"gates"}
+    assert sum(t.RESIDENT for t in tiles) == 2  # the two directions' forward sweeps
+
+
 def _record_exchanges(monkeypatch) -> list[tuple[str, int, int]]:
     """What each LSTM backward launch exchanges: (TILES.EXCHANGE, slots, programs a block)."""
     seen = []

@@ -134,8 +134,9 @@ EXCHANGE_BYTES = 64 * 1024 * 1024
 # sweeps under each of the settings below, on the user's own GPU, and keeps the fastest for the later
 # sweeps of that kind, as torch.backends.cudnn.benchmark does for cuDNN's algorithms. Every candidate
 # computes the same sweep to float32 rounding (the CUDA tests hold each to float64); the loop, barrier,
-# warps, accumulators, float32 products as tf32x3 or IEEE FMAs and the LSTM backward's exchange are the
-# candidates' (the other settings stay as set); forward and backward are tuned apart. Off by default: the first call of each shape compiles and times them all.
+# warps, accumulators, float32 products as tf32x3 or IEEE FMAs and the LSTM backward's exchange are
+# the candidates' (the other settings stay as set); forward and backward are tuned apart. Off by
+# default: the first call of each shape compiles and times them all.
 AUTOTUNE = os.environ.get("BPTT_TRITON_AUTOTUNE", "0")
 
 
@@ -164,8 +165,8 @@ BACKWARD_CANDIDATES: tuple[dict[str, Any], ...] = (
     *_with_each_barrier(
         "split", {}, {"BACKWARD_ACCUMULATORS": 8}, {"BACKWARD_ACCUMULATORS": 2, "BACKWARD_WARPS": 8}
     ),
-    # the LSTM's partial sums of ∂L/∂h_{t−1} (BACKWARD_EXCHANGE; the GRU and Elman backward run split
-    # under these): in the sm_90 code at H = 128, 66 dependent FMAs a step instead of 256, no spills
+    # the LSTM's partial sums of ∂L/∂h_{t−1} (BACKWARD_EXCHANGE; the GRU's and Elman's backward run
+    # split under these): in the sm_90 code at H = 128, 66 dependent FMAs a step instead of 256, no spills
     # (the split backward spills 32 B under the data barrier), 19 CTA barriers instead of 12
     *_with_each_barrier("resident", {"BACKWARD_EXCHANGE": "partials"}),
     {"LOOP": "resident", "BARRIER": "data", "BACKWARD_EXCHANGE": "partials", "BACKWARD_WARPS": 8},
@@ -801,7 +802,7 @@ def gru_backward_sweep(
     direct = torch.empty_like(dh_n)  # z_t ⊙ ∂L/∂h_t
     if persistent(step):
         dh_next = torch.empty_like(dh_n)  # from ∂L/∂h_n (the kernel copies it in); at the end ∂L/∂h_0
-        blocks = _blocks(H, grad_out.dtype, backward=True, weight_bytes=_nbytes(W_hh), exchange=True)
+        blocks = _blocks(H, grad_out.dtype, backward=True, weight_bytes=_nbytes(W_hh))
         launch = _persistent(k.gru_backward_sweep, B, H, blocks, grad_out)
         launch(
             grad_out,
@@ -893,7 +894,7 @@ def rnn_backward_sweep(
     act = ACTIVATIONS[step.nonlinearity]  # type: ignore[attr-defined]
     if persistent(step):
         dh_next = torch.empty_like(dh_n)  # from ∂L/∂h_n (the kernel copies it in); at the end ∂L/∂h_0
-        blocks = _blocks(H, grad_out.dtype, backward=True, weight_bytes=_nbytes(W_hh), exchange=True)
+        blocks = _blocks(H, grad_out.dtype, backward=True, weight_bytes=_nbytes(W_hh))
         launch = _persistent(k.rnn_backward_sweep, B, H, blocks, grad_out)
         launch(
             grad_out,
