@@ -972,18 +972,6 @@ def lstm_forward_sweep(
 
 
 @triton.jit
-def _weight_rows(w_hh, j0, G: tl.constexpr, H: tl.constexpr, BLOCK_H: tl.constexpr, HP: tl.constexpr):
-    """W_hh's rows of units j0 … j0 + BLOCK_H in every gate block (up to 4), as (4·BLOCK_H, HP):
-    element [c, κ] = W_hh[k·H + j0 + j, κ] for row c = 4·j + k (`_weight_tile` transposed), zeros
-    for blocks k ≥ G and past H."""
-    c = tl.arange(0, 4 * BLOCK_H)
-    unit, k = j0 + c // 4, c % 4
-    ks = tl.arange(0, HP)
-    ok = ((unit < H) & (k < G))[:, None] & (ks < H)[None, :]
-    return tl.load(w_hh + (k * H + unit)[:, None] * H + ks[None, :], mask=ok, other=0.0)
-
-
-@triton.jit
 def _of_block(dz, K: tl.constexpr, V: tl.constexpr):
     """Of (∂L/∂z_i, z_f, z_g, z_o), the one in gate block K of the LSTM variant V (`_pick`'s inverse);
     zeros for a block the variant lacks."""
@@ -1019,7 +1007,7 @@ def _from_partials(
 ):
     """∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t at the program's units, as the sum of every program's part: each
     multiplies its own ∂L/∂z_t (its units, every gate block) by its own rows of W_hh, kept on chip
-    (`w`, `_weight_rows`), into a partial sum over all H units, writes it to step s's slot of `part`,
+    (`w`: `_weight_tile` transposed), into a partial sum over all H units, writes it to step s's slot of `part`,
     and adds up the ones the block's programs wrote for its units (after the barrier, or polled).
 
     Against reading all of ∂L/∂gh_t (G·H wide) and W_hh's columns from L2 every step (`_back_tile`),
@@ -1028,7 +1016,7 @@ def _from_partials(
     """
     BLOCK_B: tl.constexpr = TILES.BLOCK_B
     BLOCK_H: tl.constexpr = TILES.BLOCK_H
-    # columns c = 4·j + k, as `_weight_rows`'s rows: block k = 2a + b of unit j at (j, a, b)
+    # columns c = 4·j + k, as `w`'s rows (`_weight_tile`'s columns): block k = 2a + b of unit j at (j, a, b)
     even = tl.join(_of_block(dz, 0, V), _of_block(dz, 2, V))
     odd = tl.join(_of_block(dz, 1, V), _of_block(dz, 3, V))
     dzc = tl.reshape(tl.join(even, odd), (BLOCK_B, 4 * BLOCK_H))
@@ -1079,7 +1067,8 @@ def _lstm_backward_tile(
     the partial sums of ∂L/∂h_{t−1} for its units, `_from_partials`)."""
     cols, col_ok, ok, here, at = _tile(rows, row_ok, lo, H, V.G, TILES.BLOCK_H)
     if TILES.EXCHANGE == "partials":
-        w = _weight_rows(w_hh, lo, V.G, H, TILES.BLOCK_H, TILES.HP)  # on chip for the whole sweep
+        ks = tl.arange(0, TILES.HP)  # W_hh's rows of the program's units, on chip for the sweep
+        w = tl.trans(_weight_tile(w_hh, ks, ks < H, lo, V.G, H, TILES.BLOCK_H))  # (4·BLOCK_H, HP)
     else:
         w = w_hh
     dh_in = tl.load(dh_n + here, mask=ok, other=0.0)
