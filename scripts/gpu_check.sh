@@ -4,7 +4,8 @@
 # to install, the native C++ sweeps not needed). Everything goes to $OUT/gpu.log; the results to
 # $OUT/bench_cuda*.json and $OUT/gpu_tune.json. OUT defaults to runs/gpu. Each part has its own time
 # limit, the whole under eight minutes (BUDGET); what decides the next defaults (the tests, the
-# settings' table, the host profile) runs first, the LSTM variants' bench last.
+# settings' table, the host profile) runs first, the LSTM variants' bench last. ONLY picks parts by
+# name: ONLY='smoke|cuda tests|host profile' runs those three.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-runs/gpu}"
@@ -14,10 +15,15 @@ PY="${PYTHON:-python3}"
 exec > >(tee "$OUT/gpu.log") 2>&1
 
 BUDGET=${BUDGET:-480}  # seconds for the whole script; a part gets at most what is left
+ONLY=${ONLY:-}  # an extended regular expression: only the parts whose names it matches (all by default)
 status=0
 part() {
     local name=$1 limit=$2
     shift 2
+    if [ -n "$ONLY" ] && ! grep -Eq "^($ONLY)\$" <<<"$name"; then
+        echo "== $name: not asked for"
+        return
+    fi
     if [ $((BUDGET - SECONDS)) -lt "$limit" ]; then limit=$((BUDGET - SECONDS)); fi
     if [ "$limit" -le 5 ]; then
         echo "== $name: skipped, the time budget of $BUDGET s is spent"
@@ -77,9 +83,9 @@ part "cuda tests" 120 "$PY" -m pytest tests/test_gpu.py -q -rfEs -W default -p n
 # grid barriers alone, µs a step (before the give-up flag was read every 256 polls instead of every
 # barrier, an H100 measured counter 0.95–1.14 µs and flags 0.89–1.33). The fixed cost of a call: the
 # host profile below.
+TUNE_SETTINGS=${TUNE_SETTINGS:-"auto (the default);auto, gates backward;auto, counter barrier;auto, data barrier;auto, partials backward, tf32x3, 8 warps;auto, 8 accumulators backward;auto, 2 accumulators, 8 warps backward;auto, data barrier, 8 accumulators;autotune"}
 part "tune" 180 "$PY" scripts/gpu_tune.py --out "$OUT" --shape 32,200,2,128,1 --shape 64,100,64,256,1 \
-    --shape 20,35,200,200,2 \
-    --settings "auto (the default);auto, counter barrier;auto, data barrier;auto, partials backward;auto, partials backward, tf32x3, 8 warps;auto, 8 accumulators backward;auto, 2 accumulators, 8 warps backward;auto, data barrier, 8 accumulators;autotune"
+    --shape 20,35,200,200,2 --settings "$TUNE_SETTINGS"
 # Where one call's time goes: the host's (launches, operators, Python) and the GPU's own, by kernel,
 # for 1 step (the fixed cost) and 200 (the sweeps).
 part "host profile" 45 bash -c "'$PY' scripts/gpu_host.py --steps 1 --repeats 100 --top 25 &&

@@ -8,7 +8,8 @@ launches cost. This prints, for B = 32, I = 2, H = 128: the wall-clock µs of a 
 the host's launch calls (CUDA runtime and driver) per call from torch.profiler, the ATen operators
 below autograd (views apart), the GPU's own busy time by kernel (against the wall time: who waits
 on whom), and cProfile's functions by their own time, for bptt.LSTM and for cuDNN through
-torch.nn.LSTM, and the wall time and operators of a `bptt.trace` with its contribution norms.
+torch.nn.LSTM, bptt's host time before, in and after its two sweep launches, and the wall time
+and operators of a `bptt.trace` with its contribution norms.
 Needs a CUDA GPU; `--device cpu` profiles the same call on the CPU (the native sweeps), which also
 checks the script. `--stub` (with TRITON_INTERPRET=1 BPTT_ENGINE=triton, on the CPU) runs the CUDA
 sweeps' host path with each kernel launch replaced by nothing: what bptt's Python and operators cost
@@ -21,6 +22,7 @@ import argparse
 import cProfile
 import io
 import pstats
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -146,6 +148,59 @@ def own_time(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, repeat
     return text.getvalue()
 
 
+def before_launch(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, repeats: int) -> str:
+    """The host's µs around bptt's two sweep launches (the launch functions of engine/gpu.py
+    `_persistent`: the polled buffers' fill, Triton's launch, the give-up flag's copy), the GPU idle at
+    the start of each call as in `bptt bench`: what the GPU waits for before each sweep can start
+    (from the forward's call to its launch; from the backward's call to its), the launches
+    themselves, and what follows each (the host's, overlapping the sweep on the GPU). Medians."""
+    from bptt.engine import gpu
+
+    marks: list[float] = []
+    persistent = gpu._persistent
+
+    def timed(*args: object) -> Callable[..., None]:
+        launch = persistent(*args)
+
+        def call(*a: object, **kw: object) -> None:
+            marks.append(time.perf_counter())
+            launch(*a, **kw)
+            marks.append(time.perf_counter())
+
+        return call
+
+    gpu._persistent = timed
+    rows = []
+    try:
+        for _ in range(repeats + 5):
+            sync(x)
+            marks.clear()
+            start = time.perf_counter()
+            out = model(x)[0]
+            middle = time.perf_counter()
+            torch.autograd.backward(out, grad)
+            end = time.perf_counter()
+            if len(marks) != 4:
+                return f"  (expected one forward and one backward sweep launch, saw {len(marks) // 2})"
+            rows.append(
+                (
+                    marks[0] - start,
+                    marks[1] - marks[0],
+                    middle - marks[1],
+                    marks[2] - middle,
+                    marks[3] - marks[2],
+                    end - marks[3],
+                )
+            )
+    finally:
+        gpu._persistent = persistent
+    med = [1e6 * statistics.median(col) for col in zip(*rows[5:], strict=True)]
+    return (
+        f"  forward: {med[0]:.0f} µs to the sweep's launch, {med[1]:.0f} in it, {med[2]:.0f} after it\n"
+        f"  backward: {med[3]:.0f} µs to the sweep's launch, {med[4]:.0f} in it, {med[5]:.0f} after it"
+    )
+
+
 class _NoKernel:
     """Stands for a Triton kernel: `kernel[grid](...)` launches nothing."""
 
@@ -198,6 +253,8 @@ def main() -> int:
         print(launches(model, x, grad, 20))
         print(ops(model, x, grad))
         print(gpu_time(model, x, grad, 20))
+        if model is ours and (args.stub or args.device == "cuda"):  # the Triton sweeps' launches
+            print(before_launch(model, x, grad, args.repeats))
     trace_us = wall_us(ours, x, grad, args.repeats, traced)
     print(f"== bptt.trace with contribution norms, T = {args.steps}: {trace_us:.0f} µs")
     print(ops(ours, x, grad, traced))

@@ -236,6 +236,9 @@ def test_the_host_profile_script_stubs_the_cuda_kernels_on_the_cpu() -> None:
     assert done.returncode == 0, done.stderr
     every, rest = (int(n) for n in re.findall(r"(\d+) operators, (\d+) of them not views", done.stdout)[0])
     assert 0 < rest < every  # bptt.LSTM: the tape's views, no kernel behind the sweeps
+    # the host's time before, in and after each of the two sweeps' launches
+    for sweep in ("forward", "backward"):
+        assert re.search(rf"{sweep}: \d+ µs to the sweep's launch, \d+ in it, \d+ after it", done.stdout)
     refused = run_script("gpu_host.py", *argv, env={"TRITON_INTERPRET": "0", "BPTT_ENGINE": "auto"})
     assert refused.returncode == 2 and "--stub needs" in refused.stderr
 
@@ -274,6 +277,6 @@ def test_the_gpu_tuning_script_runs_in_the_interpreter_and_names_real_settings(t
                 assert key in (*gpu.SETTINGS, "AUTOTUNE"), (name, key)
                 m.setattr(gpu, key, value)
             gpu.available(torch.zeros(1))  # raises on a value out of range
-    asked = re.search(r'--settings "([^"]+)"', (SCRIPTS / "gpu_check.sh").read_text())
+    asked = re.search(r'TUNE_SETTINGS=\$\{TUNE_SETTINGS:-"([^"]+)"\}', (SCRIPTS / "gpu_check.sh").read_text())
     assert asked is not None
     assert set(asked[1].split(";")) <= set(tune.SETTINGS)
