@@ -79,12 +79,15 @@ def _loop_setting(monkeypatch):
     monkeypatch.setattr(gpu, "BACKWARD_EXCHANGE", gpu.BACKWARD_EXCHANGE)
     monkeypatch.setattr(gpu, "AUTOTUNE", gpu.AUTOTUNE)
     monkeypatch.setattr(gpu, "_tuned", {})
+    monkeypatch.setattr(gpu, "_blocks_seen", {})  # what was bound under another test's settings
+    monkeypatch.setattr(gpu, "_plans", {})
 
 
 def use_loop(loop: str) -> None:
     """The time loop on the GPU: one launch per sweep (persistent, split over programs or not), or two
     per step; "split+counter" and "split+data": split, with that grid barrier; "resident+partials":
-    the LSTM backward exchanging partial sums of ∂L/∂h_{t−1} (the default barrier)."""
+    the defaults (the barrier auto: data forward, counter backward; the LSTM backward exchanging
+    partial sums of ∂L/∂h_{t−1}); a loop alone: the flags barrier, ∂L/∂gh_t exchanged."""
     gpu.LOOP, _, barrier = loop.partition("+")
     gpu.BACKWARD_EXCHANGE = "partials" if barrier == "partials" else "gates"
     gpu.BARRIER = "auto" if barrier == "partials" else barrier or "flags"
@@ -187,6 +190,7 @@ CONCURRENT = [
     ("lstm", "resident+data", torch.float32, PARTIALS),
     ("lstm", "resident+flags", torch.float64, PARTIALS),
     ("lstm", "resident+data", torch.float64, {**PARTIALS, "EXCHANGE_BYTES": 0}),
+    ("lstm", "resident+partials", torch.float32, PARTIALS),  # the defaults
     ("gru", "split+counter", torch.float64, {}),
     ("gru", "resident+data", torch.float64, {}),
     ("rnn", "split+flags", torch.float64, {}),
@@ -240,18 +244,32 @@ def test_only_the_lstm_backward_exchanges_partial_sums(kind: str, monkeypatch) -
     """BPTT_TRITON_BACKWARD_EXCHANGE=partials leaves the GRU's and the Elman RNN's backward sweeps as
     they are (their kernels exchange ∂L/∂gh_t): bound as split, not resident."""
     use_loop("resident+partials")
-    tiles = []
-    bind = gpu.bind
-
-    def recorded(*args):
-        bound = bind(*args)
-        tiles.append(bound[0]["TILES"])
-        return bound
-
-    monkeypatch.setattr(gpu, "bind", recorded)
+    tiles = _record_launches(monkeypatch)
     interpreted_cell(kind, hidden=20, steps=2, batch=3)
     assert len(tiles) == 4 and {t.EXCHANGE for t in tiles} == {"gates"}
     assert sum(t.RESIDENT for t in tiles) == 2  # the two directions' forward sweeps
+
+
+def _record_launches(monkeypatch) -> list:
+    """The tiles (TILES, as bound) of each persistent launch from here on, in order."""
+    tiles = []
+    persistent = gpu._persistent
+
+    class Recorded:
+        def __init__(self, kernel):
+            self.kernel = kernel
+
+        def __getitem__(self, grid):
+            run = self.kernel[grid]
+
+            def call(*args, **kwargs):
+                tiles.append(kwargs["TILES"])
+                return run(*args, **kwargs)
+
+            return call
+
+    monkeypatch.setattr(gpu, "_persistent", lambda kernel, *args: persistent(Recorded(kernel), *args))
+    return tiles
 
 
 def _record_exchanges(monkeypatch) -> list[tuple[str, int, int]]:
@@ -627,8 +645,8 @@ def test_a_grid_barrier_that_gave_up_raises_on_the_next_check(monkeypatch) -> No
 
 @needs_triton
 def test_launches_meet_at_a_resolved_barrier(monkeypatch) -> None:
-    """BPTT_TRITON_BARRIER=auto reaches no kernel: a launch gets data or counter by its programs a block
-    (here one, on the CPU), and a barrier set by name as it is."""
+    """BPTT_TRITON_BARRIER=auto reaches no kernel: a forward sweep meets at the data barrier, a backward
+    sweep at the counter (as measured fastest on an H100), and a barrier set by name is taken as it is."""
     got = []
 
     class Kernel:
@@ -636,13 +654,15 @@ def test_launches_meet_at_a_resolved_barrier(monkeypatch) -> None:
             return lambda *args, **kwargs: got.append(kwargs["TILES"].BARRIER)
 
     x = torch.zeros(3, 2, 2)
-    for barrier, resolved in (("auto", "data"), ("counter", "counter"), ("flags", "flags")):
+    cases = [("auto", False, "data"), ("auto", True, "counter"), ("counter", False, "counter")]
+    cases += [("flags", True, "flags"), ("data", True, "data")]
+    for barrier, backward, resolved in cases:
         monkeypatch.setattr(gpu, "BARRIER", barrier)
-        blocks = gpu._blocks(64, torch.float32, split=True)
-        assert blocks["TILES"].BARRIER == barrier
+        blocks = gpu._blocks(64, torch.float32, backward=backward, split=True)
+        assert blocks["TILES"].BARRIER == resolved
         gpu._persistent(Kernel(), 2, 64, blocks, x)()
         assert got[-1] == resolved
-    assert gpu.barrier_for("auto", gpu.DATA_BARRIER_PARTS + 1) == "counter"
+    assert gpu.barrier_for("auto", backward=False) == "data"
 
 
 def test_resident_tiles_fall_back_to_split_where_w_hh_does_not_fit() -> None:

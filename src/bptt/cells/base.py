@@ -220,7 +220,9 @@ class RecurrentBase(nn.Module):
             x, h0 = x.to(dtype), h0.to(dtype)
             c0 = None if c0 is None else c0.to(dtype)
             weights = {name: w.to(dtype) for name, w in weights.items()}
-        with torch.autocast(device, enabled=False):
+            with torch.autocast(device, enabled=False):
+                output, h_n, c_n = run_layers(self, x, h0, c0, weights, recorder, lengths)
+        else:
             output, h_n, c_n = run_layers(self, x, h0, c0, weights, recorder, lengths)
         if packed is not None:
             return self._pack_like(output, packed), (h_n if c_n is None else (h_n, c_n))
@@ -258,7 +260,10 @@ class RecurrentBase(nn.Module):
 
     @property
     def _dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
+        for p in self._parameters.values():  # the module's own, without walking its children
+            if p is not None:
+                return p.dtype
+        return next(self.parameters()).dtype  # parametrized: the original tensors live in a child
 
     def _time_major(self, input: Tensor) -> tuple[Tensor, bool]:
         """(T, B, I) contiguous, and whether the input had a batch dimension."""
@@ -296,8 +301,10 @@ class RecurrentBase(nn.Module):
         H = self.cell_size
         has_cell = self.step.has_cell
         if hx is None:
-            h0 = x.new_zeros(LD, B, P)
-            return h0, (x.new_zeros(LD, B, H) if has_cell else None)
+            if has_cell and P == H:  # one allocation for both
+                zeros = x.new_zeros(2, LD, B, H)
+                return zeros[0], zeros[1]
+            return x.new_zeros(LD, B, P), (x.new_zeros(LD, B, H) if has_cell else None)
         if has_cell:
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                 raise InputTypeError(

@@ -79,24 +79,23 @@ BACKWARD_CHUNK = int(os.environ.get("BPTT_TRITON_BACKWARD_CHUNK", "0"))
 STAGES = int(os.environ.get("BPTT_TRITON_STAGES", "1"))
 BARRIERS = ("auto", "flags", "counter", "data")  # the split sweeps' grid barrier (kernels._sync, _shared)
 BARRIER = os.environ.get("BPTT_TRITON_BARRIER", "auto")
-# auto: "data" where a block of rows splits over at most this many programs, else "counter". Measured
-# on an H200 (LSTM forward + backward, data against counter): H = 64 (4 programs a block) 5.75 against
-# 6.64 ms, H = 128 (8) 2.37 against 2.43; H = 200 (13, the word LM) 3.19 against 3.01, H = 256 (16)
-# 2.52 against 2.22: the more programs poll a block's values, the more the polling costs.
-DATA_BARRIER_PARTS = 8
+# auto: "data" forward, "counter" backward. Measured on an H100 (scripts/gpu_tune.py, LSTM sweeps alone,
+# ms, data against counter): forward at (B, T, I, H) = (32, 200, 2, 128) 0.51 against 0.65, (64, 100,
+# 64, 256) 0.49 against 0.50, the word LM (20, 35, 200, 200) 0.17 against 0.22; the backward's partial
+# sums 1.10 against 0.66, 0.48 against 0.48, 0.81 against 0.18, its split sweep 1.05 against 1.01,
+# 0.97 against 0.88, 0.39 against 0.30. (Before, on an H200: data up to 8 programs a block, else counter.)
 
 
-def barrier_for(barrier: str, parts: int) -> str:
-    """The grid barrier a split launch of `parts` programs a block of rows meets at: BPTT_TRITON_BARRIER,
-    with "auto" resolved (`DATA_BARRIER_PARTS`).
+def barrier_for(barrier: str, backward: bool) -> str:
+    """The grid barrier of a split sweep, forward or backward: BPTT_TRITON_BARRIER, with "auto" resolved.
 
     Example:
-        >>> barrier_for("auto", 8), barrier_for("auto", 16), barrier_for("flags", 4)
+        >>> barrier_for("auto", backward=False), barrier_for("auto", backward=True), barrier_for("flags", True)
         ('data', 'counter', 'flags')
     """
     if barrier != "auto":
         return barrier
-    return "data" if parts <= DATA_BARRIER_PARTS else "counter"
+    return "counter" if backward else "data"
 
 
 # float32 products: three TF32 passes on tensor cores (float32 accuracy; the forward's default), one
@@ -125,9 +124,11 @@ BACKWARD_ACCUMULATORS = int(os.environ.get("BPTT_TRITON_BACKWARD_ACCUMULATORS", 
 # (kernels._from_partials): at H = 128, 8 programs a block, a program reads 8 KB a step instead of
 # 32 KB of ∂L/∂gh_t and 32 KB of W_hh, and its product's inner dimension is 64 instead of 512. Under
 # the data barrier the partial sums of every step have a slot of their own (T · programs · B · H
-# values, up to EXCHANGE_BYTES, else the counter barrier), two slots otherwise. Not yet timed on a GPU.
+# values, up to EXCHANGE_BYTES, else the counter barrier), two slots otherwise. The default: on an
+# H100 the LSTM backward sweep alone (counter barrier) took 0.66 ms against 1.01 at (B, T, I, H) =
+# (32, 200, 2, 128), 0.48 against 0.88 at (64, 100, 64, 256), 0.18 against 0.30 for the word LM.
 EXCHANGES = ("gates", "partials")
-BACKWARD_EXCHANGE = os.environ.get("BPTT_TRITON_BACKWARD_EXCHANGE", "gates")
+BACKWARD_EXCHANGE = os.environ.get("BPTT_TRITON_BACKWARD_EXCHANGE", "partials")
 EXCHANGE_BYTES = 64 * 1024 * 1024
 
 # Autotuning ("1"; `autotune`): the first sweep of each cell, shape and dtype times the persistent
@@ -385,7 +386,7 @@ def resident_tiles(H: int, units: int, itemsize: int) -> tuple[int, int, int] | 
 def bind(blocks: dict[str, Any], H: int, units: int, parts: int, itemsize: int) -> tuple[dict[str, Any], int]:
     """`_blocks` as a launch of `parts` programs a block of rows, each computing `units` units, binds
     them, and its programs a block: a resident sweep one tile a program, a power of two wide, where
-    W_hh's rows fit (`resident_tiles`), else not resident; the barrier resolved (`barrier_for`)."""
+    W_hh's rows fit (`resident_tiles`), else not resident."""
     tiles = blocks["TILES"]
     resident = resident_tiles(H, units, itemsize) if tiles.RESIDENT else None
     if resident is not None:
@@ -399,7 +400,6 @@ def bind(blocks: dict[str, Any], H: int, units: int, parts: int, itemsize: int) 
         }
     else:
         bound = {**blocks, "TILES": tiles._replace(UNITS=units, RESIDENT=False, EXCHANGE="gates")}
-    bound["TILES"] = bound["TILES"]._replace(BARRIER=barrier_for(tiles.BARRIER, parts))
     return bound, parts
 
 
@@ -409,30 +409,25 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
     after another, so there one program a block computes all its units (unless `_interpreter_sms`).
     A resident sweep whose rows of W_hh do not fit on chip runs split. Split launches are
     cooperative on a GPU (see `check_barriers`)."""
-    k = kernels()
-    assert k is not None
     tiles = blocks["TILES"]
-    on_gpu = like.device.type == "cuda"
+    device = like.device
+    on_gpu = device.type == "cuda"
     split = tiles.SPLIT and (on_gpu or _interpreter_sms is not None)
-    sms = (
-        (torch.cuda.get_device_properties(like.device).multi_processor_count if on_gpu else _interpreter_sms)
-        if split
-        else None
-    )
-    rows, parts, units = split_grid(B, H, tiles.BLOCK_B, tiles.BLOCK_H, sms, k.MAX_PARTS.value)
+    rows, parts, bound = _plan(blocks, B, H, device if split else None, like.element_size())
+    max_parts = kernels().MAX_PARTS.value  # type: ignore[union-attr]
     sync = (
-        torch.zeros(rows * k.MAX_PARTS.value + 1, dtype=torch.int32, device=like.device)
+        torch.zeros(rows * max_parts + 1, dtype=torch.int32, device=device)
         if tiles.SPLIT
-        else _unused_flags(like.device)
+        else _unused_flags(device)
     )
-    bound, parts = bind(blocks, H, units, parts, like.element_size())
     barrier = split and parts > 1  # programs that wait on each other every step
+    bound_ = bound
 
     def launch(*args: Any, pending: tuple[Tensor, ...] = (), steps: int | None = None, **kwargs: Any) -> None:
         """Launch; `pending`: the buffers of what the programs share (polled where BARRIER is "data");
         `steps`: T, for a kernel that exchanges partial sums (kernels.lstm_backward_sweep's `part`)."""
-        nonlocal bound
         check_barriers()
+        bound = bound_
         if steps is not None:
             part, slots = _exchange(bound, steps, B, parts, H, like)
             kwargs.update(part=part, slots=slots)
@@ -470,6 +465,45 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
             raise RuntimeError(_STUCK)
 
     return launch
+
+
+def _plan(
+    blocks: dict[str, Any], B: int, H: int, split_on: torch.device | None, itemsize: int
+) -> tuple[int, int, dict[str, Any]]:
+    """A persistent launch's blocks of rows, programs a block and bound settings (`split_grid`, `bind`),
+    remembered by what they depend on; split over the SMs of `split_on` (a GPU, or the interpreter's
+    `_interpreter_sms`), else one program a block."""
+    k = kernels()
+    assert k is not None
+    tiles = blocks["TILES"]
+    warps = _setting("BACKWARD_WARPS" if tiles.EXCHANGE == "partials" else "WARPS")
+    key: tuple[Any, ...] = (
+        tiles,
+        blocks["num_warps"],
+        blocks["num_stages"],
+        B,
+        H,
+        split_on,
+        _interpreter_sms,
+    )
+    key = (*key, itemsize, warps, RESIDENT_BYTES, k.MAX_PARTS.value, bind)
+    plan = _plans.get(key)
+    if plan is None:
+        sms = None
+        if split_on is not None:
+            on_gpu = split_on.type == "cuda"
+            sms = (
+                torch.cuda.get_device_properties(split_on).multi_processor_count
+                if on_gpu
+                else _interpreter_sms
+            )
+        rows, parts, units = split_grid(B, H, tiles.BLOCK_B, tiles.BLOCK_H, sms, k.MAX_PARTS.value)
+        bound, parts = bind(blocks, H, units, parts, itemsize)
+        plan = _plans[key] = (rows, parts, bound)
+    return plan
+
+
+_plans: dict[tuple[Any, ...], tuple[int, int, dict[str, Any]]] = {}
 
 
 def _exchange(
@@ -535,6 +569,34 @@ def _blocks(
     weight_bytes: int = 0,
     exchange: bool = False,
 ) -> dict[str, Any]:
+    """`_make_blocks`, remembered by its arguments, the settings in force and the interpreter's use: a
+    sweep's launch costs the host less (a fresh dict, the same values)."""
+    chosen = _chosen.get()
+    g = globals()
+    settings = tuple(chosen[n] if chosen is not None and n in chosen else g[n] for n in SETTINGS)
+    big = weight_bytes >= AUTO_SPLIT_BYTES
+    key = (H, dtype, backward, gates, split, resident, big, exchange, settings, interpreting())
+    blocks = _blocks_seen.get(key)
+    if blocks is None:
+        blocks = _blocks_seen[key] = _make_blocks(
+            H, dtype, backward, gates, split, resident, weight_bytes, exchange
+        )
+    return dict(blocks)
+
+
+_blocks_seen: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+def _make_blocks(
+    H: int,
+    dtype: torch.dtype,
+    backward: bool = False,
+    gates: bool = True,
+    split: bool | None = None,
+    resident: bool | None = None,
+    weight_bytes: int = 0,
+    exchange: bool = False,
+) -> dict[str, Any]:
     """Tile sizes and dot precision of the persistent kernels; split or not as `LOOP` says (auto: by the
     size of W_hh, `weight_bytes`).
 
@@ -583,7 +645,7 @@ def _blocks(
         # `_persistent` keeps it where W_hh's rows fit on chip
         RESIDENT=split and resident and (not backward or partials),
         EXCHANGE="partials" if partials else "gates",
-        BARRIER=v["BARRIER"],
+        BARRIER=barrier_for(v["BARRIER"], backward),
         # forward where split: a whole block's units a program (4 × 64 wide) spilled 1.1 KB at 8
         ACCUMULATORS=v["BACKWARD_ACCUMULATORS"] if backward else v["ACCUMULATORS"] if split else 1,
     )
