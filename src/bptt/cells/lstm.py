@@ -142,8 +142,7 @@ class LSTMStep:
         )
         start = tape.initial_slot()
         tape.h_buf[start], c_buf[start] = h0, c0
-        if self.variant.gate_recurrence:  # the gates "before" the first step are zero; read by FGR alone
-            gates_buf[start] = 0
+        gates_buf[start] = 0  # the gates "before" the first step: zero (FGR reads them; so do the diagnostics of packed batches)
         if self.proj_size:
             tape.extras["m"] = x.new_empty((T, B, H))
         return tape
