@@ -142,7 +142,8 @@ class LSTMStep:
         )
         start = tape.initial_slot()
         tape.h_buf[start], c_buf[start] = h0, c0
-        gates_buf[start] = 0  # the gates "before" the first step: zero (FGR reads them; so do the diagnostics of packed batches)
+        # the gates "before" the first step: zero (FGR reads them; so do the diagnostics of packed batches)
+        gates_buf[start] = 0
         if self.proj_size:
             tape.extras["m"] = x.new_empty((T, B, H))
         return tape
