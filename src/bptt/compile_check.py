@@ -32,10 +32,8 @@ class Spec:
 
 LOOPS = ("persistent", "split", "resident")  # the persistent sweeps' loops (gpu.LOOPS less per-step)
 BACKWARD_LOOPS = ("persistent", "split")  # a resident backward is the split one (gpu._blocks)
-BARRIERS = (
-    "flags",
-    "counter",
-)  # the split sweeps' other grid barriers (auto: data forward, counter backward)
+# the split sweeps' other grid barriers (auto: data forward, counter backward)
+BARRIERS = ("flags", "counter")
 ACCUMULATORS = 8  # the products as independent partial sums (gpu.ACCUMULATORS), one more spec a sweep
 
 
