@@ -217,7 +217,8 @@ class RecurrentBase(nn.Module):
             # (the PyTorch loop; the native sweeps take float32/float64), gradients flow back to the
             # parameters in their own dtype.
             dtype = torch.get_autocast_dtype(device)
-            x, h0 = x.to(dtype), h0.to(dtype)
+            x = x.to(dtype)
+            h0 = None if h0 is None else h0.to(dtype)
             c0 = None if c0 is None else c0.to(dtype)
             weights = {name: w.to(dtype) for name, w in weights.items()}
             with torch.autocast(device, enabled=False):
@@ -295,15 +296,15 @@ class RecurrentBase(nn.Module):
 
     def _initial_state(
         self, hx: State | None, B: int, batched: bool, x: Tensor
-    ) -> tuple[Tensor, Tensor | None]:
-        """(h0, c0) as (L·D, B, ·) tensors; zeros where hx is None."""
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """(h0, c0) as (L·D, B, ·) tensors; zeros where hx is None, or (None, None) where the step's
+        tapes start from zeros themselves (`zero_state`: one allocation, no copies)."""
         LD, P = self.num_layers * self.num_directions, self.proj_size or self.hidden_size
         H = self.cell_size
         has_cell = self.step.has_cell
         if hx is None:
-            if has_cell and P == H:  # one allocation for both
-                zeros = x.new_zeros(2, LD, B, H)
-                return zeros[0], zeros[1]
+            if getattr(self.step, "zero_state", False):  # its tapes start from zeros themselves
+                return None, None
             return x.new_zeros(LD, B, P), (x.new_zeros(LD, B, H) if has_cell else None)
         if has_cell:
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:

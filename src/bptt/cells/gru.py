@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from ..engine import dispatch, gpu, native
 from ..engine.sweep import Carry, Params, StepGrads
-from ..engine.tape import Tape, state_buffer
+from ..engine.tape import Tape, state_buffer, zeroed_buffers
 from ..engine.terms import Term, projection_terms
 from . import registry
 from .base import RecurrentBase
@@ -32,21 +33,29 @@ class GRUStep:
     fold_bias_hh: bool = False
     separate_dgh: bool = True
     has_cell: bool = False
+    zero_state: ClassVar[bool] = True  # new_tape takes h0 = None for zeros
 
-    def new_tape(self, x: Tensor, h0: Tensor, c0: Tensor | None, reverse: bool, params: Params) -> Tape:
+    def new_tape(
+        self, x: Tensor, h0: Tensor | None, c0: Tensor | None, reverse: bool, params: Params
+    ) -> Tape:
         T, B = x.shape[:2]
-        H = h0.shape[-1]
-        gates_buf = x.new_empty((T + 1, B, 3 * H))
+        if h0 is None:  # a zero state: the whole tape zeroed at once, no initial slot to copy
+            H = params["weight_hh"].shape[1]
+            h_buf, gates_buf = zeroed_buffers(x, (T + 1, B, H), (T + 1, B, 3 * H))
+        else:
+            H = h0.shape[-1]
+            h_buf, gates_buf = state_buffer(h0, T), x.new_empty((T + 1, B, 3 * H))
         tape = Tape(
             x=x,
             reverse=reverse,
             hidden_size=H,
-            h_buf=state_buffer(h0, T),
+            h_buf=h_buf,
             gates_buf=gates_buf,
             extras={"ghn": x.new_empty((T, B, H))},  # W_hn h_{t−1} + b_hn, needed for ∂L/∂r_t
         )
-        tape.h_buf[tape.initial_slot()] = h0
-        gates_buf[tape.initial_slot()] = 0
+        if h0 is not None:
+            tape.h_buf[tape.initial_slot()] = h0
+            gates_buf[tape.initial_slot()] = 0
         return tape
 
     def forward(self, t: int, gx: Tensor, gh: Tensor, tape: Tape, p: Params) -> None:

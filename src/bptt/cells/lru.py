@@ -68,7 +68,10 @@ class LRUStep:
         phase = torch.exp(p["theta_log"])
         return modulus * torch.cos(phase), modulus * torch.sin(phase)
 
-    def new_tape(self, x: Tensor, h0: Tensor, c0: Tensor | None, reverse: bool, params: Params) -> Tape:
+    def new_tape(
+        self, x: Tensor, h0: Tensor | None, c0: Tensor | None, reverse: bool, params: Params
+    ) -> Tape:
+        assert h0 is not None  # no `zero_state`: the model passes zeros
         assert c0 is not None
         T = x.shape[0]
         c_buf = state_buffer(c0, T)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -40,7 +41,7 @@ from torch import Tensor
 from .. import _checks
 from ..engine import dispatch, gpu, native
 from ..engine.sweep import Carry, Params, StepGrads
-from ..engine.tape import Tape, state_buffer
+from ..engine.tape import Tape, state_buffer, zeroed_buffers
 from ..engine.terms import Outer, Sum, Term, projection_terms
 from . import registry
 from .base import Option, RecurrentBase
@@ -104,6 +105,7 @@ class LSTMStep:
     separate_dgh: bool = False
     has_cell: bool = True
     gate_names: tuple[str, ...] = field(init=False)
+    zero_state: ClassVar[bool] = True  # new_tape takes h0 = c0 = None for zeros
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "gate_names", tuple(self.variant.gates))
@@ -132,18 +134,31 @@ class LSTMStep:
 
     # -- forward ---------------------------------------------------------------------------------
 
-    def new_tape(self, x: Tensor, h0: Tensor, c0: Tensor | None, reverse: bool, params: Params) -> Tape:
-        assert c0 is not None
+    def new_tape(
+        self, x: Tensor, h0: Tensor | None, c0: Tensor | None, reverse: bool, params: Params
+    ) -> Tape:
         T, B = x.shape[:2]
-        H = c0.shape[-1]
-        c_buf, gates_buf = state_buffer(c0, T), x.new_empty((T + 1, B, len(self.gate_names) * H))
-        tape = Tape(
-            x=x, reverse=reverse, hidden_size=H, h_buf=state_buffer(h0, T), c_buf=c_buf, gates_buf=gates_buf
-        )
-        start = tape.initial_slot()
-        tape.h_buf[start], c_buf[start] = h0, c0
-        # the gates "before" the first step: zero (FGR reads them; so do the diagnostics of packed batches)
-        gates_buf[start] = 0
+        G = len(self.gate_names)
+        if h0 is None:  # a zero state: the whole tape zeroed at once, no initial slots to copy
+            H, P = params["weight_hh"].shape[0] // G, params["weight_hh"].shape[1]
+            h_buf, c_buf, gates_buf = zeroed_buffers(x, (T + 1, B, P), (T + 1, B, H), (T + 1, B, G * H))
+            tape = Tape(x=x, reverse=reverse, hidden_size=H, h_buf=h_buf, c_buf=c_buf, gates_buf=gates_buf)
+        else:
+            assert c0 is not None
+            H = c0.shape[-1]
+            c_buf, gates_buf = state_buffer(c0, T), x.new_empty((T + 1, B, G * H))
+            tape = Tape(
+                x=x,
+                reverse=reverse,
+                hidden_size=H,
+                h_buf=state_buffer(h0, T),
+                c_buf=c_buf,
+                gates_buf=gates_buf,
+            )
+            start = tape.initial_slot()
+            tape.h_buf[start], c_buf[start] = h0, c0
+            # the gates "before" the first step: zero (FGR reads them; so do the diagnostics of packed batches)
+            gates_buf[start] = 0
         if self.proj_size:
             tape.extras["m"] = x.new_empty((T, B, H))
         return tape

@@ -65,7 +65,10 @@ class _MinimalStep:
         G = self.blocks * hidden_size
         return {"weight_ih": (G, input_size), **({"bias_ih": (G,)} if bias else {})}
 
-    def new_tape(self, x: Tensor, h0: Tensor, c0: Tensor | None, reverse: bool, params: Params) -> Tape:
+    def new_tape(
+        self, x: Tensor, h0: Tensor | None, c0: Tensor | None, reverse: bool, params: Params
+    ) -> Tape:
+        assert h0 is not None  # no `zero_state`: the model passes zeros
         T, B = x.shape[:2]
         H = h0.shape[-1]
         gates_buf = x.new_empty((T + 1, B, self.blocks * H))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -69,8 +70,15 @@ class ElmanStep:
     fold_bias_hh: bool = True
     separate_dgh: bool = False
     has_cell: bool = False
+    zero_state: ClassVar[bool] = True  # new_tape takes h0 = None for zeros
 
-    def new_tape(self, x: Tensor, h0: Tensor, c0: Tensor | None, reverse: bool, params: Params) -> Tape:
+    def new_tape(
+        self, x: Tensor, h0: Tensor | None, c0: Tensor | None, reverse: bool, params: Params
+    ) -> Tape:
+        if h0 is None:  # a zero state: the buffer zeroed, no initial slot to copy
+            T, B = x.shape[:2]
+            H = params["weight_hh"].shape[1]
+            return Tape(x=x, reverse=reverse, hidden_size=H, h_buf=x.new_zeros((T + 1, B, H)))
         tape = Tape(x=x, reverse=reverse, hidden_size=h0.shape[-1], h_buf=state_buffer(h0, x.shape[0]))
         tape.h_buf[tape.initial_slot()] = h0
         return tape

@@ -55,7 +55,10 @@ class SLSTMStep:
     def cell_size(self, hidden_size: int) -> int:
         return 3 * hidden_size
 
-    def new_tape(self, x: Tensor, h0: Tensor, c0: Tensor | None, reverse: bool, params: Params) -> Tape:
+    def new_tape(
+        self, x: Tensor, h0: Tensor | None, c0: Tensor | None, reverse: bool, params: Params
+    ) -> Tape:
+        assert h0 is not None  # no `zero_state`: the model passes zeros
         assert c0 is not None
         T, B = x.shape[:2]
         H = h0.shape[-1]

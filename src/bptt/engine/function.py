@@ -47,7 +47,8 @@ def _kernel(step: Step, x: Tensor, lengths: Tensor | None) -> dispatch.Kernel:
 
 
 class LayerSweep(torch.autograd.Function):
-    """Autograd node for one layer-direction: inputs (plan, recorder, lengths, x, h0, c0, *weights).
+    """Autograd node for one layer-direction: inputs (plan, recorder, lengths, x, h0, c0, *weights);
+    h0 = c0 = None for a zero initial state (where the step's `zero_state` says it takes one).
 
     `lengths` (B,), when given, ends each sequence after its own number of steps (engine/unrolled.py).
     The backward pass is the explicit sweep; when autograd records it for a second derivative
@@ -62,7 +63,7 @@ class LayerSweep(torch.autograd.Function):
         recorder: list[Tape] | None,
         lengths: Tensor | None,
         x: Tensor,
-        h0: Tensor,
+        h0: Tensor | None,
         c0: Tensor | None,
         *weights: Tensor,
     ) -> tuple[Tensor, ...]:
@@ -134,6 +135,9 @@ def _differentiable_backward(
     plan: LayerPlan = ctx.plan
     step = plan.step
     x, h0, c0, *weights = ctx.saved_tensors
+    if h0 is None:  # a zero initial state (the step's `zero_state`)
+        h0 = ctx.tape.h_buf.new_zeros(ctx.tape.h_buf.shape[1:])
+        c0 = None if ctx.tape.c_buf is None else ctx.tape.c_buf.new_zeros(ctx.tape.c_buf.shape[1:])
     if ctx.recorded:  # a recorded tape still gets its per-step gradients
         with torch.no_grad():
             p = dict(zip(plan.suffixes, (w.detach() for w in weights), strict=True))

@@ -35,13 +35,14 @@ class Stack(Protocol):
 def run_layers(
     model: Stack,
     x: Tensor,
-    h0: Tensor,
+    h0: Tensor | None,
     c0: Tensor | None,
     params: Mapping[str, Tensor],
     recorder: list[Tape] | None,
     lengths: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """x (T, B, I), h0 (L·D, B, P), c0 (L·D, B, H) → output (T, B, D·P), h_n, c_n.
+    """x (T, B, I), h0 (L·D, B, P), c0 (L·D, B, H) → output (T, B, D·P), h_n, c_n. h0 = c0 = None: a
+    zero initial state (a step whose `zero_state` is True).
 
     `lengths` (B,): each sequence's own number of steps (packed input); its state is held after its end.
     """
@@ -59,7 +60,7 @@ def run_layers(
                 recorder,
                 lengths,
                 layer_input,
-                h0[k],
+                None if h0 is None else h0[k],
                 None if c0 is None else c0[k],
                 *(params[n] for n in plan.names),
             )

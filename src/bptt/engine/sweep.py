@@ -66,7 +66,12 @@ class Step(Protocol):
     @property
     def has_cell(self) -> bool: ...
 
-    def new_tape(self, x: Tensor, h0: Tensor, c0: Tensor | None, reverse: bool, params: Params) -> Tape: ...
+    def new_tape(
+        self, x: Tensor, h0: Tensor | None, c0: Tensor | None, reverse: bool, params: Params
+    ) -> Tape:
+        """The tape of one sweep over x (T, B, I) from (h0, c0); a step whose `zero_state` is True also
+        takes h0 = c0 = None, a zero initial state."""
+        ...
 
     def initial_state(self, h0: Tensor, c0: Tensor | None) -> Carry: ...
 

@@ -16,6 +16,7 @@ dgh = ∂L/∂(W_hh h_{t−1} + b_hh) (one tensor for the RNN and LSTM, two for 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -138,3 +139,21 @@ class Tape:
 def state_buffer(init: Tensor, steps: int) -> Tensor:
     """A (T+1, …) buffer whose initial slot is filled by the caller."""
     return torch.empty((steps + 1, *init.shape), dtype=init.dtype, device=init.device)
+
+
+def zeroed_buffers(like: Tensor, *shapes: tuple[int, ...]) -> list[Tensor]:
+    """Contiguous zero-filled buffers of these shapes, in `like`'s dtype and device: views of one
+    allocation filled once (a tape that starts from a zero state, whose initial slots then need no
+    copies), each starting 256 bytes or more into it at a multiple of 64 elements.
+
+    Example:
+        >>> h, c = zeroed_buffers(torch.empty(0), (3, 2, 5), (3, 2, 5))
+        >>> h.shape, c.shape, bool(h.any() or c.any()), c.data_ptr() - h.data_ptr()
+        (torch.Size([3, 2, 5]), torch.Size([3, 2, 5]), False, 256)
+    """
+    sizes = [math.prod(shape) for shape in shapes]
+    starts = [0]
+    for size in sizes[:-1]:
+        starts.append(starts[-1] + -(-size // 64) * 64)
+    block = like.new_zeros(starts[-1] + sizes[-1])
+    return [block[s : s + n].view(shape) for s, n, shape in zip(starts, sizes, shapes, strict=True)]
