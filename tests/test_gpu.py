@@ -665,6 +665,62 @@ def test_launches_meet_at_a_resolved_barrier(monkeypatch) -> None:
     assert gpu.barrier_for("auto", backward=False) == "data"
 
 
+@needs_triton
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_a_zero_state_forward_launches_its_sweep_after_three_operators(kind: str, monkeypatch) -> None:
+    """hx=None: before the forward sweep's launch (the host's time the GPU waits for) the only operators
+    are the tape allocated zeroed in one piece, the input projection and, where b_hh folds into it
+    (not the GRU's), the bias sum; the output is that of hx = zeros, exactly."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen: list[str] = []
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    launched: list[int] = []
+    persistent = gpu._persistent
+
+    class Stub:
+        def __init__(self, kernel):
+            self.kernel = kernel
+
+        def __getitem__(self, grid):
+            run = self.kernel[grid]
+
+            def call(*args, **kwargs):
+                launched.append(len(seen))
+                return run(*args, **kwargs)
+
+            return call
+
+    monkeypatch.setattr(gpu, "_persistent", lambda kernel, *args: persistent(Stub(kernel), *args))
+    torch.manual_seed(0)
+    model = {"rnn": bptt.RNN, "gru": bptt.GRU, "lstm": bptt.LSTM}[kind](2, 8, dtype=torch.float64)
+    x = torch.randn(3, 2, 2, dtype=torch.float64)
+    with native.use_engine("triton"):
+        if not dispatch.select(model.step, x).name == "triton":
+            pytest.skip("runs the Triton sweeps in the interpreter (TRITON_INTERPRET=1)")
+        model(x)  # once before: what is allocated once a process (the unused flags) is not counted
+        launched.clear()
+        with Count():
+            out = model(x)[0]
+        zero_hx = torch.zeros(1, 2, 8, dtype=torch.float64)
+        out_0 = model(x, (zero_hx, zero_hx) if kind == "lstm" else zero_hx)[0]
+    views = ("view", "select", "slice", "permute", "unsqueeze", "squeeze", "detach", "expand", "alias")
+    views += ("transpose", "t.default", "as_strided", "unbind", "split", "lift_fresh", "_unsafe_view")
+    before = [op for op in seen[: launched[0]] if not any(v in op for v in views)]
+    expected = [
+        "aten.new_zeros.default",
+        *(["aten.add.Tensor"] if kind != "gru" else []),
+        "aten.addmm.default",
+    ]
+    assert before == expected
+    assert torch.equal(out, out_0)
+
+
 def test_resident_tiles_fall_back_to_split_where_w_hh_does_not_fit() -> None:
     assert gpu.resident_tiles(128, 16, 4) == (16, 128, 4)
     assert gpu.resident_tiles(128, 24, 4) == (32, 128, 8)  # a share of 24 units: one tile of 32

@@ -41,17 +41,21 @@ class GRUStep:
         T, B = x.shape[:2]
         if h0 is None:  # a zero state: the whole tape zeroed at once, no initial slot to copy
             H = params["weight_hh"].shape[1]
-            h_buf, gates_buf = zeroed_buffers(x, (T + 1, B, H), (T + 1, B, 3 * H))
+            h_buf, gates_buf, ghn = zeroed_buffers(x, (T + 1, B, H), (T + 1, B, 3 * H), (T, B, H))
         else:
             H = h0.shape[-1]
-            h_buf, gates_buf = state_buffer(h0, T), x.new_empty((T + 1, B, 3 * H))
+            h_buf, gates_buf, ghn = (
+                state_buffer(h0, T),
+                x.new_empty((T + 1, B, 3 * H)),
+                x.new_empty((T, B, H)),
+            )
         tape = Tape(
             x=x,
             reverse=reverse,
             hidden_size=H,
             h_buf=h_buf,
             gates_buf=gates_buf,
-            extras={"ghn": x.new_empty((T, B, H))},  # W_hn h_{t−1} + b_hn, needed for ∂L/∂r_t
+            extras={"ghn": ghn},  # W_hn h_{t−1} + b_hn, needed for ∂L/∂r_t
         )
         if h0 is not None:
             tape.h_buf[tape.initial_slot()] = h0
