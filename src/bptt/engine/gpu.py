@@ -736,7 +736,7 @@ def lstm_backward_sweep(
         blocks = _blocks(H, grad_out.dtype, backward=True, weight_bytes=_nbytes(W_hh), exchange=True)
         # ∂L/∂h_t via step t+1 and ∂L/∂c_t, from ∂L/∂h_n and ∂L/∂c_n (the kernel copies them in); at
         # the end ∂L/∂h_0 and ∂L/∂c_0
-        dh_next, dc_carry = torch.empty_like(dh_n), grad_out.new_empty((B, H))
+        dh_next, dc_carry = grad_out.new_empty((2, B, H)).unbind(0)  # one allocation
         w = [p.get(name, grad_out) for name in ("weight_ci", "weight_cf", "weight_co")]
         launch = _persistent(k.lstm_backward_sweep, B, H, blocks, grad_out)
         launch(

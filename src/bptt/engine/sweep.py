@@ -17,7 +17,7 @@ from typing import NamedTuple, Protocol
 import torch
 from torch import Tensor
 
-from .tape import Tape, slots
+from .tape import Tape, slots, zeroed_buffers
 from .terms import Term
 
 
@@ -130,10 +130,18 @@ def allocate_grads(
     dgx has `gates` blocks of H columns, or `width` columns for a cell whose W_ih is laid out otherwise.
     """
     T, B = tape.steps, tape.x.shape[1]
-    dh = torch.empty_like(tape.h)
-    dgx = like.new_empty((T, B, gates * tape.hidden_size if width is None else width))
-    dgh = torch.empty_like(dgx) if separate_dgh else dgx
-    dc = torch.empty_like(tape.c) if has_cell else None
+    G = gates * tape.hidden_size if width is None else width
+    if tape.h.dtype == like.dtype and tape.h.device == like.device:  # one allocation for them all
+        shapes = [tuple(tape.h.shape), (T, B, G), *([(T, B, G)] if separate_dgh else [])]
+        shapes += [tuple(tape.c.shape)] if has_cell else []
+        dh, dgx, *rest = zeroed_buffers(like, *shapes, zeroed=False)
+        dgh = rest.pop(0) if separate_dgh else dgx
+        dc = rest.pop(0) if has_cell else None
+    else:
+        dh = torch.empty_like(tape.h)
+        dgx = like.new_empty((T, B, G))
+        dgh = torch.empty_like(dgx) if separate_dgh else dgx
+        dc = torch.empty_like(tape.c) if has_cell else None
     tape.dh, tape.dgx, tape.dgh, tape.dc = dh, dgx, dgh, dc
     return dh, dgx, dgh, dc
 

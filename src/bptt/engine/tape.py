@@ -141,10 +141,11 @@ def state_buffer(init: Tensor, steps: int) -> Tensor:
     return torch.empty((steps + 1, *init.shape), dtype=init.dtype, device=init.device)
 
 
-def zeroed_buffers(like: Tensor, *shapes: tuple[int, ...]) -> list[Tensor]:
+def zeroed_buffers(like: Tensor, *shapes: tuple[int, ...], zeroed: bool = True) -> list[Tensor]:
     """Contiguous zero-filled buffers of these shapes, in `like`'s dtype and device: views of one
     allocation filled once (a tape that starts from a zero state, whose initial slots then need no
-    copies), each starting 256 bytes or more into it at a multiple of 64 elements.
+    copies), each starting 256 bytes or more into it at a multiple of 64 elements; with `zeroed=False`
+    left as they come (one allocation instead of several).
 
     Example:
         >>> h, c = zeroed_buffers(torch.empty(0), (3, 2, 5), (3, 2, 5))
@@ -155,5 +156,5 @@ def zeroed_buffers(like: Tensor, *shapes: tuple[int, ...]) -> list[Tensor]:
     starts = [0]
     for size in sizes[:-1]:
         starts.append(starts[-1] + -(-size // 64) * 64)
-    block = like.new_zeros(starts[-1] + sizes[-1])
+    block = (like.new_zeros if zeroed else like.new_empty)(starts[-1] + sizes[-1])
     return [block[s : s + n].view(shape) for s, n, shape in zip(starts, sizes, shapes, strict=True)]
