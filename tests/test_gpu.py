@@ -250,12 +250,11 @@ def test_only_the_lstm_backward_exchanges_partial_sums(kind: str, monkeypatch) -
     assert sum(t.RESIDENT for t in tiles) == 2  # the two directions' forward sweeps
 
 
-def _record_launches(monkeypatch) -> list:
-    """The tiles (TILES, as bound) of each persistent launch from here on, in order."""
-    tiles = []
+def _on_launch(monkeypatch, callback) -> None:
+    """From here on, `callback(kwargs)` just before each persistent launch, with the launch's kwargs."""
     persistent = gpu._persistent
 
-    class Recorded:
+    class Watched:
         def __init__(self, kernel):
             self.kernel = kernel
 
@@ -263,12 +262,18 @@ def _record_launches(monkeypatch) -> list:
             run = self.kernel[grid]
 
             def call(*args, **kwargs):
-                tiles.append(kwargs["TILES"])
+                callback(kwargs)
                 return run(*args, **kwargs)
 
             return call
 
-    monkeypatch.setattr(gpu, "_persistent", lambda kernel, *args: persistent(Recorded(kernel), *args))
+    monkeypatch.setattr(gpu, "_persistent", lambda kernel, *args: persistent(Watched(kernel), *args))
+
+
+def _record_launches(monkeypatch) -> list:
+    """The tiles (TILES, as bound) of each persistent launch from here on, in order."""
+    tiles = []
+    _on_launch(monkeypatch, lambda kwargs: tiles.append(kwargs["TILES"]))
     return tiles
 
 
@@ -680,23 +685,8 @@ def test_a_zero_state_forward_launches_its_sweep_after_three_operators(kind: str
             seen.append(str(func))
             return func(*args, **(kwargs or {}))
 
-    launched: list[int] = []
-    persistent = gpu._persistent
-
-    class Stub:
-        def __init__(self, kernel):
-            self.kernel = kernel
-
-        def __getitem__(self, grid):
-            run = self.kernel[grid]
-
-            def call(*args, **kwargs):
-                launched.append(len(seen))
-                return run(*args, **kwargs)
-
-            return call
-
-    monkeypatch.setattr(gpu, "_persistent", lambda kernel, *args: persistent(Stub(kernel), *args))
+    launched: list[int] = []  # the operators seen at each launch
+    _on_launch(monkeypatch, lambda kwargs: launched.append(len(seen)))
     torch.manual_seed(0)
     model = {"rnn": bptt.RNN, "gru": bptt.GRU, "lstm": bptt.LSTM}[kind](2, 8, dtype=torch.float64)
     x = torch.randn(3, 2, 2, dtype=torch.float64)

@@ -142,21 +142,14 @@ class LSTMStep:
         if h0 is None:  # a zero state: the whole tape zeroed at once, no initial slots to copy
             H, P = params["weight_hh"].shape[0] // G, params["weight_hh"].shape[1]
             h_buf, c_buf, gates_buf = zeroed_buffers(x, (T + 1, B, P), (T + 1, B, H), (T + 1, B, G * H))
-            tape = Tape(x=x, reverse=reverse, hidden_size=H, h_buf=h_buf, c_buf=c_buf, gates_buf=gates_buf)
         else:
             assert c0 is not None
             H = c0.shape[-1]
-            c_buf, gates_buf = state_buffer(c0, T), x.new_empty((T + 1, B, G * H))
-            tape = Tape(
-                x=x,
-                reverse=reverse,
-                hidden_size=H,
-                h_buf=state_buffer(h0, T),
-                c_buf=c_buf,
-                gates_buf=gates_buf,
-            )
+            h_buf, c_buf, gates_buf = state_buffer(h0, T), state_buffer(c0, T), x.new_empty((T + 1, B, G * H))
+        tape = Tape(x=x, reverse=reverse, hidden_size=H, h_buf=h_buf, c_buf=c_buf, gates_buf=gates_buf)
+        if h0 is not None and c0 is not None:
             start = tape.initial_slot()
-            tape.h_buf[start], c_buf[start] = h0, c0
+            h_buf[start], c_buf[start] = h0, c0
             # the gates "before" the first step: zero (FGR reads them; so do the diagnostics of packed batches)
             gates_buf[start] = 0
         if self.proj_size:

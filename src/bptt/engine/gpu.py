@@ -560,28 +560,16 @@ def _nbytes(t: Tensor) -> int:
     return t.numel() * t.element_size()
 
 
-def _blocks(
-    H: int,
-    dtype: torch.dtype,
-    backward: bool = False,
-    gates: bool = True,
-    split: bool | None = None,
-    resident: bool | None = None,
-    weight_bytes: int = 0,
-    exchange: bool = False,
-) -> dict[str, Any]:
-    """`_make_blocks`, remembered by its arguments, the settings in force and the interpreter's use: a
-    sweep's launch costs the host less (a fresh dict, the same values)."""
+def _blocks(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """`_make_blocks(*args, **kwargs)`, remembered by its arguments, the settings in force and the
+    interpreter's use: a sweep's launch costs the host less (a fresh dict, the same values)."""
     chosen = _chosen.get()
     g = globals()
     settings = tuple(chosen[n] if chosen is not None and n in chosen else g[n] for n in SETTINGS)
-    big = weight_bytes >= AUTO_SPLIT_BYTES
-    key = (H, dtype, backward, gates, split, resident, big, exchange, settings, interpreting())
+    key = (args, tuple(kwargs.items()), settings, interpreting(), AUTO_SPLIT_BYTES)
     blocks = _blocks_seen.get(key)
     if blocks is None:
-        blocks = _blocks_seen[key] = _make_blocks(
-            H, dtype, backward, gates, split, resident, weight_bytes, exchange
-        )
+        blocks = _blocks_seen[key] = _make_blocks(*args, **kwargs)
     return dict(blocks)
 
 
