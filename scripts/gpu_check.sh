@@ -94,12 +94,17 @@ part "host profile" 45 bash -c "'$PY' scripts/gpu_host.py --steps 1 --repeats 10
 part "bench: lstm, gru, rnn" 90 "${BPTT[@]}" bench --device cuda --cells lstm,gru,rnn --repeats 10 --warmup 3 \
     --json "$OUT/bench_cuda.json"
 # The LSTM and its trace again, autotuned (BPTT_TRITON_AUTOTUNE=1: the first call of each shape times
-# the candidates, in the bench's warm-up).
+# the candidates, in the bench's warm-up), at the goal's shape and the word LM's (all four ran past
+# 60 s on an H100).
 part "bench: lstm, autotuned" 60 env BPTT_TRITON_AUTOTUNE=1 "${BPTT[@]}" bench --device cuda --cells lstm \
-    --repeats 10 --warmup 3 --no-watch --json "$OUT/bench_cuda_autotuned.json"
-# The LSTM variants against torch.nn.LSTM, checked against their own float64 PyTorch loop.
-part "bench: variants" 90 "${BPTT[@]}" bench --device cuda --cells peephole,original,nig,nfg,nog,niaf,noaf,cifg,fgr \
-    --repeats 3 --warmup 1 --no-trace --no-contributions --no-watch --json "$OUT/bench_cuda_variants.json"
+    --shapes 32x200x2x128 20x35x200x200x2 --repeats 10 --warmup 3 --no-watch \
+    --json "$OUT/bench_cuda_autotuned.json"
+# The LSTM variants with persistent sweeps against torch.nn.LSTM, checked against their own float64
+# PyTorch loop, at the goal's two shapes (FGR, on the per-step kernels, and four shapes ran past 90 s
+# on an H100).
+part "bench: variants" 90 "${BPTT[@]}" bench --device cuda --cells peephole,original,nig,nfg,nog,niaf,noaf,cifg \
+    --shapes 32x200x2x128 64x100x64x256 --repeats 3 --warmup 1 --no-trace --no-contributions --no-watch \
+    --json "$OUT/bench_cuda_variants.json"
 
 echo "== done, status $status"
 exit $status
