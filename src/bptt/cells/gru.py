@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..engine import dispatch, gpu, native
 from ..engine.sweep import Carry, Params, StepGrads
-from ..engine.tape import Tape, state_buffer, zeroed_buffers
+from ..engine.tape import Tape, block_buffers, state_buffer
 from ..engine.terms import Term, projection_terms
 from . import registry
 from .base import RecurrentBase
@@ -41,7 +41,7 @@ class GRUStep:
         T, B = x.shape[:2]
         if h0 is None:  # a zero state: the whole tape zeroed at once, no initial slot to copy
             H = params["weight_hh"].shape[1]
-            h_buf, gates_buf, ghn = zeroed_buffers(x, (T + 1, B, H), (T + 1, B, 3 * H), (T, B, H))
+            h_buf, gates_buf, ghn = block_buffers(x, (T + 1, B, H), (T + 1, B, 3 * H), (T, B, H), zeroed=True)
         else:
             H = h0.shape[-1]
             h_buf, gates_buf, ghn = (

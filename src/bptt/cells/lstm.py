@@ -41,7 +41,7 @@ from torch import Tensor
 from .. import _checks
 from ..engine import dispatch, gpu, native
 from ..engine.sweep import Carry, Params, StepGrads
-from ..engine.tape import Tape, state_buffer, zeroed_buffers
+from ..engine.tape import Tape, block_buffers, state_buffer
 from ..engine.terms import Outer, Sum, Term, projection_terms
 from . import registry
 from .base import Option, RecurrentBase
@@ -141,7 +141,9 @@ class LSTMStep:
         G = len(self.gate_names)
         if h0 is None:  # a zero state: the whole tape zeroed at once, no initial slots to copy
             H, P = params["weight_hh"].shape[0] // G, params["weight_hh"].shape[1]
-            h_buf, c_buf, gates_buf = zeroed_buffers(x, (T + 1, B, P), (T + 1, B, H), (T + 1, B, G * H))
+            h_buf, c_buf, gates_buf = block_buffers(
+                x, (T + 1, B, P), (T + 1, B, H), (T + 1, B, G * H), zeroed=True
+            )
         else:
             assert c0 is not None
             H = c0.shape[-1]

@@ -17,7 +17,7 @@ from typing import NamedTuple, Protocol
 import torch
 from torch import Tensor
 
-from .tape import Tape, slots, zeroed_buffers
+from .tape import Tape, block_buffers, slots
 from .terms import Term
 
 
@@ -134,7 +134,7 @@ def allocate_grads(
     if tape.h.dtype == like.dtype and tape.h.device == like.device:  # one allocation for them all
         shapes = [tuple(tape.h.shape), (T, B, G), *([(T, B, G)] if separate_dgh else [])]
         shapes += [tuple(tape.c.shape)] if has_cell else []
-        dh, dgx, *rest = zeroed_buffers(like, *shapes, zeroed=False)
+        dh, dgx, *rest = block_buffers(like, *shapes, zeroed=False)
         dgh = rest.pop(0) if separate_dgh else dgx
         dc = rest.pop(0) if has_cell else None
     else:

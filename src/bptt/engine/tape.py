@@ -141,14 +141,13 @@ def state_buffer(init: Tensor, steps: int) -> Tensor:
     return torch.empty((steps + 1, *init.shape), dtype=init.dtype, device=init.device)
 
 
-def zeroed_buffers(like: Tensor, *shapes: tuple[int, ...], zeroed: bool = True) -> list[Tensor]:
-    """Contiguous zero-filled buffers of these shapes, in `like`'s dtype and device: views of one
-    allocation filled once (a tape that starts from a zero state, whose initial slots then need no
-    copies), each starting 256 bytes or more into it at a multiple of 64 elements; with `zeroed=False`
-    left as they come (one allocation instead of several).
+def block_buffers(like: Tensor, *shapes: tuple[int, ...], zeroed: bool) -> list[Tensor]:
+    """Contiguous buffers of these shapes, in `like`'s dtype and device, as views of one allocation
+    (filled with zeros once where `zeroed`: a tape that starts from a zero state, whose initial slots
+    then need no copies), each starting 256 bytes or more into it at a multiple of 64 elements.
 
     Example:
-        >>> h, c = zeroed_buffers(torch.empty(0), (3, 2, 5), (3, 2, 5))
+        >>> h, c = block_buffers(torch.empty(0), (3, 2, 5), (3, 2, 5), zeroed=True)
         >>> h.shape, c.shape, bool(h.any() or c.any()), c.data_ptr() - h.data_ptr()
         (torch.Size([3, 2, 5]), torch.Size([3, 2, 5]), False, 256)
     """
