@@ -88,11 +88,12 @@ part "tune" 180 "$PY" scripts/gpu_tune.py --out "$OUT" --shape 32,200,2,128,1 --
     --shape 20,35,200,200,2 --settings "$TUNE_SETTINGS"
 # Where one call's time goes: the host's (launches, operators, Python) and the GPU's own, by kernel,
 # for 1 step (the fixed cost) and 200 (the sweeps).
-part "host profile" 45 bash -c "'$PY' scripts/gpu_host.py --steps 1 --repeats 100 --top 25 &&
-    '$PY' scripts/gpu_host.py --steps 200 --repeats 20 --top 5"
-# The cells with a torch.nn twin at every default shape (the word-LM shape included), the trace.
+part "host profile" 60 bash -c "'$PY' scripts/gpu_host.py --steps 1 --repeats 100 --top 25 &&
+    '$PY' scripts/gpu_host.py --steps 200 --repeats 20 --top 25"
+# The cells with a torch.nn twin at every default shape (the word-LM shape included), the trace, and
+# the Monitor's record unless BENCH_FLAGS says --no-watch.
 part "bench: lstm, gru, rnn" 90 "${BPTT[@]}" bench --device cuda --cells lstm,gru,rnn --repeats 10 --warmup 3 \
-    --json "$OUT/bench_cuda.json"
+    ${BENCH_FLAGS:-} --json "$OUT/bench_cuda.json"
 # The LSTM and its trace again, autotuned (BPTT_TRITON_AUTOTUNE=1: the first call of each shape times
 # the candidates, in the bench's warm-up), at the goal's shape and the word LM's (all four ran past
 # 60 s on an H100).

@@ -201,6 +201,100 @@ def before_launch(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, r
     )
 
 
+def launch_profile(
+    model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, repeats: int, top: int
+) -> str:
+    """cProfile inside bptt's sweep launches only (the launch functions of engine/gpu.py `_persistent`),
+    by cumulative time, then the forward's call as a whole by cumulative time: which calls make up
+    the host's time in and before the launches (cProfile adds ~0.5 µs a Python call)."""
+    from bptt.engine import gpu
+
+    inside = cProfile.Profile()
+    persistent = gpu._persistent
+
+    def profiled(*args: object) -> Callable[..., None]:
+        launch = persistent(*args)
+
+        def call(*a: object, **kw: object) -> None:
+            inside.enable()
+            try:
+                launch(*a, **kw)
+            finally:
+                inside.disable()
+
+        return call
+
+    gpu._persistent = profiled
+    try:
+        for _ in range(repeats):
+            step(model, x, grad)
+        sync(x)
+    finally:
+        gpu._persistent = persistent
+    forward = cProfile.Profile()
+    for _ in range(repeats):
+        sync(x)
+        forward.enable()
+        out = model(x)[0]
+        forward.disable()
+        torch.autograd.backward(out, grad)
+    sync(x)
+    text = io.StringIO()
+    text.write(f"  -- inside the sweep launches, {repeats} forward + backward calls, by cumulative time\n")
+    pstats.Stats(inside, stream=text).sort_stats("cumulative").print_stats(top)
+    text.write(f"  -- the forward's call, {repeats} calls (the GPU idle at each start), by cumulative time\n")
+    pstats.Stats(forward, stream=text).sort_stats("cumulative").print_stats(top)
+    return text.getvalue()
+
+
+def primitives(device: str, repeats: int = 200) -> str:
+    """The host's µs per call of what a sweep's launch is made of, each alone, back to back: an empty
+    Triton kernel's launch (one program; two, cooperative), a small torch.zeros, a one-value copy into
+    pinned memory with its event, an event's query. The floor under `before_launch`'s figures."""
+    if device != "cuda":
+        return "  (CUDA only)"
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def empty(x_ptr, N: tl.constexpr):  # type: ignore[no-untyped-def]
+        pass
+
+    flag = torch.zeros(4, dtype=torch.int32, device=device)
+    event = torch.cuda.Event()  # type: ignore[no-untyped-call]
+    event.record()
+
+    def pinned_copy() -> None:
+        stuck = torch.empty(1, dtype=torch.int32, pin_memory=True).copy_(flag[-1:], non_blocking=True)
+        done = torch.cuda.Event()  # type: ignore[no-untyped-call]
+        done.record()
+        del stuck
+
+    cases: list[tuple[str, Callable[[], object]]] = [
+        ("triton launch, 1 program", lambda: empty[(1,)](flag, N=4)),
+        (
+            "triton launch, 2 programs, cooperative",
+            lambda: empty[(1, 2)](flag, N=4, launch_cooperative_grid=True),
+        ),
+        ("torch.zeros(129) on the GPU", lambda: torch.zeros(129, dtype=torch.int32, device=device)),
+        ("fill_(-1) of 4 KiB", lambda: flag.fill_(-1)),
+        ("pinned copy + event", pinned_copy),
+        ("event.query()", lambda: event.query()),  # type: ignore[no-untyped-call]
+    ]
+    lines = []
+    for name, call in cases:
+        for _ in range(20):
+            call()
+        sync(flag)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            call()
+        took = time.perf_counter() - start
+        sync(flag)
+        lines.append(f"  {name:<42} {1e6 * took / repeats:7.1f} µs")
+    return "\n".join(lines)
+
+
 class _NoKernel:
     """Stands for a Triton kernel: `kernel[grid](...)` launches nothing."""
 
@@ -255,6 +349,9 @@ def main() -> int:
         print(gpu_time(model, x, grad, 20))
         if model is ours and (args.stub or args.device == "cuda"):  # the Triton sweeps' launches
             print(before_launch(model, x, grad, args.repeats))
+            print(launch_profile(model, x, grad, min(args.repeats, 50), args.top))
+    print("== the launch's parts alone, host µs a call")
+    print(primitives(args.device))
     trace_us = wall_us(ours, x, grad, args.repeats, traced)
     print(f"== bptt.trace with contribution norms, T = {args.steps}: {trace_us:.0f} µs")
     print(ops(ours, x, grad, traced))
