@@ -100,3 +100,48 @@ def test_original_lstm_carousel_passes_cell_gradient_unchanged() -> None:
     _, (_, c_n) = model(torch.randn(50, 2, 2, dtype=F64), (h0, c0))
     (g,) = torch.autograd.grad(c_n.sum(), c0)
     assert torch.equal(g, torch.ones_like(g))
+
+
+@pytest.mark.parametrize("used", ["output", "h_n", "c_n", "output+c_n"])
+def test_unused_outputs_get_zero_gradients_from_one_allocation_a_layer(used: str) -> None:
+    """Whatever part of (output, (h_n, c_n)) the loss reads, the gradients are torch.nn.LSTM's (weights
+    copied, float64); the outputs the loss does not read get zeros, allocated once a layer for all
+    of them (autograd would fill one tensor each)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from bptt.engine import native
+
+    torch.manual_seed(0)
+    reference = torch.nn.LSTM(3, 5, num_layers=2, proj_size=2, dtype=F64)
+    ours = bptt.from_torch(reference)
+    x = torch.randn(4, 3, 3, dtype=F64, requires_grad=True)
+    h0, c0 = torch.randn(2, 3, 2, dtype=F64), torch.randn(2, 3, 5, dtype=F64, requires_grad=True)
+    weights = {name: torch.randn(4, 3, n, dtype=F64) for name, n in (("output", 2), ("h_n", 2), ("c_n", 5))}
+    weights["h_n"], weights["c_n"] = weights["h_n"][:2], weights["c_n"][:2]
+
+    def loss(model: torch.nn.Module) -> torch.Tensor:
+        out, (h_n, c_n) = model(x, (h0, c0))
+        parts = {"output": out, "h_n": h_n, "c_n": c_n}
+        return sum((parts[name] * weights[name]).sum() for name in used.split("+"))  # type: ignore[return-value]
+
+    wanted = [x, c0, *reference.parameters()]
+    expected = torch.autograd.grad(loss(reference), wanted)
+
+    class Zeros(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Zeros.count += "zeros" in str(func)
+            return func(*args, **(kwargs or {}))
+
+    counts = []
+    for engine in ("python", "auto"):  # the PyTorch loop allocates no zeros of its own
+        Zeros.count = 0
+        with native.use_engine(engine):
+            total = loss(ours)
+            with Zeros():
+                got = torch.autograd.grad(total, [x, c0, *ours.parameters()])
+        for a, b in zip(got, expected, strict=True):
+            assert rel_err(a, b) < 1e-10
+        counts.append(Zeros.count)
+    assert counts[0] == 2  # one a layer: the unused ones of its output, h_n and c_n together

@@ -81,6 +81,7 @@ def _loop_setting(monkeypatch):
     monkeypatch.setattr(gpu, "_tuned", {})
     monkeypatch.setattr(gpu, "_blocks_seen", {})  # what was bound under another test's settings
     monkeypatch.setattr(gpu, "_plans", {})
+    monkeypatch.setattr(gpu, "_flags_seen", {})
 
 
 def use_loop(loop: str) -> None:
@@ -646,6 +647,50 @@ def test_a_grid_barrier_that_gave_up_raises_on_the_next_check(monkeypatch) -> No
     gpu._unchecked.append((FinishedLaunch(done=False), torch.tensor([1], dtype=torch.int32)))
     with pytest.raises(RuntimeError, match="grid barrier gave up"):
         bptt.trace(bptt.RNN(2, 3), torch.randn(4, 1, 2), lambda out, state: out.sum())
+
+
+@needs_triton
+def test_data_barrier_launches_share_their_flags_and_counting_ones_get_zeros_of_their_own(
+    monkeypatch,
+) -> None:
+    """`sync` (gpu._flags): under the data barrier only its give-up flag is read, which stays zero
+    unless a launch gives up, so those launches share one buffer a device; the counter and flags
+    barriers count in theirs, so each launch gets zeros of its own; a kernel not split, one unused
+    flag. Once a launch gave up, the shared buffer is dropped for a fresh one."""
+    cpu = torch.device("cpu")
+    n = 2 * gpu.kernels().MAX_PARTS.value + 1
+    shared = gpu._flags(cpu, 2, True, "data")
+    assert shared.shape == (n,) and shared.dtype == torch.int32 and not shared.any()
+    assert gpu._flags(cpu, 2, True, "data") is shared
+    assert gpu._flags(cpu, 3, True, "data").shape == (n + gpu.kernels().MAX_PARTS.value,)
+    counted = [gpu._flags(cpu, 2, True, barrier) for barrier in ("counter", "counter", "flags")]
+    assert len({flags.data_ptr() for flags in counted}) == 3 and not any(flags.any() for flags in counted)
+    assert all(flags.shape == (n,) for flags in counted)
+    assert gpu._flags(cpu, 2, False, "counter") is gpu._unused_flags(cpu)
+    monkeypatch.setattr(gpu, "_unchecked", [(FinishedLaunch(), torch.tensor([1], dtype=torch.int32))])
+    with pytest.raises(RuntimeError, match="grid barrier gave up"):
+        gpu.check_barriers()
+    assert gpu._flags(cpu, 2, True, "data") is not shared
+
+
+@needs_triton
+def test_a_launch_checks_the_earlier_ones_after_its_own(monkeypatch) -> None:
+    """The host's work before a sweep's launch is what the GPU waits for at the start of a call: the
+    check of earlier launches' give-up flags comes after the launch, and still raises before the
+    sweep's numbers are handed out."""
+    order = []
+
+    class Kernel:
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: order.append("launch")
+
+    monkeypatch.setattr(gpu, "_unchecked", [(FinishedLaunch(), torch.tensor([1], dtype=torch.int32))])
+    blocks = gpu._blocks(64, torch.float32, split=True)
+    with pytest.raises(RuntimeError, match="grid barrier gave up"):
+        gpu._persistent(Kernel(), 2, 64, blocks, torch.zeros(3, 2, 2))()
+    assert order == ["launch"]
+    gpu._persistent(Kernel(), 2, 64, blocks, torch.zeros(3, 2, 2))()  # checked and cleared: no error
+    assert order == ["launch", "launch"]
 
 
 @needs_triton

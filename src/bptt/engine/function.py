@@ -87,11 +87,15 @@ class LayerSweep(torch.autograd.Function):
         if step.has_cell:
             assert tape.c_buf is not None
             outputs.append(tape.final(tape.c_buf).unsqueeze(0))
+        ctx.shapes = tuple(o.shape for o in outputs)
+        ctx.set_materialize_grads(False)  # the unused outputs' zeros come from one allocation (`_zeros_for`)
         return tuple(o.clone() for o in outputs)
 
     @staticmethod
-    def backward(ctx: Any, grad_out: Tensor, grad_hn: Tensor, *grad_cn: Tensor) -> tuple[Tensor | None, ...]:
-        grad_hn, grad_cn = grad_hn[0], tuple(g[0] for g in grad_cn)  # (1, B, ·) → (B, ·)
+    def backward(ctx: Any, *given: Tensor | None) -> tuple[Tensor | None, ...]:
+        # ∂L/∂output, ∂L/∂h_n (and ∂L/∂c_n): zeros where an output was not used
+        grad_out, last_h, *last_c = _zeros_for(ctx, given)
+        grad_hn, grad_cn = last_h[0], tuple(g[0] for g in last_c)  # (1, B, ·) → (B, ·)
         if torch.is_grad_enabled():  # create_graph=True: these gradients will be differentiated again
             return _differentiable_backward(ctx, grad_out, grad_hn, *grad_cn)
         plan: LayerPlan = ctx.plan
@@ -126,6 +130,20 @@ class LayerSweep(torch.autograd.Function):
                 grads.append(totals[id(term)])
         dc0 = carry[0] if step.has_cell else None
         return (None, None, None, dx, dh0 if needs[4] else None, dc0 if needs[5] else None, *grads)
+
+
+def _zeros_for(ctx: Any, grads: tuple[Tensor | None, ...]) -> list[Tensor]:
+    """The outputs' gradients, zeros where autograd passed None (an output not used): what autograd
+    itself would pass, one zero-filled allocation for all of them instead of one each."""
+    missing = [k for k, g in enumerate(grads) if g is None]
+    if not missing:
+        return list(grads)  # type: ignore[arg-type]  # none is None
+    sizes = [ctx.shapes[k].numel() for k in missing]
+    zeros = ctx.tape.h_buf.new_zeros(sum(sizes)).split(sizes)
+    filled = list(grads)
+    for k, z in zip(missing, zeros, strict=True):
+        filled[k] = z.view(ctx.shapes[k])
+    return filled  # type: ignore[return-value]  # every None replaced
 
 
 def _differentiable_backward(

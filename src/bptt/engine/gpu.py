@@ -405,8 +405,8 @@ def bind(blocks: dict[str, Any], H: int, units: int, parts: int, itemsize: int) 
 
 
 def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tensor) -> Callable[..., None]:
-    """A persistent kernel's launch over its `split_grid`, with its tiles, launch options and zeroed
-    `sync` flags (kernels._sync) bound. Split only on a GPU: Triton's interpreter runs programs one
+    """A persistent kernel's launch over its `split_grid`, with its tiles, launch options and `sync`
+    flags (kernels._sync, `_flags`) bound. Split only on a GPU: Triton's interpreter runs programs one
     after another, so there one program a block computes all its units (unless `_interpreter_sms`).
     A resident sweep whose rows of W_hh do not fit on chip runs split. Split launches are
     cooperative on a GPU (see `check_barriers`)."""
@@ -414,20 +414,14 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
     device = like.device
     on_gpu = device.type == "cuda"
     split = tiles.SPLIT and (on_gpu or _interpreter_sms is not None)
-    rows, parts, bound = _plan(blocks, B, H, device if split else None, like.element_size())
-    max_parts = kernels().MAX_PARTS.value  # type: ignore[union-attr]
-    sync = (
-        torch.zeros(rows * max_parts + 1, dtype=torch.int32, device=device)
-        if tiles.SPLIT
-        else _unused_flags(device)
-    )
+    rows, parts, bound_ = _plan(blocks, B, H, device if split else None, like.element_size())
     barrier = split and parts > 1  # programs that wait on each other every step
-    bound_ = bound
 
     def launch(*args: Any, pending: tuple[Tensor, ...] = (), steps: int | None = None, **kwargs: Any) -> None:
         """Launch; `pending`: the buffers of what the programs share (polled where BARRIER is "data");
-        `steps`: T, for a kernel that exchanges partial sums (kernels.lstm_backward_sweep's `part`)."""
-        check_barriers()
+        `steps`: T, for a kernel that exchanges partial sums (kernels.lstm_backward_sweep's `part`).
+        The host's work before the kernel's launch is what the GPU waits for at the start of a call:
+        what can come after it does (the give-up flag's copy, the check of earlier launches')."""
         bound = bound_
         if steps is not None:
             part, slots = _exchange(bound, steps, B, parts, H, like)
@@ -436,14 +430,12 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
                 pending = (part,)  # what the programs poll: the partial sums, not ∂L/∂gh_t
                 if slots == 2 and bound["TILES"].BARRIER == "data":  # too many steps for a slot each
                     bound = {**bound, "TILES": bound["TILES"]._replace(BARRIER="counter")}
+        sync = _flags(device, rows, tiles.SPLIT, bound["TILES"].BARRIER)
         polled = tiles.SPLIT and bound["TILES"].BARRIER == "data"
         for buf in pending if polled else ():  # all ones: not yet written (kernels._shared)
             buf.view(torch.int64 if buf.element_size() == 8 else torch.int32).fill_(-1)
-        if not barrier:
-            kernel[(rows, parts)](*args, sync=sync, **kwargs, **bound)
-            return
         global _cooperative
-        if _cooperative and on_gpu:
+        if barrier and _cooperative and on_gpu:
             try:
                 kernel[(rows, parts)](*args, sync=sync, **kwargs, **bound, launch_cooperative_grid=True)
             except Exception as err:  # a driver without cooperative launches: wait on each launch instead
@@ -458,14 +450,37 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
                 # the flag into pinned host memory, without waiting; read once the event has passed
                 stuck = torch.empty(1, dtype=torch.int32, pin_memory=True).copy_(sync[-1:], non_blocking=True)
                 event = torch.cuda.Event()  # type: ignore[no-untyped-call]  # unannotated in torch
-                event.record()
+                event.record(torch.cuda.current_stream(device))  # the device as given: no lookup of it
                 _unchecked.append((event, stuck))
+                check_barriers()
                 return
         kernel[(rows, parts)](*args, sync=sync, **kwargs, **bound)
-        if bool(sync[-1]):
+        if barrier and bool(sync[-1]):
+            _flags_seen.clear()
             raise RuntimeError(_STUCK)
+        check_barriers()
 
     return launch
+
+
+def _flags(device: torch.device, rows: int, split: bool, barrier: str) -> Tensor:
+    """`sync` for a launch (kernels._sync): rows · MAX_PARTS flags, then the give-up flag. Zeros of
+    their own where the programs count in them (the counter and flags barriers); under the data
+    barrier only the give-up flag is read, which stays zero unless a launch gives up, so those
+    launches share one buffer a device (`_flags_seen`, dropped when one gave up) and the host
+    allocates and clears nothing; one unused flag where the kernel is not split."""
+    if not split:
+        return _unused_flags(device)
+    n = rows * kernels().MAX_PARTS.value + 1  # type: ignore[union-attr]
+    if barrier != "data":
+        return torch.zeros(n, dtype=torch.int32, device=device)
+    flags = _flags_seen.get((device, n))
+    if flags is None:
+        flags = _flags_seen[(device, n)] = torch.zeros(n, dtype=torch.int32, device=device)
+    return flags
+
+
+_flags_seen: dict[tuple[torch.device, int], Tensor] = {}
 
 
 def _plan(
@@ -547,6 +562,7 @@ def check_barriers(wait: bool = False) -> None:
         event.synchronize()
         if bool(stuck):
             _unchecked.clear()
+            _flags_seen.clear()  # a shared give-up flag that is up stays up: fresh ones from now on
             raise RuntimeError(_STUCK)
 
 
@@ -563,7 +579,10 @@ def _nbytes(t: Tensor) -> int:
 def _blocks(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """`_make_blocks(*args, **kwargs)`, remembered by its arguments, the settings in force and the
     interpreter's use: a sweep's launch costs the host less (a fresh dict, the same values)."""
-    settings = tuple(_setting(name) for name in SETTINGS)
+    chosen, module = _chosen.get(), globals()
+    settings = tuple(
+        chosen[name] if chosen is not None and name in chosen else module[name] for name in SETTINGS
+    )  # each `_setting(name)`, in one pass
     key = (args, tuple(kwargs.items()), settings, interpreting(), AUTO_SPLIT_BYTES)
     blocks = _blocks_seen.get(key)
     if blocks is None:
