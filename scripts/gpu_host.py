@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -247,19 +248,27 @@ def launch_profile(
     return text.getvalue()
 
 
+def _empty_kernel() -> Any:
+    """A Triton kernel that does nothing (its annotations are read from this module's globals)."""
+    import triton
+    import triton.language as tl
+
+    globals()["tl"] = tl  # what Triton resolves `tl.constexpr` in
+
+    @triton.jit
+    def empty(x_ptr, N: tl.constexpr):  # type: ignore[no-untyped-def]
+        pass
+
+    return empty
+
+
 def primitives(device: str, repeats: int = 200) -> str:
     """The host's µs per call of what a sweep's launch is made of, each alone, back to back: an empty
     Triton kernel's launch (one program; two, cooperative), a small torch.zeros, a one-value copy into
     pinned memory with its event, an event's query. The floor under `before_launch`'s figures."""
     if device != "cuda":
         return "  (CUDA only)"
-    import triton
-    import triton.language as tl
-
-    @triton.jit
-    def empty(x_ptr, N: tl.constexpr):  # type: ignore[no-untyped-def]
-        pass
-
+    empty = _empty_kernel()
     flag = torch.zeros(4, dtype=torch.int32, device=device)
     event = torch.cuda.Event()  # type: ignore[no-untyped-call]
     event.record()

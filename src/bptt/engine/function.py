@@ -139,10 +139,11 @@ def _zeros_for(ctx: Any, grads: tuple[Tensor | None, ...]) -> list[Tensor]:
     if not missing:
         return list(grads)  # type: ignore[arg-type]  # none is None
     sizes = [ctx.shapes[k].numel() for k in missing]
-    zeros = ctx.tape.h_buf.new_zeros(sum(sizes)).split(sizes)
-    filled = list(grads)
-    for k, z in zip(missing, zeros, strict=True):
-        filled[k] = z.view(ctx.shapes[k])
+    zeros = ctx.tape.h_buf.new_zeros(sum(sizes))
+    filled, start = list(grads), 0
+    for k, n in zip(missing, sizes, strict=True):
+        filled[k] = zeros[start : start + n].view(ctx.shapes[k])
+        start += n
     return filled  # type: ignore[return-value]  # every None replaced
 
 

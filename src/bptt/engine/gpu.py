@@ -303,12 +303,23 @@ def _launch(kernel: Any, n: int) -> Callable[..., Any]:
 
 
 def _variant(step: Any) -> Any:
-    """The LSTM step's variant as the kernels' compile-time constant (`kernels.Variant`)."""
-    k = kernels()
-    assert k is not None
-    v, names = step.variant, step.gate_names
-    blocks = (names.index(gate) if gate in names else -1 for gate in "ifgo")
-    return k.Variant(len(names), *blocks, v.peephole, v.coupled, v.input_activation, v.output_activation)
+    """The LSTM step's variant as the kernels' compile-time constant (`kernels.Variant`), built once
+    a variant (the step's `variant` and `gate_names` are frozen)."""
+    key = (step.variant, step.gate_names)
+    constant = _variants.get(key)
+    if constant is None:
+        k = kernels()
+        assert k is not None
+        v, names = step.variant, step.gate_names
+        blocks = (names.index(gate) if gate in names else -1 for gate in "ifgo")
+        constant = k.Variant(
+            len(names), *blocks, v.peephole, v.coupled, v.input_activation, v.output_activation
+        )
+        _variants[key] = constant
+    return constant
+
+
+_variants: dict[tuple[Any, ...], Any] = {}
 
 
 def _gate_recurrence_matrix(W_gg: Tensor, H: int) -> Tensor:
