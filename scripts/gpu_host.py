@@ -1,7 +1,7 @@
 """Where the host's time goes in one bptt.LSTM forward + backward on a GPU, against torch.nn.LSTM.
 
     python scripts/gpu_host.py [--steps T] [--repeats N] [--top K] [--device cpu] [--batch B]
-        [--hidden H] [--stub]
+        [--hidden H] [--stub] [--dump DIR]
 
 At a few steps the GPU waits on the host: a call costs what Python, the dispatcher and the kernel
 launches cost. This prints, for B = 32, I = 2, H = 128: the wall-clock µs of a forward + backward,
@@ -203,15 +203,18 @@ def before_launch(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, r
 
 
 def launch_profile(
-    model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, repeats: int, top: int
+    model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, repeats: int, top: int, dump: Path | None
 ) -> str:
     """cProfile inside bptt's sweep launches only (the launch functions of engine/gpu.py `_persistent`),
-    by cumulative time, then the forward's call as a whole by cumulative time: which calls make up
-    the host's time in and before the launches (cProfile adds ~0.5 µs a Python call)."""
-    from bptt.engine import gpu
+    by cumulative time, then the forward's call as a whole and the layer's backward (`LayerSweep.backward`,
+    in whichever thread autograd runs it: on a GPU not the caller's) by cumulative time: which calls
+    make up the host's time in and before the launches (cProfile adds ~0.5 µs a Python call). With
+    `dump`, the three profiles are written there (launches.prof, forward.prof, backward.prof) for pstats."""
+    from bptt.engine import function, gpu
 
-    inside = cProfile.Profile()
+    inside, forward, backward = cProfile.Profile(), cProfile.Profile(), cProfile.Profile()
     persistent = gpu._persistent
+    layer_backward = function.LayerSweep.backward
 
     def profiled(*args: object) -> Callable[..., None]:
         launch = persistent(*args)
@@ -225,6 +228,13 @@ def launch_profile(
 
         return call
 
+    def backward_profiled(ctx: object, *grads: object) -> object:
+        backward.enable()
+        try:
+            return layer_backward(ctx, *grads)
+        finally:
+            backward.disable()
+
     gpu._persistent = profiled
     try:
         for _ in range(repeats):
@@ -232,19 +242,28 @@ def launch_profile(
         sync(x)
     finally:
         gpu._persistent = persistent
-    forward = cProfile.Profile()
-    for _ in range(repeats):
+    function.LayerSweep.backward = staticmethod(backward_profiled)  # type: ignore[method-assign,assignment]
+    try:
+        for _ in range(repeats):
+            sync(x)
+            forward.enable()
+            out = model(x)[0]
+            forward.disable()
+            torch.autograd.backward(out, grad)
         sync(x)
-        forward.enable()
-        out = model(x)[0]
-        forward.disable()
-        torch.autograd.backward(out, grad)
-    sync(x)
+    finally:
+        function.LayerSweep.backward = staticmethod(layer_backward)  # type: ignore[method-assign,assignment]
     text = io.StringIO()
-    text.write(f"  -- inside the sweep launches, {repeats} forward + backward calls, by cumulative time\n")
-    pstats.Stats(inside, stream=text).sort_stats("cumulative").print_stats(top)
-    text.write(f"  -- the forward's call, {repeats} calls (the GPU idle at each start), by cumulative time\n")
-    pstats.Stats(forward, stream=text).sort_stats("cumulative").print_stats(top)
+    for name, profile, what in (
+        ("launches", inside, f"inside the sweep launches, {repeats} forward + backward calls"),
+        ("forward", forward, f"the forward's call, {repeats} calls (the GPU idle at each start)"),
+        ("backward", backward, f"LayerSweep.backward, {repeats} calls"),
+    ):
+        text.write(f"  -- {what}, by cumulative time\n")
+        pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(top)
+        if dump is not None:
+            dump.mkdir(parents=True, exist_ok=True)
+            profile.dump_stats(dump / f"{name}.prof")
     return text.getvalue()
 
 
@@ -332,6 +351,9 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--stub", action="store_true", help="the CUDA sweeps' host path, no kernels (CPU)")
+    parser.add_argument(
+        "--dump", type=Path, help="a folder for the cProfile files of the launches, forward, backward"
+    )
     args = parser.parse_args()
     if args.stub:
         from bptt.engine import gpu, native
@@ -358,7 +380,7 @@ def main() -> int:
         print(gpu_time(model, x, grad, 20))
         if model is ours and (args.stub or args.device == "cuda"):  # the Triton sweeps' launches
             print(before_launch(model, x, grad, args.repeats))
-            print(launch_profile(model, x, grad, min(args.repeats, 50), args.top))
+            print(launch_profile(model, x, grad, min(args.repeats, 50), args.top, args.dump))
     print("== the launch's parts alone, host µs a call")
     print(primitives(args.device))
     trace_us = wall_us(ours, x, grad, args.repeats, traced)
