@@ -590,10 +590,7 @@ def _nbytes(t: Tensor) -> int:
 def _blocks(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """`_make_blocks(*args, **kwargs)`, remembered by its arguments, the settings in force and the
     interpreter's use: a sweep's launch costs the host less (a fresh dict, the same values)."""
-    chosen, module = _chosen.get(), globals()
-    settings = tuple(
-        chosen[name] if chosen is not None and name in chosen else module[name] for name in SETTINGS
-    )  # each `_setting(name)`, in one pass
+    settings = tuple(_setting(name) for name in SETTINGS)
     key = (args, tuple(kwargs.items()), settings, interpreting(), AUTO_SPLIT_BYTES)
     blocks = _blocks_seen.get(key)
     if blocks is None:
