@@ -467,8 +467,7 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
                 return
         kernel[(rows, parts)](*args, sync=sync, **kwargs, **bound)
         if barrier and bool(sync[-1]):
-            _flags_seen.clear()
-            raise RuntimeError(_STUCK)
+            _gave_up()
         check_barriers()
 
     return launch
@@ -572,9 +571,15 @@ def check_barriers(wait: bool = False) -> None:
         event, stuck = _unchecked.pop(0)
         event.synchronize()
         if bool(stuck):
-            _unchecked.clear()
-            _flags_seen.clear()  # a shared give-up flag that is up stays up: fresh ones from now on
-            raise RuntimeError(_STUCK)
+            _gave_up()
+
+
+def _gave_up() -> None:
+    """Raise for a split launch whose grid barrier gave up, forgetting the launches not yet checked
+    and the shared give-up flags (one that is up stays up: fresh ones from now on)."""
+    _unchecked.clear()
+    _flags_seen.clear()
+    raise RuntimeError(_STUCK)
 
 
 @functools.cache
