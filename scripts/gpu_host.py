@@ -284,9 +284,13 @@ def _empty_kernel() -> Any:
 def primitives(device: str, repeats: int = 200) -> str:
     """The host's µs per call of what a sweep's launch is made of, each alone, back to back: an empty
     Triton kernel's launch (one program; two, cooperative), a small torch.zeros, a one-value copy into
-    pinned memory with its event, an event's query. The floor under `before_launch`'s figures."""
+    pinned memory with its event (where kernels cannot write pinned memory), an event's query, the
+    check of the host's give-up flag. The floor under `before_launch`'s figures."""
     if device != "cuda":
         return "  (CUDA only)"
+    from bptt.engine import gpu
+
+    mapped = gpu._mapped(torch.device(device))
     empty = _empty_kernel()
     flag = torch.zeros(4, dtype=torch.int32, device=device)
     event = torch.cuda.Event()  # type: ignore[no-untyped-call]
@@ -306,10 +310,11 @@ def primitives(device: str, repeats: int = 200) -> str:
         ),
         ("torch.zeros(129) on the GPU", lambda: torch.zeros(129, dtype=torch.int32, device=device)),
         ("fill_(-1) of 4 KiB", lambda: flag.fill_(-1)),
-        ("pinned copy + event", pinned_copy),
+        ("pinned copy + event (the fallback's)", pinned_copy),
         ("event.query()", lambda: event.query()),  # type: ignore[no-untyped-call]
+        ("gpu.check_barriers() (the host's flag)", gpu.check_barriers),
     ]
-    lines = []
+    lines = [f"  a kernel's store reaches pinned host memory (the give-up flag needs no copy): {mapped}"]
     for name, call in cases:
         for _ in range(20):
             call()

@@ -82,6 +82,9 @@ def _loop_setting(monkeypatch):
     monkeypatch.setattr(gpu, "_blocks_seen", {})  # what was bound under another test's settings
     monkeypatch.setattr(gpu, "_plans", {})
     monkeypatch.setattr(gpu, "_flags_seen", {})
+    monkeypatch.setattr(gpu, "_host_flags", {})  # give-up flags a test raised stay with it
+    monkeypatch.setattr(gpu, "_launched", set())
+    monkeypatch.setattr(gpu, "_unchecked", [])
 
 
 def use_loop(loop: str) -> None:
@@ -357,6 +360,13 @@ if gpu.kernels() is not None:
         kernels._sync(sync, done, TILES)
 
     @triton.jit
+    def absent(sync, gave_up, TILES: tl.constexpr):
+        """Program 0 of two meets the other at the grid barrier, which the other never comes to."""
+        if tl.program_id(1) == 0:
+            kernels._sync(sync, 1, TILES)
+        kernels._report(sync, gave_up, TILES)
+
+    @triton.jit
     def count_polls(stuck, out, n):
         polls = tl.load(out) * 0
         i = n * 0
@@ -394,6 +404,76 @@ def test_a_barrier_passes_once_all_arrived_and_gives_up_on_one_that_never_comes(
         assert int(out) == polls
     count_polls[(1,)](flag * 0, out, 7)
     assert int(out) == 7
+
+
+@pytest.mark.parametrize(
+    "device",
+    [pytest.param("cpu", marks=pytest.mark.gpu_interpret), pytest.param("cuda", marks=pytest.mark.cuda)],
+)
+@needs_triton
+def test_a_program_that_gave_up_writes_the_hosts_flag(device: str, monkeypatch) -> None:
+    """kernels._report: at a split kernel's end a program that gave up on its grid barrier writes 1 into
+    the host's flag (pinned on a GPU, the store going through its mapping), which the host reads in
+    place; the next check raises and puts it down. A program that found the barrier passed writes
+    nothing. (On a GPU the barrier waits its SPIN_LIMIT polls, about a second.)"""
+    if device == "cpu" and not gpu.interpreting():
+        pytest.skip("runs Triton's interpreter on CPU tensors (TRITON_INTERPRET=1)")
+    if device == "cuda" and (gpu.interpreting() or not torch.cuda.is_available()):
+        pytest.skip("no CUDA device")
+    if device == "cpu":
+        monkeypatch.setattr(kernels, "SPIN_LIMIT", tl.constexpr(5))
+    k = gpu.kernels()
+    tiles = k.Tiles(BLOCK_B=16, BLOCK_H=16, BLOCK_K=16, PRECISION="ieee", SPLIT=True, BARRIER="counter")
+    flag, view = gpu._host_flag(torch.device(device))
+    assert flag.device.type == "cpu" and flag.is_pinned() == (device == "cuda") and view.value == 0
+    sync = torch.zeros(k.MAX_PARTS.value + 1, dtype=torch.int32, device=device)
+    meet[(1, 1)](sync, 1, TILES=tiles)  # one program alone passes
+    absent[(1, 1)](sync, flag, TILES=tiles)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    assert view.value == 0 and int(sync[-1]) == 0
+    gpu.check_barriers()  # nothing to say
+    sync.zero_()  # the block's counter afresh
+    absent[(1, 2)](sync, flag, TILES=tiles)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    assert int(sync[-1]) == 1 and view.value == 1
+    with pytest.raises(RuntimeError, match="grid barrier gave up"):
+        gpu.check_barriers()
+    assert view.value == 0
+    gpu.check_barriers()
+
+
+@pytest.mark.gpu_interpret
+@needs_triton
+@each_cell
+def test_a_split_sweep_whose_programs_cannot_meet_raises(kind: str, monkeypatch) -> None:
+    """A split sweep whose programs are not all running at once (the interpreter runs them one after
+    another, as a GPU would where they were not all resident) gives up on its grid barrier after
+    SPIN_LIMIT polls; its programs write the host's flag (kernels._report) and the launch raises, the
+    flag down again after: the forward, then the backward of a forward that ran with its programs at
+    once (tests/concurrent_programs.py)."""
+    if not gpu.interpreting():
+        pytest.skip("runs Triton's interpreter on CPU tensors (TRITON_INTERPRET=1)")
+    from concurrent_programs import concurrent_programs
+
+    use_loop("split+data")
+    monkeypatch.setattr(gpu, "_interpreter_sms", 2)  # H = 32: two programs a block of rows
+    monkeypatch.setattr(kernels, "SPIN_LIMIT", tl.constexpr(5))
+    torch.manual_seed(0)
+    model = {"rnn": bptt.RNN, "gru": bptt.GRU, "lstm": bptt.LSTM}[kind](2, 32, dtype=torch.float64)
+    x = torch.randn(2, 1, 2, dtype=torch.float64)
+    _, view = gpu._host_flag(torch.device("cpu"))
+    with native.use_engine("triton"), pytest.raises(RuntimeError, match="grid barrier gave up"):
+        model(x)
+    assert view.value == 0
+    with native.use_engine("triton"):
+        with concurrent_programs(sms=2):
+            out, _ = model(x)
+        assert view.value == 0
+        with pytest.raises(RuntimeError, match="grid barrier gave up"):
+            out.sum().backward()
+    assert view.value == 0
 
 
 @pytest.mark.gpu_interpret
@@ -632,7 +712,18 @@ class FinishedLaunch:
 
 
 def test_a_grid_barrier_that_gave_up_raises_on_the_next_check(monkeypatch) -> None:
-    """Split launches do not wait for their barrier flag; the next launch's check raises if it was set."""
+    """Split launches do not wait for their barrier flag; the next launch's check raises if it was set:
+    the host's flag the kernels write (`gpu._host_flag`), or where a GPU's kernels cannot write pinned
+    memory, each launch's flag copied back once its event has passed."""
+    _, view = gpu._host_flag(torch.device("cpu"))
+    view.value = 1
+    with pytest.raises(RuntimeError, match="grid barrier gave up"):
+        gpu.check_barriers()
+    assert view.value == 0
+    gpu.check_barriers()
+    view.value = 1  # a trace waits for them: its numbers are never handed out unchecked
+    with pytest.raises(RuntimeError, match="grid barrier gave up"):
+        bptt.trace(bptt.RNN(2, 3), torch.randn(4, 1, 2), lambda out, state: out.sum())
     monkeypatch.setattr(gpu, "_unchecked", [(FinishedLaunch(), torch.tensor([0], dtype=torch.int32))])
     gpu.check_barriers()
     assert gpu._unchecked == []
@@ -965,6 +1056,35 @@ def test_cuda_autotuned_sweeps(kind: str) -> None:
     for entry in (forward, backward):
         assert all(isinstance(ms, float) and ms > 0 for ms in entry.times.values()), entry.times
         assert entry.times[entry.label] == min(entry.times.values())
+
+
+@pytest.mark.cuda
+@needs_cuda
+@needs_triton
+@pytest.mark.parametrize("mapped", [True, False])
+@each_cell
+def test_cuda_split_sweeps_check_their_barrier_in_the_hosts_memory(
+    kind: str, mapped: bool, monkeypatch
+) -> None:
+    """On this GPU a kernel's store reaches the host's pinned flag (`gpu._mapped`), so a split launch's
+    give-up flag needs no copy: nothing waits to be copied back. Where it could not (forced here), each
+    launch's flag is copied back after it, and a trace waits for them. Both against the float64 loop."""
+    device = torch.device("cuda")
+    assert gpu._mapped(device)
+    if not mapped:
+        monkeypatch.setattr(gpu, "_mapped_on", {device: False})
+    use_loop("split+data")
+    cls = {"rnn": bptt.RNN, "gru": bptt.GRU, "lstm": bptt.LSTM}[kind]
+    torch.manual_seed(0)
+    truth = cls(7, 128, dtype=torch.float64)
+    model = cls(7, 128, device="cuda")
+    model.load_state_dict(truth.state_dict())
+    x = torch.randn(20, 32, 7, dtype=torch.float64)
+    with native.use_engine("auto"):
+        model(x.float().cuda())
+    assert gpu._launched == {device} and len(gpu._unchecked) == (0 if mapped else 1)
+    assert_same_trace(traced(model, x.float().cuda(), "auto"), traced(truth, x, "python"), 1e-4)
+    assert not gpu._launched and not gpu._unchecked  # the trace waited for them all
 
 
 @pytest.mark.cuda

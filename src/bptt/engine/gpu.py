@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import ctypes
 import functools
 import importlib
 import importlib.util
@@ -445,10 +446,19 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
         polled = tiles.SPLIT and bound["TILES"].BARRIER == "data"
         for buf in pending if polled else ():  # all ones: not yet written (kernels._shared)
             buf.view(torch.int64 if buf.element_size() == 8 else torch.int32).fill_(-1)
+        # where a split launch's barrier gave up, its programs write 1 here (kernels._report): the host's
+        # flag, which `check_barriers` reads in place; the device's own where a kernel cannot write
+        # pinned memory (`_mapped`), copied back after the launch, or where no barrier can give up
+        mapped = barrier and (not on_gpu or _mapped(device))
+        gave_up = _host_flag(device)[0] if mapped else sync[-1:]
         global _cooperative
+        cooperative = False
         if barrier and _cooperative and on_gpu:
             try:
-                kernel[(rows, parts)](*args, sync=sync, **kwargs, **bound, launch_cooperative_grid=True)
+                kernel[(rows, parts)](
+                    *args, sync=sync, gave_up=gave_up, **kwargs, **bound, launch_cooperative_grid=True
+                )
+                cooperative = True
             except Exception as err:  # a driver without cooperative launches: wait on each launch instead
                 _cooperative = False
                 warnings.warn(
@@ -457,18 +467,18 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
                     RuntimeWarning,
                     stacklevel=2,
                 )
-            else:
-                # the flag into pinned host memory, without waiting; read once the event has passed
+        if not cooperative:
+            kernel[(rows, parts)](*args, sync=sync, gave_up=gave_up, **kwargs, **bound)
+        if barrier and on_gpu:
+            _launched.add(device)
+            if not mapped:  # the flag into pinned host memory, without waiting; read after the event
                 stuck = torch.empty(1, dtype=torch.int32, pin_memory=True).copy_(sync[-1:], non_blocking=True)
                 event = torch.cuda.Event()  # type: ignore[no-untyped-call]  # unannotated in torch
                 event.record(torch.cuda.current_stream(device))  # the device as given: no lookup of it
                 _unchecked.append((event, stuck))
-                check_barriers()
-                return
-        kernel[(rows, parts)](*args, sync=sync, **kwargs, **bound)
-        if barrier and bool(sync[-1]):
-            _gave_up()
-        check_barriers()
+        # a split launch that is not cooperative may not have all its programs resident: its numbers
+        # wait for its flag
+        check_barriers(wait=barrier and not cooperative)
 
     return launch
 
@@ -554,31 +564,77 @@ _STUCK = (
 
 # Split launches are cooperative: the driver starts all their programs at once or refuses the launch,
 # so the grid barrier never waits on a program that is not running. Each barrier still gives up after
-# SPIN_LIMIT polls (kernels._sync), a guard against a bug; its flag comes back to the host without
-# waiting, and `check_barriers` raises if one gave up: at the next launch, and when a trace is built
-# (which waits for them all).
+# SPIN_LIMIT polls (kernels._sync), a guard against a bug; the launch's programs then write 1 into the
+# host's flag (kernels._report, `_host_flag`), which `check_barriers` reads where it lies, without a
+# copy or a wait: it raises at the next launch, and when a trace is built (which waits for the GPU).
 _cooperative = True
 # In Triton's interpreter, the SMs a split launch spreads a block's units over, as on a GPU; None (the
 # default) computes a block's units in one program, since the interpreter runs programs one after
 # another. Set only where each program runs in a thread of its own (tests/concurrent_programs.py).
 _interpreter_sms: int | None = None
+_host_flags: dict[torch.device, tuple[Tensor, ctypes.c_int32]] = {}
+_launched: set[torch.device] = set()  # GPUs launched on since `check_barriers` last waited
+_mapped_on: dict[torch.device, bool] = {}
+# where a kernel cannot write pinned memory: each launch's flag copied back, with the event after it
 _unchecked: list[tuple[torch.cuda.Event, Tensor]] = []
+
+
+def _host_flag(device: torch.device) -> tuple[Tensor, ctypes.c_int32]:
+    """The give-up flag the split launches on `device` write (kernels._report): one int32 in the host's
+    memory, pinned on a GPU (mapped into its address space), and the host's view of it, which reads
+    the memory itself each time (no copy, no operator)."""
+    flag = _host_flags.get(device)
+    if flag is None:
+        t = torch.zeros(1, dtype=torch.int32, pin_memory=device.type == "cuda")
+        flag = _host_flags[device] = (t, ctypes.c_int32.from_address(t.data_ptr()))
+    return flag
+
+
+def _mapped(device: torch.device) -> bool:
+    """Whether a kernel's store on this GPU reaches the host's pinned memory, checked once a device by
+    storing into the host's flag and reading it back (so on every 64-bit system with unified
+    addressing, where pinned memory is mapped); else each launch's flag is copied back. Not while a
+    CUDA graph is captured (no waiting then): the copy, until a launch outside one has checked."""
+    seen = _mapped_on.get(device)
+    if seen is None:
+        if torch.cuda.is_current_stream_capturing():
+            return False
+        t, view = _host_flag(device)
+        try:
+            with torch.cuda.device(device):
+                kernels().write_flag[(1,)](t, 7)  # type: ignore[union-attr]
+            torch.cuda.synchronize(device)
+            seen = view.value == 7
+        except Exception:  # a pointer Triton refuses (no unified addressing): the copy it is
+            seen = False
+        view.value = 0
+        _mapped_on[device] = seen
+    return seen
 
 
 def check_barriers(wait: bool = False) -> None:
     """Raise if a finished split launch's grid barrier gave up; with `wait`, wait for them all first."""
+    if wait:
+        while _launched:
+            torch.cuda.synchronize(_launched.pop())
     while _unchecked and (wait or _unchecked[0][0].query()):  # type: ignore[no-untyped-call]
         event, stuck = _unchecked.pop(0)
         event.synchronize()
         if bool(stuck):
             _gave_up()
+    for _, view in tuple(_host_flags.values()):  # a copy: another thread may add a device's
+        if view.value:
+            _gave_up()
 
 
 def _gave_up() -> None:
     """Raise for a split launch whose grid barrier gave up, forgetting the launches not yet checked
-    and the shared give-up flags (one that is up stays up: fresh ones from now on)."""
+    and the shared give-up flags (one that is up stays up: fresh ones from now on); the host's flags
+    down again for the launches to come."""
     _unchecked.clear()
     _flags_seen.clear()
+    for _, view in _host_flags.values():
+        view.value = 0
     raise RuntimeError(_STUCK)
 
 

@@ -696,6 +696,25 @@ def _sync(sync, done, TILES: tl.constexpr):
         tl.debug_barrier()
 
 
+@triton.jit
+def _report(sync, gave_up, TILES: tl.constexpr):
+    """At a split sweep's end, each program that finds its launch's grid barrier gave up (the last flag
+    of `sync`, raised by it or another program) writes 1 into `gave_up`: an int32 in the host's pinned
+    memory, which the GPU writes through its mapping, so that gpu.py reads it with no copy and no
+    wait (`gpu.check_barriers`). Nothing where the sweep is not split (its barrier is a CTA's own)."""
+    if TILES.SPLIT:
+        tl.debug_barrier()  # this program's own give-up, by any of its threads, comes before the look
+        stuck = sync + tl.num_programs(0) * MAX_PARTS
+        if tl.atomic_add(stuck, 0, sem="relaxed", scope="gpu") != 0:
+            tl.store(gave_up, 1)
+
+
+@triton.jit
+def write_flag(flag, value):
+    """flag[0] = value: gpu.py's check, once a device, that a kernel's store reaches pinned host memory."""
+    tl.store(flag, value)
+
+
 @triton.constexpr_function
 def _accumulators(K, most):
     """How many independent partial sums `_dot` splits an inner dimension K into: `most`
@@ -936,6 +955,7 @@ def lstm_forward_sweep(
     B,
     H: tl.constexpr,
     sync,
+    gave_up,
     V: tl.constexpr,
     REVERSE: tl.constexpr,
     TILES: tl.constexpr,
@@ -947,6 +967,7 @@ def lstm_forward_sweep(
         _lstm_forward_tile(
             gx, w, peep, h_buf, c_buf, gates_buf, T, B, H, sync, rows, row_ok, lo, V, REVERSE, TILES
         )
+        _report(sync, gave_up, TILES)
         return
     s = T * 0
     while s < T:  # a while loop: T stays a run-time value (and Triton's interpreter accepts it)
@@ -969,6 +990,7 @@ def lstm_forward_sweep(
             _lstm_forward(z, cp, peep, cols, col_ok, gates_t, c_t, h_t, at, here, ok, H, V)
         _sync(sync, s + 1, TILES)  # h_t is complete (every program's part) before step t+1 reads it
         s += 1
+    _report(sync, gave_up, TILES)
 
 
 @triton.jit
@@ -1143,6 +1165,7 @@ def lstm_backward_sweep(
     B,
     H: tl.constexpr,
     sync,
+    gave_up,
     part,
     slots,
     V: tl.constexpr,
@@ -1180,6 +1203,7 @@ def lstm_backward_sweep(
             REVERSE,
             TILES,
         )
+        _report(sync, gave_up, TILES)
         return
     _carry_in(dh_n, dh_next, rows, row_ok, lo, H, TILES)
     _carry_in(dc_n, dc_carry, rows, row_ok, lo, H, TILES)
@@ -1218,6 +1242,7 @@ def lstm_backward_sweep(
             )
         _back_product(dgx_t, rows, row_ok, w_hh, dh_next, dh_next, sync, s + 1, V.G * H, H, False, TILES)
         s += 1
+    _report(sync, gave_up, TILES)
 
 
 # -- persistent GRU and Elman RNN sweeps ----------------------------------------------------------------
@@ -1235,6 +1260,7 @@ def gru_forward_sweep(
     B,
     H: tl.constexpr,
     sync,
+    gave_up,
     HAS_BIAS: tl.constexpr,
     REVERSE: tl.constexpr,
     TILES: tl.constexpr,
@@ -1257,6 +1283,7 @@ def gru_forward_sweep(
             _gru_forward(gx_t, (gh_r, gh_z, gh_n), h_prev, gates_t, ghn_t, h_t, at, here, ok, H)
         _sync(sync, s + 1, TILES)  # h_t is complete (every program's part) before step t+1 reads it
         s += 1
+    _report(sync, gave_up, TILES)
 
 
 @triton.jit
@@ -1276,6 +1303,7 @@ def gru_backward_sweep(
     B,
     H: tl.constexpr,
     sync,
+    gave_up,
     REVERSE: tl.constexpr,
     TILES: tl.constexpr,
 ):
@@ -1294,6 +1322,7 @@ def gru_backward_sweep(
         # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t + z_t ⊙ ∂L/∂h_t
         _back_product(dgh_t, rows, row_ok, w_hh, direct, dh_next, sync, s + 1, 3 * H, H, True, TILES)
         s += 1
+    _report(sync, gave_up, TILES)
 
 
 @triton.jit
@@ -1305,6 +1334,7 @@ def rnn_forward_sweep(
     B,
     H: tl.constexpr,
     sync,
+    gave_up,
     ACT: tl.constexpr,
     REVERSE: tl.constexpr,
     TILES: tl.constexpr,
@@ -1323,6 +1353,7 @@ def rnn_forward_sweep(
             tl.store(h_buf + now * B * H + here, _publish(_activate(z, ACT)), mask=ok)  # h_t = a(z_t)
         _sync(sync, s + 1, TILES)  # h_t is complete (every program's part) before step t+1 reads it
         s += 1
+    _report(sync, gave_up, TILES)
 
 
 @triton.jit
@@ -1338,6 +1369,7 @@ def rnn_backward_sweep(
     B,
     H: tl.constexpr,
     sync,
+    gave_up,
     ACT: tl.constexpr,
     REVERSE: tl.constexpr,
     TILES: tl.constexpr,
@@ -1354,3 +1386,4 @@ def rnn_backward_sweep(
             _rnn_backward(d, h_buf + now * B * H, dgx + t * B * H, here, ok, ACT)
         _back_product(dgx + t * B * H, rows, row_ok, w_hh, dh_next, dh_next, sync, s + 1, H, H, False, TILES)
         s += 1
+    _report(sync, gave_up, TILES)
