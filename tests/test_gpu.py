@@ -810,19 +810,36 @@ def test_launches_meet_at_a_resolved_barrier(monkeypatch) -> None:
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_a_zero_state_forward_launches_its_sweep_after_three_operators(kind: str, monkeypatch) -> None:
     """hx=None: before the forward sweep's launch (the host's time the GPU waits for) the only operators
-    are the tape allocated zeroed in one piece, the input projection and, where b_hh folds into it
-    (not the GRU's), the bias sum; the output is that of hx = zeros, exactly."""
+    that launch anything are the tape allocated zeroed in one piece, the input projection and, where
+    b_hh folds into it (not the GRU's), the bias sum; besides them the outputs' empty allocations,
+    which the kernel fills, so that nothing is copied after it. The output is that of hx = zeros,
+    exactly."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     seen: list[str] = []
+    launched: list[int] = []  # the operators seen at each launch
 
     class Count(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            seen.append(str(func))
+            if len(launched) % 2 == 0:  # not within a launch (the interpreter copies its arguments)
+                seen.append(str(func))
             return func(*args, **(kwargs or {}))
 
-    launched: list[int] = []  # the operators seen at each launch
-    _on_launch(monkeypatch, lambda kwargs: launched.append(len(seen)))
+    persistent = gpu._persistent
+
+    def watched(kernel, *args):
+        launch = persistent(kernel, *args)
+
+        def counted(*a, **kw):
+            launched.append(len(seen))
+            try:
+                return launch(*a, **kw)
+            finally:
+                launched.append(len(seen))
+
+        return counted
+
+    monkeypatch.setattr(gpu, "_persistent", watched)
     torch.manual_seed(0)
     model = {"rnn": bptt.RNN, "gru": bptt.GRU, "lstm": bptt.LSTM}[kind](2, 8, dtype=torch.float64)
     x = torch.randn(3, 2, 2, dtype=torch.float64)
@@ -842,9 +859,47 @@ def test_a_zero_state_forward_launches_its_sweep_after_three_operators(kind: str
         "aten.new_zeros.default",
         *(["aten.add.Tensor"] if kind != "gru" else []),
         "aten.addmm.default",
+        "aten.empty_like.default",
+        "aten.new_empty.default",
+        *(["aten.new_empty.default"] if kind == "lstm" else []),
     ]
     assert before == expected
+    assert not [op for op in seen if "clone" in op or "copy" in op]
     assert torch.equal(out, out_0)
+
+
+@pytest.mark.parametrize(
+    "device",
+    [pytest.param("cpu", marks=pytest.mark.gpu_interpret), pytest.param("cuda", marks=pytest.mark.cuda)],
+)
+@needs_triton
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_outputs_the_kernels_wrote_are_the_users_to_change(kind: str, device: str) -> None:
+    """The outputs the persistent kernels write are tensors of their own, not the tape: changed in place
+    (and h_n detached in place, the old truncated-BPTT idiom), the gradients stay torch.nn's."""
+    if device == "cpu" and not gpu.interpreting():
+        pytest.skip("runs Triton's interpreter on CPU tensors (TRITON_INTERPRET=1)")
+    if device == "cuda" and (gpu.interpreting() or not torch.cuda.is_available()):
+        pytest.skip("no CUDA device")
+    torch.manual_seed(0)
+    ref = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[kind](2, 16, dtype=torch.float64)
+    ours = bptt.from_torch(ref).to(device=device, dtype=torch.float64 if device == "cpu" else torch.float32)
+    x = torch.randn(4, 3, 2, dtype=torch.float64)
+    with native.use_engine("triton"):
+        out, state = ours(x.to(device=device, dtype=ours.weight_hh_l0.dtype))
+    h = state[0] if kind == "lstm" else state
+    out_r, state_r = ref(x)
+    for a, b in zip(
+        (out, *(state if kind == "lstm" else [state])),
+        (out_r, *(state_r if kind == "lstm" else [state_r])),
+        strict=True,
+    ):
+        assert rel_err(a.double().cpu(), b) < 1e-5  # h_n and c_n as written too
+    out.mul_(2.0)
+    h.detach_()
+    g_r = torch.autograd.grad((2.0 * out_r).pow(2).sum(), ref.weight_hh_l0)[0]
+    g = torch.autograd.grad(out.pow(2).sum(), ours.weight_hh_l0)[0]
+    assert rel_err(g.double().cpu(), g_r) < (1e-10 if device == "cpu" else 1e-4)
 
 
 def test_resident_tiles_fall_back_to_split_where_w_hh_does_not_fit() -> None:

@@ -45,15 +45,20 @@ class Kernel:
         backward_sweep: `(step, tape, grad_out, dh_n, dc_n, params) -> (dh_0, carry_0)`.
         accepts: whether it implements this step's settings (a variant, a nonlinearity).
         available: whether it can run for this layer input now (built, dtype, engine setting).
+        fills_outputs: whether `forward_sweep` takes the layer's outputs too (`sweep.Outputs`: empty
+            tensors after `params`) and fills them with copies of the tape's output, h_n and c_n,
+            which `LayerSweep` otherwise copies after the sweep (the GPU's kernels write them as
+            they go: no copies launched after the sweep).
     """
 
     name: str
     step: type
     device: str
-    forward_sweep: Callable[[Any, Tape, Tensor, Params], None]
+    forward_sweep: Callable[..., None]  # (step, tape, gx, params[, outputs])
     backward_sweep: Callable[[Any, Tape, Tensor, Tensor, Tensor | None, Params], tuple[Tensor, Carry]]
     accepts: Callable[[Any], bool] = _always
     available: Callable[[Tensor], bool] = _always
+    fills_outputs: bool = False
 
 
 PYTHON = Kernel("python", object, "any", sweep.forward_sweep, sweep.backward_sweep)

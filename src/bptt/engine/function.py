@@ -72,24 +72,28 @@ class LayerSweep(torch.autograd.Function):
         tape = step.new_tape(x.detach(), h0, c0, plan.reverse, p)  # the tape holds data, never graph
         tape.lengths = lengths
         kernel = _kernel(step, x, lengths)
-        kernel.forward_sweep(step, tape, input_projection(step, x, p), p)
+        # h_n and c_n as (1, B, ·), the layer-direction's row of the model's (L·D, B, ·) state, so that a
+        # one-layer model returns them without another copy. The outputs are copies of the tape's, so
+        # that changing them in place cannot corrupt it: written by the kernel where it can, else
+        # copied after the sweep.
+        gx = input_projection(step, x, p)
+        if kernel.fills_outputs:
+            outputs = _new_outputs(tape, step.has_cell)
+            kernel.forward_sweep(step, tape, gx, p, outputs)
+        else:
+            kernel.forward_sweep(step, tape, gx, p)
+            finals = [tape.h_buf] + ([tape.c_buf] if tape.c_buf is not None and step.has_cell else [])
+            outputs = [tape.h.clone(), *(tape.final(buf).unsqueeze(0).clone() for buf in finals)]
         if recorder is not None:
             recorder.append(tape)
         ctx.plan, ctx.tape, ctx.kernel, ctx.lengths = plan, tape, kernel, lengths
         ctx.recorded = recorder is not None
         # Saved so that PyTorch catches an in-place change of the input before backward, and for the
-        # differentiable backward; the tape keeps the data. The outputs are copies, so changing them
-        # in place cannot corrupt the tape.
+        # differentiable backward; the tape keeps the data.
         ctx.save_for_backward(x, h0, c0, *weights)
-        # h_n and c_n as (1, B, ·), the layer-direction's row of the model's (L·D, B, ·) state, so that a
-        # one-layer model returns them without another copy
-        outputs = [tape.h, tape.final(tape.h_buf).unsqueeze(0)]
-        if step.has_cell:
-            assert tape.c_buf is not None
-            outputs.append(tape.final(tape.c_buf).unsqueeze(0))
         ctx.shapes = tuple(o.shape for o in outputs)
         ctx.set_materialize_grads(False)  # the unused outputs' zeros come from one allocation (`_zeros_for`)
-        return tuple(o.clone() for o in outputs)
+        return tuple(outputs)
 
     @staticmethod
     def backward(ctx: Any, *given: Tensor | None) -> tuple[Tensor | None, ...]:
@@ -130,6 +134,17 @@ class LayerSweep(torch.autograd.Function):
                 grads.append(totals[id(term)])
         dc0 = carry[0] if step.has_cell else None
         return (None, None, None, dx, dh0 if needs[4] else None, dc0 if needs[5] else None, *grads)
+
+
+def _new_outputs(tape: Tape, has_cell: bool) -> list[Tensor]:
+    """Empty output (T, B, P), h_n (1, B, P) and c_n (1, B, H) for a kernel that fills them: separate
+    tensors, not views of one (autograd forbids changing a custom Function's view outputs in place)."""
+    B = tape.h_buf.shape[1]
+    outputs = [torch.empty_like(tape.h), tape.h_buf.new_empty((1, B, tape.h_buf.shape[2]))]
+    if has_cell:
+        assert tape.c_buf is not None
+        outputs.append(tape.c_buf.new_empty((1, B, tape.c_buf.shape[2])))
+    return outputs
 
 
 def _zeros_for(ctx: Any, grads: tuple[Tensor | None, ...]) -> list[Tensor]:

@@ -50,7 +50,7 @@ from torch import Tensor
 
 from .._checks import InputError
 from . import dispatch, native
-from .sweep import Carry, Params, Step, allocate_step_grads
+from .sweep import Carry, Outputs, Params, Step, allocate_step_grads
 from .tape import Tape
 
 ACTIVATIONS = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3}  # the Elman kernels' ACT constant
@@ -728,7 +728,7 @@ def _make_blocks(
     return {"TILES": tiles, "num_warps": warps, "num_stages": v["STAGES"]}
 
 
-def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
+def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params, outputs: Outputs) -> bool:
     k = kernels()
     assert k is not None and tape.c_buf is not None and tape.gates_buf is not None
     proj = step.proj_size  # type: ignore[attr-defined]
@@ -746,6 +746,7 @@ def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
             tape.h_buf,
             tape.c_buf,
             tape.gates_buf,
+            *outputs,
             T,
             B,
             H,
@@ -753,7 +754,7 @@ def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
             REVERSE=tape.reverse,
             pending=(tape.h,),
         )
-        return
+        return True
     B, H = gx.shape[1], tape.hidden_size
     n = B * H
     W_hh = p["weight_hh"]
@@ -793,6 +794,7 @@ def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
         )
         if proj:
             torch.mm(m[t], p["weight_hr"].T, out=h[t])  # h_t = W_hr m_t
+    return False
 
 
 def lstm_backward_sweep(
@@ -883,7 +885,7 @@ def lstm_backward_sweep(
 # -- GRU and Elman RNN -------------------------------------------------------------------------------
 
 
-def gru_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
+def gru_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params, outputs: Outputs) -> bool:
     k = kernels()
     assert k is not None
     B, H = gx.shape[1], tape.hidden_size
@@ -898,6 +900,7 @@ def gru_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
             tape.h_buf,
             tape.gates_buf,
             tape.extras["ghn"],
+            *outputs,
             gx.shape[0],
             B,
             H,
@@ -905,7 +908,7 @@ def gru_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
             REVERSE=tape.reverse,
             pending=(tape.h,),
         )
-        return
+        return True
     gh = gx.new_empty(gx.shape[1:])  # (B, 3H)
     launch = _launch(k.gru_forward_step, B * H)
     # views of the tape by time position t, taken once
@@ -927,6 +930,7 @@ def gru_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
             H,
             BLOCK=k.BLOCK,
         )
+    return False
 
 
 def gru_backward_sweep(
@@ -991,7 +995,7 @@ def gru_backward_sweep(
     return dh_next, ()
 
 
-def rnn_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
+def rnn_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params, outputs: Outputs) -> bool:
     k = kernels()
     assert k is not None
     B, H = gx.shape[1], tape.hidden_size
@@ -1004,6 +1008,7 @@ def rnn_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
             gx,
             W_hh.contiguous(),
             tape.h_buf,
+            *outputs,
             gx.shape[0],
             B,
             H,
@@ -1011,7 +1016,7 @@ def rnn_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
             REVERSE=tape.reverse,
             pending=(tape.h,),
         )
-        return
+        return True
     gh = gx.new_empty(gx.shape[1:])
     launch = _launch(k.rnn_forward_step, B * H)
     # views of the tape by time position t, taken once
@@ -1019,6 +1024,7 @@ def rnn_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
     for t in tape.order:
         torch.mm(h_prev[t], W_hh.T, out=gh)  # gh_t = W_hh h_{t−1}
         launch(gx[t], gh, h[t], B * H, ACT=act, BLOCK=k.BLOCK)
+    return False
 
 
 def rnn_backward_sweep(
@@ -1061,7 +1067,7 @@ def rnn_backward_sweep(
 
 # -- the sweeps, with engine/sweep.py's signatures --------------------------------------------------
 
-_SWEEPS: dict[type, tuple[Callable[..., None], Callable[..., tuple[Tensor, Carry]]]] = {}
+_SWEEPS: dict[type, tuple[Callable[..., bool], Callable[..., tuple[Tensor, Carry]]]] = {}
 
 
 def register(step_type: type, kind: str, accepts: Callable[[Any], bool] | None = None) -> None:
@@ -1085,19 +1091,29 @@ def register(step_type: type, kind: str, accepts: Callable[[Any], bool] | None =
                 backward_sweep,
                 accepts or (lambda step: True),
                 can_run,
+                fills_outputs=True,
             )
         )
 
 
-def _sweeps(step: Step) -> tuple[Callable[..., None], Callable[..., tuple[Tensor, Carry]]]:
+def _sweeps(step: Step) -> tuple[Callable[..., bool], Callable[..., tuple[Tensor, Carry]]]:
     """The forward and backward sweep registered for this exact step type."""
     return _SWEEPS[type(step)]
 
 
-def forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params) -> None:
+def forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params, outputs: Outputs) -> None:
+    """The forward sweep, and the layer's outputs filled (`dispatch.Kernel.fills_outputs`): by the
+    persistent kernels as they go, else copied from the tape after the sweep."""
     gx = gx.contiguous()
     with _on(gx):
-        _tuned_call("forward", step, functools.partial(_sweeps(step)[0], step, tape, gx, p), gx, p)
+        sweep = functools.partial(_sweeps(step)[0], step, tape, gx, p, outputs)
+        if not _tuned_call("forward", step, sweep, gx, p):
+            out, h_n, *c_n = outputs
+            out.copy_(tape.h)
+            h_n[0].copy_(tape.final(tape.h_buf))
+            if c_n:
+                assert tape.c_buf is not None
+                c_n[0][0].copy_(tape.final(tape.c_buf))
 
 
 def backward_sweep(

@@ -137,6 +137,16 @@ def _publish(v):
     return tl.where(v == v, v, float("nan"))
 
 
+@triton.jit
+def _output(out, last, v, t, s, T, B, H, here, ok):
+    """A persistent forward sweep's step s (time position t) into the layer's outputs, which
+    `LayerSweep` returns (copies of the tape's, written here instead of copied after the sweep): v =
+    h_t into out (T, B, H) at t, and into `last` (h_n or c_n, (B, H)) at the sweep's last step."""
+    if out is not None:
+        tl.store(out + t * B * H + here, v, mask=ok)
+    tl.store(last + here, v, mask=ok & (s == T - 1))
+
+
 # -- Elman RNN ---------------------------------------------------------------------------------------
 
 
@@ -190,7 +200,9 @@ def _gru_forward(gx, gh, h_prev, gates, ghn, h, at, here, ok, H):
     nn = _tanh(gx_n + r * gh_n)  # n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t−1} + b_hn))
     _store3(gates, at, H, r, z, nn, ok)
     tl.store(ghn + here, gh_n, mask=ok)
-    tl.store(h + here, _publish(nn + z * (hp - nn)), mask=ok)  # h_t = n_t + z_t ⊙ (h_{t−1} − n_t)
+    h_t = _publish(nn + z * (hp - nn))  # h_t = n_t + z_t ⊙ (h_{t−1} − n_t)
+    tl.store(h + here, h_t, mask=ok)
+    return h_t
 
 
 @triton.jit
@@ -390,13 +402,15 @@ def _lstm_cell_backward(
 
 @triton.jit
 def _lstm_forward(z, cp, peep, j, j_ok, gates, c, m, at, here, ok, H, V: tl.constexpr):
-    """One LSTM step from z = (z_i, z_f, z_g, z_o) and c_{t−1}: the gates, c_t and m_t into the tape."""
+    """One LSTM step from z = (z_i, z_f, z_g, z_o) and c_{t−1}: the gates, c_t and m_t into the tape;
+    c_t and m_t as stored."""
     p_i, p_f, p_o = _peepholes(peep, j, j_ok, cp, V)
     i, f, g, o, cc, mm = _lstm_cell(z[0], z[1], z[2], z[3], cp, p_i, p_f, p_o, V)
     _store_gates(gates, at, i, f, g, o, H, ok, V)
     tl.store(c + here, cc, mask=ok)
-    tl.store(m + here, _publish(mm), mask=ok)
-    return cc
+    mm = _publish(mm)
+    tl.store(m + here, mm, mask=ok)
+    return cc, mm
 
 
 @triton.jit
@@ -907,6 +921,9 @@ def _lstm_forward_tile(
     h_buf,
     c_buf,
     gates_buf,
+    out,
+    h_n,
+    c_n,
     T,
     B,
     H: tl.constexpr,
@@ -935,7 +952,9 @@ def _lstm_forward_tile(
         zs = _gates_product(h_buf + prev * B * H, w, rows, row_ok, lo, sync, V.G, H, TILES)
         z = _plus(_by_gate(zs, V), (x_i, x_f, x_g, x_o))
         gates_t, c_t, h_t = gates_buf + now * B * V.G * H, c_buf + now * B * H, h_buf + now * B * H
-        cp = _lstm_forward(z, cp, peep, cols, col_ok, gates_t, c_t, h_t, at, here, ok, H, V)
+        cp, h = _lstm_forward(z, cp, peep, cols, col_ok, gates_t, c_t, h_t, at, here, ok, H, V)
+        _output(out, h_n, h, t, s, T, B, H, here, ok)
+        _output(None, c_n, cp, t, s, T, B, H, here, ok)
         x_i, x_f, x_g, x_o = n_i, n_f, n_g, n_o
         _sync(sync, s + 1, TILES)  # h_t is complete (every program's part) before step t+1 reads it
         s += 1
@@ -951,6 +970,9 @@ def lstm_forward_sweep(
     h_buf,
     c_buf,
     gates_buf,
+    out,
+    h_n,
+    c_n,
     T,
     B,
     H: tl.constexpr,
@@ -965,7 +987,25 @@ def lstm_forward_sweep(
     w = _weights(w_hh, lo, V.G, H, TILES)
     if TILES.UNITS == TILES.BLOCK_H:  # one tile a program (split): c_t stays on chip, gx_{t+1} comes early
         _lstm_forward_tile(
-            gx, w, peep, h_buf, c_buf, gates_buf, T, B, H, sync, rows, row_ok, lo, V, REVERSE, TILES
+            gx,
+            w,
+            peep,
+            h_buf,
+            c_buf,
+            gates_buf,
+            out,
+            h_n,
+            c_n,
+            T,
+            B,
+            H,
+            sync,
+            rows,
+            row_ok,
+            lo,
+            V,
+            REVERSE,
+            TILES,
         )
         _report(sync, gave_up, TILES)
         return
@@ -987,7 +1027,9 @@ def lstm_forward_sweep(
             zs = _gates_product(h_prev, w, rows, row_ok, j0, sync, V.G, H, TILES)
             z = _plus(_by_gate(zs, V), _load_gates(gx_t, at, H, ok, V))
             cp = tl.load(c_prev + here, mask=ok, other=0.0)
-            _lstm_forward(z, cp, peep, cols, col_ok, gates_t, c_t, h_t, at, here, ok, H, V)
+            cc, h = _lstm_forward(z, cp, peep, cols, col_ok, gates_t, c_t, h_t, at, here, ok, H, V)
+            _output(out, h_n, h, t, s, T, B, H, here, ok)
+            _output(None, c_n, cc, t, s, T, B, H, here, ok)
         _sync(sync, s + 1, TILES)  # h_t is complete (every program's part) before step t+1 reads it
         s += 1
     _report(sync, gave_up, TILES)
@@ -1256,6 +1298,8 @@ def gru_forward_sweep(
     h_buf,
     gates_buf,
     ghn_buf,
+    out,
+    h_n,
     T,
     B,
     H: tl.constexpr,
@@ -1280,7 +1324,8 @@ def gru_forward_sweep(
             if HAS_BIAS:
                 b_r, b_z, b_n = _load3(b_hh, cols, H, col_ok)
                 gh_r, gh_z, gh_n = gh_r + b_r[None, :], gh_z + b_z[None, :], gh_n + b_n[None, :]
-            _gru_forward(gx_t, (gh_r, gh_z, gh_n), h_prev, gates_t, ghn_t, h_t, at, here, ok, H)
+            h = _gru_forward(gx_t, (gh_r, gh_z, gh_n), h_prev, gates_t, ghn_t, h_t, at, here, ok, H)
+            _output(out, h_n, h, t, s, T, B, H, here, ok)
         _sync(sync, s + 1, TILES)  # h_t is complete (every program's part) before step t+1 reads it
         s += 1
     _report(sync, gave_up, TILES)
@@ -1330,6 +1375,8 @@ def rnn_forward_sweep(
     gx,
     w_hh,
     h_buf,
+    out,
+    h_n,
     T,
     B,
     H: tl.constexpr,
@@ -1350,7 +1397,9 @@ def rnn_forward_sweep(
             # z_t = W_ih x_t + b + W_hh h_{t−1}
             acc = _product(h_buf + prev * B * H, w, rows, row_ok, j0, sync, 1, H, TILES)
             z = acc + tl.load(gx + t * B * H + here, mask=ok, other=0.0)
-            tl.store(h_buf + now * B * H + here, _publish(_activate(z, ACT)), mask=ok)  # h_t = a(z_t)
+            h = _publish(_activate(z, ACT))  # h_t = a(z_t)
+            tl.store(h_buf + now * B * H + here, h, mask=ok)
+            _output(out, h_n, h, t, s, T, B, H, here, ok)
         _sync(sync, s + 1, TILES)  # h_t is complete (every program's part) before step t+1 reads it
         s += 1
     _report(sync, gave_up, TILES)

@@ -11,7 +11,7 @@ are one matmul each after the backward sweep (engine/function.py); the sweeps on
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 import torch
@@ -28,6 +28,9 @@ def running(t: int, lengths: Tensor) -> Tensor:
 
 Params = Mapping[str, Tensor]
 Carry = tuple[Tensor, ...]
+# A layer-direction's outputs as `LayerSweep` returns them: output (T, B, P), h_n (1, B, P) and, for a
+# cell with a cell state, c_n (1, B, H)
+Outputs = Sequence[Tensor]
 
 
 class StepGrads(NamedTuple):
