@@ -150,6 +150,25 @@ def test_triton_kernels_equal_the_python_steps(kind: str, cfg: dict, loop: str) 
 
 @pytest.mark.gpu_interpret
 @needs_triton
+@pytest.mark.parametrize("loop", ["persistent", "resident", "per-step"])
+@pytest.mark.parametrize("kind", ["lstm", "rnn"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_sweeps_add_b_hh_the_projection_left_out(kind: str, loop: str, bias: bool) -> None:
+    """`adds_bias_hh`: the input projection gives the Triton sweeps W_ih x + b_ih and each of their
+    loops adds b_hh (the persistent kernels in one tile or several, the per-step ones in gh's
+    matmul), or nothing without biases; b_hh set apart from b_ih, so that a sweep that dropped it
+    or added it twice would differ."""
+    use_loop(loop)
+    model = make(kind, {"bias": bias}, torch.float64, num_layers=1)
+    if bias:
+        with torch.no_grad():
+            model.bias_hh_l0.add_(1.0)
+            model.bias_hh_l0_reverse.sub_(1.0)
+    interpreted(model, torch.randn(3, 2, 3, dtype=torch.float64), torch.float64)
+
+
+@pytest.mark.gpu_interpret
+@needs_triton
 @pytest.mark.parametrize(("kind", "cfg", "loop"), with_loops([("lstm", {}), ("gru", {}), ("rnn", {})]))
 def test_triton_kernels_in_float32_and_two_layers(kind: str, cfg: dict, loop: str) -> None:
     use_loop(loop)
@@ -808,12 +827,12 @@ def test_launches_meet_at_a_resolved_barrier(monkeypatch) -> None:
 
 @needs_triton
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
-def test_a_zero_state_forward_launches_its_sweep_after_three_operators(kind: str, monkeypatch) -> None:
+def test_a_zero_state_forward_launches_its_sweep_after_two_operators(kind: str, monkeypatch) -> None:
     """hx=None: before the forward sweep's launch (the host's time the GPU waits for) the only operators
-    that launch anything are the tape allocated zeroed in one piece, the input projection and, where
-    b_hh folds into it (not the GRU's), the bias sum; besides them the outputs' empty allocations,
-    which the kernel fills, so that nothing is copied after it. The output is that of hx = zeros,
-    exactly."""
+    that launch anything are the tape allocated zeroed in one piece and the input projection (W_ih x
+    + b_ih: the kernel adds b_hh, so no sum of the biases); besides them the outputs' empty
+    allocations, which the kernel fills, so that nothing is copied after it. The output is that of
+    hx = zeros, exactly."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     seen: list[str] = []
@@ -857,7 +876,6 @@ def test_a_zero_state_forward_launches_its_sweep_after_three_operators(kind: str
     before = [op for op in seen[: launched[0]] if not any(v in op for v in views)]
     expected = [
         "aten.new_zeros.default",
-        *(["aten.add.Tensor"] if kind != "gru" else []),
         "aten.addmm.default",
         "aten.empty_like.default",
         "aten.new_empty.default",

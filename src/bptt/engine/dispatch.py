@@ -49,6 +49,9 @@ class Kernel:
             tensors after `params`) and fills them with copies of the tape's output, h_n and c_n,
             which `LayerSweep` otherwise copies after the sweep (the GPU's kernels write them as
             they go: no copies launched after the sweep).
+        adds_bias_hh: whether `forward_sweep` adds b_hh itself, so that the input projection leaves
+            it out where the step would fold it in (`Step.fold_bias_hh`): no sum of the biases
+            launched before the sweep.
     """
 
     name: str
@@ -59,6 +62,7 @@ class Kernel:
     accepts: Callable[[Any], bool] = _always
     available: Callable[[Tensor], bool] = _always
     fills_outputs: bool = False
+    adds_bias_hh: bool = False
 
 
 PYTHON = Kernel("python", object, "any", sweep.forward_sweep, sweep.backward_sweep)

@@ -30,11 +30,12 @@ class LayerPlan:
     names: tuple[str, ...]
 
 
-def input_projection(step: Step, x: Tensor, p: Params) -> Tensor:
-    """gx_t = W_ih x_t + b_ih (+ b_hh where the cell allows), all steps in one matmul: (T, B, G·H)."""
+def input_projection(step: Step, x: Tensor, p: Params, fold: bool = True) -> Tensor:
+    """gx_t = W_ih x_t + b_ih (+ b_hh where the cell allows and `fold`), all steps in one matmul:
+    (T, B, G·H)."""
     T, B, I = x.shape
     b = p.get("bias_ih")
-    if b is not None and step.fold_bias_hh and "bias_hh" in p:
+    if b is not None and fold and step.fold_bias_hh and "bias_hh" in p:
         b = b + p["bias_hh"]
     return linear(x.reshape(T * B, I), p["weight_ih"], b).view(T, B, p["weight_ih"].shape[0])
 
@@ -76,7 +77,7 @@ class LayerSweep(torch.autograd.Function):
         # one-layer model returns them without another copy. The outputs are copies of the tape's, so
         # that changing them in place cannot corrupt it: written by the kernel where it can, else
         # copied after the sweep.
-        gx = input_projection(step, x, p)
+        gx = input_projection(step, x, p, fold=not kernel.adds_bias_hh)
         if kernel.fills_outputs:
             outputs = _new_outputs(tape, step.has_cell)
             kernel.forward_sweep(step, tape, gx, p, outputs)

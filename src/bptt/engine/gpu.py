@@ -728,11 +728,20 @@ def _make_blocks(
     return {"TILES": tiles, "num_warps": warps, "num_stages": v["STAGES"]}
 
 
+def _recurrent(h_prev: Tensor, W_hh: Tensor, b_hh: Tensor | None, out: Tensor) -> None:
+    """gh_t = W_hh h_{t−1} + b_hh into `out`, one matmul (a per-step sweep: gx holds b_ih alone)."""
+    if b_hh is None:
+        torch.mm(h_prev, W_hh.T, out=out)
+    else:
+        torch.addmm(b_hh, h_prev, W_hh.T, out=out)
+
+
 def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params, outputs: Outputs) -> bool:
     k = kernels()
     assert k is not None and tape.c_buf is not None and tape.gates_buf is not None
     proj = step.proj_size  # type: ignore[attr-defined]
     fgr = step.variant.gate_recurrence  # type: ignore[attr-defined]
+    b_hh = p.get("bias_hh")  # gx holds b_ih alone (`dispatch.Kernel.adds_bias_hh`)
     if persistent(step):
         T, B, _ = gx.shape
         H = tape.hidden_size
@@ -743,6 +752,7 @@ def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params, outputs: O
             gx,
             p["weight_hh"].contiguous(),
             *w,
+            gx if b_hh is None else b_hh,
             tape.h_buf,
             tape.c_buf,
             tape.gates_buf,
@@ -751,6 +761,7 @@ def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params, outputs: O
             B,
             H,
             V=_variant(step),
+            HAS_BIAS=b_hh is not None,
             REVERSE=tape.reverse,
             pending=(tape.h,),
         )
@@ -774,7 +785,7 @@ def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params, outputs: O
         tape.h_prev,
     )
     for t in tape.order:
-        torch.mm(h_prev[t], W_hh.T, out=gh)  # gh_t = W_hh h_{t−1}
+        _recurrent(h_prev[t], W_hh, b_hh, gh)
         if R is not None:
             gh.addmm_(gates_prev[t], R.T)  # FGR: + R_g [i, f, o]_{t−1}
         launch(
@@ -999,7 +1010,7 @@ def rnn_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params, outputs: Ou
     k = kernels()
     assert k is not None
     B, H = gx.shape[1], tape.hidden_size
-    W_hh = p["weight_hh"]
+    W_hh, b_hh = p["weight_hh"], p.get("bias_hh")  # gx holds b_ih alone (`adds_bias_hh`)
     act = ACTIVATIONS[step.nonlinearity]  # type: ignore[attr-defined]
     if persistent(step):
         blocks = _blocks(H, gx.dtype, gates=False, weight_bytes=_nbytes(W_hh))
@@ -1007,12 +1018,14 @@ def rnn_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params, outputs: Ou
         launch(
             gx,
             W_hh.contiguous(),
+            gx if b_hh is None else b_hh,
             tape.h_buf,
             *outputs,
             gx.shape[0],
             B,
             H,
             ACT=act,
+            HAS_BIAS=b_hh is not None,
             REVERSE=tape.reverse,
             pending=(tape.h,),
         )
@@ -1022,7 +1035,7 @@ def rnn_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params, outputs: Ou
     # views of the tape by time position t, taken once
     h, h_prev = tape.h, tape.h_prev
     for t in tape.order:
-        torch.mm(h_prev[t], W_hh.T, out=gh)  # gh_t = W_hh h_{t−1}
+        _recurrent(h_prev[t], W_hh, b_hh, gh)
         launch(gx[t], gh, h[t], B * H, ACT=act, BLOCK=k.BLOCK)
     return False
 
@@ -1092,6 +1105,7 @@ def register(step_type: type, kind: str, accepts: Callable[[Any], bool] | None =
                 accepts or (lambda step: True),
                 can_run,
                 fills_outputs=True,
+                adds_bias_hh=True,
             )
         )
 

@@ -300,6 +300,12 @@ def _plus(a, b):
 
 
 @triton.jit
+def _bias(b, cols, col_ok, H, V: tl.constexpr):
+    """b_hh's gate blocks at these units, each (1, len(cols)), for every row and step."""
+    return _load_gates(b, cols[None, :], H, col_ok[None, :], V)
+
+
+@triton.jit
 def _lstm_cell(zi, zf, zg, zo, cp, p_i, p_f, p_o, V: tl.constexpr):
     """One LSTM step from its pre-activations z = W_ih x_t + b + W_hh h_{t−1}: (i, f, g, o, c_t, m_t).
 
@@ -918,6 +924,7 @@ def _lstm_forward_tile(
     gx,
     w,
     peep,
+    b_hh,
     h_buf,
     c_buf,
     gates_buf,
@@ -932,6 +939,7 @@ def _lstm_forward_tile(
     row_ok,
     lo,
     V: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
     REVERSE: tl.constexpr,
     TILES: tl.constexpr,
 ):
@@ -939,6 +947,7 @@ def _lstm_forward_tile(
     instead of read back from the tape, and W_ih x_{t+1} + b is loaded while step t runs, so a step
     waits on h_{t−1} alone."""
     cols, col_ok, ok, here, at = _tile(rows, row_ok, lo, H, V.G, TILES.BLOCK_H)
+    bias = _bias(b_hh, cols, col_ok, H, V)  # loaded once a sweep (a placeholder without b_hh)
     t, prev, _now = _position(T * 0, T, REVERSE, False)
     cp = tl.load(c_buf + prev * B * H + here, mask=ok, other=0.0)
     x_i, x_f, x_g, x_o = _load_gates(gx + t * B * V.G * H, at, H, ok, V)
@@ -948,9 +957,11 @@ def _lstm_forward_tile(
         t_next, _, _ = _position(s + 1, T, REVERSE, False)
         # W_ih x_{t+1} + b, in flight during this step (none after the last)
         n_i, n_f, n_g, n_o = _load_gates(gx + t_next * B * V.G * H, at, H, ok & (s + 1 < T), V)
-        # z_t = W_ih x_t + b + W_hh h_{t−1}, all gates in one product
+        # z_t = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh, all gates in one product
         zs = _gates_product(h_buf + prev * B * H, w, rows, row_ok, lo, sync, V.G, H, TILES)
         z = _plus(_by_gate(zs, V), (x_i, x_f, x_g, x_o))
+        if HAS_BIAS:
+            z = _plus(z, bias)
         gates_t, c_t, h_t = gates_buf + now * B * V.G * H, c_buf + now * B * H, h_buf + now * B * H
         cp, h = _lstm_forward(z, cp, peep, cols, col_ok, gates_t, c_t, h_t, at, here, ok, H, V)
         _output(out, h_n, h, t, s, T, B, H, here, ok)
@@ -967,6 +978,7 @@ def lstm_forward_sweep(
     w_ci,
     w_cf,
     w_co,
+    b_hh,
     h_buf,
     c_buf,
     gates_buf,
@@ -979,9 +991,11 @@ def lstm_forward_sweep(
     sync,
     gave_up,
     V: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
     REVERSE: tl.constexpr,
     TILES: tl.constexpr,
 ):
+    """gx = W_ih x + b_ih for every step; b_hh (HAS_BIAS) is added here, as the GRU's is."""
     rows, row_ok, lo = _owned(B, TILES)
     peep = (w_ci, w_cf, w_co)
     w = _weights(w_hh, lo, V.G, H, TILES)
@@ -990,6 +1004,7 @@ def lstm_forward_sweep(
             gx,
             w,
             peep,
+            b_hh,
             h_buf,
             c_buf,
             gates_buf,
@@ -1004,6 +1019,7 @@ def lstm_forward_sweep(
             row_ok,
             lo,
             V,
+            HAS_BIAS,
             REVERSE,
             TILES,
         )
@@ -1023,9 +1039,11 @@ def lstm_forward_sweep(
         for j in range(0, TILES.UNITS, TILES.BLOCK_H):
             j0 = lo + j
             cols, col_ok, ok, here, at = _tile(rows, row_ok, j0, H, V.G, TILES.BLOCK_H)
-            # z_t = W_ih x_t + b + W_hh h_{t−1}, all gates in one product
+            # z_t = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh, all gates in one product
             zs = _gates_product(h_prev, w, rows, row_ok, j0, sync, V.G, H, TILES)
             z = _plus(_by_gate(zs, V), _load_gates(gx_t, at, H, ok, V))
+            if HAS_BIAS:
+                z = _plus(z, _bias(b_hh, cols, col_ok, H, V))
             cp = tl.load(c_prev + here, mask=ok, other=0.0)
             cc, h = _lstm_forward(z, cp, peep, cols, col_ok, gates_t, c_t, h_t, at, here, ok, H, V)
             _output(out, h_n, h, t, s, T, B, H, here, ok)
@@ -1374,6 +1392,7 @@ def gru_backward_sweep(
 def rnn_forward_sweep(
     gx,
     w_hh,
+    b_hh,
     h_buf,
     out,
     h_n,
@@ -1383,9 +1402,11 @@ def rnn_forward_sweep(
     sync,
     gave_up,
     ACT: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
     REVERSE: tl.constexpr,
     TILES: tl.constexpr,
 ):
+    """gx = W_ih x + b_ih for every step; b_hh (HAS_BIAS) is added here."""
     rows, row_ok, lo = _owned(B, TILES)
     w = _weights(w_hh, lo, 1, H, TILES)
     s = T * 0
@@ -1393,10 +1414,12 @@ def rnn_forward_sweep(
         t, prev, now = _position(s, T, REVERSE, False)
         for j in range(0, TILES.UNITS, TILES.BLOCK_H):
             j0 = lo + j
-            _cols, _col_ok, ok, here, _at = _tile(rows, row_ok, j0, H, 1, TILES.BLOCK_H)
-            # z_t = W_ih x_t + b + W_hh h_{t−1}
+            cols, col_ok, ok, here, _at = _tile(rows, row_ok, j0, H, 1, TILES.BLOCK_H)
+            # z_t = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh
             acc = _product(h_buf + prev * B * H, w, rows, row_ok, j0, sync, 1, H, TILES)
             z = acc + tl.load(gx + t * B * H + here, mask=ok, other=0.0)
+            if HAS_BIAS:
+                z += tl.load(b_hh + cols, mask=col_ok, other=0.0)[None, :]
             h = _publish(_activate(z, ACT))  # h_t = a(z_t)
             tl.store(h_buf + now * B * H + here, h, mask=ok)
             _output(out, h_n, h, t, s, T, B, H, here, ok)
