@@ -151,17 +151,34 @@ def own_time(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, repeat
 
 def before_launch(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, repeats: int) -> str:
     """The host's µs around bptt's two sweep launches (the launch functions of engine/gpu.py
-    `_persistent`: the polled buffers' fill, Triton's launch, the give-up flag's copy), the GPU idle at
-    the start of each call as in `bptt bench`: what the GPU waits for before each sweep can start
-    (from the forward's call to its launch; from the backward's call to its), the launches
-    themselves, and what follows each (the host's, overlapping the sweep on the GPU). Medians."""
+    `_persistent`: the polled buffers' fill, Triton's launch, the check of the give-up flag), the GPU
+    idle at the start of each call as in `bptt bench`: what the GPU waits for before each sweep can
+    start (from the forward's call to its launch; from the backward's call to its), the launches
+    themselves, split into before Triton's launch, Triton's launch and after it, and what follows
+    each (the host's, overlapping the sweep on the GPU). Medians."""
     from bptt.engine import gpu
 
     marks: list[float] = []
     persistent = gpu._persistent
 
-    def timed(*args: object) -> Callable[..., None]:
-        launch = persistent(*args)
+    class Timed:
+        """The kernel, its launch (`kernel[grid](...)`) marked before and after."""
+
+        def __init__(self, kernel: Any) -> None:
+            self.kernel = kernel
+
+        def __getitem__(self, grid: object) -> Callable[..., None]:
+            run = self.kernel[grid]
+
+            def call(*a: object, **kw: object) -> None:
+                marks.append(time.perf_counter())
+                run(*a, **kw)
+                marks.append(time.perf_counter())
+
+            return call
+
+    def timed(kernel: Any, *args: object) -> Callable[..., None]:
+        launch = persistent(Timed(kernel), *args)
 
         def call(*a: object, **kw: object) -> None:
             marks.append(time.perf_counter())
@@ -181,24 +198,19 @@ def before_launch(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, r
             middle = time.perf_counter()
             torch.autograd.backward(out, grad)
             end = time.perf_counter()
-            if len(marks) != 4:
-                return f"  (expected one forward and one backward sweep launch, saw {len(marks) // 2})"
-            rows.append(
-                (
-                    marks[0] - start,
-                    marks[1] - marks[0],
-                    middle - marks[1],
-                    marks[2] - middle,
-                    marks[3] - marks[2],
-                    end - marks[3],
-                )
-            )
+            if len(marks) != 8:
+                return f"  (expected one forward and one backward sweep launch, saw {len(marks) // 4})"
+            f0, f1, f2, f3, b0, b1, b2, b3 = marks
+            rows.append((f0 - start, f3 - f0, middle - f3, b0 - middle, b3 - b0, end - b3, f1 - f0, f2 - f1))
+            rows[-1] += (f3 - f2, b1 - b0, b2 - b1, b3 - b2)
     finally:
         gpu._persistent = persistent
     med = [1e6 * statistics.median(col) for col in zip(*rows[5:], strict=True)]
     return (
         f"  forward: {med[0]:.0f} µs to the sweep's launch, {med[1]:.0f} in it, {med[2]:.0f} after it\n"
-        f"  backward: {med[3]:.0f} µs to the sweep's launch, {med[4]:.0f} in it, {med[5]:.0f} after it"
+        f"  backward: {med[3]:.0f} µs to the sweep's launch, {med[4]:.0f} in it, {med[5]:.0f} after it\n"
+        f"  in the launches: forward {med[6]:.0f} before Triton's launch, {med[7]:.0f} in it, {med[8]:.0f} "
+        f"after it; backward {med[9]:.0f}, {med[10]:.0f}, {med[11]:.0f}"
     )
 
 
@@ -340,7 +352,14 @@ def stub_kernels() -> None:
     from bptt.engine import gpu
 
     persistent = gpu._persistent
-    gpu._persistent = lambda kernel, *args: persistent(_NoKernel(), *args)
+
+    def stubbed(kernel: Any, *args: object) -> Callable[..., None]:
+        if hasattr(kernel, "kernel"):  # a kernel wrapped (`before_launch`'s): what it wraps is stubbed
+            kernel.kernel = _NoKernel()
+            return persistent(kernel, *args)  # type: ignore[no-any-return]
+        return persistent(_NoKernel(), *args)  # type: ignore[no-any-return]
+
+    gpu._persistent = stubbed
 
 
 def traced(model: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor) -> None:

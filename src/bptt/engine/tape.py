@@ -16,7 +16,7 @@ dgh = ∂L/∂(W_hh h_{t−1} + b_hh) (one tensor for the RNN and LSTM, two for 
 
 from __future__ import annotations
 
-import math
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -151,9 +151,22 @@ def block_buffers(like: Tensor, *shapes: tuple[int, ...], zeroed: bool) -> list[
         >>> h.shape, c.shape, bool(h.any() or c.any()), c.data_ptr() - h.data_ptr()
         (torch.Size([3, 2, 5]), torch.Size([3, 2, 5]), False, 256)
     """
-    sizes = [math.prod(shape) for shape in shapes]
-    starts = [0]
-    for size in sizes[:-1]:
-        starts.append(starts[-1] + -(-size // 64) * 64)
-    block = (like.new_zeros if zeroed else like.new_empty)(starts[-1] + sizes[-1])
-    return [block[s : s + n].view(shape) for s, n, shape in zip(starts, sizes, shapes, strict=True)]
+    total, layout = _layout(shapes)
+    block = (like.new_zeros if zeroed else like.new_empty)(total)
+    return [block.as_strided(shape, stride, start) for shape, stride, start in layout]  # one view each
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(
+    shapes: tuple[tuple[int, ...], ...],
+) -> tuple[int, list[tuple[tuple[int, ...], tuple[int, ...], int]]]:
+    """`block_buffers`' allocation size and each buffer's (shape, contiguous strides, start), by the shapes."""
+    layout, start = [], 0
+    for k, shape in enumerate(shapes):
+        strides, n = [], 1
+        for size in reversed(shape):
+            strides.append(n)
+            n *= size
+        layout.append((tuple(shape), tuple(reversed(strides)), start))
+        start += n if k == len(shapes) - 1 else -(-n // 64) * 64
+    return start, layout
