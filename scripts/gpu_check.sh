@@ -90,6 +90,15 @@ part "tune" 180 "$PY" scripts/gpu_tune.py --out "$OUT" --shape 32,200,2,128,1 --
 # for 1 step (the fixed cost) and 200 (the sweeps).
 part "host profile" 60 bash -c "'$PY' scripts/gpu_host.py --steps 1 --repeats 100 --top 25 &&
     '$PY' scripts/gpu_host.py --steps 200 --repeats 20 --top 25"
+# This revision against another's src (AB_SRC, e.g. `git archive REV src | tar -x -C .ab/old` and
+# AB_SRC=.ab/old/src, carried to the machine): the LSTM at the goal's shape, the two alternating three
+# times in one call (the noise between calls is larger than a host trim). Only with AB_SRC.
+if [ -n "${AB_SRC:-}" ]; then
+    part "a/b" 200 bash -c "for i in 1 2 3; do for src in '$AB_SRC' '$PWD/src'; do
+        echo \"-- \$src\"; PYTHONPATH=\$src '$PY' -c 'import sys; from bptt.cli import main; sys.exit(main(sys.argv[1:]))' \
+            bench --device cuda --cells lstm --shapes 32x200x2x128 --repeats 60 --warmup 5 --no-watch \
+            --no-contributions; done; done"
+fi
 # The cells with a torch.nn twin at every default shape (the word-LM shape included), the trace, and
 # the Monitor's record unless BENCH_FLAGS says --no-watch.
 part "bench: lstm, gru, rnn" 90 "${BPTT[@]}" bench --device cuda --cells lstm,gru,rnn --repeats 10 --warmup 3 \

@@ -290,8 +290,11 @@ def triton_cdiv(a: int, b: int) -> int:
 
 
 def _on(x: Tensor) -> contextlib.AbstractContextManager[Any]:
-    """Launch on the tensors' own GPU (Triton launches on the current device)."""
-    return torch.cuda.device(x.device) if x.device.type == "cuda" else contextlib.nullcontext()
+    """Launch on the tensors' own GPU (Triton launches on the current device): a switch to it and back
+    only where it is not the current one already (as in autograd's thread for that device)."""
+    if x.device.type != "cuda" or x.device.index == torch.cuda.current_device():
+        return contextlib.nullcontext()
+    return torch.cuda.device(x.device)
 
 
 def _launch(kernel: Any, n: int) -> Callable[..., Any]:
