@@ -94,9 +94,9 @@ def _candidate_specs(dtype: str) -> Iterator[Spec]:
     torch_dtype = {"fp32": torch.float32, "fp64": torch.float64}[dtype]
     at = {"H": 128, "REVERSE": False}
     cells = (
-        ("lstm", 4, {"V": gpu._variant(LSTMStep(VARIANTS["vanilla"]))}),
+        ("lstm", 4, {"V": gpu._variant(LSTMStep(VARIANTS["vanilla"])), "HAS_BIAS": True}),
         ("gru", 3, {"HAS_BIAS": True}),
-        ("rnn", 1, {"ACT": 0}),
+        ("rnn", 1, {"ACT": 0, "HAS_BIAS": True}),
     )
     for cell, G, constants in cells:
         for direction, candidates in (
@@ -137,7 +137,7 @@ def _specs(full: bool, dtype: str | None) -> Iterator[Spec]:
         torch_dtype = {"fp32": torch.float32, "fp64": torch.float64}[dtype]
         for name in names:
             step = LSTMStep(VARIANTS[name])
-            c = {"V": gpu._variant(step)}
+            c = {"V": gpu._variant(step), "HAS_BIAS": True}  # HAS_BIAS: the sweeps that add b_hh
             fgr = step.variant.gate_recurrence
             yield Spec("lstm_forward_step", dtype, {**c, **block}, f"lstm {name}")
             for proj in (False, True) if full or fgr else (False,):
@@ -204,7 +204,7 @@ def _specs(full: bool, dtype: str | None) -> Iterator[Spec]:
                 yield Spec(
                     "rnn_forward_sweep",
                     dtype,
-                    {**_accumulating(one), "ACT": 0},
+                    {**_accumulating(one), "ACT": 0, "HAS_BIAS": True},
                     f"rnn tanh H=128{label} acc{ACCUMULATORS}",
                 )
             if backward:
@@ -219,7 +219,12 @@ def _specs(full: bool, dtype: str | None) -> Iterator[Spec]:
                     f"rnn tanh H=128{label} acc{ACCUMULATORS}",
                 )
             for act_name, act in gpu.ACTIVATIONS.items() if full else [("tanh", 0)]:
-                yield Spec("rnn_forward_sweep", dtype, {**one, "ACT": act}, f"rnn {act_name} H=128{label}")
+                yield Spec(
+                    "rnn_forward_sweep",
+                    dtype,
+                    {**one, "ACT": act, "HAS_BIAS": act == 0},
+                    f"rnn {act_name} H=128{label}{'' if act == 0 else ' no bias'}",
+                )
                 if backward:
                     yield Spec(
                         "rnn_backward_sweep", dtype, {**back, "ACT": act}, f"rnn {act_name} H=128{label}"
@@ -240,7 +245,7 @@ def _signature(fn: Any, spec: Spec) -> dict[str, str]:
             sig[p.name] = "constexpr"
         elif p.name in ("n", "T", "B", "H", "slots"):
             sig[p.name] = "i32"
-        elif p.name == "sync":  # the persistent sweeps' int32 barrier flags
+        elif p.name in ("sync", "gave_up"):  # the persistent sweeps' int32 barrier and give-up flags
             sig[p.name] = "*i32"
         else:
             sig[p.name] = "*" + spec.dtype

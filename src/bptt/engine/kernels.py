@@ -138,13 +138,17 @@ def _publish(v):
 
 
 @triton.jit
-def _output(out, last, v, t, s, T, B, H, here, ok):
-    """A persistent forward sweep's step s (time position t) into the layer's outputs, which
-    `LayerSweep` returns (copies of the tape's, written here instead of copied after the sweep): v =
-    h_t into out (T, B, H) at t, and into `last` (h_n or c_n, (B, H)) at the sweep's last step."""
-    if out is not None:
-        tl.store(out + t * B * H + here, v, mask=ok)
-    tl.store(last + here, v, mask=ok & (s == T - 1))
+def _finals(h_buf, c_buf, h_n, c_n, rows, row_ok, lo, T, B, H, REVERSE: tl.constexpr, TILES: tl.constexpr):
+    """At a persistent forward sweep's end, h_n (and c_n) as `LayerSweep` returns them: copies of the
+    state its last step wrote into the tape, each program its own units (the output, h_t at every t,
+    is stored as each step goes)."""
+    tl.debug_barrier()  # the last step's stores, by any of this program's threads, come first
+    _t, _prev, last = _position(T - 1, T, REVERSE, False)
+    for j in range(0, TILES.UNITS, TILES.BLOCK_H):
+        _cols, _col_ok, ok, here, _at = _tile(rows, row_ok, lo + j, H, 1, TILES.BLOCK_H)
+        tl.store(h_n + here, tl.load(h_buf + last * B * H + here, mask=ok, other=0.0), mask=ok)
+        if c_n is not None:
+            tl.store(c_n + here, tl.load(c_buf + last * B * H + here, mask=ok, other=0.0), mask=ok)
 
 
 # -- Elman RNN ---------------------------------------------------------------------------------------
@@ -300,9 +304,13 @@ def _plus(a, b):
 
 
 @triton.jit
-def _bias(b, cols, col_ok, H, V: tl.constexpr):
-    """b_hh's gate blocks at these units, each (1, len(cols)), for every row and step."""
-    return _load_gates(b, cols[None, :], H, col_ok[None, :], V)
+def _gates_in(gx_t, b_hh, at, cols, col_ok, H, ok, V: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """W_ih x_t + b_ih (+ b_hh, HAS_BIAS) by gate at these rows and units: b_hh read with each step's
+    gx_t (from L1), not held in registers across the sweep."""
+    x = _load_gates(gx_t, at, H, ok, V)
+    if HAS_BIAS:
+        x = _plus(x, _load_gates(b_hh, cols[None, :], H, col_ok[None, :], V))
+    return x
 
 
 @triton.jit
@@ -947,25 +955,23 @@ def _lstm_forward_tile(
     instead of read back from the tape, and W_ih x_{t+1} + b is loaded while step t runs, so a step
     waits on h_{t−1} alone."""
     cols, col_ok, ok, here, at = _tile(rows, row_ok, lo, H, V.G, TILES.BLOCK_H)
-    bias = _bias(b_hh, cols, col_ok, H, V)  # loaded once a sweep (a placeholder without b_hh)
     t, prev, _now = _position(T * 0, T, REVERSE, False)
     cp = tl.load(c_buf + prev * B * H + here, mask=ok, other=0.0)
-    x_i, x_f, x_g, x_o = _load_gates(gx + t * B * V.G * H, at, H, ok, V)
+    x_i, x_f, x_g, x_o = _gates_in(gx + t * B * V.G * H, b_hh, at, cols, col_ok, H, ok, V, HAS_BIAS)
     s = T * 0
     while s < T:
         t, prev, now = _position(s, T, REVERSE, False)
         t_next, _, _ = _position(s + 1, T, REVERSE, False)
         # W_ih x_{t+1} + b, in flight during this step (none after the last)
-        n_i, n_f, n_g, n_o = _load_gates(gx + t_next * B * V.G * H, at, H, ok & (s + 1 < T), V)
+        n_i, n_f, n_g, n_o = _gates_in(
+            gx + t_next * B * V.G * H, b_hh, at, cols, col_ok, H, ok & (s + 1 < T), V, HAS_BIAS
+        )
         # z_t = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh, all gates in one product
         zs = _gates_product(h_buf + prev * B * H, w, rows, row_ok, lo, sync, V.G, H, TILES)
         z = _plus(_by_gate(zs, V), (x_i, x_f, x_g, x_o))
-        if HAS_BIAS:
-            z = _plus(z, bias)
         gates_t, c_t, h_t = gates_buf + now * B * V.G * H, c_buf + now * B * H, h_buf + now * B * H
         cp, h = _lstm_forward(z, cp, peep, cols, col_ok, gates_t, c_t, h_t, at, here, ok, H, V)
-        _output(out, h_n, h, t, s, T, B, H, here, ok)
-        _output(None, c_n, cp, t, s, T, B, H, here, ok)
+        tl.store(out + t * B * H + here, h, mask=ok)  # the output: a copy of h_t
         x_i, x_f, x_g, x_o = n_i, n_f, n_g, n_o
         _sync(sync, s + 1, TILES)  # h_t is complete (every program's part) before step t+1 reads it
         s += 1
@@ -1023,6 +1029,7 @@ def lstm_forward_sweep(
             REVERSE,
             TILES,
         )
+        _finals(h_buf, c_buf, h_n, c_n, rows, row_ok, lo, T, B, H, REVERSE, TILES)
         _report(sync, gave_up, TILES)
         return
     s = T * 0
@@ -1041,15 +1048,13 @@ def lstm_forward_sweep(
             cols, col_ok, ok, here, at = _tile(rows, row_ok, j0, H, V.G, TILES.BLOCK_H)
             # z_t = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh, all gates in one product
             zs = _gates_product(h_prev, w, rows, row_ok, j0, sync, V.G, H, TILES)
-            z = _plus(_by_gate(zs, V), _load_gates(gx_t, at, H, ok, V))
-            if HAS_BIAS:
-                z = _plus(z, _bias(b_hh, cols, col_ok, H, V))
+            z = _plus(_by_gate(zs, V), _gates_in(gx_t, b_hh, at, cols, col_ok, H, ok, V, HAS_BIAS))
             cp = tl.load(c_prev + here, mask=ok, other=0.0)
-            cc, h = _lstm_forward(z, cp, peep, cols, col_ok, gates_t, c_t, h_t, at, here, ok, H, V)
-            _output(out, h_n, h, t, s, T, B, H, here, ok)
-            _output(None, c_n, cc, t, s, T, B, H, here, ok)
+            _cc, h = _lstm_forward(z, cp, peep, cols, col_ok, gates_t, c_t, h_t, at, here, ok, H, V)
+            tl.store(out + t * B * H + here, h, mask=ok)  # the output: a copy of h_t
         _sync(sync, s + 1, TILES)  # h_t is complete (every program's part) before step t+1 reads it
         s += 1
+    _finals(h_buf, c_buf, h_n, c_n, rows, row_ok, lo, T, B, H, REVERSE, TILES)
     _report(sync, gave_up, TILES)
 
 
@@ -1343,9 +1348,10 @@ def gru_forward_sweep(
                 b_r, b_z, b_n = _load3(b_hh, cols, H, col_ok)
                 gh_r, gh_z, gh_n = gh_r + b_r[None, :], gh_z + b_z[None, :], gh_n + b_n[None, :]
             h = _gru_forward(gx_t, (gh_r, gh_z, gh_n), h_prev, gates_t, ghn_t, h_t, at, here, ok, H)
-            _output(out, h_n, h, t, s, T, B, H, here, ok)
+            tl.store(out + t * B * H + here, h, mask=ok)  # the output: a copy of h_t
         _sync(sync, s + 1, TILES)  # h_t is complete (every program's part) before step t+1 reads it
         s += 1
+    _finals(h_buf, None, h_n, None, rows, row_ok, lo, T, B, H, REVERSE, TILES)
     _report(sync, gave_up, TILES)
 
 
@@ -1422,9 +1428,10 @@ def rnn_forward_sweep(
                 z += tl.load(b_hh + cols, mask=col_ok, other=0.0)[None, :]
             h = _publish(_activate(z, ACT))  # h_t = a(z_t)
             tl.store(h_buf + now * B * H + here, h, mask=ok)
-            _output(out, h_n, h, t, s, T, B, H, here, ok)
+            tl.store(out + t * B * H + here, h, mask=ok)  # the output: a copy of h_t
         _sync(sync, s + 1, TILES)  # h_t is complete (every program's part) before step t+1 reads it
         s += 1
+    _finals(h_buf, None, h_n, None, rows, row_ok, lo, T, B, H, REVERSE, TILES)
     _report(sync, gave_up, TILES)
 
 
