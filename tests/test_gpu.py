@@ -1191,3 +1191,30 @@ def test_split_grid_keeps_every_program_resident_and_every_unit_computed(B, H, b
         assert parts == 1
     elif parts > 1:
         assert rows * parts <= sms  # a grid barrier needs every program resident at once
+
+
+@needs_triton
+def test_the_default_sweeps_compile_for_sm_90_without_spills() -> None:
+    """The interpreter runs the kernels' Python, not Triton's compiler: the sweeps a GPU runs by default
+    at H = 128 (each cell's resident forward, the LSTM backward's partial sums under the data
+    barrier, the others' split backward) lower to sm_90 code through Triton's compiler and ptxas,
+    here without a GPU (`python -m bptt.compile_check`), and keep every value in registers."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    only = (
+        r"sweep .*H=128.* resident$|lstm vanilla H=128 partials data$|(gru|rnn)_backward_sweep .*H=128 split$"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "bptt.compile_check", "--quick", "--dtype", "fp32", "--only", only],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if "_sweep" in line]
+    assert "compiled 7 kernel specializations for sm_90" in done.stdout, done.stdout
+    assert len(lines) == 7 and all("local 0 B" in line or "local None B" in line for line in lines), lines

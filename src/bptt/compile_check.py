@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -333,10 +334,14 @@ def chains(sass: str) -> tuple[int, int, int]:
 
 
 def compile_all(
-    arch: int = 90, full: bool = True, dtype: str | None = None, with_chains: bool = False
+    arch: int = 90,
+    full: bool = True,
+    dtype: str | None = None,
+    with_chains: bool = False,
+    only: str | None = None,
 ) -> list[Compiled]:
-    """Compile every spec for sm_`arch`, with its resources (and, `with_chains`, its `chains`);
-    raises on failure."""
+    """Compile every spec for sm_`arch` (`only`: those whose "kernel label" the regular expression
+    finds), with its resources (and, `with_chains`, its `chains`); raises on failure."""
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         raise RuntimeError("the compile check needs TRITON_INTERPRET unset: it runs Triton's compiler")
     from triton.backends.compiler import GPUTarget
@@ -348,6 +353,8 @@ def compile_all(
     target = GPUTarget("cuda", arch, 32)
     out = []
     for spec in specs(full, dtype):
+        if only is not None and not re.search(only, f"{spec.kernel} {spec.label}"):
+            continue
         fn = getattr(kernels, spec.kernel)
         sig = _signature(fn, spec)
         constants = {k: v for k, v in spec.constants.items() if k in sig}
@@ -368,12 +375,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one specialization of each kernel")
     parser.add_argument("--dtype", choices=("fp32", "fp64"), help="only this dtype")
     parser.add_argument(
+        "--only", metavar="REGEX", help='only the specializations whose "kernel label" this finds'
+    )
+    parser.add_argument(
         "--chains",
         action="store_true",
         help="also each kernel's multiply-adds, their longest dependent run and its CTA barriers",
     )
     args = parser.parse_args(argv)
-    results = compile_all(args.arch, full=not args.quick, dtype=args.dtype, with_chains=args.chains)
+    results = compile_all(
+        args.arch, full=not args.quick, dtype=args.dtype, with_chains=args.chains, only=args.only
+    )
     for c in results:
         chain = (
             f"  multiply-adds {c.chain[0]}  longest run {c.chain[1]}  barriers {c.chain[2]}"
