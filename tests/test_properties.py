@@ -98,3 +98,26 @@ def test_trace_contributions_sum_to_grads_for_any_shape(s: dict, variant: str) -
     for name, g in tr.grads.items():
         assert rel_err(sum(c[name] for c in contributions), g) < 1e-10, name
     assert tr.dh.shape == (s["num_layers"] * (2 if s["bidirectional"] else 1), s["T"], s["B"], s["H"])
+
+
+@given(
+    values=st.lists(
+        st.one_of(
+            st.floats(allow_nan=True, allow_infinity=True, width=32),
+            st.sampled_from([3.0e38, -3.0e38, 65504.0]),  # sums past the dtype's range stay finite
+        ),
+        min_size=0,
+        max_size=40,
+    ),
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.float16]),
+)
+def test_the_first_non_finite_entry_is_found_from_one_sum(values: list[float], dtype: torch.dtype) -> None:
+    """`_checks.first_non_finite` (the trace's input check, the NaN guard): whether there is one from
+    x · 0 summed, the index only then; the same as isfinite's first, entries huge enough that their
+    sum overflows (or that overflow in float16) included."""
+    from bptt import _checks
+
+    x = torch.tensor(values, dtype=dtype).reshape(-1, 1) if values else torch.empty(0, 1, dtype=dtype)
+    bad = (~torch.isfinite(x)).reshape(-1).nonzero()
+    expected = None if len(bad) == 0 else (int(bad[0, 0]), 0)
+    assert _checks.first_non_finite(x) == expected
