@@ -450,10 +450,10 @@ def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tenso
         for buf in pending if polled else ():  # all ones: not yet written (kernels._shared)
             buf.view(torch.int64 if buf.element_size() == 8 else torch.int32).fill_(-1)
         # where a split launch's barrier gave up, its programs write 1 here (kernels._report): the host's
-        # flag, which `check_barriers` reads in place; the device's own where a kernel cannot write
-        # pinned memory (`_mapped`), copied back after the launch, or where no barrier can give up
+        # flag, which `check_barriers` reads in place; a flag nothing reads where no barrier can give
+        # up, or where a kernel cannot write pinned memory (`_mapped`: the flag in `sync` is copied back)
         mapped = barrier and (not on_gpu or _mapped(device))
-        gave_up = _host_flag(device)[0] if mapped else sync[-1:]
+        gave_up = _host_flag(device)[0] if mapped else _unused_flags(device)
         global _cooperative
         cooperative = False
         if barrier and _cooperative and on_gpu:
@@ -643,7 +643,8 @@ def _gave_up() -> None:
 
 @functools.cache
 def _unused_flags(device: torch.device) -> Tensor:
-    """`sync` for a kernel that is not split, which never reads it: no allocation per sweep."""
+    """`sync` for a kernel that is not split, which never reads it, and `gave_up` where nothing reads
+    it (`_persistent`): no allocation per sweep."""
     return torch.zeros(1, dtype=torch.int32, device=device)
 
 
