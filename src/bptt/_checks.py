@@ -91,8 +91,9 @@ def first_non_finite(x: Tensor) -> tuple[int, ...] | None:
     """Index of the first non-finite entry of `x` in row-major order, or None.
 
     Whether there is one comes back from one sum, exactly: x · 0 sums to zero where every entry is
-    finite (it cannot overflow) and to NaN where one is ±inf or NaN; two operators and one wait (on a
-    GPU, where each launches, instead of `isfinite`'s five and a reduction); the index only then.
+    finite (it cannot overflow) and to NaN where one is ±inf or NaN: two operators and one wait (on a
+    GPU, where each launches, instead of the six of `isfinite`, a not and a reduction); the index
+    only then.
     """
     if not (x.is_floating_point() or x.is_complex()):
         return None  # integers and booleans are finite

@@ -73,11 +73,11 @@ class LayerSweep(torch.autograd.Function):
         tape = step.new_tape(x.detach(), h0, c0, plan.reverse, p)  # the tape holds data, never graph
         tape.lengths = lengths
         kernel = _kernel(step, x, lengths)
-        # h_n and c_n as (1, B, ·), the layer-direction's row of the model's (L·D, B, ·) state, so that a
-        # one-layer model returns them without another copy. The outputs are copies of the tape's, so
-        # that changing them in place cannot corrupt it: written by the kernel where it can, else
-        # copied after the sweep.
         gx = input_projection(step, x, p, fold=not kernel.adds_bias_hh)
+        # The outputs: output, h_n and c_n as (1, B, ·), the layer-direction's row of the model's
+        # (L·D, B, ·) state, so that a one-layer model returns them without another copy. Copies of
+        # the tape's, so that changing them in place cannot corrupt it: written by the kernel where
+        # it can, else copied after the sweep.
         if kernel.fills_outputs:
             outputs = _new_outputs(tape, step.has_cell)
             kernel.forward_sweep(step, tape, gx, p, outputs)

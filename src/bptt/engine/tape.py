@@ -159,7 +159,7 @@ def block_buffers(like: Tensor, *shapes: tuple[int, ...], zeroed: bool) -> list[
 @functools.lru_cache(maxsize=256)
 def _layout(
     shapes: tuple[tuple[int, ...], ...],
-) -> tuple[int, list[tuple[tuple[int, ...], tuple[int, ...], int]]]:
+) -> tuple[int, tuple[tuple[tuple[int, ...], tuple[int, ...], int], ...]]:
     """`block_buffers`' allocation size and each buffer's (shape, contiguous strides, start), by the shapes."""
     layout, start = [], 0
     for k, shape in enumerate(shapes):
@@ -169,4 +169,4 @@ def _layout(
             n *= size
         layout.append((tuple(shape), tuple(reversed(strides)), start))
         start += n if k == len(shapes) - 1 else -(-n // 64) * 64
-    return start, layout
+    return start, tuple(layout)
