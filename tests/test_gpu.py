@@ -7,6 +7,7 @@ loop on the CPU and skip without one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
 
@@ -876,14 +877,118 @@ def test_a_zero_state_forward_launches_its_sweep_after_two_operators(kind: str, 
     before = [op for op in seen[: launched[0]] if not any(v in op for v in views)]
     expected = [
         "aten.new_zeros.default",
-        "aten.addmm.default",
-        "aten.empty_like.default",
+        "aten.addmm.default",  # one call of F.linear (its view, t, addmm and view below it)
+        "aten.new_empty.default",
         "aten.new_empty.default",
         *(["aten.new_empty.default"] if kind == "lstm" else []),
     ]
     assert before == expected
     assert not [op for op in seen if "clone" in op or "copy" in op]
     assert torch.equal(out, out_0)
+
+
+def _backward_ops(model, out, grad, monkeypatch) -> list[str]:
+    """The operators (views too) from a backward's call to its sweep's launch."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen: list[str] = []
+    launched: list[int] = []
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if len(launched) % 2 == 0:  # not within a launch (the interpreter copies its arguments)
+                seen.append(str(func).removeprefix("aten.").split(".")[0])
+            return func(*args, **(kwargs or {}))
+
+    persistent = gpu._persistent
+
+    def watched(kernel, *args):
+        launch = persistent(kernel, *args)
+
+        def counted(*a, **kw):
+            launched.append(len(seen))
+            try:
+                return launch(*a, **kw)
+            finally:
+                launched.append(len(seen))
+
+        return counted
+
+    monkeypatch.setattr(gpu, "_persistent", watched)
+    with Count():
+        torch.autograd.backward(out, grad)
+    return seen[: launched[0]]
+
+
+USES = {  # what a loss reads of (output, (h_n, c_n)) or (output, h_n)
+    "output": lambda out, state: [out],
+    "h_n": lambda out, state: [out, state[0] if isinstance(state, tuple) else state],
+    "state": lambda out, state: [out, *(state if isinstance(state, tuple) else (state,))],
+}
+
+
+@needs_triton
+@pytest.mark.parametrize("use", ["output", "h_n"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_a_backward_launches_its_sweep_after_its_buffers_alone(kind: str, use: str, monkeypatch) -> None:
+    """Before the backward sweep's launch, nothing but its gradient buffers (one block, one view each:
+    no slice of the tape's) and each cell's carries; where neither h_n nor c_n is used, no zeros for
+    their gradients (the kernel starts from zeros, `dispatch.Kernel.zero_final_grads`); where h_n is
+    and c_n not, h_n's (B, P) row and c_n's zeros alone, already (B, H); the gradients those of torch.nn."""
+    torch.manual_seed(0)
+    reference = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[kind](2, 8).double()
+    model = bptt.from_torch(reference)
+    x = torch.randn(3, 2, 2, dtype=torch.float64)
+    with native.use_engine("triton"):
+        if not dispatch.select(model.step, x).name == "triton":
+            pytest.skip("runs the Triton sweeps in the interpreter (TRITON_INTERPRET=1)")
+        outs = USES[use](*model(x))
+        grads = [torch.randn_like(o) for o in outs]
+        ops = _backward_ops(model, outs, grads, monkeypatch)
+    carries = {"lstm": ["new_empty", "unbind"], "gru": ["new_empty", "new_empty"], "rnn": ["new_empty"]}
+    buffers = {"lstm": 3, "gru": 3, "rnn": 2}[kind]  # dh, dgx (dgh: the GRU's), dc (the LSTM's)
+    given = ["select"] if use == "h_n" else []  # ∂L/∂h_n's (B, P) row of (1, B, P)
+    zeros = ["new_zeros"] if use == "h_n" and kind == "lstm" else []  # ∂L/∂c_n
+    assert ops == [*given, *zeros, "new_empty", *["as_strided"] * buffers, *carries[kind]]
+    torch.autograd.backward(USES[use](*reference(x)), grads)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(
+            p.grad, dict(reference.named_parameters())[name].grad, rtol=1e-10, atol=1e-12
+        )
+
+
+@pytest.mark.gpu_interpret
+@needs_triton
+@pytest.mark.parametrize("loop", ["persistent", "per-step", "resident+partials", "split+counter"])
+@pytest.mark.parametrize("use", ["output", "h_n", "state"])
+@each_cell
+def test_the_backward_sweeps_start_from_zeros_where_the_state_is_unused(kind, use, loop) -> None:
+    """∂L/∂h_n and ∂L/∂c_n None (neither used: zeros the kernel starts from), one of them (the other's
+    zeros from the host) or both given: the gradients of the weights and of x equal torch.nn's in
+    float64, in each time loop, the split ones with their programs running at once."""
+    if not gpu.interpreting():
+        pytest.skip("runs Triton's interpreter on CPU tensors (TRITON_INTERPRET=1)")
+    from concurrent_programs import concurrent_programs
+
+    use_loop(loop)
+    torch.manual_seed(0)
+    H = 40 if loop.startswith(("split", "resident")) else 8  # split: 3 programs a block of rows
+    reference = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[kind](2, H).double()
+    model = bptt.from_torch(reference)
+    x = torch.randn(3, 2, 2, dtype=torch.float64, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_()
+    split = contextlib.nullcontext() if H == 8 else concurrent_programs(sms=8)
+    with native.use_engine("triton"), split:
+        assert dispatch.select(model.step, x).name == "triton"
+        outs = USES[use](*model(x))
+        grads = [torch.randn_like(o) for o in outs]
+        torch.autograd.backward(outs, grads)
+    torch.autograd.backward(USES[use](*reference(x_ref)), grads)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-10, atol=1e-12)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(
+            p.grad, dict(reference.named_parameters())[name].grad, rtol=1e-10, atol=1e-12
+        )
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,13 +51,13 @@ def _split_blocks(
     from .engine import gpu
 
     split = loop != "persistent"
-    blocks = gpu._blocks(H, dtype, backward, gates, split=split, resident=loop == "resident")
+    blocks = dict(gpu._blocks(H, dtype, backward, gates, split=split, resident=loop == "resident"))
     tiles = blocks["TILES"]
     blocks["TILES"] = tiles._replace(BARRIER=loop if loop in BARRIERS else tiles.BARRIER)
     return _bound(blocks, H, dtype)
 
 
-def _bound(blocks: dict[str, Any], H: int, dtype: Any) -> dict[str, Any]:
+def _bound(blocks: Mapping[str, Any], H: int, dtype: Any) -> dict[str, Any]:
     """`blocks` bound as `gpu._persistent` binds them (`gpu.bind`): split, one tile of units a program;
     else one program a block of rows."""
     from .engine import gpu
@@ -118,11 +118,23 @@ def specs(full: bool = True, dtype: str | None = None) -> Iterator[Spec]:
     """Every specialization the sweeps launch (`full`; the persistent ones at H = 128, split and not,
     and under each of autotuning's candidates), or one of each kernel; each once."""
     seen = set()
-    for spec in _specs(full, dtype):
-        key = (spec.kernel, spec.dtype, repr(sorted(spec.constants.items())))
-        if key not in seen:
-            seen.add(key)
-            yield spec
+    for each in _specs(full, dtype):
+        for spec in _grads_n(each, full):
+            key = (spec.kernel, spec.dtype, repr(sorted(spec.constants.items())))
+            if key not in seen:
+                seen.add(key)
+                yield spec
+
+
+def _grads_n(spec: Spec, full: bool) -> Iterator[Spec]:
+    """A persistent backward sweep with ∂L/∂h_n (and ∂L/∂c_n) given (HAS_GRAD_N) and, `full`, without
+    (h_n and c_n not used: its carries start from zeros); any other kernel as it is."""
+    if not spec.kernel.endswith("_backward_sweep"):
+        yield spec
+        return
+    yield Spec(spec.kernel, spec.dtype, {**spec.constants, "HAS_GRAD_N": True}, spec.label)
+    if full:
+        yield Spec(spec.kernel, spec.dtype, {**spec.constants, "HAS_GRAD_N": False}, f"{spec.label} no dh_n")
 
 
 def _specs(full: bool, dtype: str | None) -> Iterator[Spec]:

@@ -175,7 +175,12 @@ class RecurrentBase(nn.Module):
 
     def weights(self) -> dict[str, Tensor]:
         """Every layer's weights by name, as the forward pass reads them (parametrized ones computed)."""
-        return {name: getattr(self, name) for plan in self._plans for name in plan.names}
+        own = self._parameters  # the registered ones without `Module.__getattr__`; others by name
+        return {
+            name: own[name] if name in own else getattr(self, name)  # type: ignore[misc]  # never None here
+            for plan in self._plans
+            for name in plan.names
+        }
 
     @torch.compiler.disable  # type: ignore[untyped-decorator]
     def forward(self, input: Tensor | PackedSequence, hx: State | None = None) -> tuple[Any, State]:

@@ -52,6 +52,9 @@ class Kernel:
         adds_bias_hh: whether `forward_sweep` adds b_hh itself, so that the input projection leaves
             it out where the step would fold it in (`Step.fold_bias_hh`): no sum of the biases
             launched before the sweep.
+        zero_final_grads: whether `backward_sweep` takes dh_n = dc_n = None where neither h_n nor
+            c_n was used, and starts its carries from zeros itself: nothing allocated or filled for
+            them before the sweep (the GPU's kernels; `LayerSweep` passes zeros to the others).
     """
 
     name: str
@@ -63,6 +66,7 @@ class Kernel:
     available: Callable[[Tensor], bool] = _always
     fills_outputs: bool = False
     adds_bias_hh: bool = False
+    zero_final_grads: bool = False
 
 
 PYTHON = Kernel("python", object, "any", sweep.forward_sweep, sweep.backward_sweep)

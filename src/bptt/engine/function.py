@@ -7,6 +7,7 @@ T·B rows (engine/terms.py). `loss.backward()` on anything computed from a bptt 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,11 +34,10 @@ class LayerPlan:
 def input_projection(step: Step, x: Tensor, p: Params, fold: bool = True) -> Tensor:
     """gx_t = W_ih x_t + b_ih (+ b_hh where the cell allows and `fold`), all steps in one matmul:
     (T, B, G·H)."""
-    T, B, I = x.shape
     b = p.get("bias_ih")
     if b is not None and fold and step.fold_bias_hh and "bias_hh" in p:
         b = b + p["bias_hh"]
-    return linear(x.reshape(T * B, I), p["weight_ih"], b).view(T, B, p["weight_ih"].shape[0])
+    return linear(x, p["weight_ih"], b)
 
 
 def _kernel(step: Step, x: Tensor, lengths: Tensor | None) -> dispatch.Kernel:
@@ -92,17 +92,23 @@ class LayerSweep(torch.autograd.Function):
         # Saved so that PyTorch catches an in-place change of the input before backward, and for the
         # differentiable backward; the tape keeps the data.
         ctx.save_for_backward(x, h0, c0, *weights)
-        ctx.shapes = tuple(o.shape for o in outputs)
-        ctx.set_materialize_grads(False)  # the unused outputs' zeros come from one allocation (`_zeros_for`)
+        ctx.shapes = tuple(o.shape[1:] if k else o.shape for k, o in enumerate(outputs))  # h_n, c_n: (B, ·)
+        ctx.set_materialize_grads(False)  # the unused outputs' zeros come from one allocation (`_grads_for`)
         return tuple(outputs)
 
     @staticmethod
     def backward(ctx: Any, *given: Tensor | None) -> tuple[Tensor | None, ...]:
-        # ∂L/∂output, ∂L/∂h_n (and ∂L/∂c_n): zeros where an output was not used
-        grad_out, last_h, *last_c = _zeros_for(ctx, given)
-        grad_hn, grad_cn = last_h[0], tuple(g[0] for g in last_c)  # (1, B, ·) → (B, ·)
-        if torch.is_grad_enabled():  # create_graph=True: these gradients will be differentiated again
-            return _differentiable_backward(ctx, grad_out, grad_hn, *grad_cn)
+        grad_out: Tensor
+        grad_hn: Tensor | None
+        grad_cn: Sequence[Tensor | None]
+        if given[0] is not None and all(g is None for g in given[1:]) and _zero_state_grads(ctx):
+            # neither h_n nor c_n used: the kernel starts from zeros, nothing allocated for them
+            grad_out, grad_hn, grad_cn = given[0], None, [None] * (len(given) - 2)
+        else:
+            # ∂L/∂output (T, B, P), ∂L/∂h_n (B, P) (and ∂L/∂c_n (B, H)): zeros where an output was not used
+            grad_out, grad_hn, *grad_cn = _grads_for(ctx, given)
+            if torch.is_grad_enabled():  # create_graph=True: these gradients will be differentiated again
+                return _differentiable_backward(ctx, grad_out, grad_hn, *grad_cn)
         plan: LayerPlan = ctx.plan
         tape: Tape = ctx.tape
         step = plan.step
@@ -140,26 +146,41 @@ class LayerSweep(torch.autograd.Function):
 def _new_outputs(tape: Tape, has_cell: bool) -> list[Tensor]:
     """Empty output (T, B, P), h_n (1, B, P) and c_n (1, B, H) for a kernel that fills them: separate
     tensors, not views of one (autograd forbids changing a custom Function's view outputs in place)."""
-    B = tape.h_buf.shape[1]
-    outputs = [torch.empty_like(tape.h), tape.h_buf.new_empty((1, B, tape.h_buf.shape[2]))]
+    slots, B, P = tape.h_buf.shape  # T + 1 slots
+    outputs = [tape.h_buf.new_empty((slots - 1, B, P)), tape.h_buf.new_empty((1, B, P))]
     if has_cell:
         assert tape.c_buf is not None
         outputs.append(tape.c_buf.new_empty((1, B, tape.c_buf.shape[2])))
     return outputs
 
 
-def _zeros_for(ctx: Any, grads: tuple[Tensor | None, ...]) -> list[Tensor]:
-    """The outputs' gradients, zeros where autograd passed None (an output not used): what autograd
-    itself would pass, one zero-filled allocation for all of them instead of one each."""
+def _zero_state_grads(ctx: Any) -> bool:
+    """Whether the backward sweep takes ∂L/∂h_n = ∂L/∂c_n = None for zeros (`dispatch.Kernel.zero_final_grads`):
+    not for a recorded tape (a trace's tape keeps them as tensors) or a backward differentiated again."""
+    return bool(ctx.kernel.zero_final_grads) and not ctx.recorded and not torch.is_grad_enabled()
+
+
+def _grads_for(ctx: Any, grads: tuple[Tensor | None, ...]) -> list[Tensor]:
+    """∂L/∂output (T, B, P), ∂L/∂h_n (B, P) and ∂L/∂c_n (B, H) from the outputs' gradients (h_n's and
+    c_n's as (1, B, ·)), zeros where autograd passed None (an output not used): what autograd itself
+    would pass, one zero-filled allocation for all of them instead of one each (`ctx.shapes`: output,
+    h_n and c_n as (B, ·))."""
+    filled = [g if k == 0 or g is None else g[0] for k, g in enumerate(grads)]
     missing = [k for k, g in enumerate(grads) if g is None]
     if not missing:
-        return list(grads)  # type: ignore[arg-type]  # none is None
-    sizes = [ctx.shapes[k].numel() for k in missing]
-    zeros = ctx.tape.h_buf.new_zeros(sum(sizes))
-    filled, start = list(grads), 0
-    for k, n in zip(missing, sizes, strict=True):
-        filled[k] = zeros[start : start + n].view(ctx.shapes[k])
-        start += n
+        return filled  # type: ignore[return-value]  # none is None
+    shapes = [ctx.shapes[k] for k in missing]
+    if len(shapes) == 1:
+        zeros = [ctx.tape.h_buf.new_zeros(shapes[0])]
+    elif all(shape == shapes[0] for shape in shapes):  # h_n's and c_n's alike: one (n, B, H) block
+        zeros = ctx.tape.h_buf.new_zeros((len(missing), *shapes[0])).unbind(0)
+    else:
+        block, start, zeros = ctx.tape.h_buf.new_zeros(sum(shape.numel() for shape in shapes)), 0, []
+        for shape in shapes:
+            zeros.append(block[start : start + shape.numel()].view(shape))
+            start += shape.numel()
+    for k, zero in zip(missing, zeros, strict=True):
+        filled[k] = zero
     return filled  # type: ignore[return-value]  # every None replaced
 
 

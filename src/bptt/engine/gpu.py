@@ -38,11 +38,12 @@ import ctypes
 import functools
 import importlib
 import importlib.util
+import operator
 import os
 import time
 import warnings
-from collections.abc import Callable
-from types import ModuleType
+from collections.abc import Callable, Mapping
+from types import MappingProxyType, ModuleType
 from typing import Any, NamedTuple, TypeVar
 
 import torch
@@ -208,6 +209,18 @@ def _setting(name: str) -> Any:
     return chosen[name] if chosen is not None and name in chosen else globals()[name]
 
 
+_module_settings = operator.itemgetter(*SETTINGS)  # the module's `SETTINGS`, from its globals in one call
+
+
+def _settings() -> tuple[Any, ...]:
+    """Every setting in `SETTINGS`' order, as `_setting` reads each."""
+    values: tuple[Any, ...] = _module_settings(globals())
+    chosen = _chosen.get()
+    if chosen is not None:
+        values = tuple(chosen.get(name, value) for name, value in zip(SETTINGS, values, strict=True))
+    return values
+
+
 _kernels: ModuleType | None = None
 _import_error: str | None = None
 
@@ -237,10 +250,28 @@ def import_error() -> str | None:
 
 
 def available(x: Tensor) -> bool:
-    """Whether the Triton sweeps can run for this layer input now: engine setting, dtype, Triton."""
+    """Whether the Triton sweeps can run for this layer input now: engine setting, dtype, Triton; an
+    error for a setting out of range (checked again only when one changed: every layer asks)."""
+    global _checked
     engine = native.engine()
     if engine not in ("auto", "triton") or x.dtype not in (torch.float32, torch.float64):
         return False
+    settings = (_module_settings(globals()), AUTOTUNE)
+    if settings != _checked:
+        _check_settings()
+        _checked = settings
+    if kernels() is None:
+        if engine == "triton":
+            raise RuntimeError(f"BPTT_ENGINE=triton, but the Triton sweeps are unavailable: {_import_error}")
+        return False
+    return True
+
+
+_checked: tuple[Any, ...] | None = None  # the settings `available` last found in range
+
+
+def _check_settings() -> None:
+    """An error for a setting (BPTT_TRITON_*) out of range."""
     if LOOP not in LOOPS:
         raise InputError(f"expected BPTT_TRITON_LOOP to be one of {', '.join(LOOPS)}, got {LOOP!r}")
     for name, chunk in (("BPTT_TRITON_CHUNK", CHUNK), ("BPTT_TRITON_BACKWARD_CHUNK", BACKWARD_CHUNK)):
@@ -273,11 +304,6 @@ def available(x: Tensor) -> bool:
         )
     if AUTOTUNE not in ("0", "1"):
         raise InputError(f"expected BPTT_TRITON_AUTOTUNE to be 0 or 1, got {AUTOTUNE!r}")
-    if kernels() is None:
-        if engine == "triton":
-            raise RuntimeError(f"BPTT_ENGINE=triton, but the Triton sweeps are unavailable: {_import_error}")
-        return False
-    return True
 
 
 def available_interpreted(x: Tensor) -> bool:
@@ -399,7 +425,9 @@ def resident_tiles(H: int, units: int, itemsize: int) -> tuple[int, int, int] | 
     return units, hp, 4 if size <= 32 * 1024 else 8
 
 
-def bind(blocks: dict[str, Any], H: int, units: int, parts: int, itemsize: int) -> tuple[dict[str, Any], int]:
+def bind(
+    blocks: Mapping[str, Any], H: int, units: int, parts: int, itemsize: int
+) -> tuple[dict[str, Any], int]:
     """`_blocks` as a launch of `parts` programs a block of rows, each computing `units` units, binds
     them, and its programs a block: a resident sweep one tile a program, a power of two wide, where
     W_hh's rows fit (`resident_tiles`), else not resident."""
@@ -419,7 +447,7 @@ def bind(blocks: dict[str, Any], H: int, units: int, parts: int, itemsize: int) 
     return bound, parts
 
 
-def _persistent(kernel: Any, B: int, H: int, blocks: dict[str, Any], like: Tensor) -> Callable[..., None]:
+def _persistent(kernel: Any, B: int, H: int, blocks: Mapping[str, Any], like: Tensor) -> Callable[..., None]:
     """A persistent kernel's launch over its `split_grid`, with its tiles, launch options and `sync`
     flags (kernels._sync, `_flags`) bound. Split only on a GPU: Triton's interpreter runs programs one
     after another, so there one program a block computes all its units (unless `_interpreter_sms`).
@@ -507,7 +535,7 @@ _flags_seen: dict[tuple[torch.device, int], Tensor] = {}
 
 
 def _plan(
-    blocks: dict[str, Any], B: int, H: int, split_on: torch.device | None, itemsize: int
+    blocks: Mapping[str, Any], B: int, H: int, split_on: torch.device | None, itemsize: int
 ) -> tuple[int, int, dict[str, Any]]:
     """A persistent launch's blocks of rows, programs a block and bound settings (`split_grid`, `bind`),
     remembered by what they depend on; split over the SMs of `split_on` (a GPU, or the interpreter's
@@ -652,18 +680,17 @@ def _nbytes(t: Tensor) -> int:
     return t.numel() * t.element_size()
 
 
-def _blocks(*args: Any, **kwargs: Any) -> dict[str, Any]:
+def _blocks(*args: Any, **kwargs: Any) -> Mapping[str, Any]:
     """`_make_blocks(*args, **kwargs)`, remembered by its arguments, the settings in force and the
-    interpreter's use: a sweep's launch costs the host less (a fresh dict, the same values)."""
-    settings = tuple(_setting(name) for name in SETTINGS)
-    key = (args, tuple(kwargs.items()), settings, interpreting(), AUTO_SPLIT_BYTES)
+    interpreter's use: a sweep's launch costs the host less (read-only, the one remembered)."""
+    key = (args, tuple(kwargs.items()), _settings(), interpreting(), AUTO_SPLIT_BYTES)
     blocks = _blocks_seen.get(key)
     if blocks is None:
-        blocks = _blocks_seen[key] = _make_blocks(*args, **kwargs)
-    return dict(blocks)
+        blocks = _blocks_seen[key] = MappingProxyType(_make_blocks(*args, **kwargs))
+    return blocks
 
 
-_blocks_seen: dict[tuple[Any, ...], dict[str, Any]] = {}
+_blocks_seen: dict[tuple[Any, ...], Mapping[str, Any]] = {}
 
 
 def _make_blocks(
@@ -730,6 +757,12 @@ def _make_blocks(
     )
     warps = (v["BACKWARD_WARPS"] if backward else v["WARPS"]) or 4
     return {"TILES": tiles, "num_warps": warps, "num_stages": v["STAGES"]}
+
+
+def _carry(dh_n: Tensor | None, grad_out: Tensor) -> Tensor:
+    """A per-step backward loop's ∂L/∂h carry, in place from ∂L/∂h_n: a copy of it, or zeros where
+    it is None (neither h_n nor c_n used, `dispatch.Kernel.zero_final_grads`)."""
+    return grad_out.new_zeros(grad_out.shape[1:]) if dh_n is None else dh_n.clone()
 
 
 def _recurrent(h_prev: Tensor, W_hh: Tensor, b_hh: Tensor | None, out: Tensor) -> None:
@@ -813,7 +846,7 @@ def lstm_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params, outputs: O
 
 
 def lstm_backward_sweep(
-    step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
+    step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor | None, dc_n: Tensor | None, p: Params
 ) -> tuple[Tensor, Carry]:
     k = kernels()
     assert k is not None and tape.dgx is not None and tape.dc is not None and tape.dh is not None
@@ -830,10 +863,11 @@ def lstm_backward_sweep(
         dh_next, dc_carry = grad_out.new_empty((2, B, H)).unbind(0)  # one allocation
         w = [p.get(name, grad_out) for name in ("weight_ci", "weight_cf", "weight_co")]
         launch = _persistent(k.lstm_backward_sweep, B, H, blocks, grad_out)
+        given = dh_n is not None  # else neither ∂L/∂h_n nor ∂L/∂c_n: the kernel starts from zeros
         launch(
             grad_out,
-            dh_n,
-            dc_n if dc_n is not None else grad_out.new_zeros((B, H)),
+            dh_n if given else grad_out,
+            dc_n if dc_n is not None else grad_out.new_zeros((B, H)) if given else grad_out,
             dh_next,
             dc_carry,
             W_hh.contiguous(),
@@ -848,13 +882,14 @@ def lstm_backward_sweep(
             H,
             V=_variant(step),
             REVERSE=tape.reverse,
+            HAS_GRAD_N=given,
             pending=(tape.dgx,),
             steps=T,
         )
         return dh_next, (dc_carry,)
     R = _gate_recurrence_matrix(p["weight_gg"], H) if fgr else None
     w_ci, w_cf, w_co = (p.get(name, grad_out) for name in ("weight_ci", "weight_cf", "weight_co"))
-    dh_next = dh_n.clone()  # ∂L/∂h_t via step t+1; at the last step, ∂L/∂h_n
+    dh_next = _carry(dh_n, grad_out)  # ∂L/∂h_t via step t+1; at the last step, ∂L/∂h_n
     dc_carry = (dc_n if dc_n is not None else grad_out.new_zeros((B, H))).clone()  # ∂L/∂c, in place
     da = grad_out.new_zeros((B, 4 * H)) if fgr else grad_out  # FGR: ∂L/∂[i, f, g, o]_t via step t+1
     dm = grad_out.new_empty((B, H)) if proj else grad_out
@@ -949,20 +984,20 @@ def gru_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params, outputs: Ou
 
 
 def gru_backward_sweep(
-    step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
+    step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor | None, dc_n: Tensor | None, p: Params
 ) -> tuple[Tensor, Carry]:
     k = kernels()
     assert k is not None and tape.dgx is not None and tape.dgh is not None and tape.dh is not None
     B, H = grad_out.shape[1], tape.hidden_size
     W_hh = p["weight_hh"]
-    direct = torch.empty_like(dh_n)  # z_t ⊙ ∂L/∂h_t
+    direct = grad_out.new_empty((B, H))  # z_t ⊙ ∂L/∂h_t
     if persistent(step):
-        dh_next = torch.empty_like(dh_n)  # from ∂L/∂h_n (the kernel copies it in); at the end ∂L/∂h_0
+        dh_next = grad_out.new_empty((B, H))  # from ∂L/∂h_n (the kernel copies it in); at the end ∂L/∂h_0
         blocks = _blocks(H, grad_out.dtype, backward=True, weight_bytes=_nbytes(W_hh))
         launch = _persistent(k.gru_backward_sweep, B, H, blocks, grad_out)
         launch(
             grad_out,
-            dh_n,
+            grad_out if dh_n is None else dh_n,  # None: zero (`Kernel.zero_final_grads`)
             dh_next,
             direct,
             W_hh.contiguous(),
@@ -976,10 +1011,11 @@ def gru_backward_sweep(
             B,
             H,
             REVERSE=tape.reverse,
+            HAS_GRAD_N=dh_n is not None,
             pending=(tape.dgh,),
         )
         return dh_next, ()
-    dh_next = dh_n.clone()  # ∂L/∂h_t via step t+1; at the end ∂L/∂h_0
+    dh_next = _carry(dh_n, grad_out)  # ∂L/∂h_t via step t+1; at the end ∂L/∂h_0
     launch = _launch(k.gru_backward_step, B * H)
     # views of the tape by time position t, taken once
     dgh, dgx, dh, gates, h_prev, ghn = (
@@ -1045,7 +1081,7 @@ def rnn_forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params, outputs: Ou
 
 
 def rnn_backward_sweep(
-    step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
+    step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor | None, dc_n: Tensor | None, p: Params
 ) -> tuple[Tensor, Carry]:
     k = kernels()
     assert k is not None and tape.dgx is not None and tape.dh is not None
@@ -1053,12 +1089,12 @@ def rnn_backward_sweep(
     W_hh = p["weight_hh"]
     act = ACTIVATIONS[step.nonlinearity]  # type: ignore[attr-defined]
     if persistent(step):
-        dh_next = torch.empty_like(dh_n)  # from ∂L/∂h_n (the kernel copies it in); at the end ∂L/∂h_0
+        dh_next = grad_out.new_empty((B, H))  # from ∂L/∂h_n (the kernel copies it in); at the end ∂L/∂h_0
         blocks = _blocks(H, grad_out.dtype, backward=True, weight_bytes=_nbytes(W_hh))
         launch = _persistent(k.rnn_backward_sweep, B, H, blocks, grad_out)
         launch(
             grad_out,
-            dh_n,
+            grad_out if dh_n is None else dh_n,  # None: zero (`Kernel.zero_final_grads`)
             dh_next,
             W_hh.contiguous(),
             tape.h_buf,
@@ -1069,10 +1105,11 @@ def rnn_backward_sweep(
             H,
             ACT=act,
             REVERSE=tape.reverse,
+            HAS_GRAD_N=dh_n is not None,
             pending=(tape.dgx,),
         )
         return dh_next, ()
-    dh_next = dh_n.clone()  # ∂L/∂h_t via step t+1; at the end ∂L/∂h_0
+    dh_next = _carry(dh_n, grad_out)  # ∂L/∂h_t via step t+1; at the end ∂L/∂h_0
     launch = _launch(k.rnn_backward_step, B * H)
     # views of the tape by time position t, taken once
     dgx, dh, h = tape.dgx, tape.dh, tape.h
@@ -1110,6 +1147,7 @@ def register(step_type: type, kind: str, accepts: Callable[[Any], bool] | None =
                 can_run,
                 fills_outputs=True,
                 adds_bias_hh=True,
+                zero_final_grads=True,
             )
         )
 
@@ -1135,7 +1173,7 @@ def forward_sweep(step: Step, tape: Tape, gx: Tensor, p: Params, outputs: Output
 
 
 def backward_sweep(
-    step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor, dc_n: Tensor | None, p: Params
+    step: Step, tape: Tape, grad_out: Tensor, dh_n: Tensor | None, dc_n: Tensor | None, p: Params
 ) -> tuple[Tensor, Carry]:
     allocate_step_grads(step, tape, grad_out)
     grad_out = grad_out.contiguous()
@@ -1144,7 +1182,7 @@ def backward_sweep(
         step,
         tape,
         grad_out,
-        dh_n.contiguous(),
+        None if dh_n is None else dh_n.contiguous(),  # None: zero, with dc_n (`Kernel.zero_final_grads`)
         None if dc_n is None else dc_n.contiguous(),
         p,
     )

@@ -603,13 +603,23 @@ def _tile(rows, row_ok, j0, H, G, BLOCK_H: tl.constexpr):
 
 
 @triton.jit
-def _carry_in(src, dst, rows, row_ok, lo, H, TILES: tl.constexpr):
+def _carry_in(src, dst, rows, row_ok, lo, H, TILES: tl.constexpr, HAS_GRAD_N: tl.constexpr):
     """dst = src at the program's rows and units: a backward sweep's carry (∂L/∂h, ∂L/∂c) starts from
-    what came in (∂L/∂h_n, ∂L/∂c_n) in a buffer of its own, so the host copies nothing."""
+    what came in (∂L/∂h_n, ∂L/∂c_n) in a buffer of its own, so the host copies nothing; from zeros
+    without HAS_GRAD_N (h_n and c_n not used: the host allocates no zeros for them)."""
     for j in range(0, TILES.UNITS, TILES.BLOCK_H):
         _cols, _col_ok, ok, here, _at = _tile(rows, row_ok, lo + j, H, 1, TILES.BLOCK_H)
-        tl.store(dst + here, tl.load(src + here, mask=ok, other=0.0), mask=ok)
+        tl.store(dst + here, _grad_n(src, here, ok, dst, HAS_GRAD_N), mask=ok)
     tl.debug_barrier()  # the program's later reads of dst see it
+
+
+@triton.jit
+def _grad_n(src, here, ok, like, HAS_GRAD_N: tl.constexpr):
+    """∂L/∂h_n (or ∂L/∂c_n) at `here`, or zeros in `like`'s dtype without HAS_GRAD_N (src unread)."""
+    if HAS_GRAD_N:
+        return tl.load(src + here, mask=ok, other=0.0)
+    else:
+        return tl.full(here.shape, 0.0, like.dtype.element_ty)
 
 
 @triton.jit
@@ -1147,6 +1157,7 @@ def _lstm_backward_tile(
     V: tl.constexpr,
     REVERSE: tl.constexpr,
     TILES: tl.constexpr,
+    HAS_GRAD_N: tl.constexpr,
 ):
     """`lstm_backward_sweep` where a program computes one tile of units: ∂L/∂h_t via step t+1 and
     ∂L/∂c_t stay on chip (written back once, at the end), and step t−1's gates, c and ∂ℓ/∂h are
@@ -1158,8 +1169,8 @@ def _lstm_backward_tile(
         w = tl.trans(_weight_tile(w_hh, ks, ks < H, lo, V.G, H, TILES.BLOCK_H))  # (4·BLOCK_H, HP)
     else:
         w = w_hh
-    dh_in = tl.load(dh_n + here, mask=ok, other=0.0)
-    dc_in = tl.load(dc_n + here, mask=ok, other=0.0)
+    dh_in = _grad_n(dh_n, here, ok, dh_next, HAS_GRAD_N)
+    dc_in = _grad_n(dc_n, here, ok, dc_carry, HAS_GRAD_N)
     t, prev, now = _position(T * 0, T, REVERSE, True)
     i, f, g, o = _load_gates(gates_buf + now * B * V.G * H, at, H, ok, V)
     cc = tl.load(c_buf + now * B * H + here, mask=ok, other=0.0)
@@ -1236,6 +1247,7 @@ def lstm_backward_sweep(
     V: tl.constexpr,
     REVERSE: tl.constexpr,
     TILES: tl.constexpr,
+    HAS_GRAD_N: tl.constexpr,
 ):
     """`part`: (slots, programs a block, B, H), the partial sums of ∂L/∂h_{t−1} the programs exchange
     under TILES.EXCHANGE "partials" (step s in slot s mod `slots`); unread otherwise."""
@@ -1267,11 +1279,12 @@ def lstm_backward_sweep(
             V,
             REVERSE,
             TILES,
+            HAS_GRAD_N,
         )
         _report(sync, gave_up, TILES)
         return
-    _carry_in(dh_n, dh_next, rows, row_ok, lo, H, TILES)
-    _carry_in(dc_n, dc_carry, rows, row_ok, lo, H, TILES)
+    _carry_in(dh_n, dh_next, rows, row_ok, lo, H, TILES, HAS_GRAD_N)
+    _carry_in(dc_n, dc_carry, rows, row_ok, lo, H, TILES, HAS_GRAD_N)
     s = T * 0
     while s < T:
         # backward visits the steps in the reverse of the forward order
@@ -1375,9 +1388,10 @@ def gru_backward_sweep(
     gave_up,
     REVERSE: tl.constexpr,
     TILES: tl.constexpr,
+    HAS_GRAD_N: tl.constexpr,
 ):
     rows, row_ok, lo = _owned(B, TILES)
-    _carry_in(dh_n, dh_next, rows, row_ok, lo, H, TILES)
+    _carry_in(dh_n, dh_next, rows, row_ok, lo, H, TILES, HAS_GRAD_N)
     s = T * 0
     while s < T:
         t, prev, now = _position(s, T, REVERSE, True)
@@ -1452,9 +1466,10 @@ def rnn_backward_sweep(
     ACT: tl.constexpr,
     REVERSE: tl.constexpr,
     TILES: tl.constexpr,
+    HAS_GRAD_N: tl.constexpr,
 ):
     rows, row_ok, lo = _owned(B, TILES)
-    _carry_in(dh_n, dh_next, rows, row_ok, lo, H, TILES)
+    _carry_in(dh_n, dh_next, rows, row_ok, lo, H, TILES, HAS_GRAD_N)
     s = T * 0
     while s < T:
         t, _prev, now = _position(s, T, REVERSE, True)

@@ -62,7 +62,7 @@ def run_layers(
                 layer_input,
                 None if h0 is None else h0[k],
                 None if c0 is None else c0[k],
-                *(params[n] for n in plan.names),
+                *[params[n] for n in plan.names],
             )
             outputs.append(out)
             h_n.append(h)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 # Multiply-adds from which oneDNN is used: per recurrent step, and for the one-off products.
@@ -45,10 +46,10 @@ def onednn(x: Tensor, macs: int, threshold: int) -> bool:
 
 
 def linear(x: Tensor, W: Tensor, b: Tensor | None = None) -> Tensor:
-    """x Wᵀ + b for 2-D x (m×k) and W (n×k)."""
-    if onednn(x, x.shape[0] * x.shape[1] * W.shape[0], BULK_MIN_MACS):
-        return _onednn_linear(x, W, b)
-    return x @ W.T if b is None else torch.addmm(b, x, W.T)
+    """x Wᵀ + b for x (…, k) and W (n×k): (…, n)."""
+    if onednn(x, x.numel() * W.shape[0], BULK_MIN_MACS):
+        return _onednn_linear(x.reshape(-1, x.shape[-1]), W, b).view(*x.shape[:-1], W.shape[0])
+    return F.linear(x, W, b)  # one operator (addmm over the rows), however many leading dimensions
 
 
 def matmul_tn(u: Tensor, v: Tensor) -> Tensor:

@@ -134,9 +134,12 @@ def allocate_grads(
     """
     T, B = tape.steps, tape.x.shape[1]
     G = gates * tape.hidden_size if width is None else width
-    if tape.h.dtype == like.dtype and tape.h.device == like.device:  # one allocation for them all
-        shapes = [tuple(tape.h.shape), (T, B, G), *([(T, B, G)] if separate_dgh else [])]
-        shapes += [tuple(tape.c.shape)] if has_cell else []
+    h_buf, c_buf = tape.h_buf, tape.c_buf  # (T+1, B, ·): the shapes of h and c without their views
+    if h_buf.dtype == like.dtype and h_buf.device == like.device:  # one allocation for them all
+        shapes = [(T, *h_buf.shape[1:]), (T, B, G), *([(T, B, G)] if separate_dgh else [])]
+        if has_cell:
+            assert c_buf is not None
+            shapes.append((T, *c_buf.shape[1:]))
         dh, dgx, *rest = block_buffers(like, *shapes, zeroed=False)
         dgh = rest.pop(0) if separate_dgh else dgx
         dc = rest.pop(0) if has_cell else None
