@@ -243,6 +243,24 @@ def test_the_host_profile_script_stubs_the_cuda_kernels_on_the_cpu() -> None:
     assert refused.returncode == 2 and "--stub needs" in refused.stderr
 
 
+def test_the_host_chain_script_times_two_trees_in_turn() -> None:
+    """scripts/host_chain.py: the host's chain with the kernels stubbed, this tree against another src
+    (here the same one, loaded again under another name): a row of four medians each and the ratios;
+    a folder without bptt/ refused."""
+    pytest.importorskip("triton")
+    src = str(SCRIPTS.parent / "src")
+    done = run_script("host_chain.py", "--against", src, "--repeats", "20")
+    assert done.returncode == 0, done.stderr
+    rows = re.findall(r"^  (this tree|.*src) +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+)$", done.stdout, re.M)
+    assert len(rows) == 2 and rows[0][0] == "this tree"
+    for _, *medians in rows:
+        forward, after, backward, chain = (float(m) for m in medians)
+        assert min(forward, after, backward) > 0 and chain > max(forward, backward)  # each call: their sum
+    assert re.search(r"this tree over the other: [\d.]+  [\d.]+  [\d.]+  [\d.]+$", done.stdout, re.M)
+    refused = run_script("host_chain.py", "--against", str(SCRIPTS))
+    assert refused.returncode == 2 and "expected a src folder holding bptt/" in refused.stderr
+
+
 def test_the_gpu_tuning_script_runs_in_the_interpreter_and_names_real_settings(tmp_path, monkeypatch) -> None:
     """scripts/gpu_tune.py --dry-run (a tiny LSTM in Triton's interpreter): the default and autotuning,
     each checked against float64, autotuning saying what it chose; every setting it knows sets real

@@ -263,6 +263,42 @@ def test_split_sweeps_with_their_programs_running_at_once(kind, loop, dtype, set
 
 @pytest.mark.gpu_interpret
 @needs_triton
+@each_cell
+def test_counter_barrier_launches_share_flags_they_leave_at_zero(kind: str, monkeypatch) -> None:
+    """Under the counter barrier the last program of a block out sets its counter back to zero
+    (kernels._release), so every launch of a stream shares one `sync` (gpu._flags): four forward and
+    four backward sweeps here (two directions, twice), their programs at once, the odd ones' stores
+    late, all through one buffer that is all zeros after each; the gradients torch.nn's. Without the
+    reset the second launch's barriers would let its programs pass at once."""
+    if not gpu.interpreting():
+        pytest.skip("runs Triton's interpreter on CPU tensors (TRITON_INTERPRET=1)")
+    from concurrent_programs import concurrent_programs
+
+    use_loop("split+counter")
+    syncs: list[torch.Tensor] = []
+    _on_launch(monkeypatch, lambda kwargs: syncs.append(kwargs["sync"]))
+    torch.manual_seed(0)
+    cls = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[kind]
+    reference = cls(2, 40, bidirectional=True).double()
+    model = bptt.from_torch(reference)
+    x = torch.randn(3, 17, 2, dtype=torch.float64)
+    for _ in range(2):
+        model.zero_grad()
+        with native.use_engine("triton"), concurrent_programs(sms=8):
+            out = model(x)[0]
+            assert syncs and not syncs[-1].any()  # the forward's counters back to zero
+            out.sum().backward()
+        assert not syncs[-1].any()
+    assert len(syncs) == 8 and len({s.data_ptr() for s in syncs}) == 1
+    reference(x)[0].sum().backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(
+            p.grad, dict(reference.named_parameters())[name].grad, rtol=1e-10, atol=1e-12
+        )
+
+
+@pytest.mark.gpu_interpret
+@needs_triton
 @pytest.mark.parametrize("kind", ["gru", "rnn"])
 def test_only_the_lstm_backward_exchanges_partial_sums(kind: str, monkeypatch) -> None:
     """BPTT_TRITON_BACKWARD_EXCHANGE=partials leaves the GRU's and the Elman RNN's backward sweeps as
@@ -761,27 +797,55 @@ def test_a_grid_barrier_that_gave_up_raises_on_the_next_check(monkeypatch) -> No
 
 
 @needs_triton
-def test_data_barrier_launches_share_their_flags_and_counting_ones_get_zeros_of_their_own(
+def test_data_and_counter_barrier_launches_share_their_flags_and_the_flags_barrier_gets_zeros(
     monkeypatch,
 ) -> None:
     """`sync` (gpu._flags): under the data barrier only its give-up flag is read, which stays zero
-    unless a launch gives up, so those launches share one buffer a device; the counter and flags
-    barriers count in theirs, so each launch gets zeros of its own; a kernel not split, one unused
-    flag. Once a launch gave up, the shared buffer is dropped for a fresh one."""
+    unless a launch gives up, so those launches share one buffer a device; the counter barrier's
+    last program out sets its counter back to zero (kernels._release), so its launches share one a
+    stream, apart from the data barrier's; the flags barrier counts in each program's flag, so each
+    of its launches gets zeros of its own; a kernel not split, one unused flag. Once a launch gave
+    up, the shared buffers are dropped for fresh ones."""
     cpu = torch.device("cpu")
     n = 2 * gpu.kernels().MAX_PARTS.value + 1
     shared = gpu._flags(cpu, 2, True, "data")
     assert shared.shape == (n,) and shared.dtype == torch.int32 and not shared.any()
     assert gpu._flags(cpu, 2, True, "data") is shared
     assert gpu._flags(cpu, 3, True, "data").shape == (n + gpu.kernels().MAX_PARTS.value,)
-    counted = [gpu._flags(cpu, 2, True, barrier) for barrier in ("counter", "counter", "flags")]
-    assert len({flags.data_ptr() for flags in counted}) == 3 and not any(flags.any() for flags in counted)
-    assert all(flags.shape == (n,) for flags in counted)
+    counter = gpu._flags(cpu, 2, True, "counter")
+    assert counter.shape == (n,) and not counter.any() and counter is not shared
+    assert gpu._flags(cpu, 2, True, "counter") is counter
+    fresh = [gpu._flags(cpu, 2, True, "flags") for _ in range(2)]
+    assert len({flags.data_ptr() for flags in (shared, counter, *fresh)}) == 4
+    assert all(flags.shape == (n,) and not flags.any() for flags in fresh)
     assert gpu._flags(cpu, 2, False, "counter") is gpu._unused_flags(cpu)
     monkeypatch.setattr(gpu, "_unchecked", [(FinishedLaunch(), torch.tensor([1], dtype=torch.int32))])
     with pytest.raises(RuntimeError, match="grid barrier gave up"):
         gpu.check_barriers()
     assert gpu._flags(cpu, 2, True, "data") is not shared
+    assert gpu._flags(cpu, 2, True, "counter") is not counter
+
+
+@pytest.mark.cuda
+@needs_cuda
+@needs_triton
+def test_cuda_counter_barrier_flags_are_one_a_stream_and_fresh_in_a_graph() -> None:
+    """On a GPU the counter barrier's shared `sync` is the current stream's: another stream's launches,
+    which may run alongside, get one of their own, and a launch captured in a CUDA graph (replayed on
+    any stream) fresh zeros."""
+    if gpu.interpreting():
+        pytest.skip("needs the compiled kernels")
+    device = torch.device("cuda")
+    mine = gpu._flags(device, 2, True, "counter")
+    assert gpu._flags(device, 2, True, "counter") is mine
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        theirs = gpu._flags(device, 2, True, "counter")
+    assert theirs is not mine and gpu._flags(device, 2, True, "counter") is mine
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = gpu._flags(device, 2, True, "counter")
+    assert captured is not mine and captured is not theirs
 
 
 @needs_triton

@@ -92,7 +92,6 @@ class LayerSweep(torch.autograd.Function):
         # Saved so that PyTorch catches an in-place change of the input before backward, and for the
         # differentiable backward; the tape keeps the data.
         ctx.save_for_backward(x, h0, c0, *weights)
-        ctx.shapes = tuple(o.shape[1:] if k else o.shape for k, o in enumerate(outputs))  # h_n, c_n: (B, ·)
         ctx.set_materialize_grads(False)  # the unused outputs' zeros come from one allocation (`_grads_for`)
         return tuple(outputs)
 
@@ -163,13 +162,15 @@ def _zero_state_grads(ctx: Any) -> bool:
 def _grads_for(ctx: Any, grads: tuple[Tensor | None, ...]) -> list[Tensor]:
     """∂L/∂output (T, B, P), ∂L/∂h_n (B, P) and ∂L/∂c_n (B, H) from the outputs' gradients (h_n's and
     c_n's as (1, B, ·)), zeros where autograd passed None (an output not used): what autograd itself
-    would pass, one zero-filled allocation for all of them instead of one each (`ctx.shapes`: output,
-    h_n and c_n as (B, ·))."""
+    would pass, one zero-filled allocation for all of them instead of one each."""
     filled = [g if k == 0 or g is None else g[0] for k, g in enumerate(grads)]
     missing = [k for k, g in enumerate(grads) if g is None]
     if not missing:
         return filled  # type: ignore[return-value]  # none is None
-    shapes = [ctx.shapes[k] for k in missing]
+    tape: Tape = ctx.tape
+    slots, B, P = tape.h_buf.shape  # T + 1 slots
+    states = [buf.shape[1:] for buf in (tape.h_buf, tape.c_buf)[: len(grads) - 1] if buf is not None]
+    shapes = [(torch.Size((slots - 1, B, P)), *states)[k] for k in missing]
     if len(shapes) == 1:
         zeros = [ctx.tape.h_buf.new_zeros(shapes[0])]
     elif all(shape == shapes[0] for shape in shapes):  # h_n's and c_n's alike: one (n, B, H) block

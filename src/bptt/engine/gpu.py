@@ -515,23 +515,30 @@ def _persistent(kernel: Any, B: int, H: int, blocks: Mapping[str, Any], like: Te
 
 
 def _flags(device: torch.device, rows: int, split: bool, barrier: str) -> Tensor:
-    """`sync` for a launch (kernels._sync): rows · MAX_PARTS flags, then the give-up flag. Zeros of
-    their own where the programs count in them (the counter and flags barriers); under the data
-    barrier only the give-up flag is read, which stays zero unless a launch gives up, so those
-    launches share one buffer a device (`_flags_seen`, dropped when one gave up) and the host
-    allocates and clears nothing; one unused flag where the kernel is not split."""
+    """`sync` for a launch (kernels._sync): rows · MAX_PARTS flags, then the give-up flag; one unused
+    flag where the kernel is not split. Shared between launches where each leaves them as it found
+    them, so that the host allocates and clears nothing (`_flags_seen`, dropped when one gave up):
+    under the data barrier only the give-up flag is read, which stays zero unless a launch gives
+    up (one buffer a device); the counter barrier's last program out sets its block's counter back
+    to zero (kernels._release; one buffer a stream, whose launches run one after another, and fresh
+    zeros while a CUDA graph is captured). Zeros of their own for the flags barrier (each program's
+    flag holds its step)."""
     if not split:
         return _unused_flags(device)
     n = rows * kernels().MAX_PARTS.value + 1  # type: ignore[union-attr]
-    if barrier != "data":
+    if barrier == "data":
+        key: tuple[Any, ...] = (device, n)
+    elif barrier == "counter" and not (device.type == "cuda" and torch.cuda.is_current_stream_capturing()):
+        key = (device, n, torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else None)
+    else:
         return torch.zeros(n, dtype=torch.int32, device=device)
-    flags = _flags_seen.get((device, n))
+    flags = _flags_seen.get(key)
     if flags is None:
-        flags = _flags_seen[(device, n)] = torch.zeros(n, dtype=torch.int32, device=device)
+        flags = _flags_seen[key] = torch.zeros(n, dtype=torch.int32, device=device)
     return flags
 
 
-_flags_seen: dict[tuple[torch.device, int], Tensor] = {}
+_flags_seen: dict[tuple[Any, ...], Tensor] = {}
 
 
 def _plan(

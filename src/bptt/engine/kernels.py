@@ -745,6 +745,22 @@ def _report(sync, gave_up, TILES: tl.constexpr):
         stuck = sync + tl.num_programs(0) * MAX_PARTS
         if tl.atomic_add(stuck, 0, sem="relaxed", scope="gpu") != 0:
             tl.store(gave_up, 1)
+        if TILES.BARRIER == "counter":
+            _release(sync)
+
+
+@triton.jit
+def _release(sync):
+    """The counter barrier's end: the last program of a block of rows out (counted in the block's second
+    flag, which the counter barrier leaves unused) sets the block's counter and that count back to
+    zero. Every program has passed its last barrier by then, so none reads the counter again; the
+    next launch on the stream finds zeros, and gpu.py shares one `sync` between launches instead of
+    clearing a fresh one for each (`_flags`)."""
+    flags = sync + tl.program_id(0) * MAX_PARTS
+    out = tl.atomic_add(flags + 1, 1, sem="acq_rel", scope="gpu")
+    if out == tl.num_programs(1) - 1:
+        tl.atomic_xchg(flags, 0, sem="relaxed", scope="gpu")
+        tl.atomic_xchg(flags + 1, 0, sem="relaxed", scope="gpu")
 
 
 @triton.jit
