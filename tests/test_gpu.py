@@ -898,32 +898,7 @@ def test_a_zero_state_forward_launches_its_sweep_after_two_operators(kind: str, 
     + b_ih: the kernel adds b_hh, so no sum of the biases); besides them the outputs' empty
     allocations, which the kernel fills, so that nothing is copied after it. The output is that of
     hx = zeros, exactly."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    seen: list[str] = []
-    launched: list[int] = []  # the operators seen at each launch
-
-    class Count(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if len(launched) % 2 == 0:  # not within a launch (the interpreter copies its arguments)
-                seen.append(str(func))
-            return func(*args, **(kwargs or {}))
-
-    persistent = gpu._persistent
-
-    def watched(kernel, *args):
-        launch = persistent(kernel, *args)
-
-        def counted(*a, **kw):
-            launched.append(len(seen))
-            try:
-                return launch(*a, **kw)
-            finally:
-                launched.append(len(seen))
-
-        return counted
-
-    monkeypatch.setattr(gpu, "_persistent", watched)
+    Count, seen, launched = _counted_launches(monkeypatch)
     torch.manual_seed(0)
     model = {"rnn": bptt.RNN, "gru": bptt.GRU, "lstm": bptt.LSTM}[kind](2, 8, dtype=torch.float64)
     x = torch.randn(3, 2, 2, dtype=torch.float64)
@@ -951,8 +926,10 @@ def test_a_zero_state_forward_launches_its_sweep_after_two_operators(kind: str, 
     assert torch.equal(out, out_0)
 
 
-def _backward_ops(model, out, grad, monkeypatch) -> list[str]:
-    """The operators (views too) from a backward's call to its sweep's launch."""
+def _counted_launches(monkeypatch):
+    """From here on, a dispatch mode that records the operators outside the persistent sweeps'
+    launches (`seen`, as str(func)), and, at each launch's start and end, how many it had seen
+    (`launched`)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     seen: list[str] = []
@@ -961,7 +938,7 @@ def _backward_ops(model, out, grad, monkeypatch) -> list[str]:
     class Count(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             if len(launched) % 2 == 0:  # not within a launch (the interpreter copies its arguments)
-                seen.append(str(func).removeprefix("aten.").split(".")[0])
+                seen.append(str(func))
             return func(*args, **(kwargs or {}))
 
     persistent = gpu._persistent
@@ -979,9 +956,15 @@ def _backward_ops(model, out, grad, monkeypatch) -> list[str]:
         return counted
 
     monkeypatch.setattr(gpu, "_persistent", watched)
+    return Count, seen, launched
+
+
+def _backward_ops(model, out, grad, monkeypatch) -> list[str]:
+    """The operators (views too) from a backward's call to its sweep's launch, by name."""
+    Count, seen, launched = _counted_launches(monkeypatch)
     with Count():
         torch.autograd.backward(out, grad)
-    return seen[: launched[0]]
+    return [op.removeprefix("aten.").split(".")[0] for op in seen[: launched[0]]]
 
 
 USES = {  # what a loss reads of (output, (h_n, c_n)) or (output, h_n)
