@@ -126,6 +126,22 @@ class _ConcurrentGrid(interpreter.GridExecutor):
         self._restore_args_dev(args_dev, args_hst, kwargs, kwargs_hst)
 
 
+_rewriting = threading.RLock()
+
+
+def _one_at_a_time(rewrite):  # type: ignore[no-untyped-def]
+    """interpreter.InterpretedFunction.rewrite under a lock: the interpreter rewrites a device function
+    from its source (ast.parse) the first time it is called, and Python's ast is not safe to run in
+    two threads at once (3.11: "AST constructor recursion depth mismatch"), which programs that
+    call a function for the first time together would do."""
+
+    def locked(self):  # type: ignore[no-untyped-def]
+        with _rewriting:
+            return rewrite(self)
+
+    return locked
+
+
 @contextlib.contextmanager
 def concurrent_programs(
     sms: int = 8, spin_limit: int = 100_000, lag: float = 0.05
@@ -146,9 +162,11 @@ def concurrent_programs(
         )
     builder = interpreter.interpreter_builder
     saved = (builder.__class__, interpreter.GridExecutor, gpu._interpreter_sms, kernels.SPIN_LIMIT)
+    rewrite = interpreter.InterpretedFunction.rewrite
     switch = sys.getswitchinterval()
     builder.__class__ = _Builder
     interpreter.GridExecutor = _ConcurrentGrid
+    interpreter.InterpretedFunction.rewrite = _one_at_a_time(rewrite)  # type: ignore[method-assign]
     gpu._interpreter_sms = sms
     kernels.SPIN_LIMIT = tl.constexpr(spin_limit)  # the interpreter reads it at run time
     _ConcurrentGrid.most_at_once = 0
@@ -159,3 +177,4 @@ def concurrent_programs(
     finally:
         sys.setswitchinterval(switch)
         builder.__class__, interpreter.GridExecutor, gpu._interpreter_sms, kernels.SPIN_LIMIT = saved
+        interpreter.InterpretedFunction.rewrite = rewrite  # type: ignore[method-assign]
