@@ -341,23 +341,33 @@ def primitives(device: str, repeats: int = 200) -> str:
 
 
 class _NoKernel:
-    """Stands for a Triton kernel: `kernel[grid](...)` launches nothing."""
+    """Stands for a Triton kernel: `kernel[grid](...)` launches nothing (and appends the time to
+    `marks`, where given)."""
+
+    def __init__(self, marks: list[float] | None = None) -> None:
+        self.marks = marks
 
     def __getitem__(self, grid: object) -> object:
-        return lambda *args, **kwargs: None
+        def launch(*args: object, **kwargs: object) -> None:
+            if self.marks is not None:
+                self.marks.append(time.perf_counter())
+
+        return launch
 
 
-def stub_kernels() -> None:
-    """The persistent sweeps' launches (engine/gpu.py `_persistent`) with no kernel behind them."""
-    from bptt.engine import gpu
+def stub_kernels(package: str = "bptt", marks: list[float] | None = None) -> None:
+    """The persistent sweeps' launches (`package`.engine.gpu `_persistent`) with no kernel behind them,
+    each marking its time in `marks` where given."""
+    import importlib
 
+    gpu = importlib.import_module(f"{package}.engine.gpu")
     persistent = gpu._persistent
 
     def stubbed(kernel: Any, *args: object) -> Callable[..., None]:
         if hasattr(kernel, "kernel"):  # a kernel wrapped (`before_launch`'s): what it wraps is stubbed
-            kernel.kernel = _NoKernel()
+            kernel.kernel = _NoKernel(marks)
             return persistent(kernel, *args)  # type: ignore[no-any-return]
-        return persistent(_NoKernel(), *args)  # type: ignore[no-any-return]
+        return persistent(_NoKernel(marks), *args)  # type: ignore[no-any-return]
 
     gpu._persistent = stubbed
 

@@ -30,32 +30,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-SRC = Path(__file__).resolve().parent.parent / "src"
+SCRIPTS = Path(__file__).resolve().parent
+SRC = SCRIPTS.parent / "src"
 OTHER = "bptt_against"  # the package name the other revision is loaded under
-
-
-class _NoKernel:
-    """Stands for a Triton kernel: `kernel[grid](...)` launches nothing and marks the time."""
-
-    def __init__(self, marks: list[float]) -> None:
-        self.marks = marks
-
-    def __getitem__(self, grid: object) -> Any:
-        def launch(*args: object, **kwargs: object) -> None:
-            self.marks.append(time.perf_counter())
-
-        return launch
-
-
-def _stubbed(package: str, marks: list[float]) -> Any:
-    """The package imported, its persistent sweeps' launches stubbed (marking `marks`)."""
-    module = importlib.import_module(package)
-    gpu = importlib.import_module(f"{package}.engine.gpu")
-    persistent = gpu._persistent
-    gpu._persistent = lambda kernel, *args: persistent(_NoKernel(marks), *args)
-    return module
 
 
 def main() -> int:
@@ -81,6 +59,9 @@ def main() -> int:
         print("--device cuda needs a CUDA GPU", file=sys.stderr)
         return 2
     sys.path.insert(0, str(SRC))
+    sys.path.insert(0, str(SCRIPTS))
+    import gpu_host  # its kernel stub (after the environment above: it imports bptt)
+
     marks: list[float] = []
     trees = {"this tree": "bptt"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,7 +73,8 @@ def main() -> int:
         for name, package in trees.items():
             torch.manual_seed(0)
             reference = torch.nn.LSTM(2, args.hidden).to(args.device)
-            models[name] = _stubbed(package, marks).from_torch(reference)
+            gpu_host.stub_kernels(package, marks)
+            models[name] = importlib.import_module(package).from_torch(reference)
         x = torch.randn(args.steps, args.batch, 2, device=args.device)
         grad = torch.randn(args.steps, args.batch, args.hidden, device=args.device)
         rows: dict[str, list[tuple[float, ...]]] = {name: [] for name in trees}
