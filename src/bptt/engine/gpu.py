@@ -871,10 +871,14 @@ def lstm_backward_sweep(
         w = [p.get(name, grad_out) for name in ("weight_ci", "weight_cf", "weight_co")]
         launch = _persistent(k.lstm_backward_sweep, B, H, blocks, grad_out)
         given = dh_n is not None  # else neither ∂L/∂h_n nor ∂L/∂c_n: the kernel starts from zeros
+        if not given:
+            dh_n = dc_n = grad_out  # unread
+        elif dc_n is None:  # h_n used, c_n not
+            dc_n = grad_out.new_zeros((B, H))
         launch(
             grad_out,
-            dh_n if given else grad_out,
-            dc_n if dc_n is not None else grad_out.new_zeros((B, H)) if given else grad_out,
+            dh_n,
+            dc_n,
             dh_next,
             dc_carry,
             W_hh.contiguous(),

@@ -739,7 +739,8 @@ def _report(sync, gave_up, TILES: tl.constexpr):
     """At a split sweep's end, each program that finds its launch's grid barrier gave up (the last flag
     of `sync`, raised by it or another program) writes 1 into `gave_up`: an int32 in the host's pinned
     memory, which the GPU writes through its mapping, so that gpu.py reads it with no copy and no
-    wait (`gpu.check_barriers`). Nothing where the sweep is not split (its barrier is a CTA's own)."""
+    wait (`gpu.check_barriers`); under the counter barrier, then `_release`. Nothing where the sweep
+    is not split (its barrier is a CTA's own)."""
     if TILES.SPLIT:
         tl.debug_barrier()  # this program's own give-up, by any of its threads, comes before the look
         stuck = sync + tl.num_programs(0) * MAX_PARTS
