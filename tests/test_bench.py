@@ -246,7 +246,7 @@ def test_the_host_profile_script_stubs_the_cuda_kernels_on_the_cpu() -> None:
 def test_the_host_chain_script_times_two_trees_in_turn() -> None:
     """scripts/host_chain.py: the host's chain with the kernels stubbed, this tree against another src
     (here the same one, loaded again under another name): a row of four medians each and the ratios;
-    a folder without bptt/ refused."""
+    with --trace, five for a full trace with its norms; a folder without bptt/ refused."""
     pytest.importorskip("triton")
     src = str(SCRIPTS.parent / "src")
     done = run_script("host_chain.py", "--against", src, "--repeats", "20")
@@ -257,6 +257,13 @@ def test_the_host_chain_script_times_two_trees_in_turn() -> None:
         forward, after, backward, chain = (float(m) for m in medians)
         assert min(forward, after, backward) > 0 and chain > max(forward, backward)  # each call: their sum
     assert re.search(r"this tree over the other: [\d.]+  [\d.]+  [\d.]+  [\d.]+$", done.stdout, re.M)
+    traced = run_script("host_chain.py", "--against", src, "--repeats", "20", "--trace")
+    assert traced.returncode == 0, traced.stderr
+    rows = re.findall(r"^  (this tree|.*src)" + r" +([\d.]+)" * 5 + "$", traced.stdout, re.M)
+    assert len(rows) == 2 and "trace of bptt.LSTM" in traced.stdout
+    for _, *medians in rows:
+        *parts, whole = (float(m) for m in medians)
+        assert min(parts) > 0 and whole > max(parts)  # each call: their sum
     refused = run_script("host_chain.py", "--against", str(SCRIPTS))
     assert refused.returncode == 2 and "expected a src folder holding bptt/" in refused.stderr
 

@@ -1004,6 +1004,50 @@ def test_a_backward_launches_its_sweep_after_its_buffers_alone(kind: str, use: s
         )
 
 
+@needs_triton
+@each_cell
+def test_a_trace_whose_loss_reads_the_output_alone_starts_from_zeros_and_keeps_none(
+    kind: str, monkeypatch
+) -> None:
+    """A trace's (recorded) tape too: where the loss reads neither h_n nor c_n, no zeros before the
+    backward's launch, None for them on the tape, and the same trace, gradients and lag profile as
+    the native engine's (whose tape holds their zeros)."""
+    from bptt.diagnostics import lag_profile
+
+    torch.manual_seed(0)
+    model = {"rnn": bptt.RNN, "gru": bptt.GRU, "lstm": bptt.LSTM}[kind](2, 8, dtype=torch.float64)
+    x, w = torch.randn(5, 2, 2, dtype=torch.float64), torch.randn(5, 2, 8, dtype=torch.float64)
+
+    def loss(out, state):
+        return (out * w).sum()
+
+    with native.use_engine("triton"):
+        if not dispatch.select(model.step, x).name == "triton":
+            pytest.skip("runs the Triton sweeps in the interpreter (TRITON_INTERPRET=1)")
+        Count, seen, launched = _counted_launches(monkeypatch)
+        with Count():
+            ours = bptt.trace(model, x, loss)
+    before = [op.removeprefix("aten.").split(".")[0] for op in seen[launched[1] : launched[2]]]
+    assert "new_zeros" not in before and "zeros" not in before
+    assert ours.tapes[0].dh_n is None and ours.tapes[0].dc_n is None
+    with native.use_engine("python"):
+        theirs = bptt.trace(model, x, loss)
+    assert torch.count_nonzero(theirs.tapes[0].dh_n) == 0
+    for name in ("h", "c", "dh", "dc"):
+        if getattr(theirs, name) is not None:
+            torch.testing.assert_close(getattr(ours, name), getattr(theirs, name), rtol=1e-10, atol=1e-12)
+    for name, g in theirs.grads.items():
+        torch.testing.assert_close(ours.grads[name], g, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ours.contribution_norms(), theirs.contribution_norms(), rtol=1e-10, atol=0)
+    for a, b in zip(
+        dataclasses.astuple(lag_profile(ours)), dataclasses.astuple(lag_profile(theirs)), strict=True
+    ):
+        if isinstance(a, torch.Tensor):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-300)
+        else:
+            assert a == b
+
+
 @pytest.mark.gpu_interpret
 @needs_triton
 @pytest.mark.parametrize("loop", ["persistent", "per-step", "resident+partials", "split+counter"])

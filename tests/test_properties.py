@@ -113,11 +113,30 @@ def test_trace_contributions_sum_to_grads_for_any_shape(s: dict, variant: str) -
 )
 def test_the_first_non_finite_entry_is_found_from_one_sum(values: list[float], dtype: torch.dtype) -> None:
     """`_checks.first_non_finite` (the trace's input check, the NaN guard): whether there is one from
-    x · 0 summed, the index only then; the same as isfinite's first, entries huge enough that their
-    sum overflows (or that overflow in float16) included."""
+    x summed (NaN and ±inf carry through a sum), the index only where the sum is not finite; the
+    same as isfinite's first, entries huge enough that their sum overflows (or that overflow in
+    float16) included."""
     from bptt import _checks
 
     x = torch.tensor(values, dtype=dtype).reshape(-1, 1) if values else torch.empty(0, 1, dtype=dtype)
     bad = (~torch.isfinite(x)).reshape(-1).nonzero()
     expected = None if len(bad) == 0 else (int(bad[0, 0]), 0)
     assert _checks.first_non_finite(x) == expected
+
+
+@given(
+    parts=st.lists(
+        st.tuples(*[st.floats(allow_nan=True, allow_infinity=True, width=32)] * 2), min_size=1, max_size=20
+    ),
+    conj=st.booleans(),
+)
+def test_the_first_non_finite_complex_entry_is_found_in_either_part(
+    parts: list[tuple[float, float]], conj: bool
+) -> None:
+    """A complex input (the LRU's): a NaN or ±inf in the real or the imaginary part, a conjugate view too."""
+    from bptt import _checks
+
+    x = torch.complex(*(torch.tensor(p, dtype=torch.float32) for p in zip(*parts, strict=True)))
+    x = x.conj() if conj else x
+    bad = (~torch.isfinite(x)).nonzero()
+    assert _checks.first_non_finite(x) == (None if len(bad) == 0 else (int(bad[0, 0]),))

@@ -159,6 +159,48 @@ def test_outer_term_norms_in_both_forms(B: int) -> None:
     assert rel_err(term.total(), sum(term.at(k) for k in range(5))) < 1e-12
 
 
+@pytest.mark.parametrize("B", [2, 64], ids=["gram", "direct"])
+def test_outer_term_norms_in_chunks_are_the_norms_in_one(B: int, monkeypatch) -> None:
+    """Where (chunk, B, B) products would be too large, the steps go in chunks (here of 2 of 5 steps):
+    the same norms as in one chunk, float32 factors squared in float64."""
+    from bptt.engine import terms
+
+    torch.manual_seed(0)
+    u, v = 1e-25 * torch.randn(5, B, 3), torch.randn(5, B, 4)  # squares below float32's range
+    expected = torch.stack([(u[k].double().T @ v[k].double()).pow(2).sum() for k in range(5)])
+    whole = Outer(u, v).sq_norms()
+    monkeypatch.setattr(terms, "_CHUNK_ELEMENTS", 2 * min(B * B, 12))
+    chunked = Outer(u, v).sq_norms()
+    assert whole.dtype == chunked.dtype == F64
+    assert rel_err(whole, expected) < 1e-12 and rel_err(chunked, expected) < 1e-12
+
+
+def test_an_lstm_layers_contribution_norms_take_one_gram_product_a_side(monkeypatch) -> None:
+    """W_ih, W_hh, b_ih and b_hh share u = ∂L/∂gx_t: their norms come from u uᵀ and the Gram matrix of
+    [x_t, h_{t−1}, √2] (one float64 concatenation), contracted in one batched product; no buffer
+    to gather chunks in, no separate casts or sums. Against the contributions themselves."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    torch.manual_seed(0)
+    tr = bptt.trace(bptt.LSTM(3, 4), torch.randn(6, 2, 3), lambda out, state: out.pow(2).sum())
+    seen: list[str] = []
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        norms = tr.contribution_norms()
+    views = {"view", "select", "slice", "transpose", "unsqueeze", "reshape", "_unsafe_view", "alias"}
+    expected = ["new_full", "cat", "_to_copy", "bmm", "bmm", "bmm", "sqrt"]
+    assert [op for op in seen if op not in views] == expected
+    direct = torch.stack(
+        [torch.cat([c.double().flatten() for c in tr.contribution(k).values()]).norm() for k in range(6)]
+    )
+    assert rel_err(norms, direct) < 1e-6
+
+
 def test_negative_step_index_counts_from_the_end() -> None:
     tr = bptt.trace(make("rnn", {}), torch.randn(4, 2, 3, dtype=F64), lambda out, h: out.sum())
     last, also_last = tr.contribution(3), tr.contribution(-1)

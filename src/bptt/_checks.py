@@ -6,6 +6,7 @@ Each check raises where the bad value enters and says what was expected and what
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -90,16 +91,18 @@ def shape(name: str, value: Tensor, expected: tuple[int, ...]) -> Tensor:
 def first_non_finite(x: Tensor) -> tuple[int, ...] | None:
     """Index of the first non-finite entry of `x` in row-major order, or None.
 
-    Whether there is one comes back from one sum, exactly: x · 0 sums to zero where every entry is
-    finite (it cannot overflow) and to NaN where one is ±inf or NaN: two operators and one wait (on a
-    GPU, where each launches, instead of the six of `isfinite`, a not and a reduction); the index
-    only then.
+    Whether there is one comes back from one sum, exactly: NaN and ±inf carry through a sum, so a
+    finite sum has only finite terms (one operator and one wait; on a GPU, where each launches,
+    instead of the six of `isfinite`, a not and a reduction). Only a sum that is not finite (a
+    non-finite entry, or finite entries whose sum overflows) looks for the index.
     """
     if not (x.is_floating_point() or x.is_complex()):
         return None  # integers and booleans are finite
-    total = x.mul(0).sum()
-    if bool(total == total):
+    total = (torch.view_as_real(x.resolve_conj()) if x.is_complex() else x).sum()
+    if math.isfinite(total.item()):
         return None
-    bad = ~torch.isfinite(x)
-    flat = int(bad.reshape(-1).nonzero()[0, 0])
+    bad = (~torch.isfinite(x)).reshape(-1).nonzero()
+    if bad.numel() == 0:
+        return None  # every entry finite; their sum overflowed
+    flat = int(bad[0, 0])
     return tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), x.shape))

@@ -155,8 +155,9 @@ def _new_outputs(tape: Tape, has_cell: bool) -> list[Tensor]:
 
 def _zero_state_grads(ctx: Any) -> bool:
     """Whether the backward sweep takes ∂L/∂h_n = ∂L/∂c_n = None for zeros (`dispatch.Kernel.zero_final_grads`):
-    not for a recorded tape (a trace's tape keeps them as tensors) or a backward differentiated again."""
-    return bool(ctx.kernel.zero_final_grads) and not ctx.recorded and not torch.is_grad_enabled()
+    not for a backward differentiated again. A recorded tape then keeps None for them (nothing
+    entered there; the lag profile adds nothing)."""
+    return bool(ctx.kernel.zero_final_grads) and not torch.is_grad_enabled()
 
 
 def _grads_for(ctx: Any, grads: tuple[Tensor | None, ...]) -> list[Tensor]:

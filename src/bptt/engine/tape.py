@@ -59,7 +59,8 @@ class Tape:
     dgx: Tensor | None = None  # (T, B, G·H)
     dgh: Tensor | None = None  # (T, B, G·H), the same tensor as dgx unless the cell separates them
     # The gradient that enters from outside the recurrence, kept as the backward pass receives it:
-    # ∂L/∂out_t (from the loss or the layer above), ∂L/∂h_n and ∂L/∂c_n.
+    # ∂L/∂out_t (from the loss or the layer above), ∂L/∂h_n and ∂L/∂c_n; None for h_n's and c_n's
+    # where neither was used and the kernel started from zeros (`dispatch.Kernel.zero_final_grads`).
     dout: Tensor | None = None  # (T, B, P)
     dh_n: Tensor | None = None  # (B, P)
     dc_n: Tensor | None = None  # (B, H), LSTM only

@@ -15,6 +15,7 @@ B×B Gram matrices: ‖uᵀv‖²_F = Σ_{b,b'} (u uᵀ)_{bb'} (v vᵀ)_{bb'}, n
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -47,22 +48,28 @@ class Outer:
     def sq_norms(self) -> Tensor:
         T, B, m = self.u.shape
         n = self.v.shape[-1]
-        # float64: the squares of small terms underflow float32
-        out = self.u.new_empty(T, dtype=torch.float64)
         # Gram form costs B²(m+n) per step, the direct form B·m·n; take the cheaper.
         gram = B * (m + n) <= m * n
-        per_step = B * B if gram else m * n
-        chunk = max(1, _CHUNK_ELEMENTS // max(per_step, 1))
+        chunk = max(1, _CHUNK_ELEMENTS // max(B * B if gram else m * n, 1))
+        if chunk >= T:  # one chunk (the usual case): no buffer to gather the chunks in
+            return _sq_norms(self.u, self.v, gram)
+        out = self.u.new_empty(T, dtype=torch.float64)
         for s in range(0, T, chunk):
-            u, v = self.u[s : s + chunk].double(), self.v[s : s + chunk].double()
-            if gram:
-                # ‖uᵀv‖²_F = Σ (u uᵀ) ⊙ (v vᵀ)
-                out[s : s + chunk] = (torch.bmm(u, u.transpose(1, 2)) * torch.bmm(v, v.transpose(1, 2))).sum(
-                    (1, 2)
-                )
-            else:
-                out[s : s + chunk] = torch.bmm(u.transpose(1, 2), v).pow(2).sum((1, 2))
+            out[s : s + chunk] = _sq_norms(self.u[s : s + chunk], self.v[s : s + chunk], gram)
         return out
+
+
+def _sq_norms(u: Tensor, v: Tensor, gram: bool) -> Tensor:
+    """(c,) ‖u_kᵀ v_k‖²_F for u (c, B, m), v (c, B, n), in float64 (the squares of small terms
+    underflow float32; `double()` of a float64 factor is the factor itself)."""
+    c = u.shape[0]
+    u, v = u.double(), v.double()
+    if gram:  # ‖uᵀv‖²_F = Σ (u uᵀ) ⊙ (v vᵀ)
+        a, b = torch.bmm(u, u.transpose(1, 2)), torch.bmm(v, v.transpose(1, 2))
+    else:
+        a = b = torch.bmm(u.transpose(1, 2), v)
+    # Σ a ⊙ b over each step's entries as one batched product, (c, 1, N)(c, N, 1)
+    return torch.bmm(a.reshape(c, 1, -1), b.reshape(c, -1, 1)).view(c)
 
 
 @dataclass(frozen=True)
@@ -98,18 +105,31 @@ def sq_norms(terms: Iterable[Term]) -> Tensor:
         >>> bool(torch.allclose(sq_norms(parts), sum(t.sq_norms() for t in parts)))
         True
     """
-    groups: dict[int, tuple[Tensor, list[Tensor]]] = {}
+    groups: dict[int, tuple[Tensor, list[Tensor], list[Sum]]] = {}  # by u: u, the v's, the Sum(u)'s
     alone: list[Term] = []
     for term in terms:
         u = term.u if isinstance(term, Outer) else term.x
         if u.dim() != 3:  # a Sum over more than one axis of features
             alone.append(term)
             continue
-        vs = groups.setdefault(id(u), (u, []))[1]
-        vs.append(term.v if isinstance(term, Outer) else u.new_ones((*u.shape[:2], 1)))
-    out = [Outer(u, vs[0] if len(vs) == 1 else torch.cat(vs, dim=-1)).sq_norms() for u, vs in groups.values()]
+        _, vs, sums = groups.setdefault(id(u), (u, [], []))
+        if isinstance(term, Outer):
+            vs.append(term.v)
+        else:
+            sums.append(term)
+    out = [Outer(u, _joined(u, vs, len(sums))).sq_norms() for u, vs, sums in groups.values()]
     out += [term.sq_norms() for term in alone]
     return sum(out[1:], out[0])
+
+
+def _joined(u: Tensor, vs: list[Tensor], sums: int) -> Tensor:
+    """The v's side by side, and for `sums` terms Sum(u) one column of √sums (float64, so that the
+    concatenation is float64: one operator): ‖uᵀ(√s·1)‖² = s‖uᵀ1‖²."""
+    if sums == 0 and len(vs) == 1:
+        return vs[0]
+    if sums:
+        vs = [*vs, u.new_full((*u.shape[:2], 1), math.sqrt(sums), dtype=torch.float64)]
+    return vs[0] if len(vs) == 1 else torch.cat(vs, dim=-1)
 
 
 def projection_terms(tape: Tape, p: Mapping[str, Tensor]) -> dict[str, Term]:
