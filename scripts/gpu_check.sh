@@ -98,9 +98,11 @@ if [ -n "${AB_SRC:-}" ]; then
         echo \"-- \$src\"; PYTHONPATH=\$src '$PY' -c 'import sys; from bptt.cli import main; sys.exit(main(sys.argv[1:]))' \
             bench --device cuda --cells lstm --shapes 32x200x2x128 --repeats 60 --warmup 5 --no-watch \
             --no-contributions; done; done"
-    # the host's chain alone (kernels stubbed, CUDA's operators), the two trees called in turn
-    part "host chain" 60 "$PY" scripts/host_chain.py --device cuda --batch 32 --hidden 128 --steps 200 \
-        --repeats 400 --against "$AB_SRC"
+    # the host's chain alone (kernels stubbed, CUDA's operators), the two trees called in turn; then
+    # a full trace with its contribution norms the same way
+    part "host chain" 80 bash -c "'$PY' scripts/host_chain.py --device cuda --batch 32 --hidden 128 \
+        --steps 200 --repeats 400 --against '$AB_SRC' && '$PY' scripts/host_chain.py --device cuda \
+        --batch 32 --hidden 128 --steps 200 --repeats 200 --against '$AB_SRC' --trace"
 fi
 # The cells with a torch.nn twin at every default shape (the word-LM shape included), the trace, and
 # the Monitor's record unless BENCH_FLAGS says --no-watch.
