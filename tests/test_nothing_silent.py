@@ -72,10 +72,15 @@ def test_too_many_skipped_steps_fail_the_run_and_every_output_says_so(tmp_path, 
 def test_the_guard_names_the_readout_time_step_and_value() -> None:
     torch.manual_seed(0)
     core = torch.nn.RNN(2, 3)
-    x = torch.randn(5, 2, 2)
+    x = 0.01 * torch.randn(5, 2, 2)
+    x[3] = 10.0  # h_3 = tanh(W_ih x_3) ≈ 1 in each unit; before it |h| < 0.1 (no biases, no recurrence)
     readout = torch.nn.Linear(3, 1)
     with torch.no_grad():
-        readout.weight.fill_(3e38)  # finite, but h·w overflows float32 at the first step with |h| > 1/3
+        core.weight_ih_l0.fill_(1.0)
+        core.weight_hh_l0.zero_()
+        core.bias_ih_l0.zero_()
+        core.bias_hh_l0.zero_()
+        readout.weight.fill_(3e38)  # finite, but h·w overflows float32 where Σ h > 1.14: at step 3 first
 
     def head(o: torch.Tensor) -> torch.Tensor:
         return readout(o)
@@ -83,6 +88,7 @@ def test_the_guard_names_the_readout_time_step_and_value() -> None:
     out, _ = core(x)
     y = head(out)
     first = int((~torch.isfinite(y)).flatten(1).any(1).nonzero()[0, 0])
+    assert first == 3
     report = locate(core, x, lambda o, s: head(o).sum(), head)
     assert report["where"] == "readout" and report["time_step"] == first
     assert math.isinf(float(report["value"]))
