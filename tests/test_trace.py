@@ -175,9 +175,33 @@ def test_outer_term_norms_in_chunks_are_the_norms_in_one(B: int, monkeypatch) ->
     assert rel_err(whole, expected) < 1e-12 and rel_err(chunked, expected) < 1e-12
 
 
+def test_a_group_of_terms_in_chunks_keeps_its_concatenation_in_the_models_dtype(monkeypatch) -> None:
+    """W_ih, W_hh and both biases of one u: their [x, h, 1, 1] in float64 where it is small, else in
+    float32 (no float64 copy of the whole concatenation; each chunk cast), the same norms either way."""
+    from bptt.engine import terms
+
+    torch.manual_seed(0)
+    u, x, h = torch.randn(6, 3, 8), torch.randn(6, 3, 2), torch.randn(6, 3, 4)
+    parts = [Outer(u, x), Outer(u, h), terms.Sum(u), terms.Sum(u)]
+    ud, xd, hd = u.double(), x.double(), h.double()
+    expected = torch.stack(
+        [
+            (ud[k].T @ xd[k]).pow(2).sum() + (ud[k].T @ hd[k]).pow(2).sum() + 2 * ud[k].sum(0).pow(2).sum()
+            for k in range(6)
+        ]
+    )
+    assert terms._joined(u, [x, h], 2).dtype == F64
+    whole = terms.sq_norms(parts)
+    monkeypatch.setattr(terms, "_CHUNK_ELEMENTS", 20)  # 6 · 3 · 8 = 144 elements: two steps a chunk
+    assert terms._joined(u, [x, h], 2).dtype == torch.float32
+    chunked = terms.sq_norms(parts)
+    assert whole.dtype == chunked.dtype == F64
+    assert rel_err(whole, expected) < 1e-12 and rel_err(chunked, expected) < 1e-12
+
+
 def test_an_lstm_layers_contribution_norms_take_one_gram_product_a_side(monkeypatch) -> None:
     """W_ih, W_hh, b_ih and b_hh share u = ∂L/∂gx_t: their norms come from u uᵀ and the Gram matrix of
-    [x_t, h_{t−1}, √2] (one float64 concatenation), contracted in one batched product; no buffer
+    [x_t, h_{t−1}, 1, 1] (one float64 concatenation), contracted in one batched product; no buffer
     to gather chunks in, no separate casts or sums. Against the contributions themselves."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -193,7 +217,7 @@ def test_an_lstm_layers_contribution_norms_take_one_gram_product_a_side(monkeypa
     with Count():
         norms = tr.contribution_norms()
     views = {"view", "select", "slice", "transpose", "unsqueeze", "reshape", "_unsafe_view", "alias"}
-    expected = ["new_full", "cat", "_to_copy", "bmm", "bmm", "bmm", "sqrt"]
+    expected = ["new_ones", "cat", "_to_copy", "bmm", "bmm", "bmm", "sqrt"]
     assert [op for op in seen if op not in views] == expected
     direct = torch.stack(
         [torch.cat([c.double().flatten() for c in tr.contribution(k).values()]).norm() for k in range(6)]

@@ -15,7 +15,6 @@ B×B Gram matrices: ‖uᵀv‖²_F = Σ_{b,b'} (u uᵀ)_{bb'} (v vᵀ)_{bb'}, n
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -123,12 +122,16 @@ def sq_norms(terms: Iterable[Term]) -> Tensor:
 
 
 def _joined(u: Tensor, vs: list[Tensor], sums: int) -> Tensor:
-    """The v's side by side, and for `sums` terms Sum(u) one column of √sums (float64, so that the
-    concatenation is float64: one operator): ‖uᵀ(√s·1)‖² = s‖uᵀ1‖²."""
+    """The v's side by side, and a column of ones for each of the `sums` terms Sum(u) (in one
+    operator). The ones are float64 where the whole concatenation in float64 stays within
+    `_CHUNK_ELEMENTS`: it then comes out float64 in one operator, with no cast after it; else they
+    are in u's dtype and each chunk is cast."""
     if sums == 0 and len(vs) == 1:
         return vs[0]
     if sums:
-        vs = [*vs, u.new_full((*u.shape[:2], 1), math.sqrt(sums), dtype=torch.float64)]
+        T, B = u.shape[:2]
+        small = T * B * (sum(v.shape[-1] for v in vs) + sums) <= _CHUNK_ELEMENTS
+        vs = [*vs, u.new_ones((T, B, sums), dtype=torch.float64 if small else u.dtype)]
     return vs[0] if len(vs) == 1 else torch.cat(vs, dim=-1)
 
 
