@@ -225,6 +225,68 @@ def test_an_lstm_layers_contribution_norms_take_one_gram_product_a_side(monkeypa
     assert rel_err(norms, direct) < 1e-6
 
 
+def _shares(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
+@pytest.mark.parametrize("change", ["h", "gate", "dh", "input"])
+def test_a_one_layer_trace_is_views_of_its_tape_and_a_change_in_place_raises(change: str) -> None:
+    """One layer-direction: h, c, gates, dh and dc are views of the tape (no copies, no stack); a
+    clone changes nothing, a change in place of them (or of the input the tape holds) makes every
+    reader of the tapes raise instead of reading the changed values."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from bptt._checks import InputError
+
+    torch.manual_seed(0)
+    model, x = bptt.LSTM(3, 4, dtype=F64), torch.randn(6, 2, 3, dtype=F64)
+    seen: list[str] = []
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        tr = bptt.trace(model, x, weighted_loss)
+    assert "stack" not in seen
+    tape = tr.tapes[0]
+    assert _shares(tr.h, tape.h_buf) and _shares(tr.c, tape.h_buf) and _shares(tr.gates["f"], tape.h_buf)
+    assert _shares(tr.dh, tape.dh) and _shares(tr.dc, tape.dh)
+    norms = tr.contribution_norms()
+    tr.h.clone().mul_(2)  # a clone: nothing changes
+    assert torch.equal(tr.contribution_norms(), norms)
+    target = {"h": tr.h, "gate": tr.gates["f"], "dh": tr.dh, "input": x}[change]
+    target.mul_(2)
+    for reader in (
+        tr.contribution_norms,
+        lambda: tr.contribution(0),
+        lambda: tr.layer(0),
+        lambda: tr.dx,
+        lambda: jacobian_norms(tr),
+    ):
+        with pytest.raises(InputError, match=r"changed in place.*clone"):
+            reader()
+
+
+def test_a_trace_of_two_layers_copies_its_tensors_and_still_guards_its_input() -> None:
+    """Two layers: (L, T, B, ·) copies, which a user may change; the input the first tape holds
+    is still guarded."""
+    from bptt._checks import InputError
+
+    torch.manual_seed(0)
+    model, x = bptt.GRU(3, 4, num_layers=2, dtype=F64), torch.randn(5, 2, 3, dtype=F64)
+    tr = bptt.trace(model, x, weighted_loss)
+    assert not any(_shares(tr.h, t.h_buf) or _shares(tr.dh, t.dh) for t in tr.tapes)
+    norms = tr.contribution_norms()
+    tr.h.mul_(2)
+    tr.gates["r"].zero_()
+    assert torch.equal(tr.contribution_norms(), norms)
+    x.add_(1)
+    with pytest.raises(InputError, match="changed in place"):
+        tr.contribution_norms()
+
+
 def test_negative_step_index_counts_from_the_end() -> None:
     tr = bptt.trace(make("rnn", {}), torch.randn(4, 2, 3, dtype=F64), lambda out, h: out.sum())
     last, also_last = tr.contribution(3), tr.contribution(-1)

@@ -10,6 +10,7 @@ A `Trace` holds the total gradient at every step (`dh`, `dc`), every step's term
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -47,6 +48,9 @@ class Trace:
         h: h_t for every layer-direction and step; c: c_t (LSTM, else None).
         gates: gate activations by name (LSTM i, f, g, o; GRU r, z, n; none for the Elman RNN).
         dh, dc: the total ∂loss/∂h_t and ∂loss/∂c_t, through all later steps and the layers above.
+            Of a single layer-direction, h, c, gates, dh and dc are views of its tape (no copies):
+            change a clone of them. A change in place of what the tapes hold (these views, or
+            the input the trace ran on) makes the contributions and diagnostics raise, not read it.
         model: the bptt model that ran (a converted twin for a torch.nn module).
         lengths: each sequence's own number of steps (B,) (a packed input, or set by the caller for a
             padded one), or None where every sequence has T;
@@ -66,6 +70,9 @@ class Trace:
     params: dict[str, Tensor] = field(repr=False)
     _grads: dict[str, Tensor] | None = field(default=None, repr=False)
     lengths: Tensor | None = None  # (B,) each sequence's own number of steps, where they differ
+    # what the tapes hold, and its version counters when the trace was built (`_check_tapes`)
+    _held: tuple[Tensor, ...] = field(default=(), repr=False, compare=False)
+    _versions: tuple[int, ...] | None = field(default=None, repr=False, compare=False)
     # what the diagnostics computed once from this trace (a trace never changes), by request
     memo: dict[tuple[object, ...], Tensor] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -75,6 +82,7 @@ class Trace:
     def grads(self) -> dict[str, Tensor]:
         """∂loss/∂θ for every parameter: Σ_k ∂loss/∂θ|_k, one matmul per parameter over all T·B rows."""
         if self._grads is None:
+            self._check_tapes()
             totals: dict[str, Tensor] = {}
             with torch.no_grad():
                 for plan, terms in self._terms:
@@ -95,6 +103,7 @@ class Trace:
             >>> tr.dx.shape, bool(tr.dx[-1].abs().sum() > 0)
             (torch.Size([8, 2, 3]), True)
         """
+        self._check_tapes()
         out = torch.zeros_like(self.tapes[0].x)
         with torch.no_grad():
             for plan, tape in zip(self.model.plans, self.tapes, strict=True):
@@ -119,6 +128,7 @@ class Trace:
             raise InputError(
                 f"expected layer in [0, {self.model.num_layers}) and direction in [0, {D}), got {layer} and {direction}"
             )
+        self._check_tapes()
         k = layer * D + direction
         plan = self.model.plans[k]
         tape = self.tapes[k] if samples is None else self.tapes[k].samples(samples)
@@ -152,6 +162,7 @@ class Trace:
         if isinstance(k, bool) or not isinstance(k, int) or not -T <= k < T:
             raise InputError(f"expected a time step k in [0, {T}), got {k!r}")
         k %= T
+        self._check_tapes()
         out = {}
         with torch.no_grad():
             for plan, terms in self._terms:
@@ -166,12 +177,41 @@ class Trace:
         squares are summed in float64 so that a float32 model's vanishing contributions (below
         ~1e−19, whose squares float32 cannot hold) do not read 0.
         """
+        self._check_tapes()
         with torch.no_grad():
             return sq_norms(term for _, terms in self._terms for term in terms.values()).sqrt()
 
+    def _check_tapes(self) -> None:
+        """Raise where something the tapes hold was changed in place since the trace was built."""
+        if self._versions is not None and tuple(t._version for t in self._held) != self._versions:
+            raise InputError(
+                "expected the trace's tapes as they were when it was built, but something they hold was "
+                "changed in place since (trace.h, c, gates, dh and dc of a one-layer trace are views of "
+                "them, and they hold the input the model ran on): the contributions and diagnostics "
+                "would read the changed values; change a clone instead (e.g. trace.h.clone())"
+            )
+
+
+def _held(tapes: list[Tape]) -> tuple[Tensor, ...]:
+    """Every tensor the tapes hold that has a version counter (an in-place change bumps it; a view
+    shares its base's): not an inference tensor."""
+    return tuple(
+        t
+        for tape in tapes
+        for t in (*(getattr(tape, name) for name in _TAPE_FIELDS), *tape.extras.values())
+        if isinstance(t, Tensor) and not t.is_inference()
+    )
+
+
+_TAPE_FIELDS = tuple(f.name for f in dataclasses.fields(Tape) if f.name != "extras")
+
 
 def _stack(tensors: list[Tensor]) -> Tensor:
-    return torch.stack([t.detach() for t in tensors])
+    """(L·D, T, …) of each layer-direction's (T, …): a view of the one where there is one (no copy,
+    `Trace._check_tapes` guards it), else a copy."""
+    return (
+        tensors[0].detach().unsqueeze(0) if len(tensors) == 1 else torch.stack([t.detach() for t in tensors])
+    )
 
 
 def _filled(t: Tensor | None) -> Tensor:
@@ -312,6 +352,8 @@ def build(
         lengths=lengths,
         _grads=grads,
     )
+    traced._held = _held(tapes)
+    traced._versions = tuple(t._version for t in traced._held)
     # a split sweep whose grid barrier gave up raises here, not later; after the copies above are
     # queued, so that the GPU works on them while this waits
     gpu.check_barriers(wait=True)
