@@ -354,8 +354,8 @@ def build(
     )
     traced._held = _held(tapes)
     traced._versions = tuple(t._version for t in traced._held)
-    # a split sweep whose grid barrier gave up raises here, not later; after the copies above are
-    # queued, so that the GPU works on them while this waits
+    # a split sweep whose grid barrier gave up raises here, not later; after the copies above (of
+    # a trace of several layer-directions) are queued, so that the GPU works on them while this waits
     gpu.check_barriers(wait=True)
     return traced
 
