@@ -199,14 +199,10 @@ def test_a_group_of_terms_in_chunks_keeps_its_concatenation_in_the_models_dtype(
     assert rel_err(whole, expected) < 1e-12 and rel_err(chunked, expected) < 1e-12
 
 
-def test_an_lstm_layers_contribution_norms_take_one_gram_product_a_side(monkeypatch) -> None:
-    """W_ih, W_hh, b_ih and b_hh share u = ∂L/∂gx_t: their norms come from u uᵀ and the Gram matrix of
-    [x_t, h_{t−1}, 1, 1] (one float64 concatenation), contracted in one batched product; no buffer
-    to gather chunks in, no separate casts or sums. Against the contributions themselves."""
+def _with_ops(call):
+    """call()'s result and the names of the operators it ran (views too), in order."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    torch.manual_seed(0)
-    tr = bptt.trace(bptt.LSTM(3, 4), torch.randn(6, 2, 3), lambda out, state: out.pow(2).sum())
     seen: list[str] = []
 
     class Count(TorchDispatchMode):
@@ -215,7 +211,17 @@ def test_an_lstm_layers_contribution_norms_take_one_gram_product_a_side(monkeypa
             return func(*args, **(kwargs or {}))
 
     with Count():
-        norms = tr.contribution_norms()
+        result = call()
+    return result, seen
+
+
+def test_an_lstm_layers_contribution_norms_take_one_gram_product_a_side() -> None:
+    """W_ih, W_hh, b_ih and b_hh share u = ∂L/∂gx_t: their norms come from u uᵀ and the Gram matrix of
+    [x_t, h_{t−1}, 1, 1] (one float64 concatenation), contracted in one batched product; no buffer
+    to gather chunks in, no separate casts or sums. Against the contributions themselves."""
+    torch.manual_seed(0)
+    tr = bptt.trace(bptt.LSTM(3, 4), torch.randn(6, 2, 3), lambda out, state: out.pow(2).sum())
+    norms, seen = _with_ops(tr.contribution_norms)
     views = {"view", "select", "slice", "transpose", "unsqueeze", "reshape", "_unsafe_view", "alias"}
     expected = ["new_ones", "cat", "_to_copy", "bmm", "bmm", "bmm", "sqrt"]
     assert [op for op in seen if op not in views] == expected
@@ -234,21 +240,11 @@ def test_a_one_layer_trace_is_views_of_its_tape_and_a_change_in_place_raises(cha
     """One layer-direction: h, c, gates, dh and dc are views of the tape (no copies, no stack); a
     clone changes nothing, a change in place of them (or of the input the tape holds) makes every
     reader of the tapes raise instead of reading the changed values."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     from bptt._checks import InputError
 
     torch.manual_seed(0)
     model, x = bptt.LSTM(3, 4, dtype=F64), torch.randn(6, 2, 3, dtype=F64)
-    seen: list[str] = []
-
-    class Count(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            seen.append(func.overloadpacket.__name__)
-            return func(*args, **(kwargs or {}))
-
-    with Count():
-        tr = bptt.trace(model, x, weighted_loss)
+    tr, seen = _with_ops(lambda: bptt.trace(model, x, weighted_loss))
     assert "stack" not in seen
     tape = tr.tapes[0]
     assert _shares(tr.h, tape.h_buf) and _shares(tr.c, tape.h_buf) and _shares(tr.gates["f"], tape.h_buf)
