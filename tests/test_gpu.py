@@ -1338,7 +1338,7 @@ def test_cuda_split_sweeps_check_their_barrier_in_the_hosts_memory(
     """On this GPU a kernel's store reaches the host's pinned flag (`gpu._mapped`), so a split launch's
     give-up flag needs no copy: nothing waits to be copied back. Where it could not (forced here), each
     launch's flag is copied back after it, and a trace waits for them. Both against the float64 loop."""
-    device = torch.device("cuda")
+    device = torch.empty(0, device="cuda").device  # as the launches key it: with its index (cuda:0)
     assert gpu._mapped(device)
     if not mapped:
         monkeypatch.setattr(gpu, "_mapped_on", {device: False})
