@@ -243,6 +243,42 @@ def test_the_host_profile_script_stubs_the_cuda_kernels_on_the_cpu() -> None:
     assert refused.returncode == 2 and "--stub needs" in refused.stderr
 
 
+def test_the_kernel_stub_replaces_a_compiled_triton_kernel_too(monkeypatch) -> None:
+    """gpu_host.stub_kernels on a GPU: a compiled Triton kernel (a JITFunction, which has an attribute
+    `kernel` of its own) is replaced by the stub, not launched; only gpu_host's own timing wrapper
+    keeps its place, with the stub inside it."""
+    import importlib.util
+
+    from bptt.engine import gpu
+
+    spec = importlib.util.spec_from_file_location("gpu_host_under_test", SCRIPTS / "gpu_host.py")
+    assert spec is not None and spec.loader is not None
+    gpu_host = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_host)
+
+    class Compiled:  # what matters of triton.runtime.jit.JITFunction here
+        kernel = None
+
+        def __getitem__(self, grid: object) -> None:
+            raise AssertionError("the real kernel was launched")
+
+    class Wrapper:  # before_launch's Timed
+        def __init__(self, kernel: object) -> None:
+            self.wrapped = kernel
+
+    given: list[object] = []
+    monkeypatch.setattr(gpu, "_persistent", lambda kernel, *args: given.append(kernel))
+    marks: list[float] = []
+    gpu_host.stub_kernels("bptt", marks)
+    gpu._persistent(Compiled(), 2, 8)
+    wrapper = Wrapper(Compiled())
+    gpu._persistent(wrapper, 2, 8)
+    assert isinstance(given[0], gpu_host._NoKernel) and given[1] is wrapper
+    assert isinstance(wrapper.wrapped, gpu_host._NoKernel)
+    given[0][(1, 1)](1.0, flag=2)  # the stub launches nothing and marks the time
+    assert len(marks) == 1
+
+
 def test_the_host_chain_script_times_two_trees_in_turn() -> None:
     """scripts/host_chain.py: the host's chain with the kernels stubbed, this tree against another src
     (here the same one, loaded again under another name): a row of four medians each and the ratios;
