@@ -97,6 +97,15 @@ SETTINGS: dict[str, dict[str, object]] = {
         "BACKWARD_PRECISION": "tf32x3",
         "BACKWARD_WARPS": 8,
     },
+    # the backward's partial sums polled where they are read (no grid barrier), on 8 warps, and their
+    # products as three TF32 passes on tensor cores
+    "auto, data barrier, bwd 8 warps": {"LOOP": "auto", "BARRIER": "data", "BACKWARD_WARPS": 8},
+    "auto, data barrier, tf32x3 backward, 8 warps": {
+        "LOOP": "auto",
+        "BARRIER": "data",
+        "BACKWARD_PRECISION": "tf32x3",
+        "BACKWARD_WARPS": 8,
+    },
     # the fastest of gpu.FORWARD_CANDIDATES and gpu.BACKWARD_CANDIDATES at each shape, timed at its first call
     "autotune": {"AUTOTUNE": "1"},
     # what the forward's products cost: one TF32 pass (cuDNN's float32 accuracy, not bptt's)
