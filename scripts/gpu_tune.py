@@ -36,10 +36,10 @@ from bptt.engine.kernels import MAX_PARTS, Tiles, _sync
 SHAPES = [(32, 200, 2, 128, 1), (16, 1000, 2, 64, 1), (20, 35, 200, 200, 2)]  # B, T, I, H, layers
 
 # name → gpu module settings; the rest as the defaults (the data barrier forward, the counter barrier
-# backward, IEEE backward products, the LSTM backward's partial sums of ∂L/∂h_{t−1})
+# backward, IEEE backward products, the LSTM's and GRU's backward partial sums of ∂L/∂h_{t−1})
 SETTINGS: dict[str, dict[str, object]] = {
     "auto (the default)": {"LOOP": "auto"},
-    # the LSTM backward as the GRU's and Elman's: each program reads all of ∂L/∂gh_t and W_hh's columns
+    # the LSTM's and GRU's backward as the Elman's: each program reads all of ∂L/∂gh_t and W_hh's columns
     "auto, gates backward": {"LOOP": "auto", "BACKWARD_EXCHANGE": "gates"},
     "auto, flags barrier": {"LOOP": "auto", "BARRIER": "flags"},
     "auto, data barrier": {"LOOP": "auto", "BARRIER": "data"},

@@ -217,6 +217,8 @@ CONCURRENT = [
     ("lstm", "resident+partials", torch.float32, PARTIALS),  # the defaults
     ("gru", "split+counter", torch.float64, {}),
     ("gru", "resident+data", torch.float64, {}),
+    ("gru", "resident+data", torch.float64, PARTIALS),
+    ("gru", "resident+partials", torch.float32, PARTIALS),  # the defaults
     ("rnn", "split+flags", torch.float64, {}),
     ("rnn", "resident+data", torch.float64, {}),
 ]
@@ -299,15 +301,18 @@ def test_counter_barrier_launches_share_flags_they_leave_at_zero(kind: str, monk
 
 @pytest.mark.gpu_interpret
 @needs_triton
-@pytest.mark.parametrize("kind", ["gru", "rnn"])
-def test_only_the_lstm_backward_exchanges_partial_sums(kind: str, monkeypatch) -> None:
-    """BPTT_TRITON_BACKWARD_EXCHANGE=partials leaves the GRU's and the Elman RNN's backward sweeps as
-    they are (their kernels exchange ∂L/∂gh_t): bound as split, not resident."""
+@pytest.mark.parametrize(("kind", "exchanges"), [("lstm", "partials"), ("gru", "partials"), ("rnn", "gates")])
+def test_the_lstm_and_gru_backward_exchange_partial_sums(kind: str, exchanges: str, monkeypatch) -> None:
+    """BPTT_TRITON_BACKWARD_EXCHANGE=partials (the default): the LSTM's and the GRU's backward sweeps
+    exchange partial sums of ∂L/∂h_{t−1}, resident; the Elman RNN's stays as it is (its kernel
+    exchanges ∂L/∂gh_t), bound as split, not resident."""
     use_loop("resident+partials")
     tiles = _record_launches(monkeypatch)
     interpreted_cell(kind, hidden=20, steps=2, batch=3)
-    assert len(tiles) == 4 and {t.EXCHANGE for t in tiles} == {"gates"}
-    assert sum(t.RESIDENT for t in tiles) == 2  # the two directions' forward sweeps
+    forward, backward = tiles[:2], tiles[2:]
+    assert len(tiles) == 4 and {t.EXCHANGE for t in forward} == {"gates"}
+    assert {t.EXCHANGE for t in backward} == {exchanges}
+    assert all(t.RESIDENT for t in forward) and all(t.RESIDENT == (exchanges == "partials") for t in backward)
 
 
 def _on_launch(monkeypatch, callback) -> None:
@@ -338,7 +343,7 @@ def _record_launches(monkeypatch) -> list:
 
 
 def _record_exchanges(monkeypatch) -> list[tuple[str, int, int]]:
-    """What each LSTM backward launch exchanges: (TILES.EXCHANGE, slots, programs a block)."""
+    """What each LSTM or GRU backward launch exchanges: (TILES.EXCHANGE, slots, programs a block)."""
     seen = []
     exchange = gpu._exchange
 
@@ -365,6 +370,36 @@ def test_partial_sums_of_the_backward_give_the_same_numbers(variant: str, monkey
     model = bptt.LSTM(2, 20, variant=variant, bidirectional=True, dtype=torch.float64)
     interpreted(model, torch.randn(3, 17, 2, dtype=torch.float64), torch.float64)
     assert exchanged == [("partials", 3, 1)] * 2  # the two directions
+
+
+@pytest.mark.gpu_interpret
+@needs_triton
+@pytest.mark.parametrize("state_used", [True, False])
+def test_the_gru_backward_partial_sums_give_the_same_numbers(state_used: bool, monkeypatch) -> None:
+    """The GRU's backward sweep exchanging partial sums (kernels._gru_backward_tile): each program's
+    ∂L/∂gh_t (its units, the three gate blocks, ∂L/∂z_n ⊙ r_t for n's) times its rows of W_hh,
+    summed, plus the direct path z_t ⊙ ∂L/∂h_t, is ∂L/∂h_{t−1}; with and without ∂L/∂h_n (the
+    state used or not); B = 17, H = 20, float64, two layers, both directions."""
+    if not gpu.interpreting():
+        pytest.skip("runs Triton's interpreter on CPU tensors (TRITON_INTERPRET=1)")
+    use_loop("resident+data")
+    gpu.BACKWARD_EXCHANGE = "partials"
+    exchanged = _record_exchanges(monkeypatch)
+    torch.manual_seed(0)
+    model = bptt.GRU(2, 20, num_layers=2, bidirectional=True, dtype=torch.float64)
+    x = torch.randn(3, 17, 2, dtype=torch.float64)
+    if state_used:
+        interpreted(model, x, torch.float64)
+    else:  # the output alone: the sweeps start from zeros (HAS_GRAD_N False)
+        with native.use_engine("triton"):
+            out = model(x)[0]
+            fast = torch.autograd.grad(out.pow(2).sum(), list(model.parameters()))
+        with native.use_engine("python"):
+            out = model(x)[0]
+            slow = torch.autograd.grad(out.pow(2).sum(), list(model.parameters()))
+        for a, b in zip(fast, slow, strict=True):
+            assert rel_err(a, b) < TOL[torch.float64]
+    assert exchanged == [("partials", 3, 1)] * 4  # two layers, two directions
 
 
 if gpu.kernels() is not None:
@@ -1402,8 +1437,8 @@ def test_split_grid_keeps_every_program_resident_and_every_unit_computed(B, H, b
 @needs_triton
 def test_the_default_sweeps_compile_for_sm_90_without_spills() -> None:
     """The interpreter runs the kernels' Python, not Triton's compiler: the sweeps a GPU runs by default
-    at H = 128 (each cell's resident forward, the LSTM backward's partial sums under the data
-    barrier, the others' split backward) lower to sm_90 code through Triton's compiler and ptxas,
+    at H = 128 (each cell's resident forward, the LSTM's backward partial sums under the data
+    barrier, the GRU's under either barrier, the Elman's split backward) lower to sm_90 code through Triton's compiler and ptxas,
     here without a GPU (`python -m bptt.compile_check`), and keep every value in registers."""
     import os
     import subprocess
@@ -1411,7 +1446,8 @@ def test_the_default_sweeps_compile_for_sm_90_without_spills() -> None:
 
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     only = (
-        r"sweep .*H=128.* resident$|lstm vanilla H=128 partials data$|(gru|rnn)_backward_sweep .*H=128 split$"
+        r"sweep .*H=128.* resident$|lstm vanilla H=128 partials data$|gru H=128 partials (data|counter)$"
+        r"|rnn_backward_sweep .*H=128 split$"
     )
     done = subprocess.run(
         [sys.executable, "-m", "bptt.compile_check", "--quick", "--dtype", "fp32", "--only", only],
@@ -1422,5 +1458,5 @@ def test_the_default_sweeps_compile_for_sm_90_without_spills() -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if "_sweep" in line]
-    assert "compiled 7 kernel specializations for sm_90" in done.stdout, done.stdout
-    assert len(lines) == 7 and all("local 0 B" in line or "local None B" in line for line in lines), lines
+    assert "compiled 8 kernel specializations for sm_90" in done.stdout, done.stdout
+    assert len(lines) == 8 and all("local 0 B" in line or "local None B" in line for line in lines), lines

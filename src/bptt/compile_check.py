@@ -106,7 +106,7 @@ def _candidate_specs(dtype: str) -> Iterator[Spec]:
         ):
             for candidate in candidates:
                 backward = direction == "backward"
-                blocks = _candidate_blocks(candidate, 128, torch_dtype, backward, G, cell == "lstm")
+                blocks = _candidate_blocks(candidate, 128, torch_dtype, backward, G, cell != "rnn")
                 kernel = f"{cell}_{direction}_sweep"
                 extra = {} if kernel == "gru_backward_sweep" else constants
                 yield Spec(
@@ -242,6 +242,15 @@ def _specs(full: bool, dtype: str | None) -> Iterator[Spec]:
                     yield Spec(
                         "rnn_backward_sweep", dtype, {**back, "ACT": act}, f"rnn {act_name} H=128{label}"
                     )
+        for barrier in ("data", "counter"):  # the GRU's partial sums of ∂L/∂h_{t−1} (gpu.BACKWARD_EXCHANGE)
+            partials = {"LOOP": "resident", "BARRIER": barrier, "BACKWARD_EXCHANGE": "partials"}
+            blocks = _candidate_blocks(partials, 128, torch_dtype, True, 3, True)
+            yield Spec(
+                "gru_backward_sweep",
+                dtype,
+                {"H": 128, "REVERSE": False, **blocks},
+                f"gru H=128 partials {barrier}",
+            )
         if full:
             yield from _candidate_specs(dtype)
 

@@ -119,7 +119,7 @@ BACKWARD_WARPS = int(os.environ.get("BPTT_TRITON_BACKWARD_WARPS", "0"))
 # 1.25 backward (split, counter) against 1.01.
 ACCUMULATORS = int(os.environ.get("BPTT_TRITON_ACCUMULATORS", "1"))
 BACKWARD_ACCUMULATORS = int(os.environ.get("BPTT_TRITON_BACKWARD_ACCUMULATORS", "1"))
-# What the programs of a split LSTM backward exchange each step. "gates": each writes its units' part
+# What the programs of a split LSTM or GRU backward exchange each step (the Elman RNN's: "gates"). "gates": each writes its units' part
 # of ∂L/∂gh_t, and reads all of it (G·H wide) and W_hh's columns for its units from L2 to compute
 # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t there. "partials": each keeps its units' rows of W_hh on chip (as the
 # resident forward does; where they fit, else "gates"), multiplies its own part of ∂L/∂gh_t by them
@@ -130,6 +130,7 @@ BACKWARD_ACCUMULATORS = int(os.environ.get("BPTT_TRITON_BACKWARD_ACCUMULATORS", 
 # values, up to EXCHANGE_BYTES, else the counter barrier), two slots otherwise. The default: on an
 # H100 the LSTM backward sweep alone (counter barrier) took 0.66 ms against 1.01 at (B, T, I, H) =
 # (32, 200, 2, 128), 0.48 against 0.88 at (64, 100, 64, 256), 0.18 against 0.30 for the word LM.
+# The GRU's (kernels._gru_backward_tile), the same way: its three gate blocks a program.
 EXCHANGES = ("gates", "partials")
 BACKWARD_EXCHANGE = os.environ.get("BPTT_TRITON_BACKWARD_EXCHANGE", "partials")
 EXCHANGE_BYTES = 64 * 1024 * 1024
@@ -138,7 +139,7 @@ EXCHANGE_BYTES = 64 * 1024 * 1024
 # sweeps under each of the settings below, on the user's own GPU, and keeps the fastest for the later
 # sweeps of that kind, as torch.backends.cudnn.benchmark does for cuDNN's algorithms. Every candidate
 # computes the same sweep to float32 rounding (the CUDA tests hold each to float64); the loop, barrier,
-# warps, accumulators, float32 products as tf32x3 or IEEE FMAs and the LSTM backward's exchange are
+# warps, accumulators, float32 products as tf32x3 or IEEE FMAs and the LSTM's and GRU's backward exchange are
 # the candidates' (the other settings stay as set); forward and backward are tuned apart. Off by
 # default: the first call of each shape compiles and times them all.
 AUTOTUNE = os.environ.get("BPTT_TRITON_AUTOTUNE", "0")
@@ -169,7 +170,7 @@ BACKWARD_CANDIDATES: tuple[dict[str, Any], ...] = (
     *_with_each_barrier(
         "split", {}, {"BACKWARD_ACCUMULATORS": 8}, {"BACKWARD_ACCUMULATORS": 2, "BACKWARD_WARPS": 8}
     ),
-    # the LSTM's partial sums of ∂L/∂h_{t−1} (BACKWARD_EXCHANGE; the GRU's and Elman's backward run
+    # the LSTM's and GRU's partial sums of ∂L/∂h_{t−1} (BACKWARD_EXCHANGE; the Elman backward runs
     # split under these): in the sm_90 code at H = 128, 66 dependent FMAs a step instead of 256, no spills
     # (the split backward spills 32 B under the data barrier), 19 CTA barriers instead of 12
     *_with_each_barrier("resident", {"BACKWARD_EXCHANGE": "partials"}),
@@ -462,7 +463,7 @@ def _persistent(kernel: Any, B: int, H: int, blocks: Mapping[str, Any], like: Te
 
     def launch(*args: Any, pending: tuple[Tensor, ...] = (), steps: int | None = None, **kwargs: Any) -> None:
         """Launch; `pending`: the buffers of what the programs share (polled where BARRIER is "data");
-        `steps`: T, for a kernel that exchanges partial sums (kernels.lstm_backward_sweep's `part`).
+        `steps`: T, for a kernel that exchanges partial sums (the LSTM's and GRU's backward sweeps' `part`).
         The host's work before the kernel's launch is what the GPU waits for at the start of a call:
         what can come after it does (the give-up flag's copy, the check of earlier launches')."""
         bound = bound_
@@ -583,7 +584,7 @@ _plans: dict[tuple[Any, ...], tuple[int, int, dict[str, Any]]] = {}
 def _exchange(
     bound: dict[str, Any], steps: int, B: int, parts: int, H: int, like: Tensor
 ) -> tuple[Tensor, int]:
-    """The buffer a split LSTM backward's programs exchange their partial sums of ∂L/∂h_{t−1} in, and
+    """The buffer a split LSTM or GRU backward's programs exchange their partial sums of ∂L/∂h_{t−1} in, and
     its slots (BACKWARD_EXCHANGE "partials"): one a step under the data barrier, up to
     EXCHANGE_BYTES (each value is written once a launch), else two (the barrier keeps a step's
     slot from being overwritten before every program has read it). `like` where nothing is exchanged."""
@@ -733,7 +734,7 @@ def _make_blocks(
         loop = v["LOOP"]
         split = loop in ("split", "resident") or (loop == "auto" and weight_bytes >= AUTO_SPLIT_BYTES)
     resident = v["LOOP"] in ("resident", "auto") if resident is None else resident
-    # `exchange`: the kernel (the LSTM's backward) can exchange partial sums (BACKWARD_EXCHANGE)
+    # `exchange`: the kernel (the LSTM's or GRU's backward) can exchange partial sums (BACKWARD_EXCHANGE)
     partials = backward and exchange and split and resident and v["BACKWARD_EXCHANGE"] == "partials"
     precision = "ieee" if exact else v["BACKWARD_PRECISION"] if backward else v["PRECISION"]
     if gates and not backward:
@@ -754,7 +755,7 @@ def _make_blocks(
         SPLIT=split,
         CACHE=".cg" if split else "",  # L1 is not coherent across the programs of a split block
         UNITS=H,  # one program computes all units; `_persistent` shares them out when split
-        # forward, and the LSTM backward's partial sums (see kernels._back_product, _from_partials);
+        # forward, and the LSTM's and GRU's backward partial sums (see kernels._back_product, _from_partials);
         # `_persistent` keeps it where W_hh's rows fit on chip
         RESIDENT=split and resident and (not backward or partials),
         EXCHANGE="partials" if partials else "gates",
@@ -1004,7 +1005,7 @@ def gru_backward_sweep(
     direct = grad_out.new_empty((B, H))  # z_t ⊙ ∂L/∂h_t
     if persistent(step):
         dh_next = grad_out.new_empty((B, H))  # from ∂L/∂h_n (the kernel copies it in); at the end ∂L/∂h_0
-        blocks = _blocks(H, grad_out.dtype, backward=True, weight_bytes=_nbytes(W_hh))
+        blocks = _blocks(H, grad_out.dtype, backward=True, weight_bytes=_nbytes(W_hh), exchange=True)
         launch = _persistent(k.gru_backward_sweep, B, H, blocks, grad_out)
         launch(
             grad_out,
@@ -1024,6 +1025,7 @@ def gru_backward_sweep(
             REVERSE=tape.reverse,
             HAS_GRAD_N=dh_n is not None,
             pending=(tape.dgh,),
+            steps=grad_out.shape[0],
         )
         return dh_next, ()
     dh_next = _carry(dh_n, grad_out)  # ∂L/∂h_t via step t+1; at the end ∂L/∂h_0

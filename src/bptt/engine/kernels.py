@@ -210,18 +210,26 @@ def _gru_forward(gx, gh, h_prev, gates, ghn, h, at, here, ok, H):
 
 
 @triton.jit
+def _gru_cell_backward(d, r, z, nn, hp, gh_n):
+    """One GRU step back from ∂L/∂h_t: (∂L/∂z_r, ∂L/∂z_z, ∂L/∂z_n, ∂L/∂(W_hn h_{t−1} + b_hn), the
+    direct path z_t ⊙ ∂L/∂h_t)."""
+    dz_z = d * (hp - nn) * z * (1.0 - z)  # ∂L/∂z_z = ∂L/∂h_t ⊙ (h_{t−1} − n_t) ⊙ σ'
+    dz_n = d * (1.0 - z) * (1.0 - nn * nn)  # ∂L/∂z_n = ∂L/∂h_t ⊙ (1 − z_t) ⊙ tanh'
+    dz_r = dz_n * gh_n * r * (1.0 - r)  # ∂L/∂z_r = ∂L/∂z_n ⊙ (W_hn h_{t−1} + b_hn) ⊙ σ'
+    # ∂L/∂(W_hn h_{t−1} + b_hn) = ∂L/∂z_n ⊙ r_t; the direct path: ∂h_t/∂h_{t−1} ⊃ diag(z_t)
+    return dz_r, dz_z, dz_n, dz_n * r, d * z
+
+
+@triton.jit
 def _gru_backward(d, gates, h_prev, ghn, dgx, dgh, direct, at, here, ok, H):
     """One GRU step back from ∂L/∂h_t: ∂L/∂gx_t, ∂L/∂gh_t and the direct path z_t ⊙ ∂L/∂h_t."""
     r, z, nn = _load3(gates, at, H, ok)
     hp = tl.load(h_prev + here, mask=ok, other=0.0)
     gh_n = tl.load(ghn + here, mask=ok, other=0.0)  # W_hn h_{t−1} + b_hn
-    dz_z = d * (hp - nn) * z * (1.0 - z)  # ∂L/∂z_z = ∂L/∂h_t ⊙ (h_{t−1} − n_t) ⊙ σ'
-    dz_n = d * (1.0 - z) * (1.0 - nn * nn)  # ∂L/∂z_n = ∂L/∂h_t ⊙ (1 − z_t) ⊙ tanh'
-    dz_r = dz_n * gh_n * r * (1.0 - r)  # ∂L/∂z_r = ∂L/∂z_n ⊙ (W_hn h_{t−1} + b_hn) ⊙ σ'
+    dz_r, dz_z, dz_n, dgh_n, dd = _gru_cell_backward(d, r, z, nn, hp, gh_n)
     _store3(dgx, at, H, dz_r, dz_z, dz_n, ok)
-    # ∂L/∂(W_hn h_{t−1} + b_hn) = ∂L/∂z_n ⊙ r_t
-    _store3(dgh, at, H, _publish(dz_r), _publish(dz_z), _publish(dz_n * r), ok)
-    tl.store(direct + here, d * z, mask=ok)  # the direct path: ∂h_t/∂h_{t−1} ⊃ diag(z_t)
+    _store3(dgh, at, H, _publish(dz_r), _publish(dz_z), _publish(dgh_n), ok)
+    tl.store(direct + here, dd, mask=ok)
 
 
 @triton.jit
@@ -1120,6 +1128,12 @@ def _of_block(dz, K: tl.constexpr, V: tl.constexpr):
 
 
 @triton.jit
+def _by_block(dz, V: tl.constexpr):
+    """∂L/∂z_t = (∂L/∂z_i, z_f, z_g, z_o) of the LSTM variant V as gate blocks 0 … 3 (`_from_partials`)."""
+    return _of_block(dz, 0, V), _of_block(dz, 1, V), _of_block(dz, 2, V), _of_block(dz, 3, V)
+
+
+@triton.jit
 def _from_partials(
     dz,
     w,
@@ -1133,11 +1147,11 @@ def _from_partials(
     B,
     H: tl.constexpr,
     sync,
-    V: tl.constexpr,
     TILES: tl.constexpr,
 ):
     """∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t at the program's units, as the sum of every program's part: each
-    multiplies its own ∂L/∂z_t (its units, every gate block) by its own rows of W_hh, kept on chip
+    multiplies its own ∂L/∂gh_t (its units; `dz`: gate blocks 0 … 3, zeros for a block the cell lacks)
+    by its own rows of W_hh, kept on chip
     (`w`: `_weight_tile` transposed), into a partial sum over all H units, writes it to step s's slot of `part`,
     and adds up the ones the block's programs wrote for its units (after the barrier, or polled).
 
@@ -1148,8 +1162,8 @@ def _from_partials(
     BLOCK_B: tl.constexpr = TILES.BLOCK_B
     BLOCK_H: tl.constexpr = TILES.BLOCK_H
     # columns c = 4·j + k, as `w`'s rows (`_weight_tile`'s columns): block k = 2a + b of unit j at (j, a, b)
-    even = tl.join(_of_block(dz, 0, V), _of_block(dz, 2, V))
-    odd = tl.join(_of_block(dz, 1, V), _of_block(dz, 3, V))
+    even = tl.join(dz[0], dz[2])
+    odd = tl.join(dz[1], dz[3])
     dzc = tl.reshape(tl.join(even, odd), (BLOCK_B, 4 * BLOCK_H))
     partial = _dot(dzc, w, TILES)  # (BLOCK_B, HP)
     slot = part + (s % slots) * tl.num_programs(1) * B * H
@@ -1251,7 +1265,8 @@ def _lstm_backward_tile(
             False,
         )
         if TILES.EXCHANGE == "partials":
-            dh_in = _from_partials(dz, w, part, rows, row_ok, cols, col_ok, s, slots, B, H, sync, V, TILES)
+            blocks = _by_block(dz, V)
+            dh_in = _from_partials(blocks, w, part, rows, row_ok, cols, col_ok, s, slots, B, H, sync, TILES)
         else:
             # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t, once every program's part of ∂L/∂gh_t is written
             _sync(sync, s + 1, TILES)
@@ -1411,6 +1426,70 @@ def gru_forward_sweep(
 
 
 @triton.jit
+def _gru_backward_tile(
+    grad_out,
+    dh_n,
+    dh_next,
+    w_hh,
+    h_buf,
+    gates_buf,
+    ghn_buf,
+    dh,
+    dgx,
+    dgh,
+    part,
+    slots,
+    T,
+    B,
+    H: tl.constexpr,
+    sync,
+    rows,
+    row_ok,
+    lo,
+    REVERSE: tl.constexpr,
+    TILES: tl.constexpr,
+    HAS_GRAD_N: tl.constexpr,
+):
+    """`gru_backward_sweep` where a program computes one tile of units and the programs exchange partial
+    sums of ∂L/∂h_{t−1} (TILES.EXCHANGE "partials", as `_lstm_backward_tile`): W_hh's rows of its units
+    on chip for the sweep, ∂L/∂h_t via step t+1 and the direct path on chip, and step t−1's gates,
+    h_{t−2}, W_hn h + b_hn and ∂ℓ/∂h loaded while step t runs."""
+    cols, col_ok, ok, here, at = _tile(rows, row_ok, lo, H, 3, TILES.BLOCK_H)
+    ks = tl.arange(0, TILES.HP)  # W_hh's rows of the program's units: (4·BLOCK_H, HP), block 3 zeros
+    w = tl.trans(_weight_tile(w_hh, ks, ks < H, lo, 3, H, TILES.BLOCK_H))
+    dh_in = _grad_n(dh_n, here, ok, dh_next, HAS_GRAD_N)
+    t, prev, now = _position(T * 0, T, REVERSE, True)
+    r, z, nn = _load3(gates_buf + now * B * 3 * H, at, H, ok)
+    hp = tl.load(h_buf + prev * B * H + here, mask=ok, other=0.0)
+    gh_n = tl.load(ghn_buf + t * B * H + here, mask=ok, other=0.0)
+    go = tl.load(grad_out + t * B * H + here, mask=ok, other=0.0)
+    s = T * 0
+    while s < T:
+        t, prev, now = _position(s, T, REVERSE, True)
+        # the next step's tape, in flight during this one (none after the last)
+        t1, prev1, now1 = _position(s + 1, T, REVERSE, True)
+        ok1 = ok & (s + 1 < T)
+        n_r, n_z, n_nn = _load3(gates_buf + now1 * B * 3 * H, at, H, ok1)
+        n_hp = tl.load(h_buf + prev1 * B * H + here, mask=ok1, other=0.0)
+        n_gh_n = tl.load(ghn_buf + t1 * B * H + here, mask=ok1, other=0.0)
+        n_go = tl.load(grad_out + t1 * B * H + here, mask=ok1, other=0.0)
+        d = go + dh_in  # ∂L/∂h_t = ∂ℓ/∂h_t + ∂L/∂h_t via step t+1
+        tl.store(dh + t * B * H + here, d, mask=ok)
+        dz_r, dz_z, dz_n, dgh_n, direct = _gru_cell_backward(d, r, z, nn, hp, gh_n)
+        _store3(dgx + t * B * 3 * H, at, H, dz_r, dz_z, dz_n, ok)
+        _store3(dgh + t * B * 3 * H, at, H, dz_r, dz_z, dgh_n, ok)
+        # ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂gh_t + z_t ⊙ ∂L/∂h_t
+        blocks = (dz_r, dz_z, dgh_n, dz_r * 0.0)
+        dh_in = (
+            _from_partials(blocks, w, part, rows, row_ok, cols, col_ok, s, slots, B, H, sync, TILES) + direct
+        )
+        tl.debug_barrier()
+        r, z, nn, hp, gh_n, go = n_r, n_z, n_nn, n_hp, n_gh_n, n_go
+        s += 1
+    tl.store(dh_next + here, dh_in, mask=ok)  # ∂L/∂h_0, for the layer below and hx
+
+
+@triton.jit
 def gru_backward_sweep(
     grad_out,
     dh_n,
@@ -1428,11 +1507,41 @@ def gru_backward_sweep(
     H: tl.constexpr,
     sync,
     gave_up,
+    part,
+    slots,
     REVERSE: tl.constexpr,
     TILES: tl.constexpr,
     HAS_GRAD_N: tl.constexpr,
 ):
+    """`part`, `slots`: as `lstm_backward_sweep`'s, read under TILES.EXCHANGE "partials" only."""
     rows, row_ok, lo = _owned(B, TILES)
+    if TILES.EXCHANGE == "partials":  # one tile a program (gpu.bind), W_hh's rows on chip
+        _gru_backward_tile(
+            grad_out,
+            dh_n,
+            dh_next,
+            w_hh,
+            h_buf,
+            gates_buf,
+            ghn_buf,
+            dh,
+            dgx,
+            dgh,
+            part,
+            slots,
+            T,
+            B,
+            H,
+            sync,
+            rows,
+            row_ok,
+            lo,
+            REVERSE,
+            TILES,
+            HAS_GRAD_N,
+        )
+        _report(sync, gave_up, TILES)
+        return
     _carry_in(dh_n, dh_next, rows, row_ok, lo, H, TILES, HAS_GRAD_N)
     s = T * 0
     while s < T:
