@@ -73,7 +73,7 @@ for H, B in ((16, 4), (128, 32)):
 # pytest-benchmark, which refuses to run beside xdist.
 XDIST=()
 "$PY" -c "import xdist" 2>/dev/null && XDIST=(-n 8 -p no:benchmark)
-part "cuda tests" 120 "$PY" -m pytest tests/test_gpu.py -q -rfEs -W default -p no:cacheprovider "${XDIST[@]}"
+part "cuda tests" 150 "$PY" -m pytest tests/test_gpu.py -q -rfEs -W default -p no:cacheprovider "${XDIST[@]}"
 
 # The default (its barrier: data up to 8 programs a block, else counter) against its alternatives
 # (either barrier throughout, the backward's partial sums of ∂L/∂h_{t−1} exchanged instead of ∂L/∂gh_t,
